@@ -41,6 +41,8 @@ GEN_HDRS   :=   # generated headers every object may include
 OBJS       :=
 
 objs = $(patsubst %.c,$(BUILD)/%.o,$(1))
+# Defined here, not in lib/module.mk: modules sorting before lib/ use it in prerequisites.
+LIBZAPC := $(BUILD)/libzapc.a
 
 .PHONY: all deps check unit demo bench install clean
 all:

@@ -1,6 +1,5 @@
 # lib/ — small shared C linked into every zapc program as build/libzapc.a.
 LIB_SRCS := $(wildcard lib/*.c)
-LIBZAPC  := $(BUILD)/libzapc.a
 OBJS     += $(call objs,$(LIB_SRCS))
 
 $(LIBZAPC): $(call objs,$(LIB_SRCS))

@@ -1,0 +1,8 @@
+# bench/ — benchmark programs (run by bench/run.sh via the bench/*.sh scripts).
+BENCH_PROGS := $(BUILD)/bin/bench-image
+TEST_PROGS  += $(BENCH_PROGS)
+OBJS        += $(call objs,bench/image_bench.c)
+
+$(BUILD)/bin/bench-image: $(call objs,bench/image_bench.c) $(LIBZAPC)
+	@mkdir -p $(@D)
+	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
