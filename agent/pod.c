@@ -569,6 +569,13 @@ void pod_exited(struct pod_node *node, struct pod *pod, int status)
 	pod_free(node, pod);
 }
 
+static pid_t exec_child;
+
+static void forward_signal(int sig)
+{
+	kill(exec_child, sig);
+}
+
 /* The exec helper (a child of the agent): join the pod, fork, wait.  Never returns. */
 static void __attribute__((noreturn)) exec_helper(struct pod *pod, char *const argv[],
 						  char *const envp[], const char *cwd,
@@ -608,6 +615,11 @@ static void __attribute__((noreturn)) exec_helper(struct pod *pod, char *const a
 	}
 	/* Hold none of the agent's sockets: clients must see EOF when it closes them. */
 	syscall(SYS_close_range, 0, ~0U, 0);
+	/* The agent sends SIGHUP when the client has gone: pass it (and TERM/INT) on. */
+	exec_child = pid;
+	signal(SIGHUP, forward_signal);
+	signal(SIGTERM, forward_signal);
+	signal(SIGINT, forward_signal);
 	while (waitpid(pid, &st, 0) < 0)
 		if (errno != EINTR)
 			_exit(126);

@@ -15,6 +15,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <libgen.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -85,8 +86,11 @@ static void conn_free(struct conn *c)
 			break;
 		}
 	for (struct exec_wait *w = srv.execs; w; w = w->next)
-		if (w->conn == c)
+		if (w->conn == c) {
+			/* the client went away: its command gets a hang-up */
+			kill(w->pid, SIGHUP);
 			w->conn = NULL;
+		}
 	conn_drop_fds(c);
 	event_free(c->rev);
 	event_free(c->wev);
