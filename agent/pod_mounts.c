@@ -34,7 +34,7 @@ static int mnt(const char *src, const char *dst, const char *type, unsigned long
 	if (mount(src, dst, type, fl, data) < 0) {
 		int e = errno;
 
-		log_err("pod mounts: mount %s on %s: %s", type ? type : src, dst, strerror(e));
+		log_err("pod mounts: mount %s on %s: %s", type ? type : src ? src : "(none)", dst, strerror(e));
 		return -e;
 	}
 	return 0;
