@@ -187,11 +187,12 @@ int cgroup_remove(const struct pod_cgroups *cg, int timeout_ms)
 
 int cgroup_clean_parent(const char *parent)
 {
-	int removed = 0;
+	int most = 0;
 
 	for (int i = 0; i < CG_NR; i++) {
 		char p[1024];
 		struct dirent *de;
+		int removed = 0;
 		DIR *d;
 
 		if (!cg_roots[i][0])
@@ -212,8 +213,10 @@ int cgroup_clean_parent(const char *parent)
 				removed++;
 		}
 		closedir(d);
+		if (removed > most)
+			most = removed;
 	}
-	return removed;
+	return most;	/* pods, not directories: each pod has one per hierarchy */
 }
 
 void cgroup_remove_parent(const char *parent)

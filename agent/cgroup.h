@@ -40,7 +40,7 @@ int cgroup_remove(const struct pod_cgroups *cg, int timeout_ms);
 
 /*
  * Stale state of a previous agent: kill every process in every cgroup under
- * <root>/<parent>/ and remove those cgroups.  Returns how many were removed.
+ * <root>/<parent>/ and remove those cgroups.  Returns how many pods had some.
  */
 int cgroup_clean_parent(const char *parent);
 
