@@ -2,7 +2,7 @@
  * main.c — zapc-agent: options, daemon mode, signals, the event loop.
  *
  *   zapc-agent [--foreground] [--socket PATH] [--name NODE] [--state-dir DIR]
- *              [--pod-net CIDR] [--bridge NAME] [--cgroup-parent NAME]
+ *              [--pod-net CIDR] [--pod-pool CIDR] [--bridge NAME] [--cgroup-parent NAME]
  *              [--pidfile FILE] [--init PATH] [--keep-pods] [--debug]
  *
  * Several agents can run on one machine, each in its own network namespace
@@ -40,6 +40,7 @@ static void usage(FILE *f)
 		"  --name NODE           node name (default: hostname)\n"
 		"  --state-dir DIR       pod console logs etc. (default /run/zapc/NODE)\n"
 		"  --pod-net CIDR        pod network (default 10.200.0.0/16)\n"
+		"  --pod-pool CIDR       allocate pod IPs only from this part of the pod network\n"
 		"  --bridge NAME         node bridge for pod veths (default zapcbr0)\n"
 		"  --cgroup-parent NAME  cgroup directory of the pods (default zapc-NODE)\n"
 		"  --pidfile FILE        write the agent's pid there\n"
@@ -89,6 +90,7 @@ int main(int argc, char **argv)
 		{ "name", required_argument, NULL, 'n' },
 		{ "state-dir", required_argument, NULL, 'S' },
 		{ "pod-net", required_argument, NULL, 'N' },
+		{ "pod-pool", required_argument, NULL, 'P' },
 		{ "bridge", required_argument, NULL, 'b' },
 		{ "cgroup-parent", required_argument, NULL, 'c' },
 		{ "pidfile", required_argument, NULL, 'p' },
@@ -99,6 +101,7 @@ int main(int argc, char **argv)
 		{ NULL, 0, NULL, 0 },
 	};
 	const char *sock = "/run/zapc/agent.sock", *state_dir = NULL, *pod_net = "10.200.0.0/16";
+	const char *pod_pool = NULL;
 	const char *bridge = "zapcbr0", *cg_parent = NULL, *pidfile = NULL, *init = NULL;
 	char name[65] = "", sdir[PATH_MAX], cgp[128];
 	int foreground = 0, keep = 0, opt, rc = 1;
@@ -107,13 +110,14 @@ int main(int argc, char **argv)
 	struct pod_node node;
 
 	log_init(argv[0], 0);
-	while ((opt = getopt_long(argc, argv, "fs:n:S:N:b:c:p:i:kdh", opts, NULL)) != -1) {
+	while ((opt = getopt_long(argc, argv, "fs:n:S:N:P:b:c:p:i:kdh", opts, NULL)) != -1) {
 		switch (opt) {
 		case 'f': foreground = 1; break;
 		case 's': sock = optarg; break;
 		case 'n': snprintf(name, sizeof(name), "%s", optarg); break;
 		case 'S': state_dir = optarg; break;
 		case 'N': pod_net = optarg; break;
+		case 'P': pod_pool = optarg; break;
 		case 'b': bridge = optarg; break;
 		case 'c': cg_parent = optarg; break;
 		case 'p': pidfile = optarg; break;
@@ -161,7 +165,8 @@ int main(int argc, char **argv)
 		log_warn("PR_SET_CHILD_SUBREAPER: %s", strerror(errno));
 	umask(022);
 
-	if (pod_node_init(&node, name, state_dir, pod_net, bridge, cg_parent, init) < 0)
+	if (pod_node_init(&node, name, state_dir, pod_net, bridge, cg_parent, init) < 0 ||
+	    (pod_pool && pod_node_set_pool(&node, pod_pool) < 0))
 		goto out_node;
 	base = event_base_new();
 	if (!base)

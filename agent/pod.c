@@ -145,6 +145,8 @@ int pod_node_init(struct pod_node *node, const char *name, const char *state_dir
 	node->net_host = ntohl(node->net.s_addr) & (0xffffffffu << (32 - node->prefix));
 	node->net.s_addr = htonl(node->net_host);
 	node->gateway.s_addr = htonl(node->net_host + 1);
+	node->pool_lo = node->net_host + 2;
+	node->pool_hi = node->net_host + (uint32_t)((1ull << (32 - node->prefix)) - 2);
 
 	node->init_exe_fd = open(init_exe, O_PATH | O_CLOEXEC);
 	if (node->init_exe_fd < 0) {
@@ -167,6 +169,35 @@ int pod_node_init(struct pod_node *node, const char *name, const char *state_dir
 
 	return net_bridge_ensure(bridge, node->gateway, node->prefix, &node->bridge_created,
 				 &node->bridge_ifindex);
+}
+
+int pod_node_set_pool(struct pod_node *node, const char *pool)
+{
+	char buf[32], *slash;
+	struct in_addr a;
+	uint32_t lo, hi, size;
+	int prefix;
+
+	snprintf(buf, sizeof(buf), "%s", pool);
+	slash = strchr(buf, '/');
+	if (slash)
+		*slash = 0;
+	if (!slash || inet_pton(AF_INET, buf, &a) != 1 || (prefix = atoi(slash + 1)) < node->prefix ||
+	    prefix > 30) {
+		log_err("pod pool %s: want A.B.C.D/P inside the pod network, P <= 30", pool);
+		return -EINVAL;
+	}
+	size = (uint32_t)(1ull << (32 - prefix));
+	lo = ntohl(a.s_addr) & ~(size - 1);
+	if ((lo & (0xffffffffu << (32 - node->prefix))) != node->net_host) {
+		log_err("pod pool %s: not inside the pod network", pool);
+		return -EINVAL;
+	}
+	hi = lo + size - 2;
+	lo += 1;
+	node->pool_lo = lo > node->pool_lo ? lo : node->pool_lo;
+	node->pool_hi = hi < node->pool_hi ? hi : node->pool_hi;
+	return 0;
 }
 
 static void pod_free(struct pod_node *node, struct pod *pod)
@@ -232,7 +263,7 @@ static int pick_ip(struct pod_node *node, const char *want, struct in_addr *ip)
 		}
 		return 0;
 	}
-	for (h = node->net_host + 2; h < node->net_host + size - 1; h++) {
+	for (h = node->pool_lo; h <= node->pool_hi; h++) {
 		ip->s_addr = htonl(h);
 		if (!ip_in_use(node, *ip))
 			return 0;

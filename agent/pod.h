@@ -62,6 +62,7 @@ struct pod_node {
 	char cgroup_parent[128];
 	struct in_addr net;		/* pod network, host order in net_host */
 	uint32_t net_host;
+	uint32_t pool_lo, pool_hi;	/* addresses handed out, host order, inclusive */
 	int prefix;
 	struct in_addr gateway;		/* first address: on the bridge */
 	int bridge_ifindex;
@@ -88,6 +89,13 @@ struct pod_spec {
 int pod_node_init(struct pod_node *node, const char *name, const char *state_dir,
 		  const char *pod_net, const char *bridge, const char *cgroup_parent,
 		  const char *init_exe);
+/*
+ * Hand out addresses only from `pool` (a CIDR inside the pod network; its
+ * first and last address are skipped).  Nodes of one cluster share the pod
+ * network but get disjoint pools, so a pod keeps a cluster-unique IP when it
+ * moves.  --ip may still name any address of the pod network.
+ */
+int pod_node_set_pool(struct pod_node *node, const char *pool);
 /* Destroy every pod (unless keep_pods), remove what the node created. */
 void pod_node_fini(struct pod_node *node, int keep_pods);
 

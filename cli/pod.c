@@ -5,6 +5,7 @@
  *   zapc pod exec NAME [--cwd DIR] -- CMD [ARGS...]
  *   zapc pod list [--json]
  *   zapc pod destroy NAME
+ *   zapc pod log NAME        (the workload's stdout/stderr, read from the console file)
  *
  * The caller's environment goes with create and exec; exec passes the
  * caller's stdin, stdout and stderr to the command (SCM_RIGHTS) and exits
@@ -25,7 +26,8 @@ static void usage(FILE *f)
 	fprintf(f, "usage: zapc pod create NAME [--ip ADDR] [--root DIR] [--cwd DIR] -- CMD [ARGS...]\n"
 		   "       zapc pod exec NAME [--cwd DIR] -- CMD [ARGS...]\n"
 		   "       zapc pod list [--json]\n"
-		   "       zapc pod destroy NAME\n");
+		   "       zapc pod destroy NAME\n"
+		   "       zapc pod log NAME\n");
 }
 
 static int is_help(const char *a)
@@ -298,11 +300,60 @@ static int pod_destroy(int argc, char **argv)
 	return rc;
 }
 
+static int pod_log(int argc, char **argv)
+{
+	Zapc__PodList pl = ZAPC__POD_LIST__INIT;
+	Zapc__Request req = ZAPC__REQUEST__INIT;
+	Zapc__Response *resp = NULL;
+	const char *console = NULL;
+	char buf[65536];
+	size_t n;
+	FILE *f;
+	int rc = 1;
+
+	if (argc >= 3 && is_help(argv[2])) {
+		usage(stdout);
+		return 0;
+	}
+	if (argc != 3) {
+		cli_err("usage: zapc pod log NAME");
+		return 2;
+	}
+	req.cmd_case = ZAPC__REQUEST__CMD_POD_LIST;
+	req.pod_list = &pl;
+	if (cli_call(&req, NULL, 0, &resp) < 0)
+		return 1;
+	if (resp->status != 0 || resp->result_case != ZAPC__RESPONSE__RESULT_PODS) {
+		rc = cli_fail(resp);
+		goto out;
+	}
+	for (size_t i = 0; i < resp->pods->n_pods; i++)
+		if (strcmp(resp->pods->pods[i]->name, argv[2]) == 0)
+			console = resp->pods->pods[i]->console;
+	if (!console) {
+		cli_err("pod %s: no such pod", argv[2]);
+		goto out;
+	}
+	f = fopen(console, "re");
+	if (!f) {
+		cli_err("pod %s: console %s: %m", argv[2], console);
+		goto out;
+	}
+	while ((n = fread(buf, 1, sizeof(buf), f)) > 0)
+		fwrite(buf, 1, n, stdout);
+	fclose(f);
+	rc = 0;
+out:
+	zapc__response__free_unpacked(resp, NULL);
+	return rc;
+}
+
 int cmd_pod(int argc, char **argv)
 {
 	static const struct { const char *name; int (*fn)(int, char **); } subs[] = {
 		{ "create", pod_create }, { "exec", pod_exec },
 		{ "list", pod_list }, { "ls", pod_list }, { "destroy", pod_destroy },
+		{ "log", pod_log },
 	};
 
 	if (argc < 2 || is_help(argv[1])) {
