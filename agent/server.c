@@ -9,8 +9,9 @@
  * with an error and the connection keeps serving; an oversized frame is
  * answered and the connection closed (its remaining bytes cannot be
  * trusted to be a frame boundary).  A PodExec answers when the command
- * ends; until then the client's later requests wait, so answers stay in
- * request order.
+ * ends; until then the client's later requests wait (buffered), so answers
+ * stay in request order; a client that hangs up meanwhile gets its command
+ * a SIGHUP.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -322,8 +323,8 @@ static void cmd_pod_exec(struct conn *c, Zapc__PodExec *pe)
 	snprintf(w->pod, sizeof(w->pod), "%s", pod->name);
 	w->next = srv.execs;
 	srv.execs = w;
+	/* Keep reading: EOF from the client must reach us (it hangs up the command). */
 	c->busy = 1;
-	event_del(c->rev);
 out:
 	free(argv);
 	free(envp);
@@ -559,7 +560,6 @@ void server_child_exited(pid_t pid, int status)
 			r.exec = &er;
 			respond(c, &r);
 			c->busy = 0;
-			event_add(c->rev, NULL);
 			if (conn_flush(c) == 0)
 				conn_process(c);
 		}

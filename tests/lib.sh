@@ -5,6 +5,9 @@
 #              on_exit "cmd" (run at exit, last registered first, pass or fail);
 #              t_timeout SECS cmd... (every external command in a test gets a timeout).
 # Programs:    $ZAPC_BUILD/bin/... (set by make; defaults to ./build).
+# Agents:      agent_start [NAME [AGENT-OPTIONS]] (own netns, unique socket/state/cgroups,
+#              stopped at exit; sets AGENT_* and ZAPC_SOCKET); agent_netns CMD...;
+#              pod_field POD FIELD (from zapc pod list --json); cgroup_exists; cgroup_purge.
 
 : "${ZAPC_SRC:=$(cd "$(dirname "$0")/../.." && pwd)}"
 : "${ZAPC_BUILD:=$ZAPC_SRC/build}"

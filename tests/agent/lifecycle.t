@@ -4,7 +4,7 @@
 # destroyed or finished pod leaves nothing behind.
 . "${ZAPC_SRC:-.}/tests/lib.sh"
 need_root
-plan 31
+plan 33
 
 Z="t_timeout 20 $ZBIN/zapc"
 agent_start zl || exit 1
@@ -46,6 +46,11 @@ $Z pod exec web -- /no/such/program 2>/dev/null
 is $? 127 "exec of a missing program: 127"
 is "$(echo hello-stdin | $Z pod exec web -- tr a-z A-Z)" HELLO-STDIN "exec uses the caller's stdin and stdout"
 is "$($Z pod exec web -- sh -c 'echo err >&2' 2>&1 >/dev/null)" err "exec uses the caller's stderr"
+timeout 1 $ZBIN/zapc pod exec web -- sleep 300
+wait_for 5 grep -q "exec helper .* ended: exit code 129" "$AGENT_LOG"
+ok $? "a client that goes away hangs up its command (SIGHUP, exit code 129)"
+$Z pod exec web -- sh -c 'ps -o comm= -e | grep -c "^sleep$"' | grep -qx 1
+ok $? "the hung-up command is gone from the pod"
 $Z pod exec nosuch -- true 2>/dev/null
 ok "$([ $? -ne 0 ]; echo $?)" "exec in a missing pod fails"
 $Z pod create web -- true 2>/dev/null

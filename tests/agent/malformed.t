@@ -4,7 +4,7 @@
 . "${ZAPC_SRC:-.}/tests/lib.sh"
 need_root
 command -v python3 >/dev/null || skip_all "python3 missing"
-plan 12
+plan 16
 
 Z="t_timeout 20 $ZBIN/zapc"
 agent_start zm || exit 1
@@ -27,6 +27,13 @@ elif mode == "truncated":
 elif mode == "unknown":
     body = bytes([0xa2, 0x06, 0x00])      # field 100, empty: no known command
     s.sendall(struct.pack(">I", len(body)) + body)
+elif mode == "manyfds":
+    body = bytes([0x1a, 0x00])            # PodList
+    fds = [sys.stdin.fileno()] * 20
+    socket.send_fds(s, [struct.pack(">I", len(body)) + body], fds)
+elif mode == "listfds":
+    body = bytes([0x1a, 0x00])            # PodList, with 3 fds it does not use
+    socket.send_fds(s, [struct.pack(">I", len(body)) + body], [0, 1, 2])
 elif mode == "twice":
     body = b"\x0a\x05\xff\xff"            # bad embedded length
     s.sendall((struct.pack(">I", len(body)) + body) * 2)
@@ -94,3 +101,12 @@ kill -0 "$AGENT_PID"
 ok $? "agent process alive"
 grep -q "malformed request" "$AGENT_LOG"
 ok $? "the agent logged the malformed request"
+
+nfd() { ls "/proc/$AGENT_PID/fd" | wc -l; }
+before=$(nfd)
+out=$(raw manyfds </dev/null)
+case $out in "status -105 "*) ok 0 "20 fds with one request answered with ENOBUFS";; *) ok 1 "manyfds: $out";; esac
+out=$(raw listfds </dev/null)
+is "$out" "status 0 " "fds a command does not use are accepted and ignored"
+serving; ok $? "agent still serves after fd abuse"
+is "$(nfd)" "$before" "the agent kept none of the fds passed to it"
