@@ -533,6 +533,8 @@ int pod_start(struct pod_node *node, struct pod *pod, char *const argv[], char *
 	pod->pidfd = pidfd;
 	pod->argv = strv_dup(argv);
 	pod->state = POD_RUNNING;
+	if (node->watch)
+		rc = node->watch(node, pod);
 out:
 	for (int i = 0; i < 2; i++) {
 		if (go[i] >= 0)
@@ -561,7 +563,7 @@ int pod_adopt(struct pod_node *node, struct pod *pod, pid_t init_pid)
 	pod->init_pid = init_pid;
 	pod->pidfd = fd;
 	pod->state = POD_RUNNING;
-	return 0;
+	return node->watch ? node->watch(node, pod) : 0;
 }
 
 int pod_destroy(struct pod_node *node, struct pod *pod)

@@ -13,7 +13,8 @@
  *                            netns and cgroups; it runs the workload.
  *   pod_adopt(node, pod, pid) registers an init that other code created in
  *                            the prepared pod (the restore engine); from then
- *                            on the pod is managed like a started one.
+ *                            on the pod is managed like a started one (its
+ *                            exit is watched through a pidfd, node->watch).
  *   pod_destroy(node, pod)   kills everything in it and tears it down.
  *   pod_exited(node, pod)    the init has died: tear down what is left.
  *
@@ -69,7 +70,10 @@ struct pod_node {
 	int bridge_created;
 	int init_exe_fd;		/* O_PATH fd of zapc-init */
 	struct pod *pods;
-	/* called before a pod is freed, to drop the event loop's watch */
+	/* Event-loop hooks (set by the server): watch a pod's init once it has
+	 * one (pod_start, pod_adopt call it; -errno fails them), forget it
+	 * before the pod is freed. */
+	int (*watch)(struct pod_node *node, struct pod *pod);
 	void (*forget)(struct pod *pod);
 };
 

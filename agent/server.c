@@ -257,8 +257,6 @@ static void cmd_pod_create(struct conn *c, Zapc__PodCreate *pc)
 		goto out;
 	}
 	rc = pod_start(srv.node, pod, argv, envp, pc->cwd);
-	if (rc == 0)
-		rc = server_watch_pod(srv.node, pod);
 	if (rc < 0) {
 		char why[512];
 
@@ -586,7 +584,7 @@ static void forget_pod(struct pod *pod)
 	pod->watch = NULL;
 }
 
-int server_watch_pod(struct pod_node *node, struct pod *pod)
+static int watch_pod(struct pod_node *node, struct pod *pod)
 {
 	struct event *ev = event_new(srv.base, pod->pidfd, EV_READ, pod_init_cb, pod);
 
@@ -597,7 +595,6 @@ int server_watch_pod(struct pod_node *node, struct pod *pod)
 		return -ENOMEM;
 	}
 	pod->watch = ev;
-	node->forget = forget_pod;
 	return 0;
 }
 
@@ -622,6 +619,7 @@ int server_open(struct event_base *base, struct pod_node *node, const char *path
 
 	srv.base = base;
 	srv.node = node;
+	node->watch = watch_pod;
 	node->forget = forget_pod;
 	if (strlen(path) >= sizeof(sa.sun_path)) {
 		log_err("socket %s: path too long", path);

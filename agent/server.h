@@ -8,7 +8,6 @@
 
 struct event_base;
 struct pod_node;
-struct pod;
 
 /* Listen on path (replacing a stale socket, refusing a live one).  0/-errno. */
 int server_open(struct event_base *base, struct pod_node *node, const char *path);
@@ -16,7 +15,5 @@ int server_open(struct event_base *base, struct pod_node *node, const char *path
 void server_close(void);
 /* A child of the agent ended: an exec helper or a pod init.  Reaps it. */
 void server_child_exited(pid_t pid, int status);
-/* Watch a pod's init through its pidfd (pods started or adopted). */
-int server_watch_pod(struct pod_node *node, struct pod *pod);
 
 #endif
