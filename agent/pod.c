@@ -392,13 +392,13 @@ struct start_args {
 	struct pod *pod;
 	char **init_argv;
 	char *const *envp;
-	int go_fd, err_fd, null_fd, console_fd;
+	int go_fd, err_fd, null_fd, console_fd, ready_fd;
 };
 
 /* The clone3 child: becomes the pod's pid 1 (zapc-init).  Never returns. */
 static void __attribute__((noreturn)) start_child(struct start_args *a)
 {
-	int step = 0, e = 0;
+	int step = 0, e = 0, exe_fd;
 	char go;
 
 	reset_signals();
@@ -417,11 +417,18 @@ static void __attribute__((noreturn)) start_child(struct start_args *a)
 		goto fail;
 	}
 	step = 4;
+	/* fd 3 is about to be reused: keep zapc-init's fd out of the way */
+	exe_fd = fcntl(a->node->init_exe_fd, F_DUPFD_CLOEXEC, 10);
+	if (exe_fd < 0)
+		goto fail;
 	if (dup2(a->null_fd, 0) < 0 || dup2(a->console_fd, 1) < 0 || dup2(a->console_fd, 2) < 0)
 		goto fail;
-	syscall(SYS_close_range, 3, ~0U, CLOSE_RANGE_CLOEXEC);
+	/* fd 3: zapc-init's start report (-r 3); dup2 clears close-on-exec */
+	if (a->ready_fd == 3 ? fcntl(3, F_SETFD, 0) < 0 : dup2(a->ready_fd, 3) < 0)
+		goto fail;
+	syscall(SYS_close_range, 4, ~0U, CLOSE_RANGE_CLOEXEC);
 	step = 5;
-	syscall(SYS_execveat, a->node->init_exe_fd, "", a->init_argv, a->envp, AT_EMPTY_PATH);
+	syscall(SYS_execveat, exe_fd, "", a->init_argv, a->envp, AT_EMPTY_PATH);
 fail:
 	e = errno;
 	{
@@ -433,6 +440,31 @@ fail:
 	_exit(127);
 }
 
+/*
+ * zapc-init's start report: EOF with nothing written = the workload was
+ * exec'd; "ERRNO message" = it could not be.  Bounded wait (10 s): a hung
+ * init must not hang the agent.
+ */
+static int wait_workload_started(struct pod *pod, int fd, const char *cmd)
+{
+	struct pollfd pfd = { .fd = fd, .events = POLLIN };
+	char msg[257];
+	ssize_t n;
+	int e;
+
+	if (poll(&pfd, 1, 10000) <= 0) {
+		log_err("pod %s: zapc-init did not report the start of %s within 10 s", pod->name, cmd);
+		return -ETIMEDOUT;
+	}
+	n = read(fd, msg, sizeof(msg) - 1);
+	if (n <= 0)
+		return 0;
+	msg[n] = 0;
+	e = atoi(msg);
+	log_err("pod %s: cannot start %s", pod->name, strchr(msg, ' ') ? strchr(msg, ' ') + 1 : msg);
+	return e > 0 ? -e : -EIO;
+}
+
 int pod_start(struct pod_node *node, struct pod *pod, char *const argv[], char *const envp[],
 	      const char *cwd)
 {
@@ -440,8 +472,9 @@ int pod_start(struct pod_node *node, struct pod *pod, char *const argv[], char *
 				       "stdio", "exec zapc-init" };
 	static char *default_env[] = { DEFAULT_PATH, NULL };
 	struct start_args a = { .node = node, .pod = pod, .go_fd = -1, .err_fd = -1,
-				.null_fd = -1, .console_fd = -1 };
-	int go[2] = { -1, -1 }, err[2] = { -1, -1 }, pidfd = -1, rc = 0, msg[2], st;
+				.null_fd = -1, .console_fd = -1, .ready_fd = -1 };
+	int go[2] = { -1, -1 }, err[2] = { -1, -1 }, ready[2] = { -1, -1 };
+	int pidfd = -1, rc = 0, msg[2], st;
 	char ubuf[16], gbuf[16];
 	size_t n = 0;
 	pid_t pid;
@@ -450,7 +483,7 @@ int pod_start(struct pod_node *node, struct pod *pod, char *const argv[], char *
 		return -EINVAL;
 	while (argv[n])
 		n++;
-	a.init_argv = calloc(n + 10, sizeof(char *));
+	a.init_argv = calloc(n + 12, sizeof(char *));
 	if (!a.init_argv)
 		return -ENOMEM;
 	snprintf(ubuf, sizeof(ubuf), "%u", (unsigned)pod->uid);
@@ -465,6 +498,8 @@ int pod_start(struct pod_node *node, struct pod *pod, char *const argv[], char *
 		a.init_argv[i++] = gbuf;
 		a.init_argv[i++] = "-d";
 		a.init_argv[i++] = (char *)(cwd && cwd[0] ? cwd : "/");
+		a.init_argv[i++] = "-r";
+		a.init_argv[i++] = "3";
 		a.init_argv[i++] = "--";
 		for (size_t j = 0; j < n; j++)
 			a.init_argv[i++] = argv[j];
@@ -480,12 +515,13 @@ int pod_start(struct pod_node *node, struct pod *pod, char *const argv[], char *
 	}
 	if (fchown(a.console_fd, pod->uid, pod->gid) < 0)
 		log_warn("pod %s: chown console: %s", pod->name, strerror(errno));
-	if (pipe2(go, O_CLOEXEC) < 0 || pipe2(err, O_CLOEXEC) < 0) {
+	if (pipe2(go, O_CLOEXEC) < 0 || pipe2(err, O_CLOEXEC) < 0 || pipe2(ready, O_CLOEXEC) < 0) {
 		rc = -errno;
 		goto out;
 	}
 	a.go_fd = go[0];
 	a.err_fd = err[1];
+	a.ready_fd = ready[1];
 
 	{
 		struct clone_args ca = {
@@ -509,6 +545,8 @@ int pod_start(struct pod_node *node, struct pod *pod, char *const argv[], char *
 	go[0] = -1;
 	close(err[1]);
 	err[1] = -1;
+	close(ready[1]);
+	ready[1] = -1;
 	rc = cgroup_attach(&pod->cg, pid);
 	if (rc < 0) {
 		log_err("pod %s: attach init %d to cgroups: %s", pod->name, pid, strerror(-rc));
@@ -529,6 +567,12 @@ int pod_start(struct pod_node *node, struct pod *pod, char *const argv[], char *
 		close(pidfd);
 		goto out;
 	}
+	rc = wait_workload_started(pod, ready[0], argv[0]);
+	if (rc < 0) {
+		waitpid(pid, &st, 0);
+		close(pidfd);
+		goto out;
+	}
 	pod->init_pid = pid;
 	pod->pidfd = pidfd;
 	pod->argv = strv_dup(argv);
@@ -541,6 +585,8 @@ out:
 			close(go[i]);
 		if (err[i] >= 0)
 			close(err[i]);
+		if (ready[i] >= 0)
+			close(ready[i]);
 	}
 	if (a.null_fd >= 0)
 		close(a.null_fd);

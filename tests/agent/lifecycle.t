@@ -4,7 +4,7 @@
 # destroyed or finished pod leaves nothing behind.
 . "${ZAPC_SRC:-.}/tests/lib.sh"
 need_root
-plan 33
+plan 36
 
 Z="t_timeout 20 $ZBIN/zapc"
 agent_start zl || exit 1
@@ -55,6 +55,13 @@ $Z pod exec nosuch -- true 2>/dev/null
 ok "$([ $? -ne 0 ]; echo $?)" "exec in a missing pod fails"
 $Z pod create web -- true 2>/dev/null
 ok "$([ $? -ne 0 ]; echo $?)" "a second pod with the same name is refused"
+
+err=$($Z pod create bad -- /no/such/program 2>&1)
+ok "$([ $? -ne 0 ]; echo $?)" "create with a missing program fails"
+case $err in *"cannot start /no/such/program: No such file or directory"*) ok 0 "and says why";;
+	*) ok 1 "and says why ($err)";; esac
+! cgroup_exists "$AGENT_CG/bad"
+ok $? "the failed pod left no cgroup"
 
 # Destroy: nothing left behind.
 $Z pod destroy web
