@@ -3,7 +3,7 @@
  *
  *   zapc-agent [--foreground] [--socket PATH] [--name NODE] [--state-dir DIR]
  *              [--pod-net CIDR] [--pod-pool CIDR] [--bridge NAME] [--cgroup-parent NAME]
- *              [--pidfile FILE] [--init PATH] [--keep-pods] [--debug]
+ *              [--pidfile FILE] [--log FILE] [--init PATH] [--keep-pods] [--debug]
  *
  * Several agents can run on one machine, each in its own network namespace
  * with its own socket, state dir and cgroup parent: that is a simulated
@@ -44,6 +44,7 @@ static void usage(FILE *f)
 		"  --bridge NAME         node bridge for pod veths (default zapcbr0)\n"
 		"  --cgroup-parent NAME  cgroup directory of the pods (default zapc-NODE)\n"
 		"  --pidfile FILE        write the agent's pid there\n"
+		"  --log FILE            daemon: log to FILE instead of syslog\n"
 		"  --init PATH           zapc-init (default: next to zapc-agent or ../lib/zapc)\n"
 		"  --keep-pods           on exit leave pods running (default: destroy them)\n"
 		"  --debug               log debug lines\n");
@@ -94,6 +95,7 @@ int main(int argc, char **argv)
 		{ "bridge", required_argument, NULL, 'b' },
 		{ "cgroup-parent", required_argument, NULL, 'c' },
 		{ "pidfile", required_argument, NULL, 'p' },
+		{ "log", required_argument, NULL, 'l' },
 		{ "init", required_argument, NULL, 'i' },
 		{ "keep-pods", no_argument, NULL, 'k' },
 		{ "debug", no_argument, NULL, 'd' },
@@ -101,7 +103,7 @@ int main(int argc, char **argv)
 		{ NULL, 0, NULL, 0 },
 	};
 	const char *sock = "/run/zapc/agent.sock", *state_dir = NULL, *pod_net = "10.200.0.0/16";
-	const char *pod_pool = NULL;
+	const char *pod_pool = NULL, *logfile = NULL;
 	const char *bridge = "zapcbr0", *cg_parent = NULL, *pidfile = NULL, *init = NULL;
 	char name[65] = "", sdir[PATH_MAX], cgp[128];
 	int foreground = 0, keep = 0, opt, rc = 1;
@@ -110,7 +112,7 @@ int main(int argc, char **argv)
 	struct pod_node node;
 
 	log_init(argv[0], 0);
-	while ((opt = getopt_long(argc, argv, "fs:n:S:N:P:b:c:p:i:kdh", opts, NULL)) != -1) {
+	while ((opt = getopt_long(argc, argv, "fs:n:S:N:P:b:c:p:l:i:kdh", opts, NULL)) != -1) {
 		switch (opt) {
 		case 'f': foreground = 1; break;
 		case 's': sock = optarg; break;
@@ -121,6 +123,7 @@ int main(int argc, char **argv)
 		case 'b': bridge = optarg; break;
 		case 'c': cg_parent = optarg; break;
 		case 'p': pidfile = optarg; break;
+		case 'l': logfile = optarg; break;
 		case 'i': init = optarg; break;
 		case 'k': keep = 1; break;
 		case 'd': log_set_level(LOG_LVL_DEBUG); break;
@@ -154,11 +157,23 @@ int main(int argc, char **argv)
 		init = find_init();
 
 	if (!foreground) {
+		int lfd = -1;
+
+		if (logfile) {
+			lfd = open(logfile, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0640);
+			if (lfd < 0) {
+				log_err("log %s: %s", logfile, strerror(errno));
+				return 1;
+			}
+		}
 		if (daemon(0, 0) < 0) {
 			log_err("daemon: %s", strerror(errno));
 			return 1;
 		}
-		log_init(argv[0], 1);
+		if (lfd >= 0)
+			dup2(lfd, STDERR_FILENO);	/* clears close-on-exec: fine for fd 2 */
+		else
+			log_init(argv[0], 1);
 	}
 	signal(SIGPIPE, SIG_IGN);
 	if (prctl(PR_SET_CHILD_SUBREAPER, 1) < 0)

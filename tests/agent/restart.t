@@ -5,7 +5,7 @@
 # cgroups, veths.
 . "${ZAPC_SRC:-.}/tests/lib.sh"
 need_root
-plan 17
+plan 18
 
 Z="t_timeout 20 $ZBIN/zapc"
 NS=$(uniq zrns)
@@ -70,7 +70,7 @@ on_exit "rm -rf '$dir'"
 name=$(uniq zrd)
 on_exit "cgroup_purge zapc-$name"
 t_timeout 10 nsenter --net="$AGENT_NETNS" "$ZBIN/zapc-agent" --name "$name" --socket "$dir/sock" \
-	--state-dir "$dir/state" --pidfile "$dir/pid"
+	--state-dir "$dir/state" --pidfile "$dir/pid" --log "$dir/log"
 ok $? "zapc-agent without --foreground returns (daemon)"
 wait_for 5 test -s "$dir/pid"
 pid=$(cat "$dir/pid" 2>/dev/null)
@@ -82,3 +82,5 @@ wait_for 10 dead "$pid"
 ok $? "the daemon stops on SIGTERM"
 [ ! -e "$dir/pid" ] && [ ! -e "$dir/sock" ]
 ok $? "pidfile and socket removed"
+grep -q "node $name stopped" "$dir/log"
+ok $? "the daemon logged to its --log file"
