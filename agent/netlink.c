@@ -11,6 +11,7 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <arpa/inet.h>
 #include <net/if.h>
 #include <sched.h>
 #include <string.h>
@@ -270,6 +271,70 @@ int net_bridge_flush(const char *bridge, const char *prefix)
 		    strncmp(name, prefix, strlen(prefix)) != 0)
 			continue;
 		if (rtnl_link_delete(sk, l) == 0)
+			n++;
+	}
+out:
+	if (cache)
+		nl_cache_free(cache);
+	nl_socket_free(sk);
+	return n;
+}
+
+int net_host_route(int add, struct in_addr ip, int ifindex)
+{
+	struct nl_sock *sk = sock_open();
+	struct rtnl_route *route;
+	struct rtnl_nexthop *nh;
+	struct nl_addr *dst;
+	int rc;
+
+	if (!sk)
+		return -ENOMEM;
+	route = rtnl_route_alloc();
+	rtnl_route_set_family(route, AF_INET);
+	dst = nl_addr_build(AF_INET, &ip, sizeof(ip));
+	nl_addr_set_prefixlen(dst, 32);
+	rtnl_route_set_dst(route, dst);
+	rtnl_route_set_scope(route, RT_SCOPE_LINK);
+	rtnl_route_set_protocol(route, ZAPC_RTPROT);
+	nh = rtnl_route_nh_alloc();
+	rtnl_route_nh_set_ifindex(nh, ifindex);
+	rtnl_route_add_nexthop(route, nh);
+	rc = add ? rtnl_route_add(sk, route, NLM_F_CREATE | NLM_F_REPLACE)
+		 : rtnl_route_delete(sk, route, 0);
+	if (!add && rc == -NLE_OBJ_NOTFOUND)
+		rc = 0;
+	rc = rc < 0 ? nlerr(rc) : 0;
+	if (rc < 0)
+		log_err("host route %s/32: %s: %s", inet_ntoa(ip), add ? "add" : "delete",
+			strerror(-rc));
+	nl_addr_put(dst);
+	rtnl_route_put(route);
+	nl_socket_free(sk);
+	return rc;
+}
+
+int net_host_route_flush(int ifindex)
+{
+	struct nl_sock *sk = sock_open();
+	struct nl_cache *cache = NULL;
+	struct nl_object *obj;
+	int n = 0;
+
+	if (!sk)
+		return 0;
+	if (rtnl_route_alloc_cache(sk, AF_INET, 0, &cache) < 0)
+		goto out;
+	for (obj = nl_cache_get_first(cache); obj; obj = nl_cache_get_next(obj)) {
+		struct rtnl_route *r = (struct rtnl_route *)obj;
+		struct rtnl_nexthop *nh;
+
+		if (rtnl_route_get_protocol(r) != ZAPC_RTPROT || rtnl_route_get_nnexthops(r) < 1)
+			continue;
+		nh = rtnl_route_nexthop_n(r, 0);
+		if (rtnl_route_nh_get_ifindex(nh) != ifindex)
+			continue;
+		if (rtnl_route_delete(sk, r, 0) == 0)
 			n++;
 	}
 out:

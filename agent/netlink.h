@@ -28,6 +28,19 @@ int net_veth_create(const char *host, int br_ifindex, int pod_netns, const uint8
 /* Inside pod_netns: lo up, eth0 up with ip/prefix, default route via gw. */
 int net_pod_configure(int pod_netns, struct in_addr ip, int prefix, struct in_addr gw);
 
+/* Routes the agent adds carry this protocol number, so it can find its own. */
+#define ZAPC_RTPROT 0x7a
+
+/*
+ * Host route ip/32 dev ifindex (protocol ZAPC_RTPROT) in the current netns:
+ * a pod is reached on this node's bridge even when its address belongs to
+ * another node's pool (a pod that moved here).  add: 1 add, 0 delete.
+ */
+int net_host_route(int add, struct in_addr ip, int ifindex);
+
+/* Delete every ZAPC_RTPROT route through ifindex; returns how many. */
+int net_host_route_flush(int ifindex);
+
 /* Delete every link named prefix* enslaved to the bridge; returns how many. */
 int net_bridge_flush(const char *bridge, const char *prefix);
 

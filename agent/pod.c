@@ -115,6 +115,18 @@ static void mkdir_p(const char *path)
 	mkdir(p, 0755);
 }
 
+static int write_sysctl(const char *path, const char *val)
+{
+	int fd = open(path, O_WRONLY | O_CLOEXEC), rc = 0;
+
+	if (fd < 0)
+		return -errno;
+	if (write(fd, val, strlen(val)) < 0)
+		rc = -errno;
+	close(fd);
+	return rc;
+}
+
 int pod_node_init(struct pod_node *node, const char *name, const char *state_dir,
 		  const char *pod_net, const char *bridge, const char *cgroup_parent,
 		  const char *init_exe)
@@ -167,8 +179,31 @@ int pod_node_init(struct pod_node *node, const char *name, const char *state_dir
 	if (n > 0)
 		log_info("removed %d stale pod veths from %s", n, bridge);
 
-	return net_bridge_ensure(bridge, node->gateway, node->prefix, &node->bridge_created,
-				 &node->bridge_ifindex);
+	rc = net_bridge_ensure(bridge, node->gateway, node->prefix, &node->bridge_created,
+			       &node->bridge_ifindex);
+	if (rc < 0)
+		return rc;
+	n = net_host_route_flush(node->bridge_ifindex);
+	if (n > 0)
+		log_info("removed %d stale pod routes from %s", n, bridge);
+	/*
+	 * Pods of one cluster share the pod network, but only those on this node
+	 * are on this bridge.  The node routes for the others (routes to other
+	 * nodes' pools, /32s for pods that moved — the cluster's business), and
+	 * answers ARP for them on the bridge (proxy_arp answers only for
+	 * addresses routed out of another interface, so local pods still answer
+	 * for themselves).  Both sysctls apply to the agent's netns only.
+	 */
+	{
+		char p[128];
+
+		snprintf(p, sizeof(p), "/proc/sys/net/ipv4/conf/%s/proxy_arp", bridge);
+		if (write_sysctl("/proc/sys/net/ipv4/ip_forward", "1") < 0 ||
+		    write_sysctl(p, "1") < 0)
+			log_warn("node %s: cannot enable forwarding/proxy ARP: pods will only "
+				 "reach pods of this node", name);
+	}
+	return 0;
 }
 
 int pod_node_set_pool(struct pod_node *node, const char *pool)
@@ -225,6 +260,9 @@ static void pod_teardown(struct pod_node *node, struct pod *pod)
 	cgroup_kill(&pod->cg);
 	cgroup_remove(&pod->cg, 3000);
 	net_link_delete(pod->veth);
+	if (pod->host_route)
+		net_host_route(0, pod->ip, node->bridge_ifindex);
+	pod->host_route = 0;
 	if (pod->netns_fd >= 0)
 		close(pod->netns_fd);
 	pod->netns_fd = -1;
@@ -351,6 +389,10 @@ int pod_prepare(struct pod_node *node, const struct pod_spec *spec, struct pod *
 	rc = net_pod_configure(pod->netns_fd, pod->ip, node->prefix, node->gateway);
 	if (rc < 0)
 		goto fail_cg;
+	rc = net_host_route(1, pod->ip, node->bridge_ifindex);
+	if (rc < 0)
+		goto fail_cg;
+	pod->host_route = 1;
 	pod->state = POD_PREPARED;
 	pod->next = node->pods;
 	node->pods = pod;

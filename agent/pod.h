@@ -41,6 +41,7 @@ struct pod {
 	struct in_addr ip;
 	uint8_t mac[6];
 	char veth[16];			/* host end of the veth */
+	int host_route;			/* ip/32 dev bridge added on the node */
 	char root[PATH_MAX];		/* "" = the node's file system */
 	char console[PATH_MAX];		/* workload stdout/stderr log */
 	uid_t uid;			/* owner: the caller that created it */

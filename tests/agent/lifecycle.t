@@ -4,7 +4,7 @@
 # destroyed or finished pod leaves nothing behind.
 . "${ZAPC_SRC:-.}/tests/lib.sh"
 need_root
-plan 36
+plan 38
 
 Z="t_timeout 20 $ZBIN/zapc"
 agent_start zl || exit 1
@@ -26,6 +26,9 @@ grep -qx "$init" "/sys/fs/cgroup/unified/$AGENT_CG/web/cgroup.procs" 2>/dev/null
 ok $? "pod init is in the pod cgroup"
 agent_netns ip link show "$veth" 2>/dev/null | grep -q "master zapcbr0"
 ok $? "host end of the veth is on the node bridge"
+
+agent_netns ip route show "$ip/32" | grep -q "dev zapcbr0"
+ok $? "the node has a host route to the pod on its bridge"
 
 # Inside the pod.
 is "$($Z pod exec web -- cat /proc/1/comm)" zapc-init "pid 1 of the pod is zapc-init"
@@ -72,6 +75,8 @@ ok $? "pod init is gone"
 ok $? "veth is gone"
 ! cgroup_exists "$AGENT_CG/web"
 ok $? "pod cgroups are gone in every hierarchy"
+[ -z "$(agent_netns ip route show "$ip/32")" ]
+ok $? "the host route is gone"
 left=0
 for f in /proc/[0-9]*/ns/net /proc/[0-9]*/fd/*; do
 	[ "$(readlink "$f" 2>/dev/null)" = "$netns" ] && left=$((left + 1))

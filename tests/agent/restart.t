@@ -5,7 +5,7 @@
 # cgroups, veths.
 . "${ZAPC_SRC:-.}/tests/lib.sh"
 need_root
-plan 18
+plan 19
 
 Z="t_timeout 20 $ZBIN/zapc"
 NS=$(uniq zrns)
@@ -51,6 +51,8 @@ ok $? "it killed the stale pod's processes"
 ok $? "it removed the stale pod's cgroups"
 ! ip -n "$NS" link show "$veth" >/dev/null 2>&1
 ok $? "it removed the stale veth"
+[ -z "$(ip -n "$NS" route show proto 122)" ]
+ok $? "it removed the stale pod's host route"
 grep -q "removed 1 stale pod cgroups" "$AGENT_LOG"
 ok $? "it logged the clean-up"
 
