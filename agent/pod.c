@@ -459,10 +459,17 @@ static void __attribute__((noreturn)) start_child(struct start_args *a)
 		goto fail;
 	}
 	step = 4;
-	/* fd 3 is about to be reused: keep zapc-init's fd out of the way */
+	/* fds 0-3 are about to be reused: keep the ones still needed out of the way */
 	exe_fd = fcntl(a->node->init_exe_fd, F_DUPFD_CLOEXEC, 10);
 	if (exe_fd < 0)
 		goto fail;
+	if (a->err_fd <= 3) {
+		int e2 = fcntl(a->err_fd, F_DUPFD_CLOEXEC, 10);
+
+		if (e2 < 0)
+			goto fail;
+		a->err_fd = e2;
+	}
 	if (dup2(a->null_fd, 0) < 0 || dup2(a->console_fd, 1) < 0 || dup2(a->console_fd, 2) < 0)
 		goto fail;
 	/* fd 3: zapc-init's start report (-r 3); dup2 clears close-on-exec */
