@@ -291,6 +291,8 @@ static void cmd_pod_exec(struct conn *c, Zapc__PodExec *pe)
 		if (pod)
 			log_warn("pod %s: exec refused to uid %u (owner %u)", pe->name,
 				 (unsigned)c->uid, (unsigned)pod->uid);
+		else
+			log_info("pod %.40s: exec by uid %u: no such pod", pe->name, (unsigned)c->uid);
 		respond_err(c, pod ? -EPERM : -ENOENT, "pod %s: %s", pe->name,
 			    pod ? "permission denied (not the pod's owner)" : "no such pod");
 		return;
@@ -330,6 +332,7 @@ out:
 
 static void cmd_pod_list(struct conn *c)
 {
+	log_debug("pod list by uid %u", (unsigned)c->uid);
 	Zapc__Response r = ZAPC__RESPONSE__INIT;
 	Zapc__PodListResult lr = ZAPC__POD_LIST_RESULT__INIT;
 	Zapc__PodInfo *infos = NULL, **ptrs = NULL;
@@ -374,10 +377,13 @@ static void cmd_pod_destroy(struct conn *c, Zapc__PodDestroy *pd)
 		if (pod)
 			log_warn("pod %s: destroy refused to uid %u (owner %u)", pd->name,
 				 (unsigned)c->uid, (unsigned)pod->uid);
+		else
+			log_info("pod %.40s: destroy by uid %u: no such pod", pd->name, (unsigned)c->uid);
 		respond_err(c, pod ? -EPERM : -ENOENT, "pod %s: %s", pd->name,
 			    pod ? "permission denied (not the pod's owner)" : "no such pod");
 		return;
 	}
+	log_info("pod %s: destroy by uid %u", pod->name, (unsigned)c->uid);
 	pod_destroy(srv.node, pod);
 	respond(c, &r);
 }
