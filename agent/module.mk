@@ -10,7 +10,7 @@ SBINS      += $(BUILD)/bin/zapc-agent
 LIBEXEC    += $(BUILD)/bin/zapc-init
 POD_MOUNTS_OBJ := $(call objs,agent/pod_mounts.c)
 
-$(BUILD)/bin/zapc-agent: $(call objs,$(AGENT_SRCS)) $(BUILD)/libzapc.a
+$(BUILD)/bin/zapc-agent: $(call objs,$(AGENT_SRCS)) $(LIBZAPC)
 	@mkdir -p $(@D)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 

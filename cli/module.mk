@@ -6,6 +6,6 @@ CLI_SRCS := $(wildcard cli/*.c)
 OBJS     += $(call objs,$(CLI_SRCS))
 BINS     += $(BUILD)/bin/zapc
 
-$(BUILD)/bin/zapc: $(call objs,$(CLI_SRCS)) $(BUILD)/libzapc.a
+$(BUILD)/bin/zapc: $(call objs,$(CLI_SRCS)) $(LIBZAPC)
 	@mkdir -p $(@D)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
