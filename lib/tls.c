@@ -354,6 +354,14 @@ int tls_ctx_set_ciphersuites(SSL_CTX *ctx, const char *suites)
 	return 0;
 }
 
+int tls_ctx_set_read_ahead(SSL_CTX *ctx, size_t bytes)
+{
+	SSL_CTX_set_read_ahead(ctx, bytes > 0);
+	if (bytes > 0)
+		SSL_CTX_set_default_read_buffer_len(ctx, bytes);
+	return 0;
+}
+
 /* A fresh SSL for fd with its note; the expected name goes to the verifier. */
 static SSL *tls_ssl_new(SSL_CTX *ctx, int fd, const char *expect)
 {

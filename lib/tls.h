@@ -50,6 +50,14 @@ SSL_CTX *tls_ctx_new(const char *dir, enum tls_role role);
 int tls_ctx_set_ciphersuites(SSL_CTX *ctx, const char *suites);
 
 /*
+ * Bulk receivers (blocking streams): let OpenSSL read up to `bytes` from the
+ * socket at once instead of one record header and one body per TLS record
+ * (two read(2)s per 16 KiB).  bench/tls_throughput measures it.  Not tried
+ * with bufferevents; 0 turns it off (the default).
+ */
+int tls_ctx_set_read_ahead(SSL_CTX *ctx, size_t bytes);
+
+/*
  * Blocking handshake on a connected socket.  `expect` (client side only, may
  * be NULL) is the node name or IP address the server's certificate must
  * carry.  `timeout_ms` > 0 bounds the handshake (SO_RCVTIMEO/SO_SNDTIMEO are
