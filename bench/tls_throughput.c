@@ -192,7 +192,7 @@ int main(int argc, char **argv)
 	const char *names[] = { "bench" };
 	int nc, ns, reps = 3;
 	long mib = 512;
-	double best = 0;
+	double best = 0, best_tcp = 0, best_tls = 0;
 	const char *best_what = "";
 	char best_buf[128];
 
@@ -246,6 +246,10 @@ int main(int argc, char **argv)
 			}
 			if (s < 0)
 				tcp = r;
+			if (s < 0 && r > best_tcp)
+				best_tcp = r;
+			if (s >= 0 && r > best_tls)
+				best_tls = r;
 			printf("%-8s %-30s %10.0f %7.0f%%\n", chunks[c], s < 0 ? "plain TCP" : suites[s],
 			       r, tcp > 0 ? 100 * r / tcp : 0);
 			if (s >= 0 && tcp > 0 && r / tcp > best) {
@@ -257,6 +261,13 @@ int main(int argc, char **argv)
 		}
 	}
 	printf("best TLS/TCP ratio: %.0f%% (%s); target >= 80%%\n", 100 * best, best_what);
+	/* Figures for bench/run.sh. */
+	printf("BENCH tls_stream_tcp %.0f MB/s plain loopback TCP, best write size\n", best_tcp);
+	printf("BENCH tls_stream_tls %.0f MB/s lib/tls, best suite and write size\n", best_tls);
+	printf("BENCH tls_stream_ratio %.0f %% target>=80, same write size, %s\n", 100 * best,
+	       best_what);
+	printf("BENCH tls_stream_best_ratio %.0f %% best TLS over best TCP, any write size\n",
+	       best_tcp > 0 ? 100 * best_tls / best_tcp : 0);
 	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", tmp);
 	if (system(cmd) != 0)
 		fprintf(stderr, "tls_throughput: could not remove %s\n", tmp);
