@@ -23,62 +23,20 @@ on_exit "$SC down --prefix $P"
 
 t_timeout 30 "$SC" up 4 > /dev/null
 ok $? "4-node cluster up"
-HEAD=10.77.0.254	# mpiexec runs in the switch netns, on the gateway address
-
-# mpirun OUT NP HOSTS... -- PROG ARGS: HOSTS like 10.77.0.1:2
-mpirun() {
-	local out=$1 np=$2 hosts=$T/hosts.$RANDOM
-	shift 2
-	: > "$hosts"
-	while [ "$1" != -- ]; do echo "$1" >> "$hosts"; shift; done
-	shift
-	t_timeout 120 "$SC" exec sw -- mpiexec -f "$hosts" -n "$np" \
-		-launcher ssh -launcher-exec "$ZAPC_SRC/tests/cluster/simcluster-launch" \
-		-localhost "$HEAD" \
-		-genv UCX_TLS tcp,self -genv UCX_NET_DEVICES eth0 -genv MPIR_CVAR_NOLOCAL 1 \
-		-genv LD_PRELOAD "$M/libucxforceclose.so" \
-		"$@" > "$out" 2> "$out.err"
-}
-
-# Bytes node port $1 has received in the switch netns, i.e. what that node sent over the
-# bridge.  `ip netns exec` remounts /sys for the netns (nsenter alone would show ours).
-rx_of() { ip netns exec "$P-sw" cat "/sys/class/net/$1/statistics/rx_bytes"; }
-
-# check_where OUT NP NODES: the ranks' where-lines show NODES distinct node netns.
-check_where() {
-	local out=$1 np=$2 nodes=$3 got_ns got_addr want_addr
-	got_ns=$(grep -c '^where ' "$out")
-	is "$got_ns" "$np" "$(basename "$out"): every rank reported where it runs"
-	got_ns=$(sed -n 's/^where .* netns=\([0-9]*\) .*/\1/p' "$out" | sort -u | wc -l)
-	is "$got_ns" "$nodes" "$(basename "$out"): ranks ran in $nodes different node namespaces"
-	got_addr=$(sed -n 's/^where .* eth0=\(.*\)$/\1/p' "$out" | sort -u | tr '\n' ' ')
-	want_addr=$(for i in $(seq 1 "$nodes"); do echo "10.77.0.$i"; done | tr '\n' ' ')
-	is "$got_addr" "$want_addr" "$(basename "$out"): ranks' eth0 addresses are the nodes'"
-}
-
-snapshot() { local i; for i in 1 2 3 4; do rx_of "n$i"; done | tr '\n' ' '; }
-# crossed BEFORE AFTER NODES MIN: every used node sent at least MIN bytes into the switch.
-crossed() {
-	local before=($1) after=($2) nodes=$3 min=$4 i d bad=""
-	for i in $(seq 0 $((nodes - 1))); do
-		d=$(( after[i] - before[i] ))
-		[ "$d" -ge "$min" ] || bad="$bad n$((i + 1)):$d"
-	done
-	[ -z "$bad" ] || diag "bytes sent into the switch below $min:$bad"
-	[ -z "$bad" ]
-}
+. "$ZAPC_SRC/tests/cluster/mpilib.sh"
+NODES="10.77.0.1 10.77.0.2 10.77.0.3 10.77.0.4"
 
 # --- ring: 4 ranks, one per node ------------------------------------------------------------
 HOPS=8000 SIZE=4096
 mpirun "$T/ring1" 1 10.77.0.1:1 -- "$M/ring" --hops $HOPS --size $SIZE
 ok $? "ring on one rank (the reference)"
-before=$(snapshot)
+before=$(port_rx_all)
 mpirun "$T/ring4" 4 10.77.0.1:1 10.77.0.2:1 10.77.0.3:1 10.77.0.4:1 -- "$M/ring" --hops $HOPS --size $SIZE --where
 ok $? "ring on 4 ranks over 4 nodes"
-after=$(snapshot)
+after=$(port_rx_all)
 ref=$(grep '^ring ' "$T/ring1")
 is "$(grep '^ring ' "$T/ring4")" "$ref" "ring result equals the one-rank run ($ref)"
-check_where "$T/ring4" 4 4
+check_where "$T/ring4" 4 4 "$NODES"
 # Each node forwards HOPS/4 tokens of SIZE+16 bytes to the next node.
 crossed "$before" "$after" 4 $(( HOPS / 4 * (SIZE + 16) ))
 ok $? "every node sent its share of the tokens across the bridge"
@@ -86,28 +44,28 @@ ok $? "every node sent its share of the tokens across the bridge"
 # --- alltoall: 4 ranks, one per node -------------------------------------------------------
 ROUNDS=100 BLOCK=16384
 ref=$("$M/alltoall" --expect 4 --rounds $ROUNDS --block $BLOCK)
-before=$(snapshot)
+before=$(port_rx_all)
 mpirun "$T/a2a4" 4 10.77.0.1:1 10.77.0.2:1 10.77.0.3:1 10.77.0.4:1 -- "$M/alltoall" --rounds $ROUNDS --block $BLOCK --where
 ok $? "alltoall on 4 ranks over 4 nodes"
-after=$(snapshot)
+after=$(port_rx_all)
 is "$(grep '^alltoall ' "$T/a2a4")" "$ref" "alltoall result equals the computed expectation ($ref)"
-check_where "$T/a2a4" 4 4
+check_where "$T/a2a4" 4 4 "$NODES"
 crossed "$before" "$after" 4 $(( ROUNDS * BLOCK * 3 ))
 ok $? "every node sent its blocks to the 3 others across the bridge"
 
 # --- cpi: 4 ranks, two per node on two nodes ---------------------------------------------
 mpirun "$T/cpi1" 1 10.77.0.3:1 -- "$M/cpi" --rounds 20
 ok $? "cpi on one rank (the reference)"
-before=$(snapshot)
+before=$(port_rx_all)
 mpirun "$T/cpi4" 4 10.77.0.1:2 10.77.0.2:2 -- "$M/cpi" --rounds 20 --where
 ok $? "cpi on 4 ranks, 2 per node on 2 nodes"
-after=$(snapshot)
+after=$(port_rx_all)
 ref=$(grep '^cpi ' "$T/cpi1")
 is "$(grep '^cpi ' "$T/cpi4")" "$ref" "cpi result equals the one-rank run"
 pi=$(sed -n 's/^cpi .* pi=\([0-9.]*\) .*/\1/p' "$T/cpi4")
 awk -v p="$pi" 'BEGIN { d = p - 3.14159265358979; exit !(d < 1e-9 && d > -1e-9) }'
 ok $? "and pi=$pi is within 1e-9 of the closed form"
-check_where "$T/cpi4" 4 2
+check_where "$T/cpi4" 4 2 "10.77.0.1 10.77.0.2"
 crossed "$before" "$after" 2 $(( 20 * 1024 ))
 ok $? "both nodes exchanged the block sums across the bridge"
 
