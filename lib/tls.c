@@ -15,6 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/time.h>
 #include <arpa/inet.h>
 #include <netinet/in.h>
@@ -322,6 +323,13 @@ SSL_CTX *tls_ctx_new(const char *dir, enum tls_role role)
 		log_err("tls: %s: cannot load node certificate: %s", crt, last_ssl_error());
 		goto fail;
 	}
+	{
+		struct stat st;
+
+		if (stat(key, &st) == 0 && (st.st_mode & 077))
+			log_warn("tls: %s is readable by group or others (mode %03o); chmod 600",
+				 key, (unsigned)(st.st_mode & 0777));
+	}
 	if (!SSL_CTX_use_PrivateKey_file(ctx, key, SSL_FILETYPE_PEM)) {
 		log_err("tls: %s: cannot load node key: %s", key, last_ssl_error());
 		goto fail;
@@ -463,8 +471,28 @@ int tls_write_all(SSL *ssl, const void *buf, size_t len)
 		ret = SSL_write_ex(ssl, p, len, &done);
 		err = errno;
 		if (ret <= 0) {
-			int r = tls_explain(ssl, ret, err, why, sizeof(why));
+			int r, wret = ret;
 
+			if (SSL_get_error(ssl, ret) == SSL_ERROR_SYSCALL &&
+			    (err == ECONNRESET || err == EPIPE)) {
+				/* TLS 1.3: a server that refused our certificate sent an
+				 * alert and closed; we only see the reset when writing.
+				 * The alert may still be readable and says why. */
+				char b;
+
+				int rret;
+
+				ERR_clear_error();
+				errno = 0;
+				rret = SSL_read(ssl, &b, 1);
+				if (rret <= 0 && ERR_peek_last_error()) {
+					r = tls_explain(ssl, rret, errno, why, sizeof(why));
+					log_err("tls: peer %s: %s", note_of(ssl)->peer, why);
+					return r;
+				}
+				ERR_clear_error();
+			}
+			r = tls_explain(ssl, wret, err, why, sizeof(why));
 			log_err("tls: peer %s: write: %s", note_of(ssl)->peer, why);
 			return r;
 		}

@@ -582,6 +582,13 @@ int main(void)
 	   "bufferevent client refuses an unsigned server");
 	new_log();
 
+	/* A key others can read still loads, with a warning naming it. */
+	chmod(path("n2/node.key"), 0644);
+	c2b = tls_ctx_new(path("n2"), TLS_CLIENT);
+	ok(c2b && contains(new_log(), "n2/node.key is readable by group or others (mode 644)"),
+	   "a key readable by others is reported");
+	SSL_CTX_free(c2b);
+
 	/* Broken TLS directories fail at load, with the file named. */
 	copy_file(path("n1/node.key"), path("n2/node.key"), 0);
 	c2b = tls_ctx_new(path("n2"), TLS_CLIENT);
