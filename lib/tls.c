@@ -537,19 +537,22 @@ static struct bufferevent *tls_bev_new(struct event_base *base, SSL_CTX *ctx, in
 {
 	struct bufferevent *bev;
 	SSL *ssl = tls_ssl_new(ctx, -1, server ? NULL : expect);
+	char peer[sizeof(((struct tls_note *)0)->peer)];
 
 	if (!ssl) {
 		close(fd);
 		return NULL;
 	}
-	tls_peer_addr(fd, note_of(ssl)->peer, sizeof(note_of(ssl)->peer));
-	/* libevent frees ssl itself when this fails (BEV_OPT_CLOSE_ON_FREE). */
+	tls_peer_addr(fd, peer, sizeof(peer));
+	snprintf(note_of(ssl)->peer, sizeof(peer), "%s", peer);
+	/* libevent frees ssl itself when this fails (BEV_OPT_CLOSE_ON_FREE),
+	 * so only our copy of the peer address is used afterwards. */
 	bev = bufferevent_openssl_socket_new(base, fd, ssl,
 					     server ? BUFFEREVENT_SSL_ACCEPTING
 						    : BUFFEREVENT_SSL_CONNECTING,
 					     BEV_OPT_CLOSE_ON_FREE);
 	if (!bev) {
-		log_err("tls: peer %s: cannot create TLS bufferevent", note_of(ssl)->peer);
+		log_err("tls: peer %s: cannot create TLS bufferevent", peer);
 		close(fd);
 	}
 	return bev;
