@@ -9,10 +9,12 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "cli/ca.h"
 #include "cli/cli.h"
 
 static const struct cli_command commands[] = {
 	{ "pod", cmd_pod, "create, list, exec in and destroy pods" },
+	{ "ca", cmd_ca, "cluster CA: init, issue node certificates" },
 	/* one line per command group: { "job", cmd_job, "..." }, */
 };
 
