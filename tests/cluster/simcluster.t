@@ -5,7 +5,7 @@
 . "${ZAPC_SRC:-$(dirname "$0")/../..}/tests/lib.sh"
 need_root
 command -v nsenter >/dev/null || skip_all "no nsenter"
-plan 32
+plan 33
 
 SC=$ZAPC_SRC/tests/cluster/simcluster
 P=$(uniq za)
@@ -74,52 +74,32 @@ t_timeout 30 "$SC" down --prefix "$R"
 ok $? "down after the failed up"
 is "$(left "$R")" "" "nothing of the failed cluster left"
 
-# --agents: the hook that starts one agent per node, exercised with a stand-in agent that
-# records its arguments and serves its socket (the real zapc-agent is not here yet).
-if command -v socat > /dev/null; then
-	FAKE=$(mktemp -d /tmp/zapc-fakeagent.XXXXXX)
-	on_exit "rm -rf '$FAKE'"
-	cat > "$FAKE/zapc-agent" <<'AGENT'
-#!/bin/sh
-sock=""; name=""
-while [ $# -gt 0 ]; do
-	case $1 in --socket) sock=$2; shift ;; --name) name=$2; shift ;; esac
-	shift
-done
-echo "$name $(readlink /proc/self/ns/net)" > "${sock%/*}/args"
-# Like the real agent: the whole pod network on the node's pod bridge.
-ip link add zapcbr0 type bridge && ip addr add 10.200.0.1/16 dev zapcbr0 && ip link set zapcbr0 up
-exec socat UNIX-LISTEN:"$sock",fork /dev/null
-AGENT
-	chmod +x "$FAKE/zapc-agent"
-	ZBIN=$FAKE t_timeout 30 "$SC" up 2 --prefix "$S" --agents > /dev/null
-	ok $? "up --agents starts an agent per node and waits for its socket"
-	is "$(t_timeout 10 "$SC" status --prefix "$S" | grep -c ' pid ')" 2 "status shows both agents running"
-	n2ns=$(t_timeout 10 "$SC" exec n2 --prefix "$S" -- readlink /proc/self/ns/net)
-	is "$(cat "/run/zapc-simcluster/$S/$S-n2/args")" "$S-n2 $n2ns" "n2's agent runs in n2's netns with its name"
-	is "$("$SC" exec n1 --prefix "$S" -- cat /proc/sys/net/ipv4/conf/zapcbr0/proxy_arp)" 1 \
-		"proxy ARP on the pod bridge (pods ARP for pods on other nodes)"
-	# A "pod" from n1's pool (10.200.1.0/24) now lives on n2: a /32 address there, on a
-	# veth inside n2 (this kernel has no dummy interfaces).
-	ip -n "$S-n2" link add zpod type veth peer name zpodp &&
-		ip -n "$S-n2" addr add 10.200.1.5/32 dev zpod &&
-		ip -n "$S-n2" link set zpod up && ip -n "$S-n2" link set zpodp up
-	ping1 n1 "$S" 10.200.1.5
-	st=$?
-	ok $((st == 0)) "before 'route', n1 looks for its pool's address on its own bridge"
-	t_timeout 10 "$SC" route 10.200.1.5 n2 --prefix "$S"
-	ok $? "route 10.200.1.5 n2"
-	ping1 n1 "$S" 10.200.1.5
-	ok $? "now n1 reaches the moved address on n2 through the switch"
-	t_timeout 10 "$SC" unroute 10.200.1.5 --prefix "$S"
-	ping1 n1 "$S" 10.200.1.5
-	st=$?
-	ok $((st == 0)) "unroute takes it back"
-	apid=$(cat "/run/zapc-simcluster/$S/$S-n1/agent.pid")
-	t_timeout 30 "$SC" down --prefix "$S"
-	ok $? "down with agents"
-	state=$(sed 's/.*) //' "/proc/$apid/stat" 2>/dev/null | cut -d' ' -f1)
-	ok $([ -z "$state" ] || [ "$state" = Z ]; echo $?) "agent stopped"
-else
-	for i in $(seq 10); do ok 0 "# SKIP no socat for the agent stand-in"; done
-fi
+# --agents: one real zapc-agent per node, each in its node's netns.
+t_timeout 30 "$SC" up 2 --prefix "$S" --agents > /dev/null
+ok $? "up --agents starts an agent per node and waits for its socket"
+is "$(t_timeout 10 "$SC" status --prefix "$S" | grep -c ' pid ')" 2 "status shows both agents running"
+n2ns=$(t_timeout 10 "$SC" exec n2 --prefix "$S" -- readlink /proc/self/ns/net)
+is "$(readlink "/proc/$(cat "/run/zapc-simcluster/$S/$S-n2/agent.pid")/ns/net")" "$n2ns" \
+	"n2's agent runs in n2's netns"
+is "$("$SC" exec n1 --prefix "$S" -- cat /proc/sys/net/ipv4/conf/zapcbr0/proxy_arp)" 1 \
+	"the agent turned on proxy ARP on its pod bridge (pods ARP for pods on other nodes)"
+# A pod with an address from n1's pool (10.200.1.0/24) lives on n2, as after a migration.
+ZAPC_SOCKET="/run/zapc-simcluster/$S/$S-n2/agent.sock" t_timeout 20 "$ZBIN/zapc" \
+	pod create moved --ip 10.200.1.5 -- sleep 1000 > /dev/null
+ok $? "a pod with an address of n1's pool created on n2"
+ping1 n1 "$S" 10.200.1.5
+st=$?
+ok $((st == 0)) "before 'route', n1 looks for its pool's address on its own bridge"
+t_timeout 10 "$SC" route 10.200.1.5 n2 --prefix "$S"
+ok $? "route 10.200.1.5 n2"
+ping1 n1 "$S" 10.200.1.5
+ok $? "now n1 reaches the moved pod on n2 through the switch"
+t_timeout 10 "$SC" unroute 10.200.1.5 --prefix "$S"
+ping1 n1 "$S" 10.200.1.5
+st=$?
+ok $((st == 0)) "unroute takes it back"
+apid=$(cat "/run/zapc-simcluster/$S/$S-n1/agent.pid")
+t_timeout 30 "$SC" down --prefix "$S"
+ok $? "down with agents"
+state=$(sed 's/.*) //' "/proc/$apid/stat" 2>/dev/null | cut -d' ' -f1)
+ok $([ -z "$state" ] || [ "$state" = Z ]; echo $?) "agent stopped"
