@@ -27,6 +27,7 @@
 
 #include <event2/event.h>
 
+#include "agent/ops.h"
 #include "agent/pod.h"
 #include "agent/server.h"
 #include "lib/log.h"
@@ -46,26 +47,29 @@ static void usage(FILE *f)
 		"  --pidfile FILE        write the agent's pid there\n"
 		"  --log FILE            daemon: log to FILE instead of syslog\n"
 		"  --init PATH           zapc-init (default: next to zapc-agent or ../lib/zapc)\n"
+		"  --engine PATH         zapc-engine (default: next to zapc-agent or ../lib/zapc)\n"
 		"  --keep-pods           on exit leave pods running (default: destroy them)\n"
 		"  --debug               log debug lines\n");
 }
 
-static char *find_init(void)
+/* A helper program: next to zapc-agent (the build tree), else ../lib/zapc. */
+static char *find_helper(const char *name)
 {
-	static char p[PATH_MAX + 32];
-	char exe[PATH_MAX];
+	char p[PATH_MAX + 64], exe[PATH_MAX];
 	ssize_t n = readlink("/proc/self/exe", exe, sizeof(exe) - 1);
 	char *dir;
 
-	if (n <= 0)
-		return "/usr/local/lib/zapc/zapc-init";
+	if (n <= 0) {
+		snprintf(p, sizeof(p), "/usr/local/lib/zapc/%s", name);
+		return strdup(p);
+	}
 	exe[n] = 0;
 	dir = dirname(exe);
-	snprintf(p, sizeof(p), "%s/zapc-init", dir);
+	snprintf(p, sizeof(p), "%s/%s", dir, name);
 	if (access(p, X_OK) == 0)
-		return p;
-	snprintf(p, sizeof(p), "%s/../lib/zapc/zapc-init", dir);
-	return p;
+		return strdup(p);
+	snprintf(p, sizeof(p), "%s/../lib/zapc/%s", dir, name);
+	return strdup(p);
 }
 
 static void on_stop(evutil_socket_t sig, short what, void *arg)
@@ -97,6 +101,7 @@ int main(int argc, char **argv)
 		{ "pidfile", required_argument, NULL, 'p' },
 		{ "log", required_argument, NULL, 'l' },
 		{ "init", required_argument, NULL, 'i' },
+		{ "engine", required_argument, NULL, 'E' },
 		{ "keep-pods", no_argument, NULL, 'k' },
 		{ "debug", no_argument, NULL, 'd' },
 		{ "help", no_argument, NULL, 'h' },
@@ -104,7 +109,8 @@ int main(int argc, char **argv)
 	};
 	const char *sock = "/run/zapc/agent.sock", *state_dir = NULL, *pod_net = "10.200.0.0/16";
 	const char *pod_pool = NULL, *logfile = NULL;
-	const char *bridge = "zapcbr0", *cg_parent = NULL, *pidfile = NULL, *init = NULL;
+	const char *bridge = "zapcbr0", *cg_parent = NULL, *pidfile = NULL, *init = NULL,
+		   *engine = NULL;
 	char name[65] = "", sdir[PATH_MAX], cgp[128];
 	int foreground = 0, keep = 0, opt, rc = 1;
 	struct event *ev_term = NULL, *ev_int = NULL, *ev_chld = NULL;
@@ -112,7 +118,7 @@ int main(int argc, char **argv)
 	struct pod_node node;
 
 	log_init(argv[0], 0);
-	while ((opt = getopt_long(argc, argv, "fs:n:S:N:P:b:c:p:l:i:kdh", opts, NULL)) != -1) {
+	while ((opt = getopt_long(argc, argv, "fs:n:S:N:P:b:c:p:l:i:E:kdh", opts, NULL)) != -1) {
 		switch (opt) {
 		case 'f': foreground = 1; break;
 		case 's': sock = optarg; break;
@@ -125,6 +131,7 @@ int main(int argc, char **argv)
 		case 'p': pidfile = optarg; break;
 		case 'l': logfile = optarg; break;
 		case 'i': init = optarg; break;
+		case 'E': engine = optarg; break;
 		case 'k': keep = 1; break;
 		case 'd': log_set_level(LOG_LVL_DEBUG); break;
 		case 'h': usage(stdout); return 0;
@@ -154,7 +161,9 @@ int main(int argc, char **argv)
 		cg_parent = cgp;
 	}
 	if (!init)
-		init = find_init();
+		init = find_helper("zapc-init");
+	if (!engine)
+		engine = find_helper("zapc-engine");
 
 	if (!foreground) {
 		int lfd = -1;
@@ -192,6 +201,7 @@ int main(int argc, char **argv)
 	event_add(ev_term, NULL);
 	event_add(ev_int, NULL);
 	event_add(ev_chld, NULL);
+	ops_init(base, &node, engine);
 	if (server_open(base, &node, sock) < 0)
 		goto out;
 	if (pidfile) {
@@ -210,10 +220,12 @@ int main(int argc, char **argv)
 	on_child(SIGCHLD, 0, NULL);
 	event_base_dispatch(base);
 	rc = 0;
+	ops_fini();
 	server_close();
 	if (pidfile)
 		unlink(pidfile);
 out:
+	ops_fini();
 	pod_node_fini(&node, keep);
 	log_info("node %s stopped", name);
 	if (ev_term)

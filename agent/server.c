@@ -30,6 +30,7 @@
 #include <event2/buffer.h>
 #include <event2/event.h>
 
+#include "agent/ops.h"
 #include "agent/pod.h"
 #include "agent/server.h"
 #include "lib/frame.h"
@@ -92,6 +93,8 @@ static void conn_free(struct conn *c)
 			kill(w->pid, SIGHUP);
 			w->conn = NULL;
 		}
+	/* a checkpoint or restore goes on; its answer has nobody to go to */
+	ops_forget_ctx(c);
 	conn_drop_fds(c);
 	event_free(c->rev);
 	event_free(c->wev);
@@ -383,9 +386,96 @@ static void cmd_pod_destroy(struct conn *c, Zapc__PodDestroy *pd)
 			    pod ? "permission denied (not the pod's owner)" : "no such pod");
 		return;
 	}
+	if (ops_pod_busy(pod)) {
+		log_info("pod %s: destroy by uid %u refused: checkpoint in progress", pod->name,
+			 (unsigned)c->uid);
+		respond_err(c, -EBUSY, "pod %s: a checkpoint or restore is in progress", pod->name);
+		return;
+	}
 	log_info("pod %s: destroy by uid %u", pod->name, (unsigned)c->uid);
 	pod_destroy(srv.node, pod);
 	respond(c, &r);
+}
+
+/* A checkpoint or restore ended: answer the client that asked, if still there. */
+static void op_answer(void *ctx, Zapc__Response *r, struct pod *pod)
+{
+	struct conn *c = ctx;
+	Zapc__PodInfo pi;
+	struct info_bufs b;
+
+	if (pod && r->result_case == ZAPC__RESPONSE__RESULT_RESTORE) {
+		fill_info(&pi, pod, &b);
+		r->restore->pod = &pi;
+	}
+	respond(c, r);
+	c->busy = 0;
+	if (conn_flush(c) == 0)
+		conn_process(c);
+}
+
+/* Take the request's first fd for a command that keeps it. */
+static int take_fd(struct conn *c)
+{
+	int fd;
+
+	if (c->nfds < 1 || c->fds[0] < 0)
+		return -1;
+	fd = c->fds[0];
+	c->fds[0] = -1;
+	return fd;
+}
+
+static void cmd_checkpoint(struct conn *c, Zapc__Checkpoint *ck)
+{
+	struct pod *pod = pod_find(srv.node, ck->name);
+	int fd, rc;
+
+	if (!pod || !may_act(c, pod)) {
+		log_info("pod %.40s: checkpoint by uid %u refused: %s", ck->name, (unsigned)c->uid,
+			 pod ? "not the owner" : "no such pod");
+		respond_err(c, pod ? -EPERM : -ENOENT, "pod %s: %s", ck->name,
+			    pod ? "permission denied (not the pod's owner)" : "no such pod");
+		return;
+	}
+	fd = take_fd(c);
+	if (fd < 0) {
+		respond_err(c, -EINVAL, "pod %s: checkpoint: no image fd passed with the request", pod->name);
+		return;
+	}
+	log_last_err_clear();
+	rc = ops_checkpoint(pod, fd, ck->leave_running, c->uid, op_answer, c);
+	if (rc < 0) {
+		respond_fail(c, rc, "checkpoint");
+		return;
+	}
+	c->busy = 1;
+}
+
+static void cmd_restore(struct conn *c, Zapc__Restore *rs)
+{
+	int fd, rc;
+
+	/* The engine restores the credentials recorded in the image; until it
+	 * confines them to the caller's, only root may restore. */
+	if (c->uid != 0) {
+		log_info("restore by uid %u refused: not root", (unsigned)c->uid);
+		respond_err(c, -EPERM, "restore: only root may restore images (restored credentials "
+			    "are not yet confined to the caller's)");
+		return;
+	}
+	fd = take_fd(c);
+	if (fd < 0) {
+		respond_err(c, -EINVAL, "restore: no image fd passed with the request");
+		return;
+	}
+	log_last_err_clear();
+	rc = ops_restore(fd, rs->name, rs->ip, c->uid, c->gid, op_answer, c);
+	if (rc < 0) {
+		respond_fail(c, rc, "restore");
+		return;
+	}
+	c->busy = 1;
 }
 
 static void handle_request(struct conn *c, const uint8_t *p, size_t len)
@@ -411,6 +501,12 @@ static void handle_request(struct conn *c, const uint8_t *p, size_t len)
 		break;
 	case ZAPC__REQUEST__CMD_POD_DESTROY:
 		cmd_pod_destroy(c, req->pod_destroy);
+		break;
+	case ZAPC__REQUEST__CMD_CHECKPOINT:
+		cmd_checkpoint(c, req->checkpoint);
+		break;
+	case ZAPC__REQUEST__CMD_RESTORE:
+		cmd_restore(c, req->restore);
 		break;
 	default:
 		log_warn("client uid %u pid %d: unknown command", (unsigned)c->uid, (int)c->pid);
@@ -544,6 +640,8 @@ void server_child_exited(pid_t pid, int status)
 	struct exec_wait **pp, *w;
 	struct pod *pod;
 
+	if (ops_child_exited(pid, status))
+		return;
 	for (pp = &srv.execs; (w = *pp); pp = &w->next) {
 		if (w->pid != pid)
 			continue;

@@ -34,5 +34,8 @@ int cli_call(const Zapc__Request *req, const int *fds, int nfds, Zapc__Response 
 int cli_fail(const Zapc__Response *resp);
 
 int cmd_pod(int argc, char **argv);
+int cmd_checkpoint(int argc, char **argv);
+int cmd_restore(int argc, char **argv);
+int cmd_image(int argc, char **argv);
 
 #endif

@@ -14,6 +14,9 @@
 
 static const struct cli_command commands[] = {
 	{ "pod", cmd_pod, "create, list, exec in and destroy pods" },
+	{ "checkpoint", cmd_checkpoint, "save a pod to an image (snapshot with --leave-running)" },
+	{ "restore", cmd_restore, "restore an image into a new pod" },
+	{ "image", cmd_image, "inspect images: image show" },
 	{ "ca", cmd_ca, "cluster CA: init, issue node certificates" },
 	/* one line per command group: { "job", cmd_job, "..." }, */
 };

@@ -1,7 +1,6 @@
 # cli/ — zapc, the command line.  One file per command group (cli/pod.c, ...),
 # each registered by one line in the table of cli/main.c.  New files in cli/
 # are picked up automatically.
-# (cli/ is included before lib/, so $(LIBZAPC) is still empty here: name the archive.)
 CLI_SRCS := $(wildcard cli/*.c)
 OBJS     += $(call objs,$(CLI_SRCS))
 BINS     += $(BUILD)/bin/zapc
