@@ -222,6 +222,19 @@ static void holder_main(int ctl, int netns_fd, unsigned queue, enum netstate_hol
 
 /* --- the caller's side -------------------------------------------------- */
 
+/* The holder must not keep the caller's fds: a copy of a pod socket would
+ * keep it alive after the engine closes it (its port stays taken). */
+static void close_other_fds(int keep1, int keep2)
+{
+	int lo = keep1 < keep2 ? keep1 : keep2, hi = keep1 < keep2 ? keep2 : keep1;
+
+	if (lo > 3)
+		close_range(3, (unsigned)lo - 1, 0);
+	if (hi > lo + 1)
+		close_range((unsigned)lo + 1, (unsigned)hi - 1, 0);
+	close_range((unsigned)hi + 1, ~0u, 0);
+}
+
 static int ctl_read(int ctl, int32_t *v, int timeout_ms)
 {
 	struct pollfd p = { .fd = ctl, .events = POLLIN };
@@ -287,6 +300,7 @@ int netstate_hold_begin(int netns_fd, unsigned queue_num, enum netstate_hold_mod
 	}
 	if (h->pid == 0) {
 		close(sv[0]);
+		close_other_fds(sv[1], h->netns_fd);
 		holder_main(sv[1], h->netns_fd, queue_num, mode);
 		_exit(1);
 	}

@@ -311,50 +311,59 @@ int ns_tcp_detach(int fd)
 	return set_int(fd, IPPROTO_TCP, TCP_REPAIR, TCP_REPAIR_ON, "detach: TCP_REPAIR on");
 }
 
+/* One line naming the failed check: the engine reports it with the fd. */
+#define BAD() do { log_err("netstate tcp: invalid record (check at %s:%d)", __FILE__, __LINE__); return -EINVAL; } while (0)
+
 int ns_tcp_validate(const Netstate__Socket *s)
 {
 	const Netstate__TcpConn *c = s->conn;
 
 	if (s->type != SOCK_STREAM || !s->has_tcp_state)
-		return -EINVAL;
+		BAD();
 	if (s->rcvq && s->n_rcvq)
-		return -EINVAL;
+		BAD();
 	switch (s->tcp_state) {
 	case TCP_CLOSE:
-		return c || s->n_pending ? -EINVAL : 0;
+		if (c || s->n_pending)
+			BAD();
+		return 0;
 	case TCP_LISTEN:
 		if (!s->local || c || !s->has_backlog || s->backlog > 65535 || s->n_pending > NS_MAX_PENDING)
-			return -EINVAL;
+			BAD();
 		return 0;
 	case TCP_SYN_SENT:
-		return c && s->peer && c->state == TCP_SYN_SENT && c->has_syn_seq ? 0 : -EINVAL;
+		if (!c || !s->peer || c->state != TCP_SYN_SENT || !c->has_syn_seq)
+			BAD();
+		return 0;
 	default:
 		if (!repairable(s->tcp_state) || !c || c->state != s->tcp_state || !s->local || !s->peer)
-			return -EINVAL;
+			BAD();
 	}
 	if (c->sndq.len > NS_MAX_QUEUE || c->rcvq.len > NS_MAX_QUEUE || c->unsent_len > c->sndq.len)
-		return -EINVAL;
+		BAD();
 	if (c->mss == 0 || c->mss > 65535 || c->snd_wscale > 14 || c->rcv_wscale > 14)
-		return -EINVAL;
+		BAD();
 	if (c->opt_mask & ~(uint32_t)(TCPI_OPT_TIMESTAMPS | TCPI_OPT_SACK | TCPI_OPT_WSCALE))
-		return -EINVAL;
+		BAD();
 	if (c->has_oob && (c->oob_byte > 255 || c->oob_offset > c->rcvq.len))
-		return -EINVAL;
+		BAD();
 	if (c->our_fin_acked && !c->our_fin)
-		return -EINVAL;
+		BAD();
 	if (c->max_window < c->snd_wnd)
-		return -EINVAL;
+		BAD();
 	/* The FIN flags must match the state (they drive how it is rebuilt). */
 	switch (s->tcp_state) {
-	case TCP_ESTABLISHED: if (c->our_fin || c->peer_fin) return -EINVAL; break;
-	case TCP_FIN_WAIT1: if (!c->our_fin || c->our_fin_acked || c->peer_fin) return -EINVAL; break;
-	case TCP_FIN_WAIT2: if (!c->our_fin_acked || c->peer_fin) return -EINVAL; break;
-	case TCP_CLOSE_WAIT: if (c->our_fin || !c->peer_fin) return -EINVAL; break;
+	case TCP_ESTABLISHED: if (c->our_fin || c->peer_fin) BAD(); break;
+	case TCP_FIN_WAIT1: if (!c->our_fin || c->our_fin_acked || c->peer_fin) BAD(); break;
+	case TCP_FIN_WAIT2: if (!c->our_fin_acked || c->peer_fin) BAD(); break;
+	case TCP_CLOSE_WAIT: if (c->our_fin || !c->peer_fin) BAD(); break;
 	case TCP_LAST_ACK:
-	case TCP_CLOSING: if (!c->our_fin || c->our_fin_acked || !c->peer_fin) return -EINVAL; break;
+	case TCP_CLOSING: if (!c->our_fin || c->our_fin_acked || !c->peer_fin) BAD(); break;
 	}
 	return 0;
 }
+
+#undef BAD
 
 static int repair_send(int fd, int queue, const uint8_t *p, size_t len)
 {
