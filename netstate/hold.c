@@ -4,8 +4,8 @@
  * A holder process (forked, then setns() into the pod's netns) binds an
  * NFQUEUE queue with libmnl + libnetfilter_queue, installs the ZAPC_HOLD
  * rules (rules.c) and keeps every queued packet without a verdict.  Release
- * gives all of them one batch NF_ACCEPT verdict (the kernel re-injects them
- * in queue order); drop gives NF_DROP (peers retransmit).  Then the holder
+ * gives each of them an NF_ACCEPT verdict in arrival order (the kernel
+ * re-injects them); drop gives NF_DROP (peers retransmit).  Then the holder
  * removes the rules and exits.
  *
  * Why a process: it owns the rules.  If the caller dies, the holder sees EOF
@@ -54,6 +54,7 @@ struct holder {
 	unsigned queue;
 	uint32_t last_id;   /* highest packet id seen */
 	uint32_t held;      /* packets waiting for a verdict */
+	uint32_t *ids;      /* their ids, in arrival order */
 	int holding;
 	int after;          /* verdict for packets once the hold has ended */
 };
@@ -108,8 +109,8 @@ static int on_packet(const struct nlmsghdr *nlh, void *data)
 	ph = mnl_attr_get_payload(attr[NFQA_PACKET_HDR]);
 	id = ntohl(ph->packet_id);
 	h->last_id = id;
-	if (h->holding)
-		h->held++;
+	if (h->holding && h->held < HOLD_QMAXLEN)
+		h->ids[h->held++] = id;
 	else
 		nfq_verdict(h, id, h->after, 0);
 	return MNL_CB_OK;
@@ -119,8 +120,10 @@ static int on_packet(const struct nlmsghdr *nlh, void *data)
 static void nfq_pump(struct holder *h, int wait_ms)
 {
 	static char buf[0x20000];
-	struct pollfd p = { .fd = mnl_socket_get_fd(h->nl), .events = POLLIN };
+	struct pollfd p = { .fd = h->nl ? mnl_socket_get_fd(h->nl) : -1, .events = POLLIN };
 
+	if (!h->nl)
+		return;   /* DROP mode: no queue */
 	while (poll(&p, 1, wait_ms) > 0) {
 		ssize_t n = mnl_socket_recvfrom(h->nl, buf, sizeof(buf));
 		if (n <= 0)
@@ -144,8 +147,13 @@ static int holder_finish(struct holder *h, int verdict)
 
 	if (h->nl) {
 		nfq_pump(h, 0);
-		if (h->held && nfq_verdict(h, h->last_id, verdict, 1))
-			log_err("netstate hold: batch verdict failed: %s", strerror(errno));
+		/* One verdict per packet, in arrival order.  A single
+		 * NFQNL_MSG_VERDICT_BATCH up to the last id looked simpler, but
+		 * in our measurements the held packets then only moved once the
+		 * rules were gone (first byte 20 ms after release instead of 1 ms). */
+		for (uint32_t i = 0; i < h->held; i++)
+			if (nfq_verdict(h, h->ids[i], verdict, 0) && i == 0)
+				log_err("netstate hold: verdict failed: %s", strerror(errno));
 		h->held = 0;
 	}
 	h->holding = 0;
@@ -160,6 +168,11 @@ static int holder_finish(struct holder *h, int verdict)
 static void holder_main(int ctl, int netns_fd, unsigned queue, enum netstate_hold_mode mode)
 {
 	struct holder h = { .queue = queue, .holding = 1 };
+	h.ids = malloc(HOLD_QMAXLEN * sizeof(*h.ids));
+	if (!h.ids) {
+		reply(ctl, -ENOMEM);
+		_exit(1);
+	}
 	int32_t status = 0;
 	int r;
 

@@ -124,17 +124,35 @@ static int get_raw(int fd, const struct opt_desc *d, void *buf, socklen_t cap)
 	return (int)len;
 }
 
-/* Same option on a fresh socket of the same kind: the default to compare with. */
+/* Same option on a fresh socket of the same kind: the default to compare
+ * with.  Cached per (family, type, option): defaults are per netns sysctls
+ * that do not change during a checkpoint, and a socket per option would
+ * dominate the capture time. */
+#define N_OPTS (sizeof(opt_table) / sizeof(opt_table[0]))
+struct default_cache {
+	int valid, len;
+	char val[OPT_STR_MAX + 16];
+};
+static struct default_cache defaults[2][2][N_OPTS];   /* [v6][udp][opt] */
+
 static int default_raw(const Netstate__Socket *s, const struct opt_desc *d, void *buf, socklen_t cap)
 {
-	int fd = socket(s->family, s->type | SOCK_CLOEXEC, s->protocol);
-	int n;
+	struct default_cache *dc = &defaults[s->family == AF_INET6][s->type == SOCK_DGRAM][d - opt_table];
+	int fd, n;
 
-	if (fd < 0)
-		return -errno;
-	n = get_raw(fd, d, buf, cap);
-	close(fd);
-	return n;
+	if (!dc->valid) {
+		fd = socket((int)s->family, (int)s->type | SOCK_CLOEXEC, (int)s->protocol);
+		if (fd < 0)
+			return -errno;
+		n = get_raw(fd, d, dc->val, cap);
+		close(fd);
+		if (n < 0)
+			return n;
+		dc->len = n;
+		dc->valid = 1;
+	}
+	memcpy(buf, dc->val, (size_t)dc->len);
+	return dc->len;
 }
 
 static int add_opt(Netstate__Socket *s, const struct opt_desc *d, const void *buf, int len)

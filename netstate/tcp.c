@@ -53,7 +53,7 @@ static int get_int(int fd, int level, int name, int *val)
  * The urgent byte (out-of-line OOB) is a hole the peek skips: for the
  * receive queue, peeks continue past the mark with SO_PEEK_OFF and
  * *mark_at says where the hole was (-1: none). */
-static int peek_queue(int fd, int queue, uint8_t *buf, size_t len, size_t *got, long *mark_at)
+static int peek_queue(int fd, int queue, uint8_t *buf, size_t len, size_t *got, long *mark_at, bool *peek_off_set)
 {
 	size_t total = 0;
 	int peeks = 0, r;
@@ -67,9 +67,12 @@ static int peek_queue(int fd, int queue, uint8_t *buf, size_t len, size_t *got, 
 	while (total < len) {
 		ssize_t n;
 
-		if (queue == TCP_RECV_QUEUE &&
-		    (r = set_int(fd, SOL_SOCKET, SO_PEEK_OFF, (int)total, "SO_PEEK_OFF")))
-			return r;
+		/* SO_PEEK_OFF only when it matters (one syscall costs ~1.5 us here). */
+		if (queue == TCP_RECV_QUEUE && (total || *peek_off_set)) {
+			if ((r = set_int(fd, SOL_SOCKET, SO_PEEK_OFF, (int)total, "SO_PEEK_OFF")))
+				return r;
+			*peek_off_set = true;
+		}
 		n = recv(fd, buf + total, len - total, MSG_PEEK | MSG_DONTWAIT);
 		if (n < 0) {
 			if (errno == EAGAIN && total)
@@ -172,8 +175,9 @@ static bool repairable(unsigned st)
 	return false;
 }
 
-static int capture_conn(int fd, const struct tcp_info *ti, Netstate__TcpConn *c)
+static int capture_conn(int fd, const struct tcp_info *ti, Netstate__Socket *s, Netstate__TcpConn *c)
 {
+	bool peek_off_set;
 	struct tcp_repair_window win;
 	socklen_t len;
 	int inq, outq, unsq, mss, reuse = 0, peek_off = -1, inline_oob = 0, atmark = 0, r, rr;
@@ -194,9 +198,15 @@ static int capture_conn(int fd, const struct tcp_info *ti, Netstate__TcpConn *c)
 
 	/* Before repair mode: the urgent byte, and what repair mode will clobber. */
 	has_oob = recv(fd, &oob, 1, MSG_OOB | MSG_PEEK | MSG_DONTWAIT) == 1;
-	get_int(fd, SOL_SOCKET, SO_REUSEADDR, &reuse);
+	/* Already read by the option table (absent = 0). */
+	ns_opt_get_int(s, SOL_SOCKET, SO_REUSEADDR, &reuse);
+	ns_opt_get_int(s, SOL_SOCKET, SO_OOBINLINE, &inline_oob);
 	get_int(fd, SOL_SOCKET, SO_PEEK_OFF, &peek_off);
-	get_int(fd, SOL_SOCKET, SO_OOBINLINE, &inline_oob);
+	peek_off_set = peek_off >= 0;
+	if (peek_off >= 0) {
+		s->has_peek_off = 1;
+		s->peek_off = peek_off;
+	}
 	if (ioctl(fd, SIOCATMARK, &atmark) < 0)
 		atmark = 0;
 	/* SIOCINQ stops at the urgent mark unless urgent data is inline
@@ -244,7 +254,7 @@ static int capture_conn(int fd, const struct tcp_info *ti, Netstate__TcpConn *c)
 		r = -ENOMEM;
 		goto out;
 	}
-	r = peek_queue(fd, TCP_SEND_QUEUE, sndq, (size_t)outq, &got, NULL);
+	r = peek_queue(fd, TCP_SEND_QUEUE, sndq, (size_t)outq, &got, NULL, &peek_off_set);
 	if (!r && got != (size_t)outq)
 		r = -EIO;
 	if (r) {
@@ -253,7 +263,7 @@ static int capture_conn(int fd, const struct tcp_info *ti, Netstate__TcpConn *c)
 	}
 	if ((r = get_int(fd, IPPROTO_TCP, TCP_QUEUE_SEQ, (int *)&snd_seq)))
 		goto out;
-	r = peek_queue(fd, TCP_RECV_QUEUE, rcvq, (size_t)inq, &got, &mark);
+	r = peek_queue(fd, TCP_RECV_QUEUE, rcvq, (size_t)inq, &got, &mark, &peek_off_set);
 	if (r) {
 		log_err("netstate tcp capture: recv queue: %s", strerror(-r));
 		goto out;
@@ -314,8 +324,10 @@ out:
 	/* Leave repair mode silently, then undo what it changed: sk_reuse
 	 * (repair on/off force it, net/ipv4/tcp.c) and the peek offset. */
 	rr = set_int(fd, IPPROTO_TCP, TCP_REPAIR, TCP_REPAIR_OFF_NO_WP, "capture: TCP_REPAIR off");
-	set_int(fd, SOL_SOCKET, SO_REUSEADDR, reuse, "capture: SO_REUSEADDR back");
-	set_int(fd, SOL_SOCKET, SO_PEEK_OFF, peek_off, "capture: SO_PEEK_OFF back");
+	if (reuse)
+		set_int(fd, SOL_SOCKET, SO_REUSEADDR, reuse, "capture: SO_REUSEADDR back");
+	if (peek_off_set)
+		set_int(fd, SOL_SOCKET, SO_PEEK_OFF, peek_off, "capture: SO_PEEK_OFF back");
 	if (!inline_oob)
 		set_int(fd, SOL_SOCKET, SO_OOBINLINE, 0, "capture: SO_OOBINLINE back");
 	return r ? r : rr;
@@ -395,7 +407,7 @@ int ns_tcp_capture(int fd, Netstate__Socket *s)
 		if (!s->conn)
 			return -ENOMEM;
 		netstate__tcp_conn__init(s->conn);
-		return capture_conn(fd, &ti, s->conn);
+		return capture_conn(fd, &ti, s, s->conn);
 	}
 }
 
@@ -708,6 +720,8 @@ int ns_tcp_finish(const Netstate__Socket *s, int fd)
 	if ((r = set_int(fd, IPPROTO_TCP, TCP_REPAIR, TCP_REPAIR_OFF, "TCP_REPAIR off")))
 		return r;
 	if ((r = ns_opts_apply(fd, s, NS_OPT_AFTER_REPAIR)))
+		return r;
+	if (s->has_peek_off && (r = set_int(fd, SOL_SOCKET, SO_PEEK_OFF, s->peek_off, "SO_PEEK_OFF")))
 		return r;
 	if (c->has_oob) {
 		/* The urgent byte and what followed it, as one URG segment: the
