@@ -30,3 +30,6 @@ $(NETSTATE_TPROGS): $(BUILD)/bin/%: $(BUILD)/tests/netstate/%.o $(NETSTATE_LIB) 
 $(NETSTATE_BENCH): $(BUILD)/bin/%: $(BUILD)/bench/%.o $(NETSTATE_LIB) $(LIBZAPC)
 	@mkdir -p $(@D)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+
+# The record validator's unit test runs with the unit tests (also under SAN).
+UNIT_TESTS += $(BUILD)/bin/ns_validate
