@@ -381,3 +381,8 @@ enum netstate_hold_mode netstate_hold_mode(const struct netstate_hold *h)
 {
 	return h->mode;
 }
+
+int netstate_hold_pid(const struct netstate_hold *h)
+{
+	return h->pid;
+}

@@ -69,6 +69,8 @@ int netstate_hold_release(struct netstate_hold *h);
 int netstate_hold_drop(struct netstate_hold *h);
 /* Packets held so far (for logs and tests); -errno on error. */
 int netstate_hold_count(struct netstate_hold *h);
+/* The holder process (for diagnostics; it is the caller's child). */
+int netstate_hold_pid(const struct netstate_hold *h);
 /* Which mode is really in force (NFQUEUE may have fallen back to DROP). */
 enum netstate_hold_mode netstate_hold_mode(const struct netstate_hold *h);
 
