@@ -460,6 +460,27 @@ static void test_listener(int port)
 	ok(a >= 0 && read_n(a, buf, 2) == 2 && !memcmp(buf, "hi", 2), "LISTEN: accept() returns it and data flows");
 	close(a);
 	close(c);
+
+	/* Not-yet-accepted connections are not saved (docs/netstate.md): the
+	 * documented outcome is a clean reset for that peer. */
+	c = mksock(ns_peer, AF_INET, SOCK_STREAM);
+	connect(c, (void *)&ss, l);
+	send(c, "pending", 7, 0);
+	usleep(50000);
+	r = checkpoint(&ls, 1, NULL);
+	ok(r == 0, "LISTEN with a pending connection: listener restored");
+	usleep(100000);
+	ssize_t rn = recv(c, buf, sizeof(buf), MSG_DONTWAIT);
+	int e = errno;
+	if (rn < 0 && e == EAGAIN) {   /* nothing yet: the next segment meets the reset */
+		send(c, "more", 4, MSG_NOSIGNAL);
+		usleep(100000);
+		rn = recv(c, buf, sizeof(buf), MSG_DONTWAIT);
+		e = errno;
+	}
+	ok(rn < 0 && e == ECONNRESET, "LISTEN: the pending connection's peer gets a clean reset (%s)",
+	   rn < 0 ? strerror(e) : "no error");
+	close(c);
 	close(ls);
 }
 
