@@ -313,28 +313,29 @@ out:
 }
 
 /* Half-closed: the peer's FIN (and data before it) not yet read by the app. */
-static void test_close_wait(int port)
+static void test_close_wait(int family, const char *pip, const char *qip, int port)
 {
+	const char *fam = family == AF_INET ? "" : " IPv6";
 	int pod, peer, r;
 	char buf[64] = "";
 	const char msg[] = "last words before the peer's FIN";
 
-	if (tcp_pair(AF_INET, pod_ip, peer_ip, port, &pod, &peer)) {
-		ok(0, "CLOSE_WAIT: connection");
+	if (tcp_pair(family, pip, qip, port, &pod, &peer)) {
+		ok(0, "CLOSE_WAIT%s: connection", fam);
 		return;
 	}
 	send(peer, msg, sizeof(msg), 0);
 	shutdown(peer, SHUT_WR);
 	usleep(50000);
 	r = checkpoint(&pod, 1, NULL);
-	ok(r == 0, "CLOSE_WAIT: checkpoint and restore");
+	ok(r == 0, "CLOSE_WAIT%s: checkpoint and restore", fam);
 	ok(read_n(pod, buf, sizeof(msg)) == sizeof(msg) && !memcmp(buf, msg, sizeof(msg)),
-	   "CLOSE_WAIT: the app reads the data the peer sent before closing");
-	ok(recv(pod, buf, sizeof(buf), 0) == 0, "CLOSE_WAIT: then recv returns 0 (EOF)");
+	   "CLOSE_WAIT%s: the app reads the data the peer sent before closing", fam);
+	ok(recv(pod, buf, sizeof(buf), 0) == 0, "CLOSE_WAIT%s: then recv returns 0 (EOF)", fam);
 	ok(send(pod, "reply", 5, MSG_NOSIGNAL) == 5 && read_n(peer, buf, 5) == 5 && !memcmp(buf, "reply", 5),
-	   "CLOSE_WAIT: the app can still send; the peer gets it");
+	   "CLOSE_WAIT%s: the app can still send; the peer gets it", fam);
 	close(pod);
-	ok(recv(peer, buf, sizeof(buf), 0) == 0, "CLOSE_WAIT: the app's close reaches the peer as EOF");
+	ok(recv(peer, buf, sizeof(buf), 0) == 0, "CLOSE_WAIT%s: the app's close reaches the peer as EOF", fam);
 	close(peer);
 }
 
@@ -411,13 +412,14 @@ static void test_last_ack(int port)
 }
 
 /* Urgent data: the OOB byte is still read with MSG_OOB after restore. */
-static void test_oob(int port)
+static void test_oob(int family, const char *pip, const char *qip, int port)
 {
+	const char *fam = family == AF_INET ? "" : " IPv6";
 	int pod, peer, r, mark = -1;
 	char buf[64] = "", oob = 0;
 
-	if (tcp_pair(AF_INET, pod_ip, peer_ip, port, &pod, &peer)) {
-		ok(0, "OOB: connection");
+	if (tcp_pair(family, pip, qip, port, &pod, &peer)) {
+		ok(0, "OOB%s: connection", fam);
 		return;
 	}
 	send(peer, "abc", 3, 0);
@@ -430,12 +432,12 @@ static void test_oob(int port)
 		printf("# oob image: has %d byte %u offset %u rcvq %zu\n", img->conn->has_oob, img->conn->oob_byte,
 		       img->conn->oob_offset, img->conn->rcvq.len);
 	netstate_sock_free(img);
-	ok(r == 0, "OOB: checkpoint and restore with an unread urgent byte");
+	ok(r == 0, "OOB%s: checkpoint and restore with an unread urgent byte", fam);
 	ssize_t on = recv(pod, &oob, 1, MSG_OOB);
-	ok(on == 1 && oob == '!', "OOB: recv(MSG_OOB) returns the urgent byte ('%c')", oob ? oob : '?');
+	ok(on == 1 && oob == '!', "OOB%s: recv(MSG_OOB) returns the urgent byte ('%c')", fam, oob ? oob : '?');
 	ok(read_n(pod, buf, 3) == 3 && !memcmp(buf, "abc", 3) && ioctl(pod, SIOCATMARK, &mark) == 0 && mark == 1,
-	   "OOB: the stream before the mark, then SIOCATMARK is true");
-	ok(read_n(pod, buf, 3) == 3 && !memcmp(buf, "def", 3), "OOB: the stream after the mark, without the byte");
+	   "OOB%s: the stream before the mark, then SIOCATMARK is true", fam);
+	ok(read_n(pod, buf, 3) == 3 && !memcmp(buf, "def", 3), "OOB%s: the stream after the mark, without the byte", fam);
 	close(pod);
 	close(peer);
 }
@@ -616,11 +618,15 @@ int main(int argc, char **argv)
 	test_established(AF_INET, pod_ip, peer_ip, 7202, 0);
 	if (argc >= 7)
 		test_established(AF_INET6, argv[5], argv[6], 7203, 1);
-	test_close_wait(7210);
+	test_close_wait(AF_INET, pod_ip, peer_ip, 7210);
+	if (argc >= 7)
+		test_close_wait(AF_INET6, argv[5], argv[6], 7214);
 	test_fin_wait(7211, 1);
 	test_fin_wait(7212, 0);
 	test_last_ack(7213);
-	test_oob(7220);
+	test_oob(AF_INET, pod_ip, peer_ip, 7220);
+	if (argc >= 7)
+		test_oob(AF_INET6, argv[5], argv[6], 7221);
 	test_listener(7230);
 	test_syn_sent(7240, 1);
 	test_syn_sent(7241, 0);
