@@ -35,7 +35,8 @@ int netstate_sock_detach(int fd);
 /* Validate an image record (bounds, lengths, combinations).  0 or -EINVAL. */
 int netstate_sock_validate(const netstate_sock_t *s);
 
-/* Create the socket in the current netns, fully set up; *fd_out is O_CLOEXEC
+/* Create the socket in the current netns (setns the calling thread into the
+ * pod's netns first), fully set up; *fd_out is O_CLOEXEC
  * (the caller clears it when installing in the target).  TCP connections are
  * left in repair mode when the image says so: call netstate_sock_finish once
  * every socket of the pod exists (ports shared by a listener and its
@@ -58,9 +59,12 @@ enum netstate_hold_mode {
 };
 
 /* Hold all non-loopback IPv4+IPv6 traffic of the netns behind netns_fd
- * (INPUT and OUTPUT, one chain ZAPC_HOLD).  queue_num must be unique per pod.
- * A holder process owns the rules; it removes them when released, dropped,
- * or when the caller dies.  *out to be ended with release or drop. */
+ * (raw PREROUTING and OUTPUT, one chain ZAPC_HOLD).  queue_num must be unique
+ * per pod.  A holder process (fork()ed without exec: call it from a thread
+ * that holds no locks other threads need, e.g. not inside a malloc-heavy
+ * critical section) owns the rules; it removes them when released, dropped,
+ * or when the caller dies.  *out to be ended with release or drop.  Takes
+ * ~20-40 ms (iptables-restore runs twice). */
 int netstate_hold_begin(int netns_fd, unsigned queue_num, enum netstate_hold_mode mode,
 			struct netstate_hold **out);
 /* Re-inject every held packet in arrival order, remove the rules, free h. */

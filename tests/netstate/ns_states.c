@@ -204,6 +204,7 @@ static void test_established(int family, const char *pip, const char *qip, int p
 		setsockopt(pod, IPPROTO_IPV6, IPV6_TCLASS, &tc, sizeof(tc));
 	}
 	setsockopt(pod, SOL_SOCKET, SO_PRIORITY, &prio, sizeof(prio));
+	setsockopt(pod, SOL_SOCKET, SO_BINDTODEVICE, "eth0", 5);
 	/* Receive queue: the peer sends, the app does not read. */
 	send(peer, peer_msg, sizeof(peer_msg), 0);
 	usleep(50000);
@@ -259,8 +260,11 @@ static void test_established(int family, const char *pip, const char *qip, int p
 	getsockopt(pod, SOL_SOCKET, SO_LINGER, &lg, &l);
 	l = sizeof(cc);
 	getsockopt(pod, IPPROTO_TCP, TCP_CONGESTION, cc, &l);
-	ok(lg.l_onoff == 1 && lg.l_linger == 7 && !strcmp(cc, "cubic"), "%s %s: SO_LINGER and TCP_CONGESTION kept (%s)",
-	   fam, what, cc);
+	char dev[16] = "";
+	socklen_t dl = sizeof(dev);
+	getsockopt(pod, SOL_SOCKET, SO_BINDTODEVICE, dev, &dl);
+	ok(lg.l_onoff == 1 && lg.l_linger == 7 && !strcmp(cc, "cubic") && !strcmp(dev, "eth0"),
+	   "%s %s: SO_LINGER, TCP_CONGESTION (%s) and SO_BINDTODEVICE (%s) kept", fam, what, cc, dev);
 	fcntl(pod, F_SETFL, 0);
 	memset(got, 0, sizeof(got));
 	ok(read_n(pod, got, sizeof(peer_msg)) == sizeof(peer_msg) && !memcmp(got, peer_msg, sizeof(peer_msg)),

@@ -85,7 +85,9 @@ int main(void)
 	int r;
 
 	log_init("ns_validate", 0);
-	log_set_level(LOG_LVL_ERR + 0);   /* the refusals below log one line each */
+	/* Each refusal below logs one line by design; keep the TAP output readable. */
+	if (!getenv("NS_VERBOSE") && !freopen("/dev/null", "w", stderr))
+		return 1;
 
 	s = valid_tcp();
 	tap_ok(netstate_sock_validate(s) == 0, "a well-formed ESTABLISHED record is accepted");
