@@ -236,10 +236,8 @@ static int capture_conn(int fd, const struct tcp_info *ti, Netstate__Socket *s, 
 	/* Our FIN occupies one sequence number counted by SIOCOUTQ (and by
 	 * SIOCOUTQNSD while unsent) but is no byte of the queue. */
 	if (c->our_fin && !c->our_fin_acked) {
-		if (unsq > 0 && outq == unsq)
-			unsq--;
-		else if (unsq > 0)
-			unsq--;   /* FIN is the last unsent "byte" */
+		if (unsq > 0)
+			unsq--;   /* the FIN is still unsent: it is the last "byte" */
 		outq--;
 	}
 	if (inq < 0 || outq < 0 || unsq < 0 || unsq > outq ||
@@ -291,12 +289,8 @@ static int capture_conn(int fd, const struct tcp_info *ti, Netstate__Socket *s, 
 		memmove(rcvq + mark, rcvq + mark + 1, got - (size_t)mark - 1);
 		got--;
 	}
-	(void)oob;
-
 	c->snd_seq = snd_seq - (c->our_fin ? 1 : 0);
 	c->rcv_seq = rcv_seq - (c->peer_fin ? 1 : 0);
-	if (c->our_fin_acked)
-		c->snd_seq = snd_seq - 1;
 	c->sndq.data = sndq;
 	c->sndq.len = (size_t)outq;
 	c->unsent_len = (uint32_t)unsq;
