@@ -616,10 +616,17 @@ static int restore_conn(const Netstate__Socket *s, int fd)
 	/* Our FIN, when it had been sent: shutdown in repair mode with the send
 	 * queue selected queues it as already transmitted.  A FIN after unsent
 	 * data is sent by netstate_sock_finish after that data. */
-	if (c->our_fin && c->unsent_len == 0 && shutdown(fd, SHUT_WR) < 0) {
-		r = -errno;
-		log_err("netstate tcp restore: repair shutdown: %s", strerror(errno));
-		return r;
+	if (c->our_fin && c->unsent_len == 0) {
+		/* The send queue must be the selected one (the receive queue may be,
+		 * after its data was written): only then does tcp_write_xmit() mark
+		 * the FIN as sent instead of leaving it queued. */
+		if ((r = set_int(fd, IPPROTO_TCP, TCP_REPAIR_QUEUE, TCP_SEND_QUEUE, "select send queue")))
+			return r;
+		if (shutdown(fd, SHUT_WR) < 0) {
+			r = -errno;
+			log_err("netstate tcp restore: repair shutdown: %s", strerror(errno));
+			return r;
+		}
 	}
 	/* REPAIR_WINDOW after the queues: the kernel rejects rcv_wup beyond
 	 * rcv_nxt (EINVAL).  Bytes still to come (peer FIN, urgent byte and
@@ -764,9 +771,9 @@ int ns_tcp_finish(const Netstate__Socket *s, int fd)
 	if (c->peer_fin &&
 	    (r = forge_from_peer(s, c->rcv_seq, snd_una, TH_FIN | TH_ACK, NULL, 0, 0)))
 		return r;
-	/* FIN_WAIT2 (our FIN acknowledged) comes back as FIN_WAIT1: a forged
-	 * ACK of our FIN was not taken in our tests, so the FIN goes out again
-	 * on the retransmit timer and the peer's ACK of it completes the state.
-	 * The application sees no difference. */
+	/* FIN_WAIT2: the peer had acknowledged our FIN. */
+	if (c->our_fin_acked &&
+	    (r = forge_from_peer(s, c->rcv_seq + (c->peer_fin ? 1 : 0), c->snd_seq + 1, TH_ACK, NULL, 0, 0)))
+		return r;
 	return 0;
 }

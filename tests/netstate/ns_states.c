@@ -378,7 +378,8 @@ static void test_fin_wait(int port, int acked)
 		struct tcp_info t2;
 		socklen_t l2 = sizeof(t2);
 		getsockopt(pod, IPPROTO_TCP, TCP_INFO, &t2, &l2);
-		printf("# %s after restore: state %u\n", st, t2.tcpi_state);
+		ok(t2.tcpi_state == TCP_FIN_WAIT2, "%s: in FIN_WAIT2 after restore and the peer's ACK (state %u)", st,
+		   t2.tcpi_state);
 	}
 	ok(read_n(pod, buf, 4) == 4 && !memcmp(buf, "more", 4), "%s: the peer can still send to the app", st);
 	close(peer);
