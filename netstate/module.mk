@@ -2,16 +2,10 @@
 # Built as $(BUILD)/libnetstate.a; the engine/agent link it with $(LIBZAPC).
 NETSTATE_SRCS := $(wildcard netstate/*.c)
 NETSTATE_LIB  := $(BUILD)/libnetstate.a
-NETSTATE_PB   := $(BUILD)/proto/netstate.pb-c.c
-GEN_HDRS      += $(BUILD)/proto/netstate.pb-c.h
-OBJS          += $(call objs,$(NETSTATE_SRCS)) $(BUILD)/proto/netstate.pb-c.o
+OBJS          += $(call objs,$(NETSTATE_SRCS))
 
-# Generated code for proto/netstate.proto only (proto/module.mk owns the rest).
-$(BUILD)/proto/netstate.pb-c.c $(BUILD)/proto/netstate.pb-c.h &: proto/netstate.proto | $(BUILD)/.deps-ok
-	@mkdir -p $(BUILD)
-	protoc-c --c_out=$(BUILD) proto/netstate.proto
-
-$(NETSTATE_LIB): $(call objs,$(NETSTATE_SRCS)) $(BUILD)/proto/netstate.pb-c.o
+# proto/netstate.proto is compiled into $(LIBZAPC) by proto/module.mk.
+$(NETSTATE_LIB): $(call objs,$(NETSTATE_SRCS))
 	@mkdir -p $(@D)
 	$(AR) rcs $@ $^
 
