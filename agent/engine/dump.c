@@ -366,12 +366,12 @@ int dump_main(int argc, char **argv)
 
 	/* commit point */
 	if (leave) {
-		release_pod(d);
+		release_pod(d, false);
 	} else {
 		for (int i = 0; i < ncg; i++)
 			cg_kill(cgroups[i]);
 		/* the tracees die with SIGKILL; our ptrace links go with them */
-		release_pod(d);
+		release_pod(d, true);
 	}
 	clock_gettime(CLOCK_MONOTONIC, &t2);
 	log_info("dump: frozen %.3f ms", ((t1.tv_sec - t0.tv_sec) * 1e9 + (t1.tv_nsec - t0.tv_nsec)) / 1e6);
@@ -386,7 +386,7 @@ int dump_main(int argc, char **argv)
 	return err < 0 ? 1 : 0;
 
 fail:
-	release_pod(d);
+	release_pod(d, false);
 	for (int i = 0; i < frozen; i++)
 		cg_freeze(cgroups[i], 0);
 	for (int i = 0; i < ncg; i++) {

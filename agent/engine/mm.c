@@ -77,10 +77,11 @@ static int parse_stat_mm(struct dproc *p)
 	return 0;
 }
 
-static void add_run(struct pagerun **runs, int *n, int *cap, uint64_t addr, uint32_t np, uint32_t owner)
+static void add_run(struct pagerun **runs, int *n, int *cap, uint64_t addr, uint32_t np, uint32_t owner,
+		    uint64_t vma_start)
 {
-	/* extend the previous run when contiguous */
-	if (*n && (*runs)[*n - 1].owner == owner &&
+	/* extend the previous run when contiguous (never across VMAs) */
+	if (*n && (*runs)[*n - 1].owner == owner && (*runs)[*n - 1].addr >= vma_start &&
 	    (*runs)[*n - 1].addr + (*runs)[*n - 1].npages * PAGE == addr &&
 	    (*runs)[*n - 1].npages + np <= PAGES_PER_RECORD) {
 		(*runs)[*n - 1].npages += np;
@@ -183,7 +184,7 @@ static int pagemap_runs(struct dproc *p, int pmfd, ImgVma *v, struct pagerun **r
 			else
 				save = e & (PM_PRESENT | PM_SWAPPED);
 			if (save)
-				add_run(runs, n, cap, v->start + (i + j) * PAGE, 1, p->tree->pid);
+				add_run(runs, n, cap, v->start + (i + j) * PAGE, 1, p->tree->pid, v->start);
 		}
 		i += k;
 	}

@@ -202,10 +202,12 @@ int seize_wait_all(struct dump_ctx *d)
 	return 0;
 }
 
-void release_pod(struct dump_ctx *d)
+void release_pod(struct dump_ctx *d, bool killed)
 {
 	for (int i = 0; i < d->nprocs; i++) {
 		struct dproc *p = &d->procs[i];
+		if (killed)
+			p->scratch = 0;
 		if (p->scratch && p->th && p->th[0].interrupted) {
 			long r;
 			inj_syscall(&p->inj, &r, SYS_munmap, p->scratch, 4 * PAGE, 0, 0, 0, 0);
@@ -215,7 +217,7 @@ void release_pod(struct dump_ctx *d)
 			struct dthread *t = &p->th[j];
 			if (!t->seized)
 				continue;
-			if (t->interrupted) {
+			if (t->interrupted && !killed) {
 				regs_set(t->htid, &t->regs);
 				ptrace(PTRACE_SETSIGMASK, t->htid, (void *)8, &t->sigmask);
 			}

@@ -14,6 +14,6 @@ int cg_list(const char *cg, const char *file, pid_t **out, int *n);  /* recursiv
 
 int seize_pod(struct dump_ctx *d, char **cgroups, int ncg);
 /* Put back registers and masks, remove injected scratch, detach; thaw. */
-void release_pod(struct dump_ctx *d);
+void release_pod(struct dump_ctx *d, bool killed);
 
 #endif
