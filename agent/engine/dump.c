@@ -142,6 +142,11 @@ static int collect_tree(struct dump_ctx *d, pid_t init)
 			}
 			free(s);
 			SETOPT(p->tree, exit_status, code);
+			snprintf(path, sizeof(path), "/proc/%d/comm", p->hpid);
+			char *cm = read_file_str(path, NULL);
+			if (cm)
+				cm[strcspn(cm, "\n")] = 0;
+			p->tree->comm = cm;
 			p->tree->n_tids = 1;
 			p->tree->tids = xcalloc(1, sizeof(uint32_t));
 			p->tree->tids[0] = p->tree->pid;

@@ -193,6 +193,8 @@ static pid_t clone_with_pid(uint64_t flags, pid_t pid)
 static void become_zombie(ImgProc *p)
 {
 	int st = p->has_exit_status ? p->exit_status : 0;
+	if (p->comm)
+		prctl(PR_SET_NAME, p->comm);
 	if (WIFSIGNALED(st)) {
 		struct rlimit rl = { 0, 0 };
 		setrlimit(RLIMIT_CORE, &rl);
@@ -282,6 +284,11 @@ static void run_task(struct rst_ctx *r, int idx)
 				become_zombie(kids[k]->tree);
 			run_task(r, (int)(kids[k] - r->procs));
 		}
+		/* like a shell: the parent sets the child's group too, so it exists
+		 * before the next sibling may want to join it */
+		ImgProc *kt = kids[k]->tree;
+		if (!kt->zombie && kt->pgid && kt->sid != kt->pid)
+			setpgid(c, (pid_t)kt->pgid);
 	}
 	free(kids);
 	if ((err = objects_early(r, p)) < 0)

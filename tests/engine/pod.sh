@@ -57,3 +57,19 @@ pod_gone() { [ ! -s "$1/cgroup.procs" ]; }
 
 # lines of FILE that break the sequence 0,1,2,...  (prints nothing when intact)
 seq_breaks() { awk 'NR-1 != $1 { print "line " NR ": " $0; n++ } n > 5 { exit }' "$1"; }
+
+# pod_ps INIT — "pid ppid pgid sid state comm" of every process of the pod,
+# with ids as seen inside the pod; sorted by pid.
+pod_ps() {
+	_q=$1
+	while [ -n "$_q" ]; do
+		set -- $_q; _p=$1; shift; _q="$*"
+		[ -r /proc/$_p/status ] || continue
+		_pp=$(awk '/^PPid/ {print $2}' /proc/$_p/status)
+		_ppns=$(awk '/^NSpid/ {print $NF}' /proc/$_pp/status 2>/dev/null)
+		[ "$_p" = "$1" ] && _ppns=0
+		awk -v pp="${_ppns:-0}" '/^Name/ {n=$2} /^State/ {s=$2} /^NSpid/ {p=$NF} /^NSpgid/ {g=$NF} /^NSsid/ {i=$NF}
+			END {print p, pp, g, i, s, n}' /proc/$_p/status
+		_q="$_q $(cat /proc/$_p/task/*/children 2>/dev/null)"
+	done | awk '$1 == 1 { $2 = 0 } { print }' | sort -n
+}
