@@ -351,8 +351,12 @@ int mm_dump(struct dump_ctx *d, struct dproc *p)
 			if (err < 0)
 				break;
 			/* the VMA is complete: decide what to save */
-			if (v->kind == VK_ANON || (v->kind == VK_FILE && !(v->flags & MAP_SHARED)))
+			if (v->kind == VK_ANON || (v->kind == VK_FILE && !(v->flags & MAP_SHARED))) {
+				int before = nruns;
 				err = pagemap_runs(p, pmfd, v, &runs, &nruns, &cap);
+				if (nruns > before)
+					SETOPT(v, has_pages, 1);
+			}
 			else if (v->kind == VK_SHM)
 				err = dump_shm_vma(d, p, v);
 			if (err < 0)
@@ -552,7 +556,12 @@ int mm_restore_late(struct rst_ctx *r, struct rproc *p, struct image_reader *in,
 		switch (v->kind) {
 		case VK_ANON:
 			fl |= MAP_PRIVATE | MAP_ANONYMOUS;
-			prot |= PROT_WRITE;
+			/* write access only where pages will be written: a private
+			 * mapping made writable is accounted (VM_ACCOUNT) for good, and
+			 * that decides which neighbours the kernel merges — keep the
+			 * layout the process had */
+			if (v->has_pages)
+				prot |= PROT_WRITE;
 			break;
 		case VK_FILE:
 			fd = v->has_file_id ? inv_fd_for_file(r, v->file_id) : -1;
@@ -562,7 +571,7 @@ int mm_restore_late(struct rst_ctx *r, struct rproc *p, struct image_reader *in,
 				return -EINVAL;
 			}
 			fl |= v->flags & MAP_SHARED ? MAP_SHARED : MAP_PRIVATE;
-			if (!(v->flags & MAP_SHARED))
+			if (!(v->flags & MAP_SHARED) && v->has_pages)
 				prot |= PROT_WRITE;
 			break;
 		case VK_SHM:
@@ -601,7 +610,7 @@ int mm_restore_late(struct rst_ctx *r, struct rproc *p, struct image_reader *in,
 		}
 		uint64_t dlen = (uint64_t)pp.npages * PAGE;
 		ImgVma *v = vma_of(p, pp.addr, dlen);
-		if (pp.owner != p->tree->pid || dlen + sizeof(pp) != len || !pp.npages || !v ||
+		if (pp.owner != p->tree->pid || dlen + sizeof(pp) != len || !pp.npages || !v || !v->has_pages ||
 		    pp.npages > PAGES_PER_RECORD || (v->kind != VK_ANON && v->kind != VK_FILE)) {
 			log_err("restore: pid %u: page record %#llx+%u pages does not fit the process's memory",
 				p->tree->pid, (unsigned long long)pp.addr, pp.npages);
@@ -635,7 +644,7 @@ int mm_restore_late(struct rst_ctx *r, struct rproc *p, struct image_reader *in,
 		ImgVma *v = p->core->vmas[i];
 		long x;
 		if ((v->kind == VK_ANON || (v->kind == VK_FILE && !(v->flags & MAP_SHARED))) &&
-		    !(v->prot & PROT_WRITE)) {
+		    v->has_pages && !(v->prot & PROT_WRITE)) {
 			x = inj_call(&p->inj, "restore: mprotect", SYS_mprotect, v->start, v->end - v->start,
 				     v->prot, 0, 0, 0);
 			if (x < 0)

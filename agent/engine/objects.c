@@ -93,6 +93,11 @@ int inject_prepare(struct dump_ctx *d, struct dproc *p)
 	if (r < 0)
 		return (int)r;
 	p->scratch = (uint64_t)r;
+	/* /proc/PID/stat has start_brk but not brk (research/cr-mechanics.md §2.4) */
+	r = inj_call(&p->inj, "dump: brk", SYS_brk, 0, 0, 0, 0, 0, 0);
+	if (r < 0)
+		return (int)r;
+	p->core->mm->brk = (uint64_t)r;
 	(void)d;
 	return 0;
 }
