@@ -671,10 +671,8 @@ int restore_main(int argc, char **argv)
 	for (int i = 0; i < r->nprocs; i++) {
 		if (r->procs[i].tree->zombie)
 			continue;
-		if ((err = restore_process(r, &r->procs[i])) < 0) {
-			log_err("restore: pid %u failed", r->procs[i].tree->pid);
-			goto fail;
-		}
+		if ((err = restore_process(r, &r->procs[i])) < 0)
+			goto fail;      /* logged where it failed */
 	}
 	uint32_t type, len;
 	int n = rec_next(r, &type, &len);
