@@ -8,3 +8,10 @@ OBJS       += $(call objs,$(ENGINE_TEST_SRCS))
 $(BUILD)/bin/zt-%: $(BUILD)/tests/engine/%.o
 	@mkdir -p $(@D)
 	$(CC) $(LDFLAGS) -o $@ $^ -lpthread
+
+# bench/engine_memcpy.c: the memcpy floor printed by bench/engine_bench.sh
+TEST_PROGS += $(BUILD)/bin/bench-engine-memcpy
+OBJS       += $(call objs,bench/engine_memcpy.c)
+$(BUILD)/bin/bench-engine-memcpy: $(BUILD)/bench/engine_memcpy.o
+	@mkdir -p $(@D)
+	$(CC) $(LDFLAGS) -o $@ $^
