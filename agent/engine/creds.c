@@ -74,15 +74,27 @@ int creds_dump(struct dump_ctx *d, struct dproc *p)
 	if (cm)
 		cm[strcspn(cm, "\n")] = 0;
 	p->core->comm = cm ? cm : xstrdup("");
-	for (int res = 0; res < RLIM_NLIMITS; res++) {
-		struct rlimit rl;
-		if (prlimit(p->hpid, res, NULL, &rl) < 0)
-			continue;
-		ImgRlimit *r = PB_PUSH(p->core, rlimits, ImgRlimit, img_rlimit__init);
-		r->res = (uint32_t)res;
-		r->cur = rl.rlim_cur;
-		r->max = rl.rlim_max;
+	/* prlimit(pid) on another uid needs CAP_SYS_RESOURCE (check_prlimit_permission),
+	 * which we lack: /proc/PID/limits lists resources 0..15 in order instead */
+	snprintf(path, sizeof(path), "/proc/%d/limits", p->hpid);
+	char *lim = read_file_str(path, NULL);
+	char *line = lim ? strchr(lim, '\n') : NULL;
+	for (int res = 0; line && res < RLIM_NLIMITS; res++) {
+		line++;
+		char *nl = strchr(line, '\n');
+		if (!nl || nl - line < 27)
+			break;
+		*nl = 0;
+		char a[32], b[32];
+		if (sscanf(line + 26, "%31s %31s", a, b) == 2) {
+			ImgRlimit *r = PB_PUSH(p->core, rlimits, ImgRlimit, img_rlimit__init);
+			r->res = (uint32_t)res;
+			r->cur = !strcmp(a, "unlimited") ? RLIM_INFINITY : strtoull(a, NULL, 10);
+			r->max = !strcmp(b, "unlimited") ? RLIM_INFINITY : strtoull(b, NULL, 10);
+		}
+		line = nl;
 	}
+	free(lim);
 	(void)d;
 	return 0;
 }
@@ -122,6 +134,9 @@ int creds_restore_late(struct rst_ctx *r, struct rproc *p)
 			continue;
 		want.rlim_max = l->max < cur.rlim_max ? l->max : cur.rlim_max;
 		want.rlim_cur = l->cur < want.rlim_max ? l->cur : want.rlim_max;
+		log_debug("restore: pid %u: rlimit %u: %llu/%llu -> %llu/%llu", p->tree->pid, l->res,
+			  (unsigned long long)cur.rlim_cur, (unsigned long long)cur.rlim_max,
+			  (unsigned long long)want.rlim_cur, (unsigned long long)want.rlim_max);
 		if ((want.rlim_max != cur.rlim_max || want.rlim_cur != cur.rlim_cur) &&
 		    prlimit(p->hpid, (int)l->res, &want, NULL) < 0) {
 			log_err("restore: pid %u: rlimit %u: %s", p->tree->pid, l->res, strerror(errno));
