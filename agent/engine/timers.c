@@ -45,7 +45,10 @@ int timers_dump(struct dump_ctx *d, struct dproc *p)
 		int err = mem_read(p->hpid, p->scratch, &v, sizeof(v));
 		if (err < 0)
 			return err;
-		if (!v.it_value.tv_sec && !v.it_value.tv_usec)
+		/* An expired ITIMER_REAL whose SIGALRM is still pending reads as
+		 * value 0: the kernel re-arms it only when SIGALRM is dequeued
+		 * (dequeue_signal).  Keep it if it has an interval. */
+		if (!v.it_value.tv_sec && !v.it_value.tv_usec && !v.it_interval.tv_sec && !v.it_interval.tv_usec)
 			continue;
 		ImgItimer *it = PB_PUSH(p->core, itimers, ImgItimer, img_itimer__init);
 		it->which = (uint32_t)which;
@@ -140,11 +143,12 @@ int timers_restore_late(struct rst_ctx *r, struct rproc *p)
 			 PR_TIMER_CREATE_RESTORE_IDS_OFF, 0, 0, 0, 0);
 		for (size_t i = 0; i < p->core->n_timers; i++) {
 			ImgPosixTimer *pt = p->core->timers[i];
-			if (!pt->value_ns)
+			uint64_t value = pt->value_ns ? pt->value_ns : pt->interval_ns;   /* see itimers below */
+			if (!value)
 				continue;
 			struct itimerspec v = {
 				{ (time_t)(pt->interval_ns / 1000000000ull), (long)(pt->interval_ns % 1000000000ull) },
-				{ (time_t)(pt->value_ns / 1000000000ull), (long)(pt->value_ns % 1000000000ull) } };
+				{ (time_t)(value / 1000000000ull), (long)(value % 1000000000ull) } };
 			if ((err = mem_write(p->hpid, sc, &v, sizeof(v))) < 0)
 				return err;
 			if ((x = inj_call(t, "restore: timer_settime", SYS_timer_settime, (uint64_t)pt->id, 0, sc, 0,
@@ -156,9 +160,10 @@ int timers_restore_late(struct rst_ctx *r, struct rproc *p)
 		ImgItimer *it = p->core->itimers[i];
 		if (it->which > 2)
 			return -EINVAL;
+		uint64_t value = it->value_us ? it->value_us : it->interval_us;
 		struct itimerval v = {
 			{ (time_t)(it->interval_us / 1000000), (suseconds_t)(it->interval_us % 1000000) },
-			{ (time_t)(it->value_us / 1000000), (suseconds_t)(it->value_us % 1000000) } };
+			{ (time_t)(value / 1000000), (suseconds_t)(value % 1000000) } };
 		if ((err = mem_write(p->hpid, sc, &v, sizeof(v))) < 0)
 			return err;
 		if ((x = inj_call(t, "restore: setitimer", SYS_setitimer, it->which, sc, 0, 0, 0, 0)) < 0)
