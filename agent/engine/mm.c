@@ -271,6 +271,7 @@ int mm_dump(struct dump_ctx *d, struct dproc *p)
 		return err;
 	}
 	ImgVma *v = NULL;
+	uint64_t rss = 0, swap = 0;
 	struct pagerun *runs = NULL;
 	int nruns = 0, cap = 0;
 	while (fgets(line, sizeof(line), f)) {
@@ -284,6 +285,7 @@ int mm_dump(struct dump_ctx *d, struct dproc *p)
 				break;
 			}
 			v = PB_PUSH(p->core, vmas, ImgVma, img_vma__init);
+			rss = swap = 0;
 			char *name = line + pos;
 			name[strcspn(name, "\n")] = 0;
 			v->start = s; v->end = e; v->pgoff = off / PAGE;
@@ -328,6 +330,10 @@ int mm_dump(struct dump_ctx *d, struct dproc *p)
 			}
 			continue;
 		}
+		if (v && !strncmp(line, "Rss:", 4))
+			rss = strtoull(line + 4, NULL, 10);
+		else if (v && !strncmp(line, "Swap:", 5))
+			swap = strtoull(line + 5, NULL, 10);
 		if (v && !strncmp(line, "VmFlags:", 8)) {
 			char *q = line + 8;
 			uint32_t madv = 0;
@@ -351,7 +357,9 @@ int mm_dump(struct dump_ctx *d, struct dproc *p)
 			if (err < 0)
 				break;
 			/* the VMA is complete: decide what to save */
-			if (v->kind == VK_ANON || (v->kind == VK_FILE && !(v->flags & MAP_SHARED))) {
+			/* no resident or swapped page: nothing to look up (big sparse
+			 * reservations would cost a pagemap walk of their whole range) */
+			if ((v->kind == VK_ANON || (v->kind == VK_FILE && !(v->flags & MAP_SHARED))) && (rss || swap)) {
 				int before = nruns;
 				err = pagemap_runs(p, pmfd, v, &runs, &nruns, &cap);
 				if (nruns > before)
