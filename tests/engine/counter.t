@@ -7,7 +7,7 @@
 . "$(dirname "$0")/pod.sh"
 need_root
 [ -d $CGROOT ] || skip_all "no cgroup v2 at $CGROOT"
-plan 12
+plan 14
 
 d=$(mktemp -d /tmp/zeng-counter.XXXXXX); on_exit "rm -rf $d"
 pod_start zc "$ZBIN/zt-counter" 3 > "$d/out"; ok $? "pod started"
@@ -36,3 +36,15 @@ on_exit "kill -9 $a $b"
 [ $ra = 0 ] && [ $rb = 0 ] && [ -d /proc/$a ] && [ -d /proc/$b ] && [ "$a" != "$b" ]; ok $? "two restores of one image run side by side"
 [ "$(readlink /proc/$a/ns/pid)" != "$(readlink /proc/$b/ns/pid)" ]; ok $? "each in its own pid namespace"
 kill -9 $a $b
+
+# streaming: dump to stdout piped straight into a restore reading stdin
+: > "$d/out3"
+pod_start zs "$ZBIN/zt-counter" 3 > "$d/out3"
+sleep 0.2
+cg3=$CGROOT/$(uniq zsr); mkdir "$cg3"; on_exit "_pod_cleanup_cg $cg3"
+pid3=$(t_timeout 30 "$ENGINE" dump --cgroup "$POD_CG" --init "$POD_INIT" -o - | t_timeout 30 "$ENGINE" restore -i - --cgroup "$cg3")
+ok $? "dump -o - | restore -i - (migration through a pipe)"
+n=$(tail -1 "$d/out3"); sleep 0.3
+[ -d /proc/$pid3 ] && [ "$(tail -1 "$d/out3")" -gt "$n" ] && [ -z "$(seq_breaks "$d/out3")" ]
+ok $? "the migrated counter continues with no gap"
+kill -9 "$pid3" 2>/dev/null
