@@ -289,6 +289,39 @@ static void pod_uts(struct dump_ctx *d, pid_t init)
 		close(self);
 }
 
+static double ms_since(const struct timespec *t0)
+{
+	struct timespec t;
+	clock_gettime(CLOCK_MONOTONIC, &t);
+	return (t.tv_sec - t0->tv_sec) * 1e3 + (t.tv_nsec - t0->tv_nsec) / 1e6;
+}
+
+void mm_prealloc(size_t bytes);
+
+/* Before freezing: how much page memory the dump will need (anonymous +
+ * swapped of every process), so the buffer is populated outside the window. */
+static void prealloc_pages(char **cgroups, int ncg)
+{
+	pid_t *pids = NULL;
+	int n = 0;
+	uint64_t kb = 0;
+	for (int i = 0; i < ncg; i++)
+		cg_list(cgroups[i], "cgroup.procs", &pids, &n);
+	for (int i = 0; i < n; i++) {
+		char path[64];
+		snprintf(path, sizeof(path), "/proc/%d/smaps_rollup", pids[i]);
+		char *s = read_file_str(path, NULL);
+		const char *a = s ? strstr(s, "\nAnonymous:") : NULL, *w = s ? strstr(s, "\nSwap:") : NULL;
+		if (a)
+			kb += strtoull(a + 12, NULL, 10);
+		if (w)
+			kb += strtoull(w + 6, NULL, 10);
+		free(s);
+	}
+	free(pids);
+	mm_prealloc((size_t)(kb * 1024 + kb * 1024 / 16 + (8u << 20)));
+}
+
 static void usage(void)
 {
 	fprintf(stderr, "usage: zapc-engine dump --cgroup DIR [--cgroup DIR...] --init PID -o FILE|- "
@@ -344,12 +377,15 @@ int dump_main(int argc, char **argv)
 	d->info->ctime = (uint64_t)time(NULL);
 	d->info->tool_version = xstrdup(ENGINE_VERSION);
 
+	prealloc_pages(cgroups, ncg);
 	clock_gettime(CLOCK_MONOTONIC, &t0);
 	for (int i = 0; i < ncg; i++) {
 		if ((err = cg_freeze(cgroups[i], 1)) < 0)
 			goto fail;
 		frozen = i + 1;
 	}
+	if (getenv("ZAPC_ENGINE_TIMING"))
+		fprintf(stderr, "TIMING freeze_ms %.3f\n", ms_since(&t0));
 	if ((err = collect_tree(d, init)) < 0)
 		goto fail;
 	if ((err = seize_pod(d, cgroups, ncg)) < 0)
@@ -359,6 +395,8 @@ int dump_main(int argc, char **argv)
 	frozen = 0;
 	if ((err = seize_wait_all(d)) < 0)
 		goto fail;
+	if (getenv("ZAPC_ENGINE_TIMING"))
+		fprintf(stderr, "TIMING seized_ms %.3f\n", ms_since(&t0));
 	for (int i = 0; i < d->nprocs && !err; i++)
 		err = collect_tids(&d->procs[i]);
 	if (err < 0 || (err = capture_regs(d)) < 0)

@@ -22,6 +22,7 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <linux/prctl.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -31,6 +32,7 @@
 #include <sys/ptrace.h>
 #include <sys/syscall.h>
 #include <sys/uio.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "agent/engine/engine.h"
@@ -94,7 +96,54 @@ static void add_run(struct pagerun **runs, int *n, int *cap, uint64_t addr, uint
 	(*runs)[(*n)++] = (struct pagerun){ addr, np, owner, NULL };
 }
 
-/* Read the runs' pages of pid into one buffer. */
+/* Page buffers come from a pool populated before the pod is frozen: on this
+ * VM first-touching fresh memory costs more than the copy itself, and it
+ * must not happen inside the frozen window. */
+static uint8_t *pool;
+static size_t pool_len, pool_used;
+
+void mm_prealloc(size_t bytes)
+{
+	bytes = (bytes + PAGE - 1) & ~(PAGE - 1);
+	if (!bytes)
+		return;
+	void *p = mmap(NULL, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_POPULATE, -1, 0);
+	if (p == MAP_FAILED)
+		return;
+	pool = p;
+	pool_len = bytes;
+	pool_used = 0;
+}
+
+static void *buf_take(size_t len)
+{
+	if (pool && pool_len - pool_used >= len) {
+		void *p = pool + pool_used;
+		pool_used += len;
+		return p;
+	}
+	void *p = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_POPULATE, -1, 0);
+	return p == MAP_FAILED ? NULL : p;
+}
+
+struct readv_job {
+	pid_t pid;
+	struct pagerun *runs;
+	int n;
+	int err;
+	const ImgProcCore *core;
+};
+
+static int read_some(pid_t pid, struct pagerun *runs, int n, const ImgProcCore *core);
+
+static void *readv_thread(void *arg)
+{
+	struct readv_job *j = arg;
+	j->err = read_some(j->pid, j->runs, j->n, j->core);
+	return NULL;
+}
+
+/* Read the runs' pages of pid into one buffer (two threads for big ones). */
 static int read_runs(pid_t pid, struct pagerun *runs, int n, uint8_t **bufp, size_t *lenp,
 		     const ImgProcCore *core)
 {
@@ -105,16 +154,33 @@ static int read_runs(pid_t pid, struct pagerun *runs, int n, uint8_t **bufp, siz
 	*bufp = NULL;
 	if (!total)
 		return 0;
-	uint8_t *buf = mmap(NULL, total, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_POPULATE, -1, 0);
-	if (buf == MAP_FAILED)
-		return -errno;
+	uint8_t *buf = buf_take(total);
+	if (!buf)
+		return -ENOMEM;
 	*bufp = buf;
 	size_t off = 0;
-	int memfd = -1;
 	for (int i = 0; i < n; i++) {
 		runs[i].data = buf + off;
 		off += runs[i].npages * PAGE;
 	}
+	if (total < (16u << 20) || n < 2)
+		return read_some(pid, runs, n, core);
+	/* split at half the bytes; the second half in a thread */
+	int half = 0;
+	for (size_t acc = 0; half < n - 1 && acc < total / 2; half++)
+		acc += runs[half].npages * PAGE;
+	struct readv_job j = { pid, runs + half, n - half, 0, core };
+	pthread_t th;
+	if (pthread_create(&th, NULL, readv_thread, &j) != 0)
+		return read_some(pid, runs, n, core);
+	int err = read_some(pid, runs, half, core);
+	pthread_join(th, NULL);
+	return err < 0 ? err : j.err;
+}
+
+static int read_some(pid_t pid, struct pagerun *runs, int n, const ImgProcCore *core)
+{
+	int memfd = -1;
 	/* batches of up to 1024 iovecs; on a short read fall back to /proc/PID/mem */
 	for (int i = 0; i < n;) {
 		struct iovec l[1024], r[1024];
@@ -377,7 +443,13 @@ int mm_dump(struct dump_ctx *d, struct dproc *p)
 		free(runs);
 		return err;
 	}
+	struct timespec t0, t1;
+	clock_gettime(CLOCK_MONOTONIC, &t0);
 	err = read_runs(p->hpid, runs, nruns, &p->pagebuf, &p->pagebuf_len, p->core);
+	clock_gettime(CLOCK_MONOTONIC, &t1);
+	if (getenv("ZAPC_ENGINE_TIMING"))
+		fprintf(stderr, "TIMING dump_mm_read_ms %.3f (%d runs)\n",
+			(t1.tv_sec - t0.tv_sec) * 1e3 + (t1.tv_nsec - t0.tv_nsec) / 1e6, nruns);
 	p->runs = runs;
 	p->nruns = nruns;
 	if (err < 0)
@@ -404,6 +476,14 @@ uint64_t find_gap(uint64_t len, const struct range *r, int n)
 	return 0;
 }
 
+static int cmp_range(const void *a, const void *b)
+{
+	const struct range *x = a, *y = b;
+	return x->s < y->s ? -1 : x->s > y->s;
+}
+
+/* Unmap everything but the kept areas, with one munmap per gap between them
+ * (munmap of a range with holes is fine) instead of one per engine VMA. */
 static int unmap_all_but(struct rproc *p, uint64_t keep_s, uint64_t keep_e)
 {
 	char path[64], line[4096];
@@ -411,31 +491,37 @@ static int unmap_all_but(struct rproc *p, uint64_t keep_s, uint64_t keep_e)
 	FILE *f = fopen(path, "re");
 	if (!f)
 		return -errno;
-	struct range un[4096];
+	struct range keep[8];
 	int n = 0;
+	keep[n++] = (struct range){ keep_s, keep_e };
 	p->vdso_now = p->vvar_now = p->vclock_now = 0;
-	while (fgets(line, sizeof(line), f) && n < 4096) {
+	while (fgets(line, sizeof(line), f)) {
 		unsigned long long s, e;
 		int pos = 0;
 		if (sscanf(line, "%llx-%llx %*s %*s %*s %*s %n", &s, &e, &pos) < 2)
 			continue;
 		char *name = line + pos;
 		name[strcspn(name, "\n")] = 0;
-		if (!strcmp(name, "[vdso]")) { p->vdso_now = s; continue; }
-		if (!strcmp(name, "[vvar]")) { p->vvar_now = s; continue; }
-		if (!strcmp(name, "[vvar_vclock]")) { p->vclock_now = s; continue; }
-		if (!strcmp(name, "[vsyscall]"))
-			continue;
-		if (s >= keep_s && e <= keep_e)
-			continue;
-		un[n++] = (struct range){ s, e };
+		if (!strcmp(name, "[vdso]")) p->vdso_now = s;
+		else if (!strcmp(name, "[vvar]")) p->vvar_now = s;
+		else if (!strcmp(name, "[vvar_vclock]")) p->vclock_now = s;
+		else continue;
+		if (n < 8)
+			keep[n++] = (struct range){ s, e };
 	}
 	fclose(f);
-	for (int i = 0; i < n; i++) {
-		long r = inj_call(&p->inj, "restore: unmap engine memory", SYS_munmap, un[i].s, un[i].e - un[i].s,
-				  0, 0, 0, 0);
-		if (r < 0)
-			return (int)r;
+	qsort(keep, (size_t)n, sizeof(keep[0]), cmp_range);
+	uint64_t from = PAGE * 16;       /* below mmap_min_addr nothing is mapped */
+	for (int i = 0; i <= n; i++) {
+		uint64_t to = i < n ? keep[i].s : MAX_ADDR - PAGE;
+		if (to > from) {
+			long r = inj_call(&p->inj, "restore: unmap engine memory", SYS_munmap, from, to - from,
+					  0, 0, 0, 0);
+			if (r < 0)
+				return (int)r;
+		}
+		if (i < n)
+			from = keep[i].e;
 	}
 	return 0;
 }

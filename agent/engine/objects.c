@@ -32,8 +32,20 @@ const struct engine_object engine_objects[] = {
 	{ NULL, NULL, NULL, NULL },
 };
 
+#include <stdlib.h>
+#include <time.h>
+
+static double now_ms(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return ts.tv_sec * 1e3 + ts.tv_nsec / 1e6;
+}
+
 int objects_dump(struct dump_ctx *d)
 {
+	double spent[16] = { 0 };
+	int timing = getenv("ZAPC_ENGINE_TIMING") != NULL;
 	for (int i = 0; i < d->nprocs; i++) {
 		struct dproc *p = &d->procs[i];
 		if (p->tree->zombie)
@@ -41,11 +53,17 @@ int objects_dump(struct dump_ctx *d)
 		for (const struct engine_object *o = engine_objects; o->name; o++) {
 			if (!o->dump)
 				continue;
+			double t0 = timing ? now_ms() : 0;
 			int err = o->dump(d, p);
+			if (timing)
+				spent[o - engine_objects] += now_ms() - t0;
 			if (err < 0)
 				return err;
 		}
 	}
+	for (const struct engine_object *o = engine_objects; timing && o->name; o++)
+		if (o->dump)
+			fprintf(stderr, "TIMING dump_%s_ms %.3f\n", o->name, spent[o - engine_objects]);
 	return mm_dump_shm(d);
 }
 
