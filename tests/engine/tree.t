@@ -9,7 +9,9 @@ plan 6
 
 d=$(mktemp -d /tmp/zeng-tree.XXXXXX); on_exit "rm -rf $d"
 pod_start zt "$ZBIN/zt-tree" > "$d/out"; ok $? "pod started"
-sleep 0.4
+# the tree is complete once init prints and H has stopped itself
+wait_for 10 sh -c "[ -s $d/out ] && grep -q '^State:.T' /proc/\$(cat /proc/$POD_INIT/task/*/children | tr ' ' '\n' | tail -1)/status"
+sleep 0.1
 pod_ps "$POD_INIT" > "$d/before"
 diag "$(cat "$d/before")"
 t_timeout 30 "$ENGINE" dump --cgroup "$POD_CG" --init "$POD_INIT" -o "$d/img"; ok $? "dump"
