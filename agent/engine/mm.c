@@ -43,6 +43,8 @@ uint32_t mapped_file_id(struct dump_ctx *d, const char *path, uint32_t flags);
 #define MADV_BIT_DONTFORK  1u
 #define MADV_BIT_WIPE      2u
 #define MADV_BIT_DONTDUMP  4u
+#define MADV_BIT_HUGE      8u
+#define MADV_BIT_NOHUGE    16u
 
 #define PM_PRESENT (1ull << 63)
 #define PM_SWAPPED (1ull << 62)
@@ -408,6 +410,8 @@ int mm_dump(struct dump_ctx *d, struct dproc *p)
 				else if (!strcmp(t, "nr")) v->flags |= MAP_NORESERVE;
 				else if (!strcmp(t, "dc")) madv |= MADV_BIT_DONTFORK;
 				else if (!strcmp(t, "wf")) madv |= MADV_BIT_WIPE;
+				else if (!strcmp(t, "hg")) madv |= MADV_BIT_HUGE;
+				else if (!strcmp(t, "nh")) madv |= MADV_BIT_NOHUGE;
 				else if (!strcmp(t, "dd") && v->kind != VK_VVAR && v->kind != VK_VCLOCK)
 					madv |= MADV_BIT_DONTDUMP;
 				else if (!strcmp(t, "ss") || !strcmp(t, "ht") ||
@@ -447,9 +451,9 @@ int mm_dump(struct dump_ctx *d, struct dproc *p)
 	clock_gettime(CLOCK_MONOTONIC, &t0);
 	err = read_runs(p->hpid, runs, nruns, &p->pagebuf, &p->pagebuf_len, p->core);
 	clock_gettime(CLOCK_MONOTONIC, &t1);
-	if (getenv("ZAPC_ENGINE_TIMING"))
-		fprintf(stderr, "TIMING dump_mm_read_ms %.3f (%d runs)\n",
-			(t1.tv_sec - t0.tv_sec) * 1e3 + (t1.tv_nsec - t0.tv_nsec) / 1e6, nruns);
+	double ms = (t1.tv_sec - t0.tv_sec) * 1e3 + (t1.tv_nsec - t0.tv_nsec) / 1e6;
+	if (getenv("ZAPC_ENGINE_TIMING") && ms > 5)
+		fprintf(stderr, "TIMING dump_mm_read_ms %.3f (pid %u, %d runs)\n", ms, p->tree->pid, nruns);
 	p->runs = runs;
 	p->nruns = nruns;
 	if (err < 0)
@@ -745,8 +749,9 @@ int mm_restore_late(struct rst_ctx *r, struct rproc *p, struct image_reader *in,
 				return (int)x;
 		}
 		if (v->has_madv) {
-			static const int adv[3] = { MADV_DONTFORK, MADV_WIPEONFORK, MADV_DONTDUMP };
-			for (int b = 0; b < 3; b++)
+			static const int adv[5] = { MADV_DONTFORK, MADV_WIPEONFORK, MADV_DONTDUMP, MADV_HUGEPAGE,
+						    MADV_NOHUGEPAGE };
+			for (int b = 0; b < 5; b++)
 				if (v->madv & (1u << b)) {
 					x = inj_call(&p->inj, "restore: madvise", SYS_madvise, v->start,
 						     v->end - v->start, (uint64_t)adv[b], 0, 0, 0);

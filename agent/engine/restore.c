@@ -668,12 +668,18 @@ int restore_main(int argc, char **argv)
 	}
 	if ((err = map_host_pids(r, root)) < 0)
 		goto fail;
+	struct timespec tr0, tr1;
+	clock_gettime(CLOCK_MONOTONIC, &tr0);
 	for (int i = 0; i < r->nprocs; i++) {
 		if (r->procs[i].tree->zombie)
 			continue;
 		if ((err = restore_process(r, &r->procs[i])) < 0)
 			goto fail;      /* logged where it failed */
 	}
+	clock_gettime(CLOCK_MONOTONIC, &tr1);
+	if (getenv("ZAPC_ENGINE_TIMING"))
+		fprintf(stderr, "TIMING restore_processes_ms %.3f\n",
+			(tr1.tv_sec - tr0.tv_sec) * 1e3 + (tr1.tv_nsec - tr0.tv_nsec) / 1e6);
 	uint32_t type, len;
 	int n = rec_next(r, &type, &len);
 	if (n != 0) {
