@@ -603,6 +603,36 @@ static int move_vdso(struct rst_ctx *r, struct rproc *p)
 	return 0;
 }
 
+struct write_job {
+	pid_t pid;
+	uint64_t addr;
+	const uint8_t *buf;
+	size_t len;
+	int err;
+};
+
+static void *write_thread(void *arg)
+{
+	struct write_job *j = arg;
+	j->err = mem_write(j->pid, j->addr, j->buf, j->len);
+	return NULL;
+}
+
+/* Big runs are written by two threads (the target's page faults dominate). */
+static int write_parallel(pid_t pid, uint64_t addr, const uint8_t *buf, size_t len)
+{
+	if (len < (4u << 20))
+		return mem_write(pid, addr, buf, len);
+	size_t half = (len / 2) & ~(size_t)(PAGE - 1);
+	struct write_job j = { pid, addr + half, buf + half, len - half, 0 };
+	pthread_t th;
+	if (pthread_create(&th, NULL, write_thread, &j) != 0)
+		return mem_write(pid, addr, buf, len);
+	int err = mem_write(pid, addr, buf, half);
+	pthread_join(th, NULL);
+	return err < 0 ? err : j.err;
+}
+
 static ImgVma *vma_of(struct rproc *p, uint64_t addr, uint64_t len)
 {
 	for (size_t i = 0; i < p->core->n_vmas; i++) {
@@ -729,7 +759,7 @@ int mm_restore_late(struct rst_ctx *r, struct rproc *p, struct image_reader *in,
 			log_err("%s", image_reader_error(in));
 			return err;
 		}
-		if ((err = mem_write(p->hpid, pp.addr, buf, dlen)) < 0) {
+		if ((err = write_parallel(p->hpid, pp.addr, buf, dlen)) < 0) {
 			log_err("restore: pid %u: write pages at %#llx: %s", p->tree->pid,
 				(unsigned long long)pp.addr, strerror(-err));
 			return err;
