@@ -14,7 +14,10 @@ MB=${ENGINE_BENCH_MB:-256}
 tmp=$(mktemp -d /dev/shm/zeng-bench.XXXXXX)
 pods=""
 cleanup() {
-	for c in $pods; do echo 1 > "$c/cgroup.kill" 2>/dev/null; sleep 0.2; rmdir "$c" 2>/dev/null; done
+	for c in $pods; do
+		echo 1 > "$c/cgroup.kill" 2>/dev/null
+		for i in $(seq 50); do rmdir "$c" 2>/dev/null && break; sleep 0.1; done
+	done
 	rm -rf "$tmp"
 }
 trap cleanup EXIT INT TERM

@@ -13,11 +13,11 @@ ENGINE=$ZBIN/zapc-engine
 _pod_cleanup_cg() {
 	[ -d "$1" ] || return 0
 	echo 1 > "$1/cgroup.kill" 2>/dev/null
-	for _i in 1 2 3 4 5 6 7 8 9 10; do
-		[ -s "$1/cgroup.procs" ] || break
+	# rmdir succeeds once the last (zombie) member is reaped
+	for _i in $(seq 50); do
+		rmdir "$1" 2>/dev/null && return 0
 		sleep 0.1
 	done
-	rmdir "$1" 2>/dev/null
 }
 
 pod_start() {
