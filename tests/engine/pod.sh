@@ -26,8 +26,10 @@ pod_start() {
 	mkdir "$POD_CG" || return 1
 	on_exit "_pod_cleanup_cg $POD_CG"
 	# the subshell joins the cgroup, then becomes unshare; its child is the pod's pid 1
+	# unshare's own complaint when its child is killed is noise: its stderr
+	# goes to /dev/null, the program gets the real one back from fd 3
 	unshare --fork --pid --mount-proc --mount --ipc --uts --net \
-		sh -c 'echo 0 > "$0/cgroup.procs" && exec setsid "$@"' "$POD_CG" "$@" &
+		sh -c 'echo 0 > "$0/cgroup.procs" && exec setsid "$@" 2>&3 3>&-' "$POD_CG" "$@" 3>&2 2>/dev/null &
 	_outer=$!
 	on_exit "kill -9 $_outer"
 	POD_INIT=""
