@@ -177,7 +177,13 @@ struct rst_ctx {
 	int hold_r, hold_w;         /* children block reading hold_r until seized */
 	int go_r, go_w;             /* init waits for its cgroups */
 	uint64_t scratch_addr;      /* scratch page address chosen for every task */
+	/* --inherit-fd N:KEY — the caller's fd N stands for the file KEY of the
+	 * image ("pipe:[INODE]" of a pipe whose other end was outside the pod, or
+	 * a path), instead of a new pipe / a reopened file */
+	struct inherit { int fd; char *key; } inherit[16];
+	int ninherit;
 };
+int inherited_fd(struct rst_ctx *r, const char *key);
 
 struct range { uint64_t s, e; };
 uint64_t find_gap(uint64_t len, const struct range *r, int n);

@@ -192,6 +192,14 @@ static int file_index(struct rst_ctx *r, uint32_t id)
 	return -1;
 }
 
+int inherited_fd(struct rst_ctx *r, const char *key)
+{
+	for (int i = 0; key && i < r->ninherit; i++)
+		if (!strcmp(r->inherit[i].key, key))
+			return r->inherit[i].fd;
+	return -1;
+}
+
 int inv_fd_for_file(struct rst_ctx *r, uint32_t id)
 {
 	int i = file_index(r, id);
@@ -254,6 +262,10 @@ int files_restore_inventory(struct rst_ctx *r)
 			if (!f->path || f->path[0] != '/') {
 				log_err("restore: file %u has no absolute path", f->id);
 				return -EINVAL;
+			}
+			if (f->kind != FK_MAPPED && inherited_fd(r, f->path) >= 0) {
+				fd = inv_move(r, fcntl(inherited_fd(r, f->path), F_DUPFD_CLOEXEC, 0));
+				break;
 			}
 			fd = open(f->path, (int)(fl | O_CLOEXEC));
 			if (fd < 0) {

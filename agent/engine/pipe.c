@@ -107,8 +107,19 @@ int pipes_restore_inventory(struct rst_ctx *r)
 			if (f->kind == FK_FIFO && f->has_pipe_id && f->pipe_id == pp->id)
 				fifo = f->path;
 		}
+		char key[32];
+		snprintf(key, sizeof(key), "pipe:[%u]", pp->id);
+		int inh = fifo ? -1 : inherited_fd(r, key);
+		if (inh >= 0) {
+			/* an end held outside the pod: the caller gave us its replacement;
+			 * both ends of the pod map to it, nothing is refilled */
+			r->pipe_rfd[i] = r->pipe_wfd[i] = inv_move(r, fcntl(inh, F_DUPFD_CLOEXEC, 0));
+			if (r->pipe_rfd[i] < 0)
+				return -errno;
+			continue;
+		}
 		if (fifo) {
-			if (!fifo || fifo[0] != '/')
+			if (fifo[0] != '/')
 				return -EINVAL;
 			int fd = open(fifo, O_RDWR | O_NONBLOCK | O_CLOEXEC);
 			if (fd < 0) {

@@ -489,25 +489,37 @@ static int restore_process(struct rst_ctx *r, struct rproc *p)
 
 static void usage(void)
 {
-	fprintf(stderr, "usage: zapc-engine restore -i FILE|- [--netns PATH] [--cgroup DIR...] [--name NEWNAME]\n");
+	fprintf(stderr, "usage: zapc-engine restore -i FILE|- [--netns PATH] [--cgroup DIR...] [--name NEWNAME] "
+		"[--inherit-fd N:pipe:[INODE]|N:PATH ...]\n");
 }
 
 int restore_main(int argc, char **argv)
 {
 	static const struct option opts[] = {
 		{ "input", required_argument, 0, 'i' }, { "netns", required_argument, 0, 'N' },
-		{ "cgroup", required_argument, 0, 'c' }, { "name", required_argument, 0, 'n' }, { 0, 0, 0, 0 } };
+		{ "cgroup", required_argument, 0, 'c' }, { "name", required_argument, 0, 'n' },
+		{ "inherit-fd", required_argument, 0, 'I' }, { 0, 0, 0, 0 } };
 	char *in = NULL, *netns = NULL, *cgroups[16];
 	int ncg = 0, c, err = -EINVAL, infd = -1, netfd = -1;
 	pid_t root = -1;
 	struct rst_ctx R = { 0 }, *r = &R;
 	g_r = r;
-	while ((c = getopt_long(argc, argv, "i:N:c:n:", opts, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, "i:N:c:n:I:", opts, NULL)) != -1) {
 		switch (c) {
 		case 'i': in = optarg; break;
 		case 'N': netns = optarg; break;
 		case 'c': if (ncg < 16) cgroups[ncg++] = optarg; break;
 		case 'n': break;
+		case 'I': {
+			char *colon = strchr(optarg, ':');
+			if (!colon || r->ninherit == 16 || fcntl(atoi(optarg), F_GETFD) < 0) {
+				log_err("restore: --inherit-fd %s: want N:KEY with an open fd N", optarg);
+				return 2;
+			}
+			r->inherit[r->ninherit].fd = atoi(optarg);
+			r->inherit[r->ninherit++].key = colon + 1;
+			break;
+		}
 		default: usage(); return 2;
 		}
 	}

@@ -45,6 +45,18 @@ static void json_str(const char *s)
 	putchar('"');
 }
 
+static const char *file_key(const ImgFile *f)
+{
+	static char key[32];
+	if (!f)
+		return "";
+	if (f->kind == FK_PIPE) {
+		snprintf(key, sizeof(key), "pipe:[%u]", f->pipe_id);
+		return key;
+	}
+	return f->path ? f->path : "";
+}
+
 static ImgFile *file_by_id(ImgFiles *fs, uint32_t id)
 {
 	for (size_t i = 0; fs && i < fs->n_files; i++)
@@ -176,7 +188,7 @@ int show_main(int argc, char **argv)
 					ImgFile *f = file_by_id(files, c->fds[k]->file_id);
 					printf("%s{\"fd\":%u,\"type\":\"%s\",\"path\":", k ? "," : "", c->fds[k]->fd,
 					       f ? fkind_name(f->kind) : "?");
-					json_str(f && f->path ? f->path : "");
+					json_str(file_key(f));
 					printf("}");
 				}
 				printf("]");
@@ -213,7 +225,7 @@ int show_main(int argc, char **argv)
 			for (size_t k = 0; k < c->n_fds; k++) {
 				ImgFile *f = file_by_id(files, c->fds[k]->file_id);
 				printf("  fd %u: %s %s%s\n", c->fds[k]->fd, f ? fkind_name(f->kind) : "?",
-				       f && f->path ? f->path : "", c->fds[k]->cloexec ? " (cloexec)" : "");
+				       file_key(f), c->fds[k]->cloexec ? " (cloexec)" : "");
 			}
 		}
 	}
