@@ -487,6 +487,18 @@ static int restore_process(struct rst_ctx *r, struct rproc *p)
 	return 0;
 }
 
+static void timing(const char *what)
+{
+	static struct timespec t0;
+	struct timespec t;
+	if (!getenv("ZAPC_ENGINE_TIMING"))
+		return;
+	clock_gettime(CLOCK_MONOTONIC, &t);
+	if (!t0.tv_sec)
+		t0 = t;
+	fprintf(stderr, "TIMING restore_%s_ms %.3f\n", what, (t.tv_sec - t0.tv_sec) * 1e3 + (t.tv_nsec - t0.tv_nsec) / 1e6);
+}
+
 static void usage(void)
 {
 	fprintf(stderr, "usage: zapc-engine restore -i FILE|- [--netns PATH] [--cgroup DIR...] [--name NEWNAME] "
@@ -542,6 +554,7 @@ int restore_main(int argc, char **argv)
 		return 1;
 	}
 	char ebuf[256];
+	timing("start");
 	g_in = image_reader_fd(infd, ebuf, sizeof(ebuf));
 	if (!g_in) {
 		log_err("%s", ebuf);
@@ -628,8 +641,10 @@ int restore_main(int argc, char **argv)
 		goto fail;
 	r->go_r = inv_move(r, p2[0]);
 	r->go_w = inv_move(r, p2[1]);
+	timing("records_read");
 	if ((err = files_restore_inventory(r)) < 0 || (err = fill_shm(r)) < 0)
 		goto fail;
+	timing("inventory");
 	if ((err = set_time_offsets(r)) < 0)
 		goto fail;
 	if (netfd >= 0 && setns(netfd, CLONE_NEWNET) < 0) {
@@ -678,8 +693,10 @@ int restore_main(int argc, char **argv)
 		}
 		got++;
 	}
+	timing("all_ready");
 	if ((err = map_host_pids(r, root)) < 0)
 		goto fail;
+	timing("pids_mapped");
 	struct timespec tr0, tr1;
 	clock_gettime(CLOCK_MONOTONIC, &tr0);
 	for (int i = 0; i < r->nprocs; i++) {
@@ -700,6 +717,7 @@ int restore_main(int argc, char **argv)
 				(unsigned long long)image_reader_record_index(g_in), rec_name(type));
 		goto fail;
 	}
+	timing("trailer");
 	/* verified to the trailer: let the pod run */
 	for (int i = 0; i < r->nprocs; i++) {
 		struct rproc *p = &r->procs[i];
@@ -710,6 +728,7 @@ int restore_main(int argc, char **argv)
 		for (int k = 0; k < p->nth; k++)
 			ptrace(PTRACE_DETACH, p->htids[k], 0, 0);
 	}
+	timing("detached");
 	printf("%d\n", root);
 	fflush(stdout);
 	image_reader_free(g_in);
