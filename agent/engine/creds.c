@@ -1,0 +1,165 @@
+/*
+ * creds.c — per-process attributes: user/group ids and groups, rlimits,
+ * cwd, root, umask, personality.
+ *
+ * Dump reads them from outside (/proc/PID/status, cwd, root, personality,
+ * prlimit).  Restore: cwd/root/umask/personality inside the new task (early);
+ * rlimits from the engine with prlimit, only ever lowered (the engine has no
+ * CAP_SYS_RESOURCE, probe §1; research/cr-mechanics.md §7.5); ids last, by
+ * injection, because dropping privileges earlier would forbid the rest
+ * (clone3 set_tid needs CAP_CHECKPOINT_RESTORE, §4.6).  Capabilities beyond
+ * what the uid change implies are not restored yet.
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/personality.h>
+#include <sys/resource.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include "agent/engine/engine.h"
+#include "lib/log.h"
+
+int creds_dump(struct dump_ctx *d, struct dproc *p)
+{
+	char path[64], buf[4096];
+	snprintf(path, sizeof(path), "/proc/%d/status", p->hpid);
+	char *st = read_file_str(path, NULL);
+	if (!st)
+		return -errno;
+	ImgCreds *c = p->core->creds;
+	uint32_t ids[4];
+	if (status_field_ids(st, "Uid", ids, 4) == 4) {
+		c->n_uids = 4;
+		c->uids = xcalloc(4, sizeof(uint32_t));
+		memcpy(c->uids, ids, sizeof(ids));
+	}
+	if (status_field_ids(st, "Gid", ids, 4) == 4) {
+		c->n_gids = 4;
+		c->gids = xcalloc(4, sizeof(uint32_t));
+		memcpy(c->gids, ids, sizeof(ids));
+	}
+	uint32_t groups[256];
+	int ng = status_field_ids(st, "Groups", groups, 256);
+	if (ng > 0) {
+		c->n_groups = (size_t)ng;
+		c->groups = xcalloc((size_t)ng, sizeof(uint32_t));
+		memcpy(c->groups, groups, (size_t)ng * sizeof(uint32_t));
+	}
+	const char *um = strstr(st, "Umask:\t");
+	p->core->umask = um ? (uint32_t)strtoul(um + 7, NULL, 8) : 022;
+	free(st);
+
+	snprintf(path, sizeof(path), "/proc/%d/cwd", p->hpid);
+	if (read_link(path, buf, sizeof(buf)) < 0)
+		return -errno;
+	p->core->cwd = xstrdup(buf);
+	snprintf(path, sizeof(path), "/proc/%d/root", p->hpid);
+	if (read_link(path, buf, sizeof(buf)) < 0)
+		return -errno;
+	p->core->root = xstrdup(buf);
+	if (strstr(p->core->cwd, " (deleted)")) {
+		log_err("dump: pid %u: cwd '%s' is deleted", p->tree->pid, p->core->cwd);
+		return -ENOTSUP;
+	}
+	snprintf(path, sizeof(path), "/proc/%d/personality", p->hpid);
+	char *pe = read_file_str(path, NULL);
+	p->core->personality = pe ? (uint32_t)strtoul(pe, NULL, 16) : 0;
+	free(pe);
+	snprintf(path, sizeof(path), "/proc/%d/comm", p->hpid);
+	char *cm = read_file_str(path, NULL);
+	if (cm)
+		cm[strcspn(cm, "\n")] = 0;
+	p->core->comm = cm ? cm : xstrdup("");
+	/* prlimit(pid) on another uid needs CAP_SYS_RESOURCE (check_prlimit_permission),
+	 * which we lack: /proc/PID/limits lists resources 0..15 in order instead */
+	snprintf(path, sizeof(path), "/proc/%d/limits", p->hpid);
+	char *lim = read_file_str(path, NULL);
+	char *line = lim ? strchr(lim, '\n') : NULL;
+	for (int res = 0; line && res < RLIM_NLIMITS; res++) {
+		line++;
+		char *nl = strchr(line, '\n');
+		if (!nl || nl - line < 27)
+			break;
+		*nl = 0;
+		char a[32], b[32];
+		if (sscanf(line + 26, "%31s %31s", a, b) == 2) {
+			ImgRlimit *r = PB_PUSH(p->core, rlimits, ImgRlimit, img_rlimit__init);
+			r->res = (uint32_t)res;
+			r->cur = !strcmp(a, "unlimited") ? RLIM_INFINITY : strtoull(a, NULL, 10);
+			r->max = !strcmp(b, "unlimited") ? RLIM_INFINITY : strtoull(b, NULL, 10);
+		}
+		line = nl;
+	}
+	free(lim);
+	(void)d;
+	return 0;
+}
+
+/* Runs inside the new task (engine code, before it is seized). */
+int creds_restore_early(struct rst_ctx *r, struct rproc *p)
+{
+	ImgProcCore *c = p->core;
+	if (strcmp(c->root, "/")) {
+		if (chroot(c->root) < 0) {
+			log_err("restore: pid %u: chroot %s: %s", p->tree->pid, c->root, strerror(errno));
+			return -errno;
+		}
+	}
+	if (chdir(c->cwd) < 0) {
+		log_err("restore: pid %u: cwd %s: %s", p->tree->pid, c->cwd, strerror(errno));
+		return -errno;
+	}
+	umask(c->umask & 0777);
+	if (personality(c->personality) < 0) {
+		log_err("restore: pid %u: personality %#x: %s", p->tree->pid, c->personality, strerror(errno));
+		return -errno;
+	}
+	(void)r;
+	return 0;
+}
+
+int creds_restore_late(struct rst_ctx *r, struct rproc *p)
+{
+	ImgCreds *c = p->core->creds;
+	struct inj *t = &p->tinj[0];
+	long x;
+	for (size_t i = 0; i < p->core->n_rlimits; i++) {
+		ImgRlimit *l = p->core->rlimits[i];
+		struct rlimit cur, want;
+		if (l->res >= RLIM_NLIMITS || prlimit(p->hpid, (int)l->res, NULL, &cur) < 0)
+			continue;
+		want.rlim_max = l->max < cur.rlim_max ? l->max : cur.rlim_max;
+		want.rlim_cur = l->cur < want.rlim_max ? l->cur : want.rlim_max;
+		log_debug("restore: pid %u: rlimit %u: %llu/%llu -> %llu/%llu", p->tree->pid, l->res,
+			  (unsigned long long)cur.rlim_cur, (unsigned long long)cur.rlim_max,
+			  (unsigned long long)want.rlim_cur, (unsigned long long)want.rlim_max);
+		if ((want.rlim_max != cur.rlim_max || want.rlim_cur != cur.rlim_cur) &&
+		    prlimit(p->hpid, (int)l->res, &want, NULL) < 0) {
+			log_err("restore: pid %u: rlimit %u: %s", p->tree->pid, l->res, strerror(errno));
+			return -errno;
+		}
+	}
+	if (c->n_groups > 65536 || c->n_uids != 4 || c->n_gids != 4)
+		return c->n_uids == 0 ? 0 : -EINVAL;
+	int err;
+	bool root = !c->uids[0] && !c->uids[1] && !c->uids[2] && !c->gids[0] && !c->gids[1] && !c->gids[2];
+	if (root && c->n_groups == 0)
+		return 0;
+	if (c->n_groups * 4 > 3 * PAGE)
+		return -E2BIG;
+	if (c->n_groups && (err = mem_write(p->hpid, r->scratch_addr, c->groups, c->n_groups * 4)) < 0)
+		return err;
+	/* credentials are per thread (glibc broadcasts setxid; so do we) */
+	for (int i = 0; i < p->nth; i++) {
+		t = &p->tinj[i];
+		if ((x = inj_call(t, "restore: setgroups", SYS_setgroups, c->n_groups, r->scratch_addr, 0, 0, 0, 0)) < 0 ||
+		    (x = inj_call(t, "restore: setresgid", SYS_setresgid, c->gids[0], c->gids[1], c->gids[2], 0, 0, 0)) < 0 ||
+		    (x = inj_call(t, "restore: setresuid", SYS_setresuid, c->uids[0], c->uids[1], c->uids[2], 0, 0, 0)) < 0)
+			return (int)x;
+	}
+	return 0;
+}

@@ -1,0 +1,445 @@
+/*
+ * dump.c — `zapc-engine dump`: checkpoint every process of a pod.
+ *
+ * 1. freeze the pod's cgroup(s); walk the process tree from the pod's init
+ *    (/proc/PID/task/TID/children), zombies included;
+ * 2. seize + interrupt every thread, thaw, collect the traps (seize.c);
+ * 3. every object of the table (objects.c) reads its state, pages are copied
+ *    into engine memory — the frozen window holds no disk I/O;
+ * 4. commit point: kill the pod (default) or put everything back and detach
+ *    (--leave-running); then write the image stream.
+ * Any failure before the commit point releases the pod untouched.
+ */
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <sched.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ptrace.h>
+#include <sys/utsname.h>
+#include <sys/syscall.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "agent/engine/engine.h"
+#include "agent/engine/objects.h"
+#include "agent/engine/seize.h"
+#include "lib/log.h"
+
+int seize_wait_all(struct dump_ctx *d);
+int dump_write(struct dump_ctx *d, int fd);
+
+static struct dproc *proc_by_hpid(struct dump_ctx *d, pid_t hpid)
+{
+	for (int i = 0; i < d->nprocs; i++)
+		if (d->procs[i].hpid == hpid)
+			return &d->procs[i];
+	return NULL;
+}
+
+static int add_threads(struct dproc *p)
+{
+	char path[64];
+	snprintf(path, sizeof(path), "/proc/%d/task", p->hpid);
+	DIR *dir = opendir(path);
+	if (!dir)
+		return -errno;
+	struct dirent *de;
+	int cap = 0;
+	/* leader first */
+	p->th = xcalloc(1, sizeof(*p->th));
+	cap = 1;
+	p->th[0].htid = p->hpid;
+	p->nth = 1;
+	while ((de = readdir(dir))) {
+		if (de->d_name[0] < '0' || de->d_name[0] > '9')
+			continue;
+		pid_t t = atoi(de->d_name);
+		if (t == p->hpid)
+			continue;
+		if (p->nth == cap) {
+			cap *= 2;
+			p->th = realloc(p->th, (size_t)cap * sizeof(*p->th));
+		}
+		memset(&p->th[p->nth], 0, sizeof(p->th[0]));
+		p->th[p->nth++].htid = t;
+	}
+	closedir(dir);
+	if (p->nth > MAX_THREADS)
+		return -E2BIG;
+	return 0;
+}
+
+/* Walk the tree from init; parents come before children. */
+static int collect_tree(struct dump_ctx *d, pid_t init)
+{
+	int cap = 16, err;
+	d->procs = xcalloc((size_t)cap, sizeof(*d->procs));
+	d->procs[0].hpid = init;
+	d->nprocs = 1;
+	int init_levels = 0;
+	for (int i = 0; i < d->nprocs; i++) {
+		struct dproc *p = &d->procs[i];
+		char path[128], *st;
+		snprintf(path, sizeof(path), "/proc/%d/status", p->hpid);
+		if (!(st = read_file_str(path, NULL))) {
+			log_err("dump: pid %d: %s: %s", p->hpid, path, strerror(errno));
+			return -errno;
+		}
+		uint32_t ids[16];
+		int lv = status_field_ids(st, "NSpid", ids, 16);
+		if (i == 0)
+			init_levels = lv;
+		if (lv != init_levels || lv < 2) {
+			log_err("dump: pid %d is not in the pod's own pid namespace", p->hpid);
+			free(st);
+			return -EINVAL;
+		}
+		p->tree = xcalloc(1, sizeof(ImgProc));
+		img_proc__init(p->tree);
+		p->tree->pid = ids[lv - 1];
+		p->core = xcalloc(1, sizeof(ImgProcCore));
+		img_proc_core__init(p->core);
+		p->core->pid = p->tree->pid;
+		p->core->mm = xcalloc(1, sizeof(ImgMm));
+		img_mm__init(p->core->mm);
+		p->core->creds = xcalloc(1, sizeof(ImgCreds));
+		img_creds__init(p->core->creds);
+		if (i == 0 && p->tree->pid != 1) {
+			log_err("dump: pid %d is pid %u in its namespace, not the pod's init", init, p->tree->pid);
+			free(st);
+			return -EINVAL;
+		}
+		int n = status_field_ids(st, "NSpgid", ids, 16);
+		p->tree->pgid = n == lv ? ids[n - 1] : 0;
+		n = status_field_ids(st, "NSsid", ids, 16);
+		p->tree->sid = n == lv ? ids[n - 1] : 0;
+		pid_t hppid = (pid_t)status_field_u32(st, "PPid", 0);
+		struct dproc *pp = i ? proc_by_hpid(d, hppid) : NULL;
+		p = &d->procs[i];
+		p->tree->ppid = pp ? pp->tree->pid : 0;
+		p->tree->zombie = strstr(st, "State:\tZ") != NULL;
+		free(st);
+		if (p->tree->zombie) {
+			snprintf(path, sizeof(path), "/proc/%d/stat", p->hpid);
+			char *s = read_file_str(path, NULL);
+			char *rp = s ? strrchr(s, ')') : NULL;
+			int code = 0;
+			if (rp) {
+				/* field 52 exit_code; fields after ')' start at 3 */
+				char *q = rp + 2;
+				for (int f = 3; f < 52 && q; f++) {
+					q = strchr(q, ' ');
+					if (q)
+						q++;
+				}
+				if (q)
+					code = atoi(q);
+			}
+			free(s);
+			SETOPT(p->tree, exit_status, code);
+			snprintf(path, sizeof(path), "/proc/%d/comm", p->hpid);
+			char *cm = read_file_str(path, NULL);
+			if (cm)
+				cm[strcspn(cm, "\n")] = 0;
+			p->tree->comm = cm;
+			p->tree->n_tids = 1;
+			p->tree->tids = xcalloc(1, sizeof(uint32_t));
+			p->tree->tids[0] = p->tree->pid;
+			p->th = xcalloc(1, sizeof(*p->th));
+			p->th[0].htid = p->hpid;
+			p->nth = 0;   /* nothing to seize */
+		} else if ((err = add_threads(p)) < 0) {
+			log_err("dump: pid %d: threads: %s", p->hpid, strerror(-err));
+			return err;
+		}
+		/* children of every thread */
+		DIR *dir;
+		snprintf(path, sizeof(path), "/proc/%d/task", p->hpid);
+		if ((dir = opendir(path))) {
+			struct dirent *de;
+			while ((de = readdir(dir))) {
+				if (de->d_name[0] < '0' || de->d_name[0] > '9')
+					continue;
+				char cp[512];
+				snprintf(cp, sizeof(cp), "/proc/%d/task/%s/children", d->procs[i].hpid, de->d_name);
+				char *c = read_file_str(cp, NULL);
+				for (char *q = c; q && *q;) {
+					char *e;
+					long v = strtol(q, &e, 10);
+					if (e == q)
+						break;
+					q = e;
+					if (proc_by_hpid(d, (pid_t)v))
+						continue;
+					if (d->nprocs == MAX_PROCS) {
+						free(c);
+						closedir(dir);
+						log_err("dump: more than %d processes", MAX_PROCS);
+						return -E2BIG;
+					}
+					if (d->nprocs == cap) {
+						cap *= 2;
+						d->procs = realloc(d->procs, (size_t)cap * sizeof(*d->procs));
+					}
+					memset(&d->procs[d->nprocs], 0, sizeof(d->procs[0]));
+					d->procs[d->nprocs++].hpid = (pid_t)v;
+				}
+				free(c);
+			}
+			closedir(dir);
+		}
+	}
+	return 0;
+}
+
+/* Thread ids inside the pod (NSpid of each task). */
+static int collect_tids(struct dproc *p)
+{
+	if (p->tree->zombie)
+		return 0;
+	p->tree->n_tids = (size_t)p->nth;
+	p->tree->tids = xcalloc((size_t)p->nth, sizeof(uint32_t));
+	for (int j = 0; j < p->nth; j++) {
+		char path[128];
+		snprintf(path, sizeof(path), "/proc/%d/task/%d/status", p->hpid, p->th[j].htid);
+		char *st = read_file_str(path, NULL);
+		if (!st) {
+			log_err("dump: pid %u tid %d: %s", p->tree->pid, p->th[j].htid, strerror(errno));
+			return -errno;
+		}
+		p->tree->tids[j] = status_field_u32(st, "NSpid", -1);
+		free(st);
+	}
+	return 0;
+}
+
+/* Registers and blocked masks as seized: what --leave-running puts back. */
+static int capture_regs(struct dump_ctx *d)
+{
+	for (int i = 0; i < d->nprocs; i++)
+		for (int j = 0; j < d->procs[i].nth; j++) {
+			struct dthread *t = &d->procs[i].th[j];
+			int err = regs_get(t->htid, &t->regs);
+			if (err < 0) {
+				log_err("dump: pid %u tid %d: registers: %s", d->procs[i].tree->pid, t->htid,
+					strerror(-err));
+				return err;
+			}
+			if (ptrace(PTRACE_GETSIGMASK, t->htid, (void *)8, &t->sigmask) < 0) {
+				log_err("dump: tid %d: sigmask: %s", t->htid, strerror(errno));
+				return -errno;
+			}
+		}
+	return 0;
+}
+
+static uint64_t clock_ns(clockid_t c)
+{
+	struct timespec ts;
+	clock_gettime(c, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+/* The pod's clocks: the host's plus the offsets of init's time namespace. */
+static void pod_clocks(struct dump_ctx *d, pid_t init)
+{
+	char path[64];
+	int64_t mono_off = 0, boot_off = 0;
+	snprintf(path, sizeof(path), "/proc/%d/timens_offsets", init);
+	char *s = read_file_str(path, NULL);
+	for (char *l = s; l && *l;) {
+		char name[32];
+		long long sec, nsec;
+		if (sscanf(l, "%31s %lld %lld", name, &sec, &nsec) == 3) {
+			int64_t v = sec * 1000000000ll + nsec;
+			if (!strcmp(name, "monotonic") || !strcmp(name, "1"))
+				mono_off = v;
+			else if (!strcmp(name, "boottime") || !strcmp(name, "7"))
+				boot_off = v;
+		}
+		l = strchr(l, '\n');
+		if (l)
+			l++;
+	}
+	free(s);
+	d->info->mono_ns = clock_ns(CLOCK_MONOTONIC) + (uint64_t)mono_off;
+	d->info->boot_ns = clock_ns(CLOCK_BOOTTIME) + (uint64_t)boot_off;
+}
+
+static void pod_uts(struct dump_ctx *d, pid_t init)
+{
+	char path[64];
+	snprintf(path, sizeof(path), "/proc/%d/ns/uts", init);
+	int nsfd = open(path, O_RDONLY | O_CLOEXEC), self = open("/proc/self/ns/uts", O_RDONLY | O_CLOEXEC);
+	struct utsname u;
+	if (nsfd >= 0 && self >= 0 && setns(nsfd, CLONE_NEWUTS) == 0) {
+		uname(&u);
+		d->info->hostname = xstrdup(u.nodename);
+		d->info->domainname = xstrdup(u.domainname);
+		setns(self, CLONE_NEWUTS);
+	}
+	if (nsfd >= 0)
+		close(nsfd);
+	if (self >= 0)
+		close(self);
+}
+
+static double ms_since(const struct timespec *t0)
+{
+	struct timespec t;
+	clock_gettime(CLOCK_MONOTONIC, &t);
+	return (t.tv_sec - t0->tv_sec) * 1e3 + (t.tv_nsec - t0->tv_nsec) / 1e6;
+}
+
+void mm_prealloc(size_t bytes);
+
+/* Before freezing: how much page memory the dump will need (anonymous +
+ * swapped of every process), so the buffer is populated outside the window. */
+static void prealloc_pages(char **cgroups, int ncg)
+{
+	pid_t *pids = NULL;
+	int n = 0;
+	uint64_t kb = 0;
+	for (int i = 0; i < ncg; i++)
+		cg_list(cgroups[i], "cgroup.procs", &pids, &n);
+	for (int i = 0; i < n; i++) {
+		char path[64];
+		snprintf(path, sizeof(path), "/proc/%d/smaps_rollup", pids[i]);
+		char *s = read_file_str(path, NULL);
+		const char *a = s ? strstr(s, "\nAnonymous:") : NULL, *w = s ? strstr(s, "\nSwap:") : NULL;
+		if (a)
+			kb += strtoull(a + 12, NULL, 10);
+		if (w)
+			kb += strtoull(w + 6, NULL, 10);
+		free(s);
+	}
+	free(pids);
+	mm_prealloc((size_t)(kb * 1024 + kb * 1024 / 16 + (8u << 20)));
+}
+
+static void usage(void)
+{
+	fprintf(stderr, "usage: zapc-engine dump --cgroup DIR [--cgroup DIR...] --init PID -o FILE|- "
+		"[--leave-running] [--name POD]\n");
+}
+
+int dump_main(int argc, char **argv)
+{
+	static const struct option opts[] = {
+		{ "cgroup", required_argument, 0, 'c' }, { "init", required_argument, 0, 'i' },
+		{ "output", required_argument, 0, 'o' }, { "leave-running", no_argument, 0, 'l' },
+		{ "name", required_argument, 0, 'n' }, { 0, 0, 0, 0 } };
+	char *cgroups[16], *out = NULL, *name = NULL;
+	int ncg = 0, leave = 0, c, err = 0, frozen = 0, outfd = -1;
+	pid_t init = 0;
+	struct dump_ctx D = { 0 }, *d = &D;
+	struct timespec t0, t1, t2;
+
+	while ((c = getopt_long(argc, argv, "c:i:o:ln:", opts, NULL)) != -1) {
+		switch (c) {
+		case 'c': if (ncg < 16) cgroups[ncg++] = optarg; break;
+		case 'i': init = atoi(optarg); break;
+		case 'o': out = optarg; break;
+		case 'l': leave = 1; break;
+		case 'n': name = optarg; break;
+		default: usage(); return 2;
+		}
+	}
+	if (!ncg || init <= 0 || !out) {
+		usage();
+		return 2;
+	}
+	if (!strcmp(out, "-"))
+		outfd = STDOUT_FILENO;
+	else if ((outfd = open(out, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600)) < 0) {
+		log_err("dump: %s: %s", out, strerror(errno));
+		return 1;
+	}
+
+	d->info = xcalloc(1, sizeof(ImgInfo));
+	img_info__init(d->info);
+	d->tree = xcalloc(1, sizeof(ImgTree));
+	img_tree__init(d->tree);
+	d->files = xcalloc(1, sizeof(ImgFiles));
+	img_files__init(d->files);
+	d->next_file_id = 1;
+	struct utsname u;
+	uname(&u);
+	d->info->kernel_release = xstrdup(u.release);
+	d->info->arch = xstrdup(u.machine);
+	d->info->page_size = (uint32_t)sysconf(_SC_PAGESIZE);
+	d->info->pod_name = name ? xstrdup(name) : NULL;
+	d->info->ctime = (uint64_t)time(NULL);
+	d->info->tool_version = xstrdup(ENGINE_VERSION);
+
+	prealloc_pages(cgroups, ncg);
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	for (int i = 0; i < ncg; i++) {
+		if ((err = cg_freeze(cgroups[i], 1)) < 0)
+			goto fail;
+		frozen = i + 1;
+	}
+	if (getenv("ZAPC_ENGINE_TIMING"))
+		fprintf(stderr, "TIMING freeze_ms %.3f\n", ms_since(&t0));
+	if ((err = collect_tree(d, init)) < 0)
+		goto fail;
+	if ((err = seize_pod(d, cgroups, ncg)) < 0)
+		goto fail;
+	for (int i = 0; i < ncg; i++)
+		cg_freeze(cgroups[i], 0);
+	frozen = 0;
+	if ((err = seize_wait_all(d)) < 0)
+		goto fail;
+	if (getenv("ZAPC_ENGINE_TIMING"))
+		fprintf(stderr, "TIMING seized_ms %.3f\n", ms_since(&t0));
+	for (int i = 0; i < d->nprocs && !err; i++)
+		err = collect_tids(&d->procs[i]);
+	if (err < 0 || (err = capture_regs(d)) < 0)
+		goto fail;
+	pod_clocks(d, init);
+	pod_uts(d, init);
+	if ((err = objects_dump(d)) < 0)
+		goto fail;
+	clock_gettime(CLOCK_MONOTONIC, &t1);
+
+	/* commit point */
+	if (leave) {
+		release_pod(d, false);
+	} else {
+		for (int i = 0; i < ncg; i++)
+			cg_kill(cgroups[i]);
+		/* the tracees die with SIGKILL; our ptrace links go with them */
+		release_pod(d, true);
+	}
+	clock_gettime(CLOCK_MONOTONIC, &t2);
+	log_info("dump: frozen %.3f ms", ((t1.tv_sec - t0.tv_sec) * 1e9 + (t1.tv_nsec - t0.tv_nsec)) / 1e6);
+	if (getenv("ZAPC_ENGINE_TIMING"))
+		fprintf(stderr, "TIMING frozen_ms %.3f\n",
+			((t2.tv_sec - t0.tv_sec) * 1e9 + (t2.tv_nsec - t0.tv_nsec)) / 1e6);
+	err = dump_write(d, outfd);
+	if (outfd != STDOUT_FILENO)
+		close(outfd);
+	if (err < 0 && strcmp(out, "-"))
+		unlink(out);
+	return err < 0 ? 1 : 0;
+
+fail:
+	release_pod(d, false);
+	for (int i = 0; i < frozen; i++)
+		cg_freeze(cgroups[i], 0);
+	for (int i = 0; i < ncg; i++) {
+		char path[4096];
+		snprintf(path, sizeof(path), "%s/cgroup.freeze", cgroups[i]);
+		write_str(path, "0");
+	}
+	if (outfd != STDOUT_FILENO) {
+		close(outfd);
+		unlink(out);
+	}
+	return 1;
+}

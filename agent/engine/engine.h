@@ -1,0 +1,207 @@
+/*
+ * engine.h — shared model of the checkpoint/restart engine (internal).
+ *
+ * Dump builds the protobuf records of proto/image.proto directly (they are the
+ * in-memory model too); restore reads them back.  Each kind of kernel object
+ * lives in its own file with a dump and a restore side, listed in the one
+ * table in objects.c.  Restore runs in two places:
+ *   - "early": inside the freshly forked task, which still runs engine code
+ *     (sessions, fds, cwd, umask, ... — things easiest done by the task itself);
+ *   - "late": from the engine, by syscalls injected into the ptrace-stopped
+ *     task once its address space is the image's (memory, threads, signals,
+ *     registers, creds).
+ */
+#ifndef ZAPC_ENGINE_H
+#define ZAPC_ENGINE_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/types.h>
+#include <sys/user.h>
+
+#include "agent/engine/inject.h"
+#include "lib/image.h"
+#include "proto/image.pb-c.h"
+
+/* short names for the proto enums */
+#define FK_REG    FILE_KIND__FK_REG
+#define FK_DIR    FILE_KIND__FK_DIR
+#define FK_CHR    FILE_KIND__FK_CHR
+#define FK_PIPE   FILE_KIND__FK_PIPE
+#define FK_FIFO   FILE_KIND__FK_FIFO
+#define FK_MAPPED FILE_KIND__FK_MAPPED
+#define VK_ANON   VMA_KIND__VK_ANON
+#define VK_FILE   VMA_KIND__VK_FILE
+#define VK_SHM    VMA_KIND__VK_SHM
+#define VK_VDSO   VMA_KIND__VK_VDSO
+#define VK_VVAR   VMA_KIND__VK_VVAR
+#define VK_VCLOCK VMA_KIND__VK_VCLOCK
+#define VK_VSYSCALL VMA_KIND__VK_VSYSCALL
+
+#define ENGINE_VERSION "zapc-engine 0.1"
+#define PAGE 4096ull
+
+/* Record types of the engine (the payload meaning; the container is lib/image). */
+enum {
+	REC_INFO = 1,
+	REC_TREE = 2,
+	REC_FILES = 3,
+	REC_SHM_PAGES = 4,
+	REC_PROC = 5,
+	REC_PAGES = 6,
+	REC_THREAD = 7,
+};
+const char *rec_name(uint32_t type);
+
+/* Prefix of REC_PAGES / REC_SHM_PAGES payloads, then npages * 4096 raw bytes. */
+struct page_prefix {
+	uint64_t addr;     /* vaddr (PAGES) or byte offset in the shm object (SHM_PAGES) */
+	uint32_t npages;
+	uint32_t owner;    /* pod pid (PAGES) or shm id (SHM_PAGES) */
+};
+#define PAGES_PER_RECORD 4096u   /* 16 MiB of data per record at most */
+
+#define SETOPT(m, f, v) do { (m)->has_##f = 1; (m)->f = (v); } while (0)
+
+/* Limits applied to every image (hostile input). */
+#define MAX_PROCS    4096
+#define MAX_THREADS  4096
+#define MAX_VMAS     65530
+#define MAX_FDS      65536
+#define MAX_FILES    65536
+#define MAX_ADDR     0x800000000000ull     /* x86_64 user address space (4-level) */
+
+/* ------------------------------------------------------------------ dump */
+
+struct pagerun {
+	uint64_t addr;
+	uint32_t npages;
+	uint32_t owner;
+	uint8_t *data;         /* points into the owner's buffer */
+};
+
+struct dthread {
+	pid_t htid;
+	bool seized;
+	bool interrupted;
+	int stop_sig;                      /* group-stop signal seen at seize, or 0 */
+	struct user_regs_struct regs;      /* as seized (restored on --leave-running) */
+	uint64_t sigmask;                  /* as seized */
+	ImgThread *img;
+};
+
+struct dproc {
+	pid_t hpid;
+	ImgProc *tree;
+	ImgProcCore *core;
+	struct dthread *th;
+	int nth;
+	struct inj inj;              /* injection in the leader */
+	uint64_t scratch;            /* injected scratch mapping (0 if none) */
+	uint64_t vdso_start;
+	struct pagerun *runs;
+	int nruns;
+	uint8_t *pagebuf;
+	size_t pagebuf_len;
+};
+
+struct dump_ctx {
+	ImgInfo *info;
+	ImgTree *tree;
+	ImgFiles *files;
+	struct dproc *procs;
+	int nprocs;
+	struct pagerun *shm_runs;
+	int nshm_runs;
+	/* file description identity for kcmp dedupe */
+	struct fdesc { pid_t hpid; int fd; uint64_t dev, ino; uint32_t id; } *fdescs;
+	int nfdescs;
+	uint32_t next_file_id;
+};
+
+int dump_main(int argc, char **argv);
+int restore_main(int argc, char **argv);
+int show_main(int argc, char **argv);
+
+/* helpers (util.c) */
+char *read_file_str(const char *path, size_t *len);       /* NUL-terminated, malloc'd */
+int read_link(const char *path, char *buf, size_t len);
+int write_str(const char *path, const char *s);
+void *xcalloc(size_t n, size_t sz);
+char *xstrdup(const char *s);
+/* grow a protobuf repeated-pointer field by one zeroed element */
+void *pb_push(size_t *n, void ***arr, size_t elem_size, void (*init)(void *));
+#define PB_PUSH(msg, field, Type, init_fn) \
+	((Type *)pb_push(&(msg)->n_##field, (void ***)&(msg)->field, sizeof(Type), (void (*)(void *))(init_fn)))
+uint32_t status_field_u32(const char *status, const char *key, int which);  /* which<0: last */
+int status_field_ids(const char *status, const char *key, uint32_t *out, int max);
+
+/* per-object dump sides (called with every thread of the pod ptrace-stopped) */
+int mm_dump(struct dump_ctx *d, struct dproc *p);
+int mm_dump_shm(struct dump_ctx *d);
+int files_dump(struct dump_ctx *d, struct dproc *p);
+int signals_dump(struct dump_ctx *d, struct dproc *p);
+int creds_dump(struct dump_ctx *d, struct dproc *p);
+int threads_dump(struct dump_ctx *d, struct dproc *p);
+int timers_dump(struct dump_ctx *d, struct dproc *p);
+
+/* ------------------------------------------------------------------ restore */
+
+struct rproc {
+	ImgProc *tree;
+	ImgProcCore *core;
+	ImgThread **th;
+	int nth;
+	pid_t hpid;                 /* host pid once forked */
+	struct inj inj;
+	uint64_t scratch;           /* the scratch page the early phase mapped */
+	uint64_t vdso_now;          /* where the task's vdso currently is */
+	uint64_t vvar_now, vclock_now;
+	pid_t *htids;               /* host tids of threads (index = thread) */
+	struct inj *tinj;           /* injection per thread (0 = leader) */
+	uint32_t *orig_prot;        /* per vma: needs a final mprotect */
+	bool seized;
+};
+
+struct rst_ctx {
+	ImgInfo *info;
+	ImgTree *tree;
+	ImgFiles *files;
+	struct rproc *procs;
+	int nprocs;
+	int inv_base;               /* first inventory fd number */
+	int *file_fd;               /* inventory fd per files->files index */
+	int *shm_fd;                /* per files->shms index */
+	int *pipe_rfd, *pipe_wfd;   /* per files->pipes index */
+	int ready_w, ready_r;       /* children report "ready" here */
+	int hold_r, hold_w;         /* children block reading hold_r until seized */
+	int go_r, go_w;             /* init waits for its cgroups */
+	uint64_t scratch_addr;      /* scratch page address chosen for every task */
+	/* --inherit-fd N:KEY — the caller's fd N stands for the file KEY of the
+	 * image ("pipe:[INODE]" of a pipe whose other end was outside the pod, or
+	 * a path), instead of a new pipe / a reopened file */
+	struct inherit { int fd; char *key; } inherit[16];
+	int ninherit;
+};
+int inherited_fd(struct rst_ctx *r, const char *key);
+
+struct range { uint64_t s, e; };
+uint64_t find_gap(uint64_t len, const struct range *r, int n);
+
+int inv_fd_for_file(struct rst_ctx *r, uint32_t file_id);
+int inv_fd_for_shm(struct rst_ctx *r, uint32_t shm_id);
+
+int files_restore_inventory(struct rst_ctx *r);
+int files_restore_early(struct rst_ctx *r, struct rproc *p);     /* in the task */
+int creds_restore_early(struct rst_ctx *r, struct rproc *p);     /* cwd, umask, ... */
+int mm_restore_late(struct rst_ctx *r, struct rproc *p, struct image_reader *in,
+		    int (*next)(struct rst_ctx *, uint32_t *, uint32_t *));
+int signals_restore_late(struct rst_ctx *r, struct rproc *p);
+int threads_restore_late(struct rst_ctx *r, struct rproc *p);
+int creds_restore_late(struct rst_ctx *r, struct rproc *p);
+int timers_restore_late(struct rst_ctx *r, struct rproc *p);
+int thread_restore_one(struct rst_ctx *r, struct rproc *p, int i, struct inj *t);
+int thread_set_final(struct rst_ctx *r, struct rproc *p, int i);
+int peek_pending(pid_t tid, bool shared, size_t *n, ProtobufCBinaryData **out);
+
+#endif

@@ -1,0 +1,48 @@
+/*
+ * inject.h — run system calls inside a ptrace-stopped thread.
+ *
+ * The thread must be stopped (EVENT_STOP or a signal-delivery stop) under
+ * PTRACE_SEIZE.  A call sets rip to a `syscall` instruction already in the
+ * target (its vdso), the number and arguments in registers, orig_rax = -1
+ * (so the kernel never "restarts" our registers), and single-steps once; the
+ * step trap comes right after the syscall returns.  Nothing in the target's
+ * code is patched.  The caller owns the final registers: inj_syscall only
+ * changes them for the duration of the call and leaves `base` untouched.
+ */
+#ifndef ZAPC_ENGINE_INJECT_H
+#define ZAPC_ENGINE_INJECT_H
+
+#include <stdint.h>
+#include <sys/types.h>
+#include <sys/user.h>
+
+struct inj {
+	pid_t tid;                       /* host tid */
+	struct user_regs_struct base;    /* template for every injected call */
+	uint64_t syscall_ip;             /* address of a 0f 05 in the target */
+	pid_t new_tid;                   /* host tid of a thread/child a clone created */
+};
+
+/* Runs the syscall; *ret gets the raw return (negative = -errno in the target).
+ * Returns 0, or -errno if the tracee could not be driven (logged). */
+int inj_syscall(struct inj *t, long *ret, long nr, uint64_t a1, uint64_t a2, uint64_t a3,
+		uint64_t a4, uint64_t a5, uint64_t a6);
+/* Same, but a negative result of the call itself is an error too (logged with what). */
+long inj_call(struct inj *t, const char *what, long nr, uint64_t a1, uint64_t a2, uint64_t a3,
+	      uint64_t a4, uint64_t a5, uint64_t a6);
+
+int regs_get(pid_t tid, struct user_regs_struct *r);
+int regs_set(pid_t tid, const struct user_regs_struct *r);
+
+/* Offset of a `syscall` instruction inside the vdso of this kernel (same kernel
+ * → same vdso image in every process), or -1. */
+long vdso_syscall_offset(void);
+
+/* Copy to / from the target's memory (process_vm_*; whole length or -errno). */
+int mem_write(pid_t pid, uint64_t addr, const void *buf, size_t len);
+int mem_read(pid_t pid, uint64_t addr, void *buf, size_t len);
+
+/* Wait for a stop of tid (any, __WALL); returns the status or -errno. */
+int wait_stop(pid_t tid, int *status);
+
+#endif

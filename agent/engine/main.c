@@ -1,0 +1,37 @@
+/*
+ * main.c — zapc-engine: checkpoint/restart of a pod, one operation per run.
+ *
+ * The agent fork+execs it per operation: crashes stay isolated, ptrace gets a
+ * stable tracer, the agent's event loop stays free.
+ *   zapc-engine dump --cgroup DIR... --init PID -o FILE|- [--leave-running]
+ *   zapc-engine restore -i FILE|- [--netns PATH] [--cgroup DIR...] [--name NEW]
+ *   zapc-engine show FILE [--json]
+ * Exit 0 on success; otherwise one error line on stderr and exit 1.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "agent/engine/engine.h"
+#include "lib/log.h"
+
+int main(int argc, char **argv)
+{
+	log_init("zapc-engine", 0);
+	if (getenv("ZAPC_ENGINE_DEBUG"))
+		log_set_level(LOG_LVL_DEBUG);
+	else
+		log_set_level(LOG_LVL_WARN);
+	if (argc < 2) {
+		fprintf(stderr, "usage: zapc-engine dump|restore|show ...\n");
+		return 2;
+	}
+	if (!strcmp(argv[1], "dump"))
+		return dump_main(argc - 1, argv + 1);
+	if (!strcmp(argv[1], "restore"))
+		return restore_main(argc - 1, argv + 1);
+	if (!strcmp(argv[1], "show"))
+		return show_main(argc - 1, argv + 1);
+	fprintf(stderr, "zapc-engine: unknown command '%s'\n", argv[1]);
+	return 2;
+}

@@ -1,0 +1,818 @@
+/*
+ * mm.c — address spaces: VMAs, page contents, mm layout fields, vdso.
+ *
+ * Dump: /proc/PID/smaps gives every VMA with its VmFlags; /proc/PID/pagemap
+ * tells which pages hold data worth saving (research/cr-mechanics.md §3.3):
+ *   private anonymous        present or swapped pages;
+ *   private file             only pages that were COWed (present, bit 61 clear);
+ *   shared anonymous/memfd   the object's whole range, once per object (§3.5);
+ *   shared file              nothing (the file holds the data);
+ *   vdso / vvar              nothing: the restored task gets this kernel's vdso
+ *                            moved to the old address (same kernel → same text).
+ * Pages are copied into engine memory with process_vm_readv (unreadable VMAs
+ * through /proc/PID/mem, which uses forced access) while the pod is stopped.
+ *
+ * Restore (late, by injection into the stopped task): unregister the rseq the
+ * engine code left, unmap everything but the scratch page and the vdso, move
+ * vdso/[vvar]/[vvar_vclock] (each its own VMA since 6.13, §3.6, §5.2) to
+ * their old addresses, mmap every VMA at its address (PROT_WRITE added while
+ * filling), write pages with process_vm_writev, put protections and madvise
+ * bits back, and PR_SET_MM_MAP the layout (+auxv, exe) — the only PR_SET_MM
+ * form that works without CAP_SYS_RESOURCE (§4.3, §7.5).
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <linux/prctl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/prctl.h>
+#include <sys/ptrace.h>
+#include <sys/syscall.h>
+#include <sys/uio.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "agent/engine/engine.h"
+#include "lib/log.h"
+
+uint32_t mapped_file_id(struct dump_ctx *d, const char *path, uint32_t flags);
+
+#define MADV_BIT_DONTFORK  1u
+#define MADV_BIT_WIPE      2u
+#define MADV_BIT_DONTDUMP  4u
+#define MADV_BIT_HUGE      8u
+#define MADV_BIT_NOHUGE    16u
+
+#define PM_PRESENT (1ull << 63)
+#define PM_SWAPPED (1ull << 62)
+#define PM_FILE    (1ull << 61)
+
+/* ------------------------------------------------------------------ dump */
+
+static int parse_stat_mm(struct dproc *p)
+{
+	char path[64];
+	snprintf(path, sizeof(path), "/proc/%d/stat", p->hpid);
+	char *s = read_file_str(path, NULL);
+	if (!s)
+		return -errno;
+	char *q = strrchr(s, ')');
+	uint64_t f[64] = { 0 };
+	int n = 3;
+	for (q = q ? q + 2 : NULL; q && *q && n < 64; n++) {
+		if (n == 3) {          /* state char */
+			q = strchr(q, ' ');
+			if (q) q++;
+			continue;
+		}
+		f[n] = strtoull(q, &q, 10);
+		while (*q == ' ')
+			q++;
+	}
+	free(s);
+	ImgMm *mm = p->core->mm;
+	mm->start_code = f[26]; mm->end_code = f[27]; mm->start_stack = f[28];
+	mm->start_data = f[45]; mm->end_data = f[46]; mm->start_brk = f[47];
+	mm->arg_start = f[48]; mm->arg_end = f[49]; mm->env_start = f[50]; mm->env_end = f[51];
+	mm->brk = mm->start_brk;   /* the real brk comes from an injected brk(0) */
+	return 0;
+}
+
+static void add_run(struct pagerun **runs, int *n, int *cap, uint64_t addr, uint32_t np, uint32_t owner,
+		    uint64_t vma_start)
+{
+	/* extend the previous run when contiguous (never across VMAs) */
+	if (*n && (*runs)[*n - 1].owner == owner && (*runs)[*n - 1].addr >= vma_start &&
+	    (*runs)[*n - 1].addr + (*runs)[*n - 1].npages * PAGE == addr &&
+	    (*runs)[*n - 1].npages + np <= PAGES_PER_RECORD) {
+		(*runs)[*n - 1].npages += np;
+		return;
+	}
+	if (*n == *cap) {
+		*cap = *cap ? *cap * 2 : 64;
+		*runs = realloc(*runs, (size_t)*cap * sizeof(**runs));
+	}
+	(*runs)[(*n)++] = (struct pagerun){ addr, np, owner, NULL };
+}
+
+/* Page buffers come from a pool populated before the pod is frozen: on this
+ * VM first-touching fresh memory costs more than the copy itself, and it
+ * must not happen inside the frozen window. */
+static uint8_t *pool;
+static size_t pool_len, pool_used;
+
+void mm_prealloc(size_t bytes)
+{
+	bytes = (bytes + PAGE - 1) & ~(PAGE - 1);
+	if (!bytes)
+		return;
+	void *p = mmap(NULL, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_POPULATE, -1, 0);
+	if (p == MAP_FAILED)
+		return;
+	pool = p;
+	pool_len = bytes;
+	pool_used = 0;
+}
+
+static void *buf_take(size_t len)
+{
+	if (pool && pool_len - pool_used >= len) {
+		void *p = pool + pool_used;
+		pool_used += len;
+		return p;
+	}
+	void *p = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_POPULATE, -1, 0);
+	return p == MAP_FAILED ? NULL : p;
+}
+
+struct readv_job {
+	pid_t pid;
+	struct pagerun *runs;
+	int n;
+	int err;
+	const ImgProcCore *core;
+};
+
+static int read_some(pid_t pid, struct pagerun *runs, int n, const ImgProcCore *core);
+
+static void *readv_thread(void *arg)
+{
+	struct readv_job *j = arg;
+	j->err = read_some(j->pid, j->runs, j->n, j->core);
+	return NULL;
+}
+
+/* Read the runs' pages of pid into one buffer (two threads for big ones). */
+static int read_runs(pid_t pid, struct pagerun *runs, int n, uint8_t **bufp, size_t *lenp,
+		     const ImgProcCore *core)
+{
+	size_t total = 0;
+	for (int i = 0; i < n; i++)
+		total += runs[i].npages * PAGE;
+	*lenp = total;
+	*bufp = NULL;
+	if (!total)
+		return 0;
+	uint8_t *buf = buf_take(total);
+	if (!buf)
+		return -ENOMEM;
+	*bufp = buf;
+	size_t off = 0;
+	for (int i = 0; i < n; i++) {
+		runs[i].data = buf + off;
+		off += runs[i].npages * PAGE;
+	}
+	if (total < (16u << 20) || n < 2)
+		return read_some(pid, runs, n, core);
+	/* split at half the bytes; the second half in a thread */
+	int half = 0;
+	for (size_t acc = 0; half < n - 1 && acc < total / 2; half++)
+		acc += runs[half].npages * PAGE;
+	struct readv_job j = { pid, runs + half, n - half, 0, core };
+	pthread_t th;
+	if (pthread_create(&th, NULL, readv_thread, &j) != 0)
+		return read_some(pid, runs, n, core);
+	int err = read_some(pid, runs, half, core);
+	pthread_join(th, NULL);
+	return err < 0 ? err : j.err;
+}
+
+static int read_some(pid_t pid, struct pagerun *runs, int n, const ImgProcCore *core)
+{
+	int memfd = -1;
+	/* batches of up to 1024 iovecs; on a short read fall back to /proc/PID/mem */
+	for (int i = 0; i < n;) {
+		struct iovec l[1024], r[1024];
+		int k = 0;
+		for (; k < 1024 && i + k < n; k++) {
+			l[k].iov_base = runs[i + k].data;
+			l[k].iov_len = r[k].iov_len = runs[i + k].npages * PAGE;
+			r[k].iov_base = (void *)runs[i + k].addr;
+		}
+		ssize_t got = process_vm_readv(pid, l, (unsigned long)k, r, (unsigned long)k, 0);
+		if (got < 0)
+			got = 0;
+		/* find how many whole iovecs were read */
+		int done = 0;
+		size_t acc = 0;
+		while (done < k && acc + l[done].iov_len <= (size_t)got)
+			acc += l[done++].iov_len;
+		if (done == k) {
+			i += k;
+			continue;
+		}
+		/* run i+done failed (unreadable VMA): read it through /proc/PID/mem */
+		struct pagerun *bad = &runs[i + done];
+		if (memfd < 0) {
+			char path[64];
+			snprintf(path, sizeof(path), "/proc/%d/mem", pid);
+			memfd = open(path, O_RDONLY | O_CLOEXEC);
+			if (memfd < 0)
+				return -errno;
+		}
+		size_t len = bad->npages * PAGE, o = 0;
+		while (o < len) {
+			ssize_t m = pread(memfd, bad->data + o, len - o, (off_t)(bad->addr + o));
+			if (m <= 0) {
+				int e = m < 0 ? errno : EIO;
+				log_err("dump: pid %u: read memory at %#llx: %s", core->pid,
+					(unsigned long long)(bad->addr + o), strerror(e));
+				close(memfd);
+				return -e;
+			}
+			o += (size_t)m;
+		}
+		i += done + 1;
+	}
+	if (memfd >= 0)
+		close(memfd);
+	return 0;
+}
+
+static int pagemap_runs(struct dproc *p, int pmfd, ImgVma *v, struct pagerun **runs, int *n, int *cap)
+{
+	uint64_t npages = (v->end - v->start) / PAGE;
+	uint64_t buf[512];
+	for (uint64_t i = 0; i < npages;) {
+		uint64_t k = npages - i < 512 ? npages - i : 512;
+		ssize_t got = pread(pmfd, buf, k * 8, (off_t)((v->start / PAGE + i) * 8));
+		if (got != (ssize_t)(k * 8)) {
+			log_err("dump: pid %u: pagemap at %#llx: %s", p->tree->pid,
+				(unsigned long long)v->start, got < 0 ? strerror(errno) : "short read");
+			return -EIO;
+		}
+		for (uint64_t j = 0; j < k; j++) {
+			uint64_t e = buf[j];
+			bool save;
+			if (v->kind == VK_FILE)
+				save = (e & PM_SWAPPED) || ((e & PM_PRESENT) && !(e & PM_FILE));
+			else
+				save = e & (PM_PRESENT | PM_SWAPPED);
+			if (save)
+				add_run(runs, n, cap, v->start + (i + j) * PAGE, 1, p->tree->pid, v->start);
+		}
+		i += k;
+	}
+	return 0;
+}
+
+static bool shm_range_seen(struct dump_ctx *d, uint32_t id, uint64_t off, uint64_t len)
+{
+	for (int i = 0; i < d->nshm_runs; i++)
+		if (d->shm_runs[i].owner == id && d->shm_runs[i].addr <= off &&
+		    off + len <= d->shm_runs[i].addr + d->shm_runs[i].npages * PAGE)
+			return true;
+	return false;
+}
+
+static ImgShm *shm_get(struct dump_ctx *d, uint32_t id)
+{
+	for (size_t i = 0; i < d->files->n_shms; i++)
+		if (d->files->shms[i]->id == id)
+			return d->files->shms[i];
+	ImgShm *s = PB_PUSH(d->files, shms, ImgShm, img_shm__init);
+	s->id = id;
+	return s;
+}
+
+/* shm pages are read right away, per VMA, into their own buffers */
+static int dump_shm_vma(struct dump_ctx *d, struct dproc *p, ImgVma *v)
+{
+	uint64_t off = v->pgoff * PAGE, len = v->end - v->start;
+	ImgShm *s = shm_get(d, v->shm_id);
+	if (off + len > s->size)
+		s->size = off + len;
+	if (shm_range_seen(d, v->shm_id, off, len))
+		return 0;
+	/* one run per 16 MiB piece, addr = offset in the object */
+	for (uint64_t o = 0; o < len; o += PAGES_PER_RECORD * PAGE) {
+		uint64_t l = len - o < PAGES_PER_RECORD * PAGE ? len - o : PAGES_PER_RECORD * PAGE;
+		struct pagerun run = { v->start + o, (uint32_t)(l / PAGE), v->shm_id, NULL };
+		uint8_t *buf;
+		size_t blen;
+		int err = read_runs(p->hpid, &run, 1, &buf, &blen, p->core);
+		if (err < 0)
+			return err;
+		d->shm_runs = realloc(d->shm_runs, (size_t)(d->nshm_runs + 1) * sizeof(*d->shm_runs));
+		d->shm_runs[d->nshm_runs++] = (struct pagerun){ off + o, run.npages, v->shm_id, buf };
+	}
+	return 0;
+}
+
+int mm_dump_shm(struct dump_ctx *d)
+{
+	(void)d;
+	return 0;
+}
+
+int mm_dump(struct dump_ctx *d, struct dproc *p)
+{
+	char path[64], line[4096];
+	int err = parse_stat_mm(p), pmfd = -1;
+	if (err < 0)
+		return err;
+	snprintf(path, sizeof(path), "/proc/%d/auxv", p->hpid);
+	size_t alen;
+	char *auxv = read_file_str(path, &alen);
+	if (auxv) {
+		SETOPT(p->core->mm, auxv, ((ProtobufCBinaryData){ alen, (uint8_t *)auxv }));
+	}
+	snprintf(path, sizeof(path), "/proc/%d/exe", p->hpid);
+	char exe[4096];
+	if (read_link(path, exe, sizeof(exe)) > 0 && !strstr(exe, " (deleted)"))
+		SETOPT(p->core->mm, exe_file_id, mapped_file_id(d, exe, O_RDONLY));
+
+	snprintf(path, sizeof(path), "/proc/%d/smaps", p->hpid);
+	FILE *f = fopen(path, "re");
+	if (!f) {
+		log_err("dump: pid %u: %s: %s", p->tree->pid, path, strerror(errno));
+		return -errno;
+	}
+	snprintf(path, sizeof(path), "/proc/%d/pagemap", p->hpid);
+	pmfd = open(path, O_RDONLY | O_CLOEXEC);
+	if (pmfd < 0) {
+		err = -errno;
+		fclose(f);
+		return err;
+	}
+	ImgVma *v = NULL;
+	uint64_t rss = 0, swap = 0;
+	struct pagerun *runs = NULL;
+	int nruns = 0, cap = 0;
+	while (fgets(line, sizeof(line), f)) {
+		unsigned long long s, e, off, ino;
+		char perms[8], dev[16];
+		int pos = 0;
+		if (sscanf(line, "%llx-%llx %7s %llx %15s %llu %n", &s, &e, perms, &off, dev, &ino, &pos) >= 6 &&
+		    strchr(line, '-') < strchr(line, ' ')) {
+			if (p->core->n_vmas >= MAX_VMAS) {
+				err = -E2BIG;
+				break;
+			}
+			v = PB_PUSH(p->core, vmas, ImgVma, img_vma__init);
+			rss = swap = 0;
+			char *name = line + pos;
+			name[strcspn(name, "\n")] = 0;
+			v->start = s; v->end = e; v->pgoff = off / PAGE;
+			v->prot = (perms[0] == 'r' ? PROT_READ : 0) | (perms[1] == 'w' ? PROT_WRITE : 0) |
+				  (perms[2] == 'x' ? PROT_EXEC : 0);
+			v->flags = perms[3] == 's' ? MAP_SHARED : MAP_PRIVATE;
+			v->name = xstrdup(name);
+			if (!strcmp(name, "[vdso]")) {
+				v->kind = VK_VDSO;
+				p->vdso_start = s;
+				d->info->vdso_size = e - s;
+			} else if (!strcmp(name, "[vvar]")) {
+				v->kind = VK_VVAR;
+				d->info->vvar_size = e - s;
+			} else if (!strcmp(name, "[vvar_vclock]")) {
+				v->kind = VK_VCLOCK;
+				d->info->vclock_size = e - s;
+			} else if (!strcmp(name, "[vsyscall]")) {
+				v->kind = VK_VSYSCALL;
+			} else if (perms[3] == 's' && (!strncmp(name, "/dev/zero (deleted)", 19) ||
+						       !strncmp(name, "/memfd:", 7) || !strncmp(name, "/SYSV", 5))) {
+				if (!strncmp(name, "/SYSV", 5)) {
+					log_err("dump: pid %u vma %#llx: SysV shared memory is not supported",
+						p->tree->pid, s);
+					err = -ENOTSUP;
+					break;
+				}
+				v->kind = VK_SHM;
+				SETOPT(v, shm_id, (uint32_t)ino);
+			} else if (ino == 0) {
+				v->kind = VK_ANON;
+			} else {
+				if (strstr(name, " (deleted)") || name[0] != '/') {
+					log_err("dump: pid %u vma %#llx-%#llx: mapping of '%s' is not supported",
+						p->tree->pid, s, e, name);
+					err = -ENOTSUP;
+					break;
+				}
+				v->kind = VK_FILE;
+				uint32_t fl = (v->flags & MAP_SHARED) && (v->prot & PROT_WRITE) ? O_RDWR : O_RDONLY;
+				SETOPT(v, file_id, mapped_file_id(d, name, fl));
+			}
+			continue;
+		}
+		if (v && !strncmp(line, "Rss:", 4))
+			rss = strtoull(line + 4, NULL, 10);
+		else if (v && !strncmp(line, "Swap:", 5))
+			swap = strtoull(line + 5, NULL, 10);
+		if (v && !strncmp(line, "VmFlags:", 8)) {
+			char *q = line + 8;
+			uint32_t madv = 0;
+			for (char *t = strtok(q, " \n"); t; t = strtok(NULL, " \n")) {
+				if (!strcmp(t, "gd")) v->flags |= MAP_GROWSDOWN;
+				else if (!strcmp(t, "nr")) v->flags |= MAP_NORESERVE;
+				else if (!strcmp(t, "dc")) madv |= MADV_BIT_DONTFORK;
+				else if (!strcmp(t, "wf")) madv |= MADV_BIT_WIPE;
+				else if (!strcmp(t, "hg")) madv |= MADV_BIT_HUGE;
+				else if (!strcmp(t, "nh")) madv |= MADV_BIT_NOHUGE;
+				else if (!strcmp(t, "dd") && v->kind != VK_VVAR && v->kind != VK_VCLOCK)
+					madv |= MADV_BIT_DONTDUMP;
+				else if (!strcmp(t, "ss") || !strcmp(t, "ht") ||
+					 ((!strcmp(t, "io") || !strcmp(t, "pf")) && v->kind != VK_VVAR &&
+					  v->kind != VK_VCLOCK)) {
+					log_err("dump: pid %u vma %#llx (%s): VmFlag '%s' is not supported",
+						p->tree->pid, (unsigned long long)v->start, v->name, t);
+					err = -ENOTSUP;
+				}
+			}
+			if (madv)
+				SETOPT(v, madv, madv);
+			if (err < 0)
+				break;
+			/* the VMA is complete: decide what to save */
+			/* no resident or swapped page: nothing to look up (big sparse
+			 * reservations would cost a pagemap walk of their whole range) */
+			if ((v->kind == VK_ANON || (v->kind == VK_FILE && !(v->flags & MAP_SHARED))) && (rss || swap)) {
+				int before = nruns;
+				err = pagemap_runs(p, pmfd, v, &runs, &nruns, &cap);
+				if (nruns > before)
+					SETOPT(v, has_pages, 1);
+			}
+			else if (v->kind == VK_SHM)
+				err = dump_shm_vma(d, p, v);
+			if (err < 0)
+				break;
+		}
+	}
+	fclose(f);
+	close(pmfd);
+	if (err < 0) {
+		free(runs);
+		return err;
+	}
+	struct timespec t0, t1;
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	err = read_runs(p->hpid, runs, nruns, &p->pagebuf, &p->pagebuf_len, p->core);
+	clock_gettime(CLOCK_MONOTONIC, &t1);
+	double ms = (t1.tv_sec - t0.tv_sec) * 1e3 + (t1.tv_nsec - t0.tv_nsec) / 1e6;
+	if (getenv("ZAPC_ENGINE_TIMING") && ms > 5)
+		fprintf(stderr, "TIMING dump_mm_read_ms %.3f (pid %u, %d runs)\n", ms, p->tree->pid, nruns);
+	p->runs = runs;
+	p->nruns = nruns;
+	if (err < 0)
+		log_err("dump: pid %u: reading memory: %s", p->tree->pid, strerror(-err));
+	return err;
+}
+
+/* ------------------------------------------------------------------ restore */
+
+static bool overlaps(uint64_t s, uint64_t e, const struct range *r, int n)
+{
+	for (int i = 0; i < n; i++)
+		if (s < r[i].e && r[i].s < e)
+			return true;
+	return false;
+}
+
+/* A free range of len bytes that touches none of the given ranges. */
+uint64_t find_gap(uint64_t len, const struct range *r, int n)
+{
+	for (uint64_t a = 0x3f0000000000ull; a > 0x100000000ull; a -= 0x10000000000ull)
+		if (!overlaps(a, a + len, r, n))
+			return a;
+	return 0;
+}
+
+static int cmp_range(const void *a, const void *b)
+{
+	const struct range *x = a, *y = b;
+	return x->s < y->s ? -1 : x->s > y->s;
+}
+
+/* Unmap everything but the kept areas, with one munmap per gap between them
+ * (munmap of a range with holes is fine) instead of one per engine VMA. */
+static int unmap_all_but(struct rproc *p, uint64_t keep_s, uint64_t keep_e)
+{
+	char path[64], line[4096];
+	snprintf(path, sizeof(path), "/proc/%d/maps", p->hpid);
+	FILE *f = fopen(path, "re");
+	if (!f)
+		return -errno;
+	struct range keep[8];
+	int n = 0;
+	keep[n++] = (struct range){ keep_s, keep_e };
+	p->vdso_now = p->vvar_now = p->vclock_now = 0;
+	while (fgets(line, sizeof(line), f)) {
+		unsigned long long s, e;
+		int pos = 0;
+		if (sscanf(line, "%llx-%llx %*s %*s %*s %*s %n", &s, &e, &pos) < 2)
+			continue;
+		char *name = line + pos;
+		name[strcspn(name, "\n")] = 0;
+		if (!strcmp(name, "[vdso]")) p->vdso_now = s;
+		else if (!strcmp(name, "[vvar]")) p->vvar_now = s;
+		else if (!strcmp(name, "[vvar_vclock]")) p->vclock_now = s;
+		else continue;
+		if (n < 8)
+			keep[n++] = (struct range){ s, e };
+	}
+	fclose(f);
+	qsort(keep, (size_t)n, sizeof(keep[0]), cmp_range);
+	uint64_t from = PAGE * 16;       /* below mmap_min_addr nothing is mapped */
+	for (int i = 0; i <= n; i++) {
+		uint64_t to = i < n ? keep[i].s : MAX_ADDR - PAGE;
+		if (to > from) {
+			long r = inj_call(&p->inj, "restore: unmap engine memory", SYS_munmap, from, to - from,
+					  0, 0, 0, 0);
+			if (r < 0)
+				return (int)r;
+		}
+		if (i < n)
+			from = keep[i].e;
+	}
+	return 0;
+}
+
+static int mremap_to(struct rproc *p, uint64_t from, uint64_t len, uint64_t to)
+{
+	if (from == to)
+		return 0;
+	long r = inj_call(&p->inj, "restore: move vdso", SYS_mremap, from, len, len,
+			  MREMAP_MAYMOVE | MREMAP_FIXED, to, 0);
+	return r < 0 ? (int)r : 0;
+}
+
+static int move_vdso(struct rst_ctx *r, struct rproc *p)
+{
+	ImgVma *vd = NULL, *vv = NULL, *vc = NULL;
+	for (size_t i = 0; i < p->core->n_vmas; i++) {
+		ImgVma *v = p->core->vmas[i];
+		if (v->kind == VK_VDSO) vd = v;
+		else if (v->kind == VK_VVAR) vv = v;
+		else if (v->kind == VK_VCLOCK) vc = v;
+	}
+	long off = vdso_syscall_offset();
+	uint64_t vdso_len = r->info->vdso_size, vvar_len = r->info->vvar_size, vc_len = r->info->vclock_size;
+	/* same kernel, same vdso: check the sizes this kernel gives the task */
+	char path[64], line[4096];
+	uint64_t cur_vdso = 0, cur_vvar = 0, cur_vc = 0;
+	snprintf(path, sizeof(path), "/proc/%d/maps", p->hpid);
+	FILE *f = fopen(path, "re");
+	if (!f)
+		return -errno;
+	while (fgets(line, sizeof(line), f)) {
+		unsigned long long s, e;
+		if (sscanf(line, "%llx-%llx", &s, &e) != 2)
+			continue;
+		if (strstr(line, "[vdso]")) cur_vdso = e - s;
+		else if (strstr(line, "[vvar]")) cur_vvar = e - s;
+		else if (strstr(line, "[vvar_vclock]")) cur_vc = e - s;
+	}
+	fclose(f);
+	if (!vd || !vv || cur_vdso != vdso_len || cur_vvar != vvar_len || cur_vc != vc_len ||
+	    vd->end - vd->start != vdso_len || vv->end - vv->start != vvar_len ||
+	    (vc && vc->end - vc->start != vc_len) || (!vc) != (vc_len == 0)) {
+		log_err("restore: pid %u: vdso layout of the image (%s) differs from this kernel's",
+			p->tree->pid, r->info->kernel_release);
+		return -ENOTSUP;
+	}
+	/* two steps through a free range so no move lands on a part not moved yet */
+	struct range avoid[8192];
+	int n = 0;
+	for (size_t i = 0; i < p->core->n_vmas && n < 8180; i++)
+		avoid[n++] = (struct range){ p->core->vmas[i]->start, p->core->vmas[i]->end };
+	avoid[n++] = (struct range){ r->scratch_addr, r->scratch_addr + 4 * PAGE };
+	avoid[n++] = (struct range){ p->vdso_now, p->vdso_now + vdso_len };
+	avoid[n++] = (struct range){ p->vvar_now, p->vvar_now + vvar_len };
+	if (vc_len)
+		avoid[n++] = (struct range){ p->vclock_now, p->vclock_now + vc_len };
+	uint64_t tmp = find_gap(vdso_len + vvar_len + vc_len + 3 * PAGE, avoid, n);
+	if (!tmp)
+		return -ENOMEM;
+	int err;
+	uint64_t t_vvar = tmp, t_vc = tmp + vvar_len + PAGE, t_vdso = t_vc + vc_len + PAGE;
+	/* while moving, inject through the vdso wherever it currently is */
+	if ((err = mremap_to(p, p->vvar_now, vvar_len, t_vvar)) < 0 ||
+	    (vc_len && (err = mremap_to(p, p->vclock_now, vc_len, t_vc)) < 0) ||
+	    (err = mremap_to(p, p->vdso_now, vdso_len, t_vdso)) < 0)
+		return err;
+	p->inj.syscall_ip = t_vdso + (uint64_t)off;
+	if ((err = mremap_to(p, t_vvar, vvar_len, vv->start)) < 0 ||
+	    (vc_len && (err = mremap_to(p, t_vc, vc_len, vc->start)) < 0) ||
+	    (err = mremap_to(p, t_vdso, vdso_len, vd->start)) < 0)
+		return err;
+	p->inj.syscall_ip = vd->start + (uint64_t)off;
+	p->vdso_now = vd->start;
+	return 0;
+}
+
+struct write_job {
+	pid_t pid;
+	uint64_t addr;
+	const uint8_t *buf;
+	size_t len;
+	int err;
+};
+
+static void *write_thread(void *arg)
+{
+	struct write_job *j = arg;
+	j->err = mem_write(j->pid, j->addr, j->buf, j->len);
+	return NULL;
+}
+
+/* Big runs are written by two threads (the target's page faults dominate). */
+static int write_parallel(pid_t pid, uint64_t addr, const uint8_t *buf, size_t len)
+{
+	if (len < (4u << 20))
+		return mem_write(pid, addr, buf, len);
+	size_t half = (len / 2) & ~(size_t)(PAGE - 1);
+	struct write_job j = { pid, addr + half, buf + half, len - half, 0 };
+	pthread_t th;
+	if (pthread_create(&th, NULL, write_thread, &j) != 0)
+		return mem_write(pid, addr, buf, len);
+	int err = mem_write(pid, addr, buf, half);
+	pthread_join(th, NULL);
+	return err < 0 ? err : j.err;
+}
+
+static ImgVma *vma_of(struct rproc *p, uint64_t addr, uint64_t len)
+{
+	for (size_t i = 0; i < p->core->n_vmas; i++) {
+		ImgVma *v = p->core->vmas[i];
+		if (addr >= v->start && addr + len <= v->end && addr + len >= addr)
+			return v;
+	}
+	return NULL;
+}
+
+static int check_vmas(struct rproc *p)
+{
+	uint64_t prev_end = 0;
+	for (size_t i = 0; i < p->core->n_vmas; i++) {
+		ImgVma *v = p->core->vmas[i];
+		if (v->start >= v->end || (v->start | v->end) % PAGE || v->start < prev_end ||
+		    (v->end > MAX_ADDR && v->kind != VK_VSYSCALL) || v->pgoff > (1ull << 40)) {
+			log_err("restore: pid %u: bad vma %#llx-%#llx in image", p->tree->pid,
+				(unsigned long long)v->start, (unsigned long long)v->end);
+			return -EINVAL;
+		}
+		prev_end = v->end;
+	}
+	return 0;
+}
+
+int mm_restore_late(struct rst_ctx *r, struct rproc *p, struct image_reader *in,
+		    int (*next)(struct rst_ctx *, uint32_t *, uint32_t *))
+{
+	int err;
+	if ((err = check_vmas(p)) < 0)
+		return err;
+	/* the engine code's glibc registered rseq in this task: drop it first */
+	struct __ptrace_rseq_configuration rc = { 0 };
+	if (ptrace(PTRACE_GET_RSEQ_CONFIGURATION, p->hpid, sizeof(rc), &rc) > 0 && rc.rseq_abi_pointer) {
+		long x = inj_call(&p->inj, "restore: unregister engine rseq", SYS_rseq, rc.rseq_abi_pointer,
+				  rc.rseq_abi_size, 1 /* RSEQ_FLAG_UNREGISTER */, rc.signature, 0, 0);
+		if (x < 0)
+			return (int)x;
+	}
+	if ((err = unmap_all_but(p, r->scratch_addr, r->scratch_addr + 4 * PAGE)) < 0)
+		return err;
+	if ((err = move_vdso(r, p)) < 0)
+		return err;
+	for (size_t i = 0; i < p->core->n_vmas; i++) {
+		ImgVma *v = p->core->vmas[i];
+		uint64_t len = v->end - v->start, prot = v->prot, fl = MAP_FIXED;
+		long fd = -1;
+		switch (v->kind) {
+		case VK_ANON:
+			fl |= MAP_PRIVATE | MAP_ANONYMOUS;
+			/* write access only where pages will be written: a private
+			 * mapping made writable is accounted (VM_ACCOUNT) for good, and
+			 * that decides which neighbours the kernel merges — keep the
+			 * layout the process had */
+			if (v->has_pages)
+				prot |= PROT_WRITE;
+			break;
+		case VK_FILE:
+			fd = v->has_file_id ? inv_fd_for_file(r, v->file_id) : -1;
+			if (fd < 0) {
+				log_err("restore: pid %u vma %#llx: file %u missing in image", p->tree->pid,
+					(unsigned long long)v->start, v->file_id);
+				return -EINVAL;
+			}
+			fl |= v->flags & MAP_SHARED ? MAP_SHARED : MAP_PRIVATE;
+			if (!(v->flags & MAP_SHARED) && v->has_pages)
+				prot |= PROT_WRITE;
+			break;
+		case VK_SHM:
+			fd = v->has_shm_id ? inv_fd_for_shm(r, v->shm_id) : -1;
+			if (fd < 0) {
+				log_err("restore: pid %u vma %#llx: shared memory %u missing in image",
+					p->tree->pid, (unsigned long long)v->start, v->shm_id);
+				return -EINVAL;
+			}
+			fl |= MAP_SHARED;
+			break;
+		default:
+			continue;
+		}
+		fl |= v->flags & (MAP_GROWSDOWN | MAP_NORESERVE);
+		long ret;
+		if ((err = inj_syscall(&p->inj, &ret, SYS_mmap, v->start, len, prot, fl, (uint64_t)fd,
+				       v->pgoff * PAGE)) < 0)
+			return err;
+		if (ret != (long)v->start) {
+			log_err("restore: pid %u: map vma %#llx-%#llx (%s): %s", p->tree->pid,
+				(unsigned long long)v->start, (unsigned long long)v->end, v->name ? v->name : "",
+				ret < 0 ? strerror((int)-ret) : "wrong address");
+			return ret < 0 ? (int)ret : -EFAULT;
+		}
+	}
+	/* pages */
+	uint32_t type, len;
+	static uint8_t *buf;
+	static size_t bufcap;
+	while ((err = next(r, &type, &len)) > 0 && type == REC_PAGES) {
+		struct page_prefix pp;
+		if (len < sizeof(pp) || (err = image_read(in, &pp, sizeof(pp))) < 0) {
+			log_err("restore: pid %u: bad page record", p->tree->pid);
+			return err < 0 ? err : -EPROTO;
+		}
+		uint64_t dlen = (uint64_t)pp.npages * PAGE;
+		ImgVma *v = vma_of(p, pp.addr, dlen);
+		if (pp.owner != p->tree->pid || dlen + sizeof(pp) != len || !pp.npages || !v || !v->has_pages ||
+		    pp.npages > PAGES_PER_RECORD || (v->kind != VK_ANON && v->kind != VK_FILE)) {
+			log_err("restore: pid %u: page record %#llx+%u pages does not fit the process's memory",
+				p->tree->pid, (unsigned long long)pp.addr, pp.npages);
+			return -EPROTO;
+		}
+		if (bufcap < dlen) {
+			if (buf)
+				munmap(buf, bufcap);
+			bufcap = PAGES_PER_RECORD * PAGE;
+			buf = mmap(NULL, bufcap, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+			if (buf == MAP_FAILED) {
+				buf = NULL;
+				bufcap = 0;
+				return -ENOMEM;
+			}
+		}
+		if ((err = image_read(in, buf, dlen)) < 0) {
+			log_err("%s", image_reader_error(in));
+			return err;
+		}
+		if ((err = write_parallel(p->hpid, pp.addr, buf, dlen)) < 0) {
+			log_err("restore: pid %u: write pages at %#llx: %s", p->tree->pid,
+				(unsigned long long)pp.addr, strerror(-err));
+			return err;
+		}
+	}
+	if (err < 0)
+		return err;
+	/* final protections and madvise state */
+	for (size_t i = 0; i < p->core->n_vmas; i++) {
+		ImgVma *v = p->core->vmas[i];
+		long x;
+		if ((v->kind == VK_ANON || (v->kind == VK_FILE && !(v->flags & MAP_SHARED))) &&
+		    v->has_pages && !(v->prot & PROT_WRITE)) {
+			x = inj_call(&p->inj, "restore: mprotect", SYS_mprotect, v->start, v->end - v->start,
+				     v->prot, 0, 0, 0);
+			if (x < 0)
+				return (int)x;
+		}
+		if (v->has_madv) {
+			static const int adv[5] = { MADV_DONTFORK, MADV_WIPEONFORK, MADV_DONTDUMP, MADV_HUGEPAGE,
+						    MADV_NOHUGEPAGE };
+			for (int b = 0; b < 5; b++)
+				if (v->madv & (1u << b)) {
+					x = inj_call(&p->inj, "restore: madvise", SYS_madvise, v->start,
+						     v->end - v->start, (uint64_t)adv[b], 0, 0, 0);
+					if (x < 0)
+						return (int)x;
+				}
+		}
+	}
+	/* mm layout, auxv, exe */
+	ImgMm *mm = p->core->mm;
+	struct prctl_mm_map map = {
+		.start_code = mm->start_code, .end_code = mm->end_code, .start_data = mm->start_data,
+		.end_data = mm->end_data, .start_brk = mm->start_brk, .brk = mm->brk,
+		.start_stack = mm->start_stack, .arg_start = mm->arg_start, .arg_end = mm->arg_end,
+		.env_start = mm->env_start, .env_end = mm->env_end, .exe_fd = (uint32_t)-1,
+	};
+	uint64_t sc = r->scratch_addr;
+	if (mm->has_auxv && mm->auxv.len && mm->auxv.len <= 2 * PAGE && !(mm->auxv.len % 8)) {
+		if ((err = mem_write(p->hpid, sc + PAGE, mm->auxv.data, mm->auxv.len)) < 0)
+			return err;
+		map.auxv = (__u64 *)(sc + PAGE);
+		map.auxv_size = (uint32_t)mm->auxv.len;
+	}
+	if (mm->has_exe_file_id) {
+		int fd = inv_fd_for_file(r, mm->exe_file_id);
+		if (fd >= 0)
+			map.exe_fd = (uint32_t)fd;
+	}
+	if ((err = mem_write(p->hpid, sc, &map, sizeof(map))) < 0)
+		return err;
+	long x = inj_call(&p->inj, "restore: PR_SET_MM_MAP", SYS_prctl, PR_SET_MM, PR_SET_MM_MAP, sc,
+			  sizeof(map), 0, 0);
+	return x < 0 ? (int)x : 0;
+}

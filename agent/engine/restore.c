@@ -1,0 +1,744 @@
+/*
+ * restore.c — `zapc-engine restore`: rebuild a pod from an image, all or nothing.
+ *
+ * 1. read INFO, TREE, FILES and every PROC record; check them;
+ * 2. time namespace for the children with offsets that continue the pod's
+ *    CLOCK_MONOTONIC/BOOTTIME; the inventory of open files (files.c, pipe.c),
+ *    shared memory filled from SHM_PAGES;
+ * 3. fork the pod's init with clone3(CLONE_NEWPID|NEWNS|NEWUTS|NEWIPC[|NEWNET],
+ *    set_tid={1}); each task (still engine code) forks its children with
+ *    their pids, sets session/group, fds, cwd, ...; zombies exit at once;
+ *    every task maps a scratch page, reports ready and blocks;
+ * 4. per process: seize it, inject the memory layout and pages (mm.c),
+ *    threads, signals, timers, creds, then set the final registers;
+ * 5. only when the image trailer has been verified is everything detached.
+ * On any error the pod's init is killed — with it the whole pid namespace —
+ * and one line says what failed.  Tasks are seized with PTRACE_O_EXITKILL so
+ * a crashing engine takes its half-built pod with it.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <linux/sched.h>
+#include <poll.h>
+#include <sched.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/mount.h>
+#include <sys/prctl.h>
+#include <sys/ptrace.h>
+#include <sys/resource.h>
+#include <sys/syscall.h>
+#include <sys/utsname.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "agent/engine/engine.h"
+#include "agent/engine/objects.h"
+#include "lib/log.h"
+
+int inv_move(struct rst_ctx *r, int fd);
+
+struct ready_msg {
+	int32_t pid;
+	int32_t err;
+};
+
+static struct image_reader *g_in;
+static int la_valid;
+static uint32_t la_type, la_len;
+
+/* next record, with one record of lookahead */
+static int rec_next(struct rst_ctx *r, uint32_t *type, uint32_t *len)
+{
+	(void)r;
+	if (la_valid) {
+		la_valid = 0;
+		*type = la_type;
+		*len = la_len;
+		return 1;
+	}
+	int n = image_next(g_in, type, len);
+	if (n < 0)
+		log_err("%s", image_reader_error(g_in));
+	return n;
+}
+
+static void rec_unread(uint32_t type, uint32_t len)
+{
+	la_valid = 1;
+	la_type = type;
+	la_len = len;
+}
+
+int mm_next(struct rst_ctx *r, uint32_t *type, uint32_t *len)
+{
+	int n = rec_next(r, type, len);
+	if (n > 0 && *type != REC_PAGES)
+		rec_unread(*type, *len);
+	return n;
+}
+
+static void *read_msg(uint32_t want, const ProtobufCMessageDescriptor *desc)
+{
+	uint32_t type, len;
+	int n = rec_next(NULL, &type, &len);
+	if (n <= 0) {
+		if (n == 0)
+			log_err("restore: image ends before a '%s' record", rec_name(want));
+		return NULL;
+	}
+	if (type != want) {
+		log_err("restore: record %llu: '%s' where '%s' was expected",
+			(unsigned long long)image_reader_record_index(g_in), rec_name(type), rec_name(want));
+		return NULL;
+	}
+	void *buf;
+	if (image_read_all(g_in, &buf, &len) < 0) {
+		log_err("%s", image_reader_error(g_in));
+		return NULL;
+	}
+	void *m = protobuf_c_message_unpack(desc, NULL, len, buf);
+	free(buf);
+	if (!m)
+		log_err("restore: record %llu '%s': malformed payload",
+			(unsigned long long)image_reader_record_index(g_in), rec_name(want));
+	return m;
+}
+
+/* ------------------------------------------------------------------ checks */
+
+static int check_tree(struct rst_ctx *r)
+{
+	ImgTree *t = r->tree;
+	int pid_max = 32768;
+	char *s = read_file_str("/proc/sys/kernel/pid_max", NULL);
+	if (s) {
+		pid_max = atoi(s);
+		free(s);
+	}
+	if (!t->n_procs || t->n_procs > MAX_PROCS)
+		goto bad;
+	if (t->procs[0]->pid != 1 || t->procs[0]->ppid != 0 || t->procs[0]->zombie)
+		goto bad;
+	size_t nth = 0;
+	for (size_t i = 0; i < t->n_procs; i++) {
+		ImgProc *p = t->procs[i];
+		if (!p->pid || p->pid >= (uint32_t)pid_max)
+			goto bad;
+		bool parent_ok = i == 0;
+		for (size_t k = 0; k < i; k++) {
+			if (t->procs[k]->pid == p->pid)
+				goto bad;
+			if (t->procs[k]->pid == p->ppid && !t->procs[k]->zombie)
+				parent_ok = true;
+		}
+		if (!parent_ok || !p->n_tids || p->n_tids > MAX_THREADS || p->tids[0] != p->pid)
+			goto bad;
+		nth += p->n_tids;
+		for (size_t k = 1; k < p->n_tids; k++)
+			if (!p->tids[k] || p->tids[k] >= (uint32_t)pid_max)
+				goto bad;
+	}
+	if (nth > 65536)
+		goto bad;
+	return 0;
+bad:
+	log_err("restore: record 'tree': inconsistent process tree in image");
+	return -EINVAL;
+}
+
+/* ------------------------------------------------------------------ in the new tasks */
+
+static struct rst_ctx *g_r;
+
+static void report(int32_t pid, int32_t err)
+{
+	struct ready_msg m = { pid, err };
+	ssize_t n = write(g_r->ready_w, &m, sizeof(m));
+	(void)n;
+}
+
+/*
+ * The pod's own mounts.  TODO(lead): switch to the agent's
+ * pod_setup_mounts(root) (own /proc, devpts, /dev/shm, mqueue) when it lands;
+ * this is the minimal equivalent: a private mount tree and a /proc of the
+ * new pid namespace.
+ */
+static int pod_mounts_minimal(void)
+{
+	if (mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) < 0 ||
+	    mount("proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL) < 0) {
+		log_err("restore: mounts of the new pod: %s", strerror(errno));
+		return -errno;
+	}
+	return 0;
+}
+
+static pid_t clone_with_pid(uint64_t flags, pid_t pid)
+{
+	pid_t tid = pid;
+	struct clone_args ca = { 0 };
+	ca.flags = flags;
+	ca.exit_signal = SIGCHLD;
+	ca.set_tid = (uint64_t)&tid;
+	ca.set_tid_size = 1;
+	return (pid_t)syscall(SYS_clone3, &ca, sizeof(ca));
+}
+
+static void become_zombie(ImgProc *p)
+{
+	int st = p->has_exit_status ? p->exit_status : 0;
+	if (p->comm)
+		prctl(PR_SET_NAME, p->comm);
+	if (WIFSIGNALED(st)) {
+		struct rlimit rl = { 0, 0 };
+		setrlimit(RLIMIT_CORE, &rl);
+		signal(WTERMSIG(st), SIG_DFL);
+		sigset_t s;
+		sigemptyset(&s);
+		sigaddset(&s, WTERMSIG(st));
+		sigprocmask(SIG_UNBLOCK, &s, NULL);
+		kill(getpid(), WTERMSIG(st));
+	}
+	_exit(WEXITSTATUS(st));
+}
+
+static int proc_index(struct rst_ctx *r, uint32_t pid)
+{
+	for (int i = 0; i < r->nprocs; i++)
+		if (r->procs[i].tree->pid == pid)
+			return i;
+	return -1;
+}
+
+static int cmp_pid(const void *a, const void *b)
+{
+	const struct rproc *x = *(struct rproc *const *)a, *y = *(struct rproc *const *)b;
+	return (int)x->tree->pid - (int)y->tree->pid;
+}
+
+static void run_task(struct rst_ctx *r, int idx) __attribute__((noreturn));
+static void run_task(struct rst_ctx *r, int idx)
+{
+	struct rproc *p = &r->procs[idx];
+	ImgProc *t = p->tree;
+	int err = 0;
+	sigset_t all;
+	sigfillset(&all);
+	sigprocmask(SIG_BLOCK, &all, NULL);
+	close(r->hold_w);
+	close(r->ready_r);
+	if (idx == 0) {
+		char c;
+		prctl(PR_SET_PDEATHSIG, SIGKILL);
+		if ((err = pod_mounts_minimal()) < 0)
+			goto fail;
+		if (r->info->hostname && sethostname(r->info->hostname, strlen(r->info->hostname)) < 0)
+			err = -errno;
+		if (r->info->domainname && setdomainname(r->info->domainname, strlen(r->info->domainname)) < 0)
+			err = -errno;
+		if (err < 0) {
+			log_err("restore: hostname: %s", strerror(-err));
+			goto fail;
+		}
+		if (read(r->go_r, &c, 1) != 1)
+			_exit(1);
+	}
+	close(r->go_r);
+	if (t->sid == t->pid && setsid() < 0) {
+		err = -errno;
+		log_err("restore: pid %u: setsid: %s", t->pid, strerror(errno));
+		goto fail;
+	}
+	if (t->pgid && (pid_t)t->pgid != getpgid(0) && setpgid(0, (pid_t)t->pgid) < 0) {
+		err = -errno;
+		log_err("restore: pid %u: process group %u: %s", t->pid, t->pgid, strerror(errno));
+		goto fail;
+	}
+	if (t->sid && (pid_t)t->sid != getsid(0)) {
+		log_err("restore: pid %u: session %u cannot be recreated", t->pid, t->sid);
+		err = -ENOTSUP;
+		goto fail;
+	}
+	/* children, in pid order so group leaders exist before their members */
+	struct rproc **kids = xcalloc((size_t)r->nprocs, sizeof(*kids));
+	int nk = 0;
+	for (int i = 0; i < r->nprocs; i++)
+		if (r->procs[i].tree->ppid == t->pid && i != idx)
+			kids[nk++] = &r->procs[i];
+	qsort(kids, (size_t)nk, sizeof(*kids), cmp_pid);
+	for (int k = 0; k < nk; k++) {
+		pid_t c = clone_with_pid(0, (pid_t)kids[k]->tree->pid);
+		if (c < 0) {
+			err = -errno;
+			log_err("restore: pid %u: fork pid %u: %s", t->pid, kids[k]->tree->pid, strerror(errno));
+			goto fail;
+		}
+		if (c == 0) {
+			if (kids[k]->tree->zombie)
+				become_zombie(kids[k]->tree);
+			run_task(r, (int)(kids[k] - r->procs));
+		}
+		/* like a shell: the parent sets the child's group too, so it exists
+		 * before the next sibling may want to join it */
+		ImgProc *kt = kids[k]->tree;
+		if (!kt->zombie && kt->pgid && kt->sid != kt->pid)
+			setpgid(c, (pid_t)kt->pgid);
+	}
+	free(kids);
+	if ((err = objects_early(r, p)) < 0)
+		goto fail;
+	void *sc = mmap((void *)r->scratch_addr, 4 * PAGE, PROT_READ | PROT_WRITE,
+			MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED_NOREPLACE, -1, 0);
+	if (sc != (void *)r->scratch_addr) {
+		err = -EEXIST;
+		log_err("restore: pid %u: scratch page at %#llx is taken", t->pid,
+			(unsigned long long)r->scratch_addr);
+		goto fail;
+	}
+	report((int32_t)t->pid, 0);
+	for (;;) {
+		char c;
+		ssize_t n = read(r->hold_r, &c, 1);
+		if (n == 0)
+			_exit(1);       /* the engine is gone */
+	}
+fail:
+	report((int32_t)t->pid, err ? err : -EIO);
+	_exit(1);
+}
+
+/* ------------------------------------------------------------------ engine side */
+
+static int set_time_offsets(struct rst_ctx *r)
+{
+	if (unshare(CLONE_NEWTIME) < 0) {
+		log_err("restore: time namespace: %s", strerror(errno));
+		return -errno;
+	}
+	struct timespec m, b;
+	clock_gettime(CLOCK_MONOTONIC, &m);
+	clock_gettime(CLOCK_BOOTTIME, &b);
+	int64_t mo = (int64_t)r->info->mono_ns - ((int64_t)m.tv_sec * 1000000000ll + m.tv_nsec);
+	int64_t bo = (int64_t)r->info->boot_ns - ((int64_t)b.tv_sec * 1000000000ll + b.tv_nsec);
+	/* boottime must stay >= monotonic inside the namespace */
+	char buf[160];
+	int64_t ms = mo >= 0 ? mo / 1000000000ll : -((-mo + 999999999ll) / 1000000000ll);
+	int64_t bs = bo >= 0 ? bo / 1000000000ll : -((-bo + 999999999ll) / 1000000000ll);
+	snprintf(buf, sizeof(buf), "monotonic %lld %lld\nboottime %lld %lld\n", (long long)ms,
+		 (long long)(mo - ms * 1000000000ll), (long long)bs, (long long)(bo - bs * 1000000000ll));
+	int fd = open("/proc/self/timens_offsets", O_WRONLY | O_CLOEXEC);
+	if (fd < 0 || write(fd, buf, strlen(buf)) < 0) {
+		log_err("restore: time offsets: %s", strerror(errno));
+		if (fd >= 0)
+			close(fd);
+		return -errno;
+	}
+	close(fd);
+	return 0;
+}
+
+static int fill_shm(struct rst_ctx *r)
+{
+	uint32_t type, len;
+	int n;
+	static uint8_t *buf;
+	while ((n = rec_next(r, &type, &len)) > 0) {
+		if (type != REC_SHM_PAGES) {
+			rec_unread(type, len);
+			return 0;
+		}
+		struct page_prefix pp;
+		if (len < sizeof(pp) || image_read(g_in, &pp, sizeof(pp)) < 0)
+			return -EPROTO;
+		int fd = inv_fd_for_shm(r, pp.owner), k = -1;
+		for (size_t i = 0; i < r->files->n_shms; i++)
+			if (r->files->shms[i]->id == pp.owner)
+				k = (int)i;
+		uint64_t dlen = (uint64_t)pp.npages * PAGE;
+		if (fd < 0 || pp.npages > PAGES_PER_RECORD || dlen + sizeof(pp) != len ||
+		    pp.addr % PAGE || pp.addr + dlen > r->files->shms[k]->size) {
+			log_err("restore: record %llu 'shm-pages': does not fit shared memory %u",
+				(unsigned long long)image_reader_record_index(g_in), pp.owner);
+			return -EPROTO;
+		}
+		if (!buf && !(buf = malloc(PAGES_PER_RECORD * PAGE)))
+			return -ENOMEM;
+		if (image_read(g_in, buf, dlen) < 0) {
+			log_err("%s", image_reader_error(g_in));
+			return -EBADMSG;
+		}
+		if (pwrite(fd, buf, dlen, (off_t)pp.addr) != (ssize_t)dlen)
+			return -errno;
+	}
+	return n;
+}
+
+/* ns pid -> host pid, by walking the new tree from its init */
+static int map_host_pids(struct rst_ctx *r, pid_t root)
+{
+	pid_t queue[MAX_PROCS];
+	int qn = 0;
+	queue[qn++] = root;
+	for (int q = 0; q < qn; q++) {
+		char path[96];
+		snprintf(path, sizeof(path), "/proc/%d/status", queue[q]);
+		char *st = read_file_str(path, NULL);
+		if (!st)
+			continue;
+		uint32_t ns = status_field_u32(st, "NSpid", -1);
+		free(st);
+		int i = proc_index(r, ns);
+		if (i >= 0)
+			r->procs[i].hpid = queue[q];
+		snprintf(path, sizeof(path), "/proc/%d/task/%d/children", queue[q], queue[q]);
+		char *c = read_file_str(path, NULL);
+		for (char *s = c; s && *s && qn < MAX_PROCS;) {
+			char *e;
+			long v = strtol(s, &e, 10);
+			if (e == s)
+				break;
+			queue[qn++] = (pid_t)v;
+			s = e;
+		}
+		free(c);
+	}
+	for (int i = 0; i < r->nprocs; i++)
+		if (!r->procs[i].tree->zombie && !r->procs[i].hpid) {
+			log_err("restore: pid %u not found after fork", r->procs[i].tree->pid);
+			return -ESRCH;
+		}
+	return 0;
+}
+
+static int seize_task(struct rst_ctx *r, struct rproc *p)
+{
+	int st, err;
+	if (ptrace(PTRACE_SEIZE, p->hpid, 0, PTRACE_O_TRACECLONE | PTRACE_O_EXITKILL) < 0 ||
+	    ptrace(PTRACE_INTERRUPT, p->hpid, 0, 0) < 0) {
+		log_err("restore: pid %u: seize: %s", p->tree->pid, strerror(errno));
+		return -errno;
+	}
+	p->seized = true;
+	if ((err = wait_stop(p->hpid, &st)) < 0 || !WIFSTOPPED(st))
+		return err < 0 ? err : -ESRCH;
+	p->inj.tid = p->hpid;
+	if ((err = regs_get(p->hpid, &p->inj.base)) < 0)
+		return err;
+	/* the task's vdso (inherited from the engine) */
+	char path[64], line[512];
+	snprintf(path, sizeof(path), "/proc/%d/maps", p->hpid);
+	FILE *f = fopen(path, "re");
+	if (!f)
+		return -errno;
+	while (fgets(line, sizeof(line), f))
+		if (strstr(line, "[vdso]"))
+			p->vdso_now = strtoull(line, NULL, 16);
+	fclose(f);
+	long off = vdso_syscall_offset();
+	if (!p->vdso_now || off < 0)
+		return -ENOTSUP;
+	p->inj.syscall_ip = p->vdso_now + (uint64_t)off;
+	uint64_t mask = ~(1ull << (SIGTRAP - 1));
+	if (ptrace(PTRACE_SETSIGMASK, p->hpid, (void *)8, &mask) < 0)
+		return -errno;
+	(void)r;
+	return 0;
+}
+
+static int restore_process(struct rst_ctx *r, struct rproc *p)
+{
+	int err;
+	if ((err = seize_task(r, p)) < 0)
+		return err;
+	if ((err = mm_restore_late(r, p, g_in, mm_next)) < 0)
+		return err;
+	p->th = xcalloc(p->tree->n_tids, sizeof(ImgThread *));
+	p->nth = (int)p->tree->n_tids;
+	for (int i = 0; i < p->nth; i++) {
+		p->th[i] = read_msg(REC_THREAD, &img_thread__descriptor);
+		if (!p->th[i])
+			return -EBADMSG;
+		if (p->th[i]->tid != p->tree->tids[i]) {
+			log_err("restore: record 'thread': tid %u where %u was expected", p->th[i]->tid,
+				p->tree->tids[i]);
+			return -EINVAL;
+		}
+	}
+	if ((err = objects_late(r, p)) < 0)
+		return err;
+	/* finish: drop what the restore itself used, then the final registers */
+	struct inj *t = &p->tinj[0];
+	long x;
+	if (p == &r->procs[0] &&
+	    (x = inj_call(t, "restore: pdeathsig", SYS_prctl, PR_SET_PDEATHSIG, 0, 0, 0, 0, 0)) < 0)
+		return (int)x;
+	if ((x = inj_call(t, "restore: close inventory", SYS_close_range, (uint64_t)r->inv_base, ~0u, 0, 0, 0, 0)) < 0 ||
+	    (x = inj_call(t, "restore: unmap scratch", SYS_munmap, r->scratch_addr, 4 * PAGE, 0, 0, 0, 0)) < 0)
+		return (int)x;
+	for (int i = 0; i < p->nth; i++)
+		if ((err = thread_set_final(r, p, i)) < 0)
+			return err;
+	return 0;
+}
+
+static void timing(const char *what)
+{
+	static struct timespec t0;
+	struct timespec t;
+	if (!getenv("ZAPC_ENGINE_TIMING"))
+		return;
+	clock_gettime(CLOCK_MONOTONIC, &t);
+	if (!t0.tv_sec)
+		t0 = t;
+	fprintf(stderr, "TIMING restore_%s_ms %.3f\n", what, (t.tv_sec - t0.tv_sec) * 1e3 + (t.tv_nsec - t0.tv_nsec) / 1e6);
+}
+
+static void usage(void)
+{
+	fprintf(stderr, "usage: zapc-engine restore -i FILE|- [--netns PATH] [--cgroup DIR...] [--name NEWNAME] "
+		"[--inherit-fd N:pipe:[INODE]|N:PATH ...]\n");
+}
+
+int restore_main(int argc, char **argv)
+{
+	static const struct option opts[] = {
+		{ "input", required_argument, 0, 'i' }, { "netns", required_argument, 0, 'N' },
+		{ "cgroup", required_argument, 0, 'c' }, { "name", required_argument, 0, 'n' },
+		{ "inherit-fd", required_argument, 0, 'I' }, { 0, 0, 0, 0 } };
+	char *in = NULL, *netns = NULL, *cgroups[16];
+	int ncg = 0, c, err = -EINVAL, infd = -1, netfd = -1;
+	pid_t root = -1;
+	struct rst_ctx R = { 0 }, *r = &R;
+	g_r = r;
+	while ((c = getopt_long(argc, argv, "i:N:c:n:I:", opts, NULL)) != -1) {
+		switch (c) {
+		case 'i': in = optarg; break;
+		case 'N': netns = optarg; break;
+		case 'c': if (ncg < 16) cgroups[ncg++] = optarg; break;
+		case 'n': break;
+		case 'I': {
+			char *colon = strchr(optarg, ':');
+			if (!colon || r->ninherit == 16 || fcntl(atoi(optarg), F_GETFD) < 0) {
+				log_err("restore: --inherit-fd %s: want N:KEY with an open fd N", optarg);
+				return 2;
+			}
+			r->inherit[r->ninherit].fd = atoi(optarg);
+			r->inherit[r->ninherit++].key = colon + 1;
+			break;
+		}
+		default: usage(); return 2;
+		}
+	}
+	if (!in) {
+		usage();
+		return 2;
+	}
+	struct rlimit nl;
+	if (getrlimit(RLIMIT_NOFILE, &nl) == 0) {
+		nl.rlim_cur = nl.rlim_max;
+		setrlimit(RLIMIT_NOFILE, &nl);
+	}
+	infd = strcmp(in, "-") ? open(in, O_RDONLY | O_CLOEXEC) : STDIN_FILENO;
+	if (infd < 0) {
+		log_err("restore: %s: %s", in, strerror(errno));
+		return 1;
+	}
+	if (netns && (netfd = open(netns, O_RDONLY | O_CLOEXEC)) < 0) {
+		log_err("restore: netns %s: %s", netns, strerror(errno));
+		return 1;
+	}
+	char ebuf[256];
+	timing("start");
+	g_in = image_reader_fd(infd, ebuf, sizeof(ebuf));
+	if (!g_in) {
+		log_err("%s", ebuf);
+		return 1;
+	}
+	image_reader_set_namer(g_in, rec_name);
+	struct utsname u;
+	uname(&u);
+	if (!(r->info = read_msg(REC_INFO, &img_info__descriptor)))
+		goto fail;
+	if (strcmp(r->info->arch, u.machine) || r->info->page_size != PAGE) {
+		log_err("restore: record 'info': image is for %s with %u-byte pages, this is %s", r->info->arch,
+			r->info->page_size, u.machine);
+		goto fail;
+	}
+	if (!(r->tree = read_msg(REC_TREE, &img_tree__descriptor)) || check_tree(r) < 0)
+		goto fail;
+	if (!(r->files = read_msg(REC_FILES, &img_files__descriptor)))
+		goto fail;
+	r->nprocs = (int)r->tree->n_procs;
+	r->procs = xcalloc((size_t)r->nprocs, sizeof(struct rproc));
+	int maxfd = 2;
+	for (int i = 0; i < r->nprocs; i++) {
+		struct rproc *p = &r->procs[i];
+		p->tree = r->tree->procs[i];
+		if (p->tree->zombie)
+			continue;
+		if (!(p->core = read_msg(REC_PROC, &img_proc_core__descriptor)))
+			goto fail;
+		if (p->core->pid != p->tree->pid || !p->core->mm || !p->core->creds || p->core->n_fds > MAX_FDS ||
+		    p->core->n_vmas > MAX_VMAS) {
+			log_err("restore: record 'proc' of pid %u: does not match the tree", p->core->pid);
+			goto fail;
+		}
+		for (size_t k = 0; k < p->core->n_fds; k++) {
+			if (p->core->fds[k]->fd >= MAX_FDS) {
+				log_err("restore: pid %u: fd %u out of range", p->tree->pid, p->core->fds[k]->fd);
+				goto fail;
+			}
+			if ((int)p->core->fds[k]->fd > maxfd)
+				maxfd = (int)p->core->fds[k]->fd;
+		}
+	}
+	r->inv_base = maxfd + 16;
+	if ((rlim_t)r->inv_base + 4 * (r->files->n_files + r->files->n_pipes + r->files->n_shms) + 64 > nl.rlim_cur) {
+		log_err("restore: image needs more file descriptors than RLIMIT_NOFILE allows");
+		goto fail;
+	}
+	/* scratch page: free in every image address space and in ours */
+	{
+		struct range *rg = NULL;
+		int n = 0;
+		for (int i = 0; i < r->nprocs; i++)
+			for (size_t k = 0; r->procs[i].core && k < r->procs[i].core->n_vmas; k++) {
+				rg = realloc(rg, (size_t)(n + 1) * sizeof(*rg));
+				rg[n].s = r->procs[i].core->vmas[k]->start;
+				rg[n++].e = r->procs[i].core->vmas[k]->end;
+			}
+		FILE *f = fopen("/proc/self/maps", "re");
+		char line[512];
+		while (f && fgets(line, sizeof(line), f)) {
+			unsigned long long s, e;
+			if (sscanf(line, "%llx-%llx", &s, &e) == 2) {
+				rg = realloc(rg, (size_t)(n + 1) * sizeof(*rg));
+				rg[n].s = s;
+				rg[n++].e = e + (1ull << 30);   /* room for our heap to grow */
+			}
+		}
+		if (f)
+			fclose(f);
+		r->scratch_addr = find_gap(4 * PAGE, rg, n);
+		free(rg);
+	}
+	int p2[2];
+	if (pipe2(p2, O_CLOEXEC) < 0)
+		goto fail;
+	r->ready_r = inv_move(r, p2[0]);
+	r->ready_w = inv_move(r, p2[1]);
+	if (pipe2(p2, O_CLOEXEC) < 0)
+		goto fail;
+	r->hold_r = inv_move(r, p2[0]);
+	r->hold_w = inv_move(r, p2[1]);
+	if (pipe2(p2, O_CLOEXEC) < 0)
+		goto fail;
+	r->go_r = inv_move(r, p2[0]);
+	r->go_w = inv_move(r, p2[1]);
+	timing("records_read");
+	if ((err = files_restore_inventory(r)) < 0 || (err = fill_shm(r)) < 0)
+		goto fail;
+	timing("inventory");
+	if ((err = set_time_offsets(r)) < 0)
+		goto fail;
+	if (netfd >= 0 && setns(netfd, CLONE_NEWNET) < 0) {
+		log_err("restore: join netns %s: %s", netns, strerror(errno));
+		goto fail;
+	}
+	fflush(NULL);
+	root = clone_with_pid(CLONE_NEWPID | CLONE_NEWNS | CLONE_NEWUTS | CLONE_NEWIPC |
+			      (netfd >= 0 ? 0 : CLONE_NEWNET), 1);
+	if (root < 0) {
+		log_err("restore: create the pod's init: %s", strerror(errno));
+		goto fail;
+	}
+	if (root == 0)
+		run_task(r, 0);
+	close(r->go_r);
+	for (int i = 0; i < ncg; i++) {
+		char path[4096], pid[16];
+		snprintf(path, sizeof(path), "%s/cgroup.procs", cgroups[i]);
+		snprintf(pid, sizeof(pid), "%d", root);
+		if ((err = write_str(path, pid)) < 0) {
+			log_err("restore: join cgroup %s: %s", cgroups[i], strerror(-err));
+			goto fail;
+		}
+	}
+	if (write(r->go_w, "g", 1) != 1)
+		goto fail;
+	close(r->hold_r);
+	close(r->ready_w);
+	/* wait for every live task to report */
+	int want = 0;
+	for (int i = 0; i < r->nprocs; i++)
+		want += !r->procs[i].tree->zombie;
+	for (int got = 0; got < want;) {
+		struct pollfd pf = { r->ready_r, POLLIN, 0 };
+		int pr = poll(&pf, 1, 10000);
+		struct ready_msg m;
+		if (pr <= 0 || read(r->ready_r, &m, sizeof(m)) != sizeof(m)) {
+			log_err("restore: the new processes did not start (%d of %d ready)", got, want);
+			err = -ETIMEDOUT;
+			goto fail;
+		}
+		if (m.err < 0) {
+			err = m.err;    /* the task logged why */
+			goto fail;
+		}
+		got++;
+	}
+	timing("all_ready");
+	if ((err = map_host_pids(r, root)) < 0)
+		goto fail;
+	timing("pids_mapped");
+	struct timespec tr0, tr1;
+	clock_gettime(CLOCK_MONOTONIC, &tr0);
+	for (int i = 0; i < r->nprocs; i++) {
+		if (r->procs[i].tree->zombie)
+			continue;
+		if ((err = restore_process(r, &r->procs[i])) < 0)
+			goto fail;      /* logged where it failed */
+	}
+	clock_gettime(CLOCK_MONOTONIC, &tr1);
+	if (getenv("ZAPC_ENGINE_TIMING"))
+		fprintf(stderr, "TIMING restore_processes_ms %.3f\n",
+			(tr1.tv_sec - tr0.tv_sec) * 1e3 + (tr1.tv_nsec - tr0.tv_nsec) / 1e6);
+	uint32_t type, len;
+	int n = rec_next(r, &type, &len);
+	if (n != 0) {
+		if (n > 0)
+			log_err("restore: record %llu '%s': unexpected after the last process",
+				(unsigned long long)image_reader_record_index(g_in), rec_name(type));
+		goto fail;
+	}
+	timing("trailer");
+	/* verified to the trailer: let the pod run */
+	for (int i = 0; i < r->nprocs; i++) {
+		struct rproc *p = &r->procs[i];
+		if (p->tree->zombie)
+			continue;
+		if (p->tree->has_stop_signo && p->tree->stop_signo)
+			kill(p->hpid, (int)p->tree->stop_signo);
+		for (int k = 0; k < p->nth; k++)
+			ptrace(PTRACE_DETACH, p->htids[k], 0, 0);
+	}
+	timing("detached");
+	printf("%d\n", root);
+	fflush(stdout);
+	image_reader_free(g_in);
+	return 0;
+fail:
+	if (root > 0) {
+		kill(root, SIGKILL);
+		waitpid(root, NULL, 0);
+	}
+	if (g_in)
+		image_reader_free(g_in);
+	return 1;
+}

@@ -1,0 +1,229 @@
+/*
+ * seize.c — freeze, seize and release the processes of a pod.
+ *
+ * Sequence (research/cr-mechanics.md §1.7): freeze the v2 cgroup so nothing
+ * runs or forks; while frozen, PTRACE_SEIZE and PTRACE_INTERRUPT every thread
+ * listed in cgroup.threads; thaw — the queued interrupt traps every thread
+ * before it runs user code, so the pod goes from frozen to ptrace-stopped
+ * with no signal visible to it.  Group-stopped threads report their stop
+ * signal in the EVENT_STOP and stay stopped after detach (§1.4).
+ * No PTRACE_O_EXITKILL: if the engine dies during a dump, the pod lives on.
+ */
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ptrace.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "agent/engine/seize.h"
+#include "lib/log.h"
+
+static long now_ms(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+int cg_freeze(const char *cg, int on)
+{
+	char path[4096], *ev;
+	snprintf(path, sizeof(path), "%s/cgroup.freeze", cg);
+	int err = write_str(path, on ? "1" : "0");
+	if (err < 0) {
+		log_err("%s: %s", path, strerror(-err));
+		return err;
+	}
+	snprintf(path, sizeof(path), "%s/cgroup.events", cg);
+	long deadline = now_ms() + 10000;
+	for (;;) {
+		ev = read_file_str(path, NULL);
+		if (!ev) {
+			log_err("%s: %s", path, strerror(errno));
+			return -errno;
+		}
+		bool frozen = strstr(ev, "frozen 1") != NULL;
+		free(ev);
+		if (frozen == !!on)
+			return 0;
+		if (now_ms() > deadline) {
+			log_err("%s: cgroup did not %s within 10 s", cg, on ? "freeze" : "thaw");
+			return -ETIMEDOUT;
+		}
+		usleep(200);
+	}
+}
+
+int cg_kill(const char *cg)
+{
+	char path[4096];
+	snprintf(path, sizeof(path), "%s/cgroup.kill", cg);
+	int err = write_str(path, "1");
+	if (err < 0)
+		log_err("%s: %s", path, strerror(-err));
+	return err;
+}
+
+static int cg_list_rec(const char *cg, const char *file, pid_t **out, int *n, int depth)
+{
+	char path[4096];
+	snprintf(path, sizeof(path), "%s/%s", cg, file);
+	char *s = read_file_str(path, NULL);
+	if (!s) {
+		log_err("%s: %s", path, strerror(errno));
+		return -errno;
+	}
+	for (char *p = s; *p;) {
+		char *e;
+		long v = strtol(p, &e, 10);
+		if (e == p)
+			break;
+		*out = realloc(*out, (size_t)(*n + 1) * sizeof(pid_t));
+		(*out)[(*n)++] = (pid_t)v;
+		p = e;
+		while (*p == '\n')
+			p++;
+	}
+	free(s);
+	if (depth > 32)
+		return 0;
+	DIR *dir = opendir(cg);
+	if (!dir)
+		return 0;
+	struct dirent *de;
+	int err = 0;
+	while ((de = readdir(dir)) && !err) {
+		if (de->d_type != DT_DIR || de->d_name[0] == '.')
+			continue;
+		snprintf(path, sizeof(path), "%s/%s", cg, de->d_name);
+		err = cg_list_rec(path, file, out, n, depth + 1);
+	}
+	closedir(dir);
+	return err;
+}
+
+int cg_list(const char *cg, const char *file, pid_t **out, int *n)
+{
+	return cg_list_rec(cg, file, out, n, 0);
+}
+
+static struct dthread *find_thread(struct dump_ctx *d, pid_t htid)
+{
+	for (int i = 0; i < d->nprocs; i++)
+		for (int j = 0; j < d->procs[i].nth; j++)
+			if (d->procs[i].th[j].htid == htid)
+				return &d->procs[i].th[j];
+	return NULL;
+}
+
+int seize_pod(struct dump_ctx *d, char **cgroups, int ncg)
+{
+	pid_t *tids = NULL;
+	int ntids = 0, err = 0;
+
+	for (int i = 0; i < ncg; i++)
+		if ((err = cg_list(cgroups[i], "cgroup.threads", &tids, &ntids)) < 0)
+			goto out;
+	/* every cgroup thread must belong to a process of the tree */
+	for (int i = 0; i < ntids; i++) {
+		struct dthread *t = find_thread(d, tids[i]);
+		if (!t) {
+			log_err("dump: task %d is in the pod's cgroup but not under its init", tids[i]);
+			err = -EINVAL;
+			goto out;
+		}
+	}
+	for (int i = 0; i < d->nprocs; i++) {
+		struct dproc *p = &d->procs[i];
+		if (p->tree->zombie)
+			continue;
+		for (int j = 0; j < p->nth; j++) {
+			struct dthread *t = &p->th[j];
+			if (ptrace(PTRACE_SEIZE, t->htid, 0, 0) < 0) {
+				err = -errno;
+				log_err("dump: seize pid %u tid %d: %s", p->tree->pid, t->htid, strerror(errno));
+				goto out;
+			}
+			t->seized = true;
+			if (ptrace(PTRACE_INTERRUPT, t->htid, 0, 0) < 0) {
+				err = -errno;
+				log_err("dump: interrupt tid %d: %s", t->htid, strerror(errno));
+				goto out;
+			}
+		}
+	}
+out:
+	free(tids);
+	return err;
+}
+
+/* After the thaw: collect the trap of every seized thread. */
+int seize_wait_all(struct dump_ctx *d)
+{
+	for (int i = 0; i < d->nprocs; i++) {
+		struct dproc *p = &d->procs[i];
+		for (int j = 0; j < p->nth; j++) {
+			struct dthread *t = &p->th[j];
+			if (!t->seized)
+				continue;
+			for (;;) {
+				int st, err = wait_stop(t->htid, &st);
+				if (err < 0) {
+					log_err("dump: wait for tid %d: %s", t->htid, strerror(-err));
+					return err;
+				}
+				if (!WIFSTOPPED(st)) {
+					log_err("dump: pid %u tid %d exited while being seized", p->tree->pid, t->htid);
+					t->seized = false;
+					return -ESRCH;
+				}
+				int sig = WSTOPSIG(st);
+				if ((st >> 16) == PTRACE_EVENT_STOP) {
+					if (sig == SIGSTOP || sig == SIGTSTP || sig == SIGTTIN || sig == SIGTTOU)
+						t->stop_sig = sig;
+					t->interrupted = true;
+					break;
+				}
+				/* A signal was being delivered: let the application have it
+				 * (as it would have without us) and wait for the trap. */
+				if (ptrace(PTRACE_CONT, t->htid, 0, sig) < 0)
+					return -errno;
+			}
+		}
+	}
+	return 0;
+}
+
+void release_pod(struct dump_ctx *d, bool killed)
+{
+	for (int i = 0; i < d->nprocs; i++) {
+		struct dproc *p = &d->procs[i];
+		if (killed)
+			p->scratch = 0;
+		if (p->scratch && p->th && p->th[0].interrupted) {
+			long r;
+			inj_syscall(&p->inj, &r, SYS_munmap, p->scratch, 4 * PAGE, 0, 0, 0, 0);
+			p->scratch = 0;
+		}
+		for (int j = 0; j < p->nth; j++) {
+			struct dthread *t = &p->th[j];
+			if (!t->seized)
+				continue;
+			if (t->interrupted && !killed) {
+				regs_set(t->htid, &t->regs);
+				ptrace(PTRACE_SETSIGMASK, t->htid, (void *)8, &t->sigmask);
+			}
+			if (ptrace(PTRACE_DETACH, t->htid, 0, 0) < 0 && errno != ESRCH)
+				log_warn("dump: detach tid %d: %s", t->htid, strerror(errno));
+			t->seized = false;
+		}
+	}
+}

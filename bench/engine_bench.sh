@@ -1,0 +1,67 @@
+#!/bin/sh
+# engine_bench.sh — checkpoint/restore figures of zapc-engine, with the memcpy
+# floor measured in the same run (issue 3 targets):
+#   frozen time, 1 process with 256 MiB touched, image to memory  ≤ 1.5×memcpy + 5 ms
+#   restore of that image                                         ≤ 2×memcpy + 10 ms
+#   dump and restore of a 100-process pod                         < 100 ms each
+# Prints BENCH lines (see bench/run.sh).  Needs root and cgroup v2.
+set -u
+: "${ZAPC_BUILD:=$(pwd)/build}"
+ZBIN=$ZAPC_BUILD/bin
+ENGINE=$ZBIN/zapc-engine
+CG=/sys/fs/cgroup/unified
+MB=${ENGINE_BENCH_MB:-256}
+tmp=$(mktemp -d /dev/shm/zeng-bench.XXXXXX)
+pods=""
+cleanup() {
+	for c in $pods; do
+		echo 1 > "$c/cgroup.kill" 2>/dev/null
+		for i in $(seq 50); do rmdir "$c" 2>/dev/null && break; sleep 0.1; done
+	done
+	rm -rf "$tmp"
+}
+trap cleanup EXIT INT TERM
+
+now_ms() { date +%s%N | awk '{ printf "%.1f", $1 / 1e6 }'; }
+
+start_pod() {   # start_pod NAME ARGS... → prints host pid of init
+	c=$CG/$1$$; shift
+	mkdir "$c"; pods="$pods $c"
+	unshare --fork --pid --mount-proc --mount --ipc --uts --net \
+		sh -c 'echo 0 > "$0/cgroup.procs" && exec setsid "$@"' "$c" "$@" > "$tmp/ready.$$" 2>/dev/null &
+	o=$!
+	i=0
+	while [ "$(cat "$tmp/ready.$$" 2>/dev/null)" != ready ] && [ $i -lt 600 ]; do sleep 0.05; i=$((i + 1)); done
+	POD_CG=$c
+	POD_INIT=$(cat /proc/$o/task/$o/children | awk '{print $1}')
+}
+
+memcpy_ms=$("$ZBIN/bench-engine-memcpy" "$MB")
+echo "BENCH engine_memcpy_${MB}MiB $memcpy_ms ms floor"
+
+start_pod zbm "$ZBIN/zt-bigmem" "$MB" 1
+frozen=$(ZAPC_ENGINE_TIMING=1 "$ENGINE" dump --cgroup "$POD_CG" --init "$POD_INIT" -o "$tmp/img" 2>&1 |
+	awk '/^TIMING frozen_ms/ { print $3 }')
+target=$(awk -v m="$memcpy_ms" 'BEGIN { printf "%.1f", 1.5 * m + 5 }')
+echo "BENCH engine_frozen_${MB}MiB ${frozen:-NaN} ms target<=$target"
+mkdir "$CG/zbr$$"; pods="$pods $CG/zbr$$"
+t0=$(now_ms)
+rp=$("$ENGINE" restore -i "$tmp/img" --cgroup "$CG/zbr$$")
+t1=$(now_ms)
+target=$(awk -v m="$memcpy_ms" 'BEGIN { printf "%.1f", 2 * m + 10 }')
+echo "BENCH engine_restore_${MB}MiB $(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.1f", b - a }') ms target<=$target"
+[ -n "$rp" ] && kill -9 "$rp" 2>/dev/null
+rm -f "$tmp/img"
+
+start_pod zbp "$ZBIN/zt-bigmem" 0 100
+t0=$(now_ms)
+"$ENGINE" dump --cgroup "$POD_CG" --init "$POD_INIT" -o "$tmp/img100"
+t1=$(now_ms)
+echo "BENCH engine_dump_100proc $(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.1f", b - a }') ms target<100"
+mkdir "$CG/zbq$$"; pods="$pods $CG/zbq$$"
+t0=$(now_ms)
+rp=$("$ENGINE" restore -i "$tmp/img100" --cgroup "$CG/zbq$$")
+t1=$(now_ms)
+echo "BENCH engine_restore_100proc $(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.1f", b - a }') ms target<100"
+[ -n "$rp" ] && kill -9 "$rp" 2>/dev/null
+exit 0

@@ -1,0 +1,65 @@
+/*
+ * files.c — an fd table with every kind of file the engine handles: regular
+ * files (offset, O_APPEND, a dup sharing the offset), a directory, /dev/null,
+ * /dev/zero, /dev/urandom (close-on-exec), a pipe and a FIFO with data in
+ * them (one end O_NONBLOCK), at scattered fd numbers.  When argv[3] appears
+ * it reads from each and prints what it got.
+ * argv: DIR (scratch directory) FIFO-PATH TRIGGER
+ */
+#include <fcntl.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+static void place(int fd, int want) { if (fd != want) { dup2(fd, want); close(fd); } }
+
+int main(int argc, char **argv)
+{
+	if (argc < 4)
+		return 2;
+	char path[4096];
+	snprintf(path, sizeof(path), "%s/ro.txt", argv[1]);
+	FILE *f = fopen(path, "w");
+	fputs("0123456789abcdefghij", f);
+	fclose(f);
+	snprintf(path, sizeof(path), "%s/log.txt", argv[1]);
+	place(open(path, O_RDWR | O_CREAT | O_APPEND, 0600), 3);
+	if (write(3, "abc", 3) != 3)
+		return 3;
+	snprintf(path, sizeof(path), "%s/ro.txt", argv[1]);
+	place(open(path, O_RDONLY), 5);
+	lseek(5, 7, SEEK_SET);
+	place(open(argv[1], O_RDONLY | O_DIRECTORY), 6);
+	place(open("/dev/null", O_WRONLY), 7);
+	place(open("/dev/zero", O_RDONLY), 8);
+	place(open("/dev/urandom", O_RDONLY), 9);
+	fcntl(9, F_SETFD, FD_CLOEXEC);
+	int p[2];
+	if (pipe(p) < 0 || write(p[1], "pipedata", 8) != 8)
+		return 4;
+	place(p[0], 12);
+	place(p[1], 13);
+	fcntl(12, F_SETFL, O_NONBLOCK);
+	mkfifo(argv[2], 0600);
+	place(open(argv[2], O_RDWR), 17);
+	if (write(17, "fifodata", 8) != 8)
+		return 5;
+	dup2(3, 21);
+	for (;;) {
+		if (access(argv[3], F_OK) == 0) {
+			char a[16] = { 0 }, b[16] = { 0 }, c[16] = { 0 }, z[4] = { 1, 1, 1, 1 };
+			ssize_t n1 = read(5, a, 5), n2 = read(12, b, 15), n3 = read(17, c, 8);
+			ssize_t n4 = read(8, z, 4), n5 = write(7, "x", 1);
+			ssize_t n6 = write(21, "def", 3);
+			off_t pos3 = lseek(3, 0, SEEK_CUR);
+			printf("ro=%.*s pipe=%.*s fifo=%.*s zero=%d%d null=%zd pos3=%ld flags12=%s cloexec9=%d\n",
+			       (int)n1, a, (int)n2, b, (int)n3, c, z[0], (int)n4, n5, (long)pos3,
+			       fcntl(12, F_GETFL) & O_NONBLOCK ? "nonblock" : "block", fcntl(9, F_GETFD) & FD_CLOEXEC);
+			(void)n6;
+			fflush(stdout);
+			return 0;
+		}
+		usleep(5000);
+	}
+}
