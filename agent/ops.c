@@ -156,8 +156,10 @@ static void finish_checkpoint(struct op *op, Zapc__Response *r, char *why, size_
 		 op->leave_running ? " (left running)" : "");
 	/* The engine killed the pod's processes; take down what is left of it
 	 * (netns, veth, cgroups) now rather than when the init's exit arrives. */
-	if (!op->leave_running && pod && pod->init_pid == op->pod_init)
+	if (!op->leave_running && pod && pod->init_pid == op->pod_init) {
+		pod->console_owned = 0;	/* the image's processes write to it */
 		pod_destroy(g.node, pod);
+	}
 }
 
 static struct pod *finish_restore(struct op *op, Zapc__Response *r, char *why, size_t whylen)
@@ -190,6 +192,9 @@ static struct pod *finish_restore(struct op *op, Zapc__Response *r, char *why, s
 	rr.threads = op->done->threads;
 	r->result_case = ZAPC__RESPONSE__RESULT_RESTORE;
 	r->restore = &rr;
+	/* The restored processes write to the console file of the pod they were
+	 * saved from; when it is this pod's (same name), this pod owns it again. */
+	pod->console_owned = access(pod->console, F_OK) == 0;
 	log_info("pod %s restored: init %d, %u processes, %llu us", pod->name, pod->init_pid,
 		 rr.processes, (unsigned long long)rr.total_us);
 	return pod;
@@ -361,7 +366,8 @@ static int op_spawn(struct op *op, char *const argv[], int io_fd, int io_target)
 	if (pid == 0) {
 		int null = open("/dev/null", O_RDWR);
 
-		signal(SIGPIPE, SIG_DFL);
+		/* SIGPIPE stays ignored (inherited): a reader that goes away must
+		 * become a write error, never kill an engine holding a seized pod. */
 		/* The engine's stdio: the image on one end, /dev/null on the other. */
 		if (dup2(io_fd, io_target) < 0 || dup2(null, io_target == 0 ? 1 : 0) < 0 ||
 		    dup2(sv[1], 3) < 0)

@@ -562,6 +562,7 @@ int pod_start(struct pod_node *node, struct pod *pod, char *const argv[], char *
 		log_err("pod %s: console %s: %s", pod->name, pod->console, strerror(errno));
 		goto out;
 	}
+	pod->console_owned = 1;
 	if (fchown(a.console_fd, pod->uid, pod->gid) < 0)
 		log_warn("pod %s: chown console: %s", pod->name, strerror(errno));
 	if (pipe2(go, O_CLOEXEC) < 0 || pipe2(err, O_CLOEXEC) < 0 || pipe2(ready, O_CLOEXEC) < 0) {
@@ -676,7 +677,8 @@ int pod_destroy(struct pod_node *node, struct pod *pod)
 		waitpid(pod->init_pid, &st, WNOHANG);	/* reap it if it is ours */
 	}
 	pod_teardown(node, pod);
-	unlink(pod->console);
+	if (pod->console_owned)
+		unlink(pod->console);
 	log_info("pod %s destroyed", pod->name);
 	pod_free(node, pod);
 	return 0;

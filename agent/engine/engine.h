@@ -117,6 +117,7 @@ struct dump_ctx {
 	struct fdesc { pid_t hpid; int fd; uint64_t dev, ino; uint32_t id; } *fdescs;
 	int nfdescs;
 	uint32_t next_file_id;
+	uint64_t image_bytes;        /* written by dump_write */
 };
 
 int dump_main(int argc, char **argv);
