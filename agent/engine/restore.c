@@ -658,15 +658,16 @@ int restore_main(int argc, char **argv)
 	r->go_r = inv_move(r, p2[0]);
 	r->go_w = inv_move(r, p2[1]);
 	timing("records_read");
+	/* Into the pod's netns first: sockets of the inventory are created there. */
+	if (netfd >= 0 && setns(netfd, CLONE_NEWNET) < 0) {
+		log_err("restore: join netns %s: %s", netns, strerror(errno));
+		goto fail;
+	}
 	if ((err = files_restore_inventory(r)) < 0 || (err = fill_shm(r)) < 0)
 		goto fail;
 	timing("inventory");
 	if ((err = set_time_offsets(r)) < 0)
 		goto fail;
-	if (netfd >= 0 && setns(netfd, CLONE_NEWNET) < 0) {
-		log_err("restore: join netns %s: %s", netns, strerror(errno));
-		goto fail;
-	}
 	fflush(NULL);
 	root = clone_with_pid(CLONE_NEWPID | CLONE_NEWNS | CLONE_NEWUTS | CLONE_NEWIPC |
 			      (netfd >= 0 ? 0 : CLONE_NEWNET), 1);

@@ -1,0 +1,13 @@
+/*
+ * fdkinds.c — the one table of file kinds (see fdkind.h).  Order matters
+ * only where two kinds could match the same file: specific kinds first.
+ */
+#include "agent/engine/fdkind.h"
+
+extern const struct fd_kind fdkind_pipe, fdkind_regfile;
+
+const struct fd_kind *const fd_kinds[] = {
+	&fdkind_pipe,      /* pipe.c: anonymous pipes and FIFOs with their data */
+	&fdkind_regfile,   /* regfile.c: regular files, directories, a few devices */
+	NULL,
+};
