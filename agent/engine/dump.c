@@ -27,6 +27,7 @@
 
 #include "agent/engine/control.h"
 #include "agent/engine/engine.h"
+#include "agent/engine/inet.h"
 #include "agent/engine/objects.h"
 #include "agent/engine/seize.h"
 #include "lib/log.h"
@@ -421,8 +422,10 @@ int dump_main(int argc, char **argv)
 	 * then kills it: if the write fails (full disk, reader gone) the pod
 	 * resumes untouched instead of being lost with a half image.
 	 */
-	if (leave)
+	if (leave) {
 		release_pod(d, false);
+		inet_dump_release();     /* held packets go to the running pod */
+	}
 	clock_gettime(CLOCK_MONOTONIC, &t2);
 	done.frozen_us = (uint64_t)(((t1.tv_sec - t0.tv_sec) * 1000000000ll + (t1.tv_nsec - t0.tv_nsec)) / 1000);
 	log_info("dump: frozen %.3f ms", done.frozen_us / 1000.0);
@@ -437,10 +440,12 @@ int dump_main(int argc, char **argv)
 		goto out;
 	}
 	if (!leave) {
+		inet_dump_detach();      /* TCP sockets close silently: no FIN/RST */
 		for (int i = 0; i < ncg; i++)
 			cg_kill(cgroups[i]);
 		/* the tracees die with SIGKILL; our ptrace links go with them */
 		release_pod(d, true);
+		inet_dump_drop(d);       /* once they are dead: held packets dropped */
 	}
 out:
 	if (outfd != STDOUT_FILENO)
@@ -464,6 +469,7 @@ fail:
 		snprintf(path, sizeof(path), "%s/cgroup.freeze", cgroups[i]);
 		write_str(path, "0");
 	}
+	inet_dump_release();
 	if (outfd != STDOUT_FILENO) {
 		close(outfd);
 		unlink(out);

@@ -4,10 +4,11 @@
  */
 #include "agent/engine/fdkind.h"
 
-extern const struct fd_kind fdkind_pipe, fdkind_regfile;
+extern const struct fd_kind fdkind_pipe, fdkind_regfile, fdkind_inet;
 
 const struct fd_kind *const fd_kinds[] = {
 	&fdkind_pipe,      /* pipe.c: anonymous pipes and FIFOs with their data */
 	&fdkind_regfile,   /* regfile.c: regular files, directories, a few devices */
+	&fdkind_inet,      /* inet.c: TCP and UDP sockets (netstate) */
 	NULL,
 };

@@ -19,6 +19,7 @@ $(ENGINE_PROTO_C) $(ENGINE_PROTO_H) &: proto/image.proto
 $(ENGINE_PROTO_O): $(ENGINE_PROTO_C)
 	$(CC) $(CPPFLAGS) $(CFLAGS) -c -o $@ $<
 
-$(BUILD)/bin/zapc-engine: $(call objs,$(ENGINE_SRCS)) $(ENGINE_PROTO_O) $(LIBZAPC)
+# libnetstate.a by path: netstate/module.mk (NETSTATE_LIB) is read after this file
+$(BUILD)/bin/zapc-engine: $(call objs,$(ENGINE_SRCS)) $(ENGINE_PROTO_O) $(BUILD)/libnetstate.a $(LIBZAPC)
 	@mkdir -p $(@D)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)

@@ -39,6 +39,7 @@
 
 #include "agent/engine/control.h"
 #include "agent/engine/engine.h"
+#include "agent/engine/inet.h"
 #include "agent/engine/objects.h"
 #include "lib/log.h"
 
@@ -658,6 +659,11 @@ int restore_main(int argc, char **argv)
 	r->go_r = inv_move(r, p2[0]);
 	r->go_w = inv_move(r, p2[1]);
 	timing("records_read");
+	/* Hold the pod's traffic (if it has TCP/UDP sockets) before they exist.
+	 * Under the agent its address is already up (pod_prepare): see
+	 * docs/engine.md "Sockets" for why holding now is equivalent. */
+	if ((err = inet_restore_begin(r, netfd)) < 0)
+		goto fail;
 	/* Into the pod's netns first: sockets of the inventory are created there. */
 	if (netfd >= 0 && setns(netfd, CLONE_NEWNET) < 0) {
 		log_err("restore: join netns %s: %s", netns, strerror(errno));
@@ -735,6 +741,10 @@ int restore_main(int argc, char **argv)
 		goto fail;
 	}
 	timing("trailer");
+	/* sockets leave repair mode, held packets are delivered, then the pod runs */
+	if ((err = inet_restore_finish(r)) < 0)
+		goto fail;
+	timing("sockets");
 	/* verified to the trailer: let the pod run */
 	for (int i = 0; i < r->nprocs; i++) {
 		struct rproc *p = &r->procs[i];
@@ -757,6 +767,7 @@ int restore_main(int argc, char **argv)
 	control_done(&done);
 	return 0;
 fail:
+	inet_restore_abort(r);
 	if (root > 0) {
 		kill(root, SIGKILL);
 		waitpid(root, NULL, 0);

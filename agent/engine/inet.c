@@ -1,0 +1,359 @@
+/*
+ * inet.c — TCP and UDP sockets (AF_INET, AF_INET6) of a pod, through netstate/.
+ *
+ * The fd kind: dump captures the socket with netstate_sock_capture on our
+ * copy of the fd (the same open file; capture is non-destructive) and stores
+ * the packed netstate record in ImgFile.inet; restore validates each record
+ * and re-creates the socket with netstate_sock_restore in the pod's netns
+ * (restore.c has joined it), listeners first (their port is then shared by
+ * the repaired connections).  Sockets stay in repair mode until
+ * inet_restore_finish.
+ *
+ * The hold (NFQUEUE rules in the pod's own netns, a holder process; see
+ * docs/netstate.md): on dump it starts with the first inet socket, i.e. after
+ * the freeze and before any socket is captured, and only for pods that have
+ * one.  On restore it starts before the sockets exist.  The queue number is
+ * the low 16 bits of a host pid (the pod's init on dump, the engine on
+ * restore): nfnetlink_queue instances are per netns and each pod has its own,
+ * so this only has to differ between holds of one netns, and a pid does.
+ *
+ * State lives in file-level statics: one engine process = one operation.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <net/if.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <poll.h>
+#include <sched.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/socket.h>
+#include <sys/syscall.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "agent/engine/fdkind.h"
+#include "agent/engine/inet.h"
+#include "lib/log.h"
+#include "netstate/netstate.h"
+
+#define FK_INET FILE_KIND__FK_INET
+/* A record holds at most two 64 MiB TCP queues (netstate's limits) plus options. */
+#define INET_REC_MAX ((size_t)160 << 20)
+
+static unsigned queue_num_of(pid_t pid) { return (unsigned)pid & 0xffffu; }
+
+/* Bring every non-loopback link of the netns down.  Used before a hold is
+ * dropped while the netns still has the pod's address: a peer's
+ * retransmission must not meet a netns without the socket, which would
+ * answer it with an RST (docs/netstate.md). */
+static void links_down(int netns_fd)
+{
+	int self = open("/proc/self/ns/net", O_RDONLY | O_CLOEXEC), s = -1, n = 0;
+	if (self < 0 || setns(netns_fd, CLONE_NEWNET) < 0) {
+		log_warn("inet: enter the pod netns to take its links down: %s", strerror(errno));
+		goto out;
+	}
+	struct if_nameindex *ifs = if_nameindex();
+	s = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+	for (struct if_nameindex *i = ifs; i && i->if_index && s >= 0; i++) {
+		struct ifreq ifr = { 0 };
+		snprintf(ifr.ifr_name, sizeof(ifr.ifr_name), "%s", i->if_name);
+		if (!strcmp(i->if_name, "lo") || ioctl(s, SIOCGIFFLAGS, &ifr) < 0 || !(ifr.ifr_flags & IFF_UP))
+			continue;
+		ifr.ifr_flags &= ~IFF_UP;
+		if (ioctl(s, SIOCSIFFLAGS, &ifr) < 0)
+			log_warn("inet: link %s down: %s", i->if_name, strerror(errno));
+		else
+			n++;
+	}
+	if (ifs)
+		if_freenameindex(ifs);
+	if (setns(self, CLONE_NEWNET) < 0)
+		log_err("inet: back to the engine's netns: %s", strerror(errno));
+	log_debug("inet: %d pod links down before the hold is dropped", n);
+out:
+	if (s >= 0)
+		close(s);
+	if (self >= 0)
+		close(self);
+}
+
+static int hold_begin(int netns_fd, unsigned queue, struct netstate_hold **h)
+{
+	int err = netstate_hold_begin(netns_fd, queue, NETSTATE_HOLD_NFQUEUE, h);
+	if (err < 0)
+		return err;   /* netstate logged it */
+	if (netstate_hold_mode(*h) != NETSTATE_HOLD_NFQUEUE)
+		log_warn("inet: pod traffic held with DROP rules (NFQUEUE unavailable): peers recover by retransmission");
+	return 0;
+}
+
+/* ------------------------------------------------------------------ dump */
+
+static struct {
+	struct netstate_hold *hold;
+	int netns_fd;          /* the pod's netns (init's /proc/PID/ns/net) */
+	int *tcp;              /* our copies of the TCP sockets, for detach */
+	int ntcp;
+} D = { .netns_fd = -1 };
+
+static int dump_hold_begin(struct dump_ctx *d)
+{
+	char path[64];
+	pid_t init = d->procs[0].hpid;
+	snprintf(path, sizeof(path), "/proc/%d/ns/net", init);
+	if ((D.netns_fd = open(path, O_RDONLY | O_CLOEXEC)) < 0) {
+		log_err("dump: pod netns %s: %s", path, strerror(errno));
+		return -errno;
+	}
+	return hold_begin(D.netns_fd, queue_num_of(init), &D.hold);
+}
+
+static void dump_close_copies(void)
+{
+	for (int i = 0; i < D.ntcp; i++)
+		close(D.tcp[i]);
+	free(D.tcp);
+	D.tcp = NULL;
+	D.ntcp = 0;
+	if (D.netns_fd >= 0)
+		close(D.netns_fd);
+	D.netns_fd = -1;
+}
+
+void inet_dump_release(void)
+{
+	if (D.hold && netstate_hold_release(D.hold) < 0)
+		log_warn("dump: releasing the pod's held traffic failed (peers will retransmit)");
+	D.hold = NULL;
+	dump_close_copies();
+}
+
+void inet_dump_detach(void)
+{
+	for (int i = 0; i < D.ntcp; i++) {
+		int err = netstate_sock_detach(D.tcp[i]);
+		if (err < 0)
+			log_warn("dump: detach a TCP socket before the pod ends: %s (its peer may see a reset)",
+				 strerror(-err));
+	}
+}
+
+/* After the kill: wait until every process of the pod is gone (their files
+ * are closed before they become zombies), then close our copies, take the
+ * pod's links down and drop what was held. */
+void inet_dump_drop(struct dump_ctx *d)
+{
+	if (!D.hold) {
+		dump_close_copies();
+		return;
+	}
+	struct timespec t0, t;
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	for (int i = 0; i < d->nprocs; i++) {
+		int pfd = (int)syscall(SYS_pidfd_open, d->procs[i].hpid, 0);
+		if (pfd < 0)
+			continue;   /* already reaped */
+		struct pollfd p = { pfd, POLLIN, 0 };
+		clock_gettime(CLOCK_MONOTONIC, &t);
+		int left = 5000 - (int)((t.tv_sec - t0.tv_sec) * 1000 + (t.tv_nsec - t0.tv_nsec) / 1000000);
+		if (poll(&p, 1, left > 0 ? left : 0) <= 0)
+			log_warn("dump: pid %d still alive 5 s after the kill", d->procs[i].hpid);
+		close(pfd);
+	}
+	for (int i = 0; i < D.ntcp; i++)
+		close(D.tcp[i]);
+	D.ntcp = 0;
+	links_down(D.netns_fd);
+	if (netstate_hold_drop(D.hold) < 0)
+		log_warn("dump: dropping the pod's held traffic failed");
+	D.hold = NULL;
+	dump_close_copies();
+}
+
+static int inet_match(const struct fd_src *s)
+{
+	int dom, proto;
+	socklen_t l = sizeof(int);
+	if (!S_ISSOCK(s->st.st_mode) || getsockopt(s->lfd, SOL_SOCKET, SO_DOMAIN, &dom, &l) < 0 ||
+	    (dom != AF_INET && dom != AF_INET6))
+		return 0;
+	l = sizeof(int);
+	if (getsockopt(s->lfd, SOL_SOCKET, SO_PROTOCOL, &proto, &l) < 0)
+		return 0;
+	return proto == IPPROTO_TCP || proto == IPPROTO_UDP;
+}
+
+static int inet_dump(struct dump_ctx *d, const struct fd_src *s, ImgFile *f)
+{
+	netstate_sock_t *rec = NULL;
+	int err;
+	if (!D.hold && (err = dump_hold_begin(d)) < 0) {
+		log_err("dump: pid %u fd %d: cannot hold the pod's traffic: %s", s->p->tree->pid, s->fd,
+			strerror(-err));
+		return err;
+	}
+	if ((err = netstate_sock_capture(s->lfd, &rec)) < 0) {
+		log_err("dump: pid %u fd %d: %s: capture: %s", s->p->tree->pid, s->fd, s->link, strerror(-err));
+		return err;
+	}
+	size_t len = netstate_sock_packed_size(rec);
+	f->kind = FK_INET;
+	f->has_inet = 1;
+	f->inet.data = xcalloc(1, len ? len : 1);
+	f->inet.len = netstate_sock_pack(rec, f->inet.data);
+	if (rec->type == SOCK_STREAM) {
+		int c = fcntl(s->lfd, F_DUPFD_CLOEXEC, 3);
+		if (c < 0) {
+			err = -errno;
+			log_err("dump: pid %u fd %d: keep a copy of the socket: %s", s->p->tree->pid, s->fd,
+				strerror(errno));
+		} else {
+			D.tcp = realloc(D.tcp, (size_t)(D.ntcp + 1) * sizeof(int));
+			D.tcp[D.ntcp++] = c;
+		}
+	}
+	netstate_sock_free(rec);
+	return err;
+}
+
+/* ------------------------------------------------------------------ restore */
+
+static struct {
+	struct netstate_hold *hold;
+	int pod_netns, node_netns;
+	struct rsock { uint32_t id; netstate_sock_t *rec; int fd; } *s;
+	int n;
+} R = { .pod_netns = -1, .node_netns = -1 };
+
+static bool is_listener(const netstate_sock_t *s)
+{
+	return s->type == SOCK_STREAM && s->has_tcp_state && s->tcp_state == TCP_LISTEN;
+}
+
+int inet_restore_begin(struct rst_ctx *r, int pod_netns_fd)
+{
+	size_t n = 0;
+	for (size_t i = 0; i < r->files->n_files; i++)
+		n += r->files->files[i]->kind == FK_INET;
+	if (!n)
+		return 0;
+	if (pod_netns_fd < 0) {
+		log_err("restore: the image has %zu TCP/UDP sockets: it needs the pod's netns (--netns, or through the agent)", n);
+		return -EINVAL;
+	}
+	if ((R.node_netns = open("/proc/self/ns/net", O_RDONLY | O_CLOEXEC)) < 0 ||
+	    (R.pod_netns = fcntl(pod_netns_fd, F_DUPFD_CLOEXEC, 3)) < 0) {
+		log_err("restore: netns: %s", strerror(errno));
+		return -errno;
+	}
+	int err = hold_begin(R.pod_netns, queue_num_of(getpid()), &R.hold);
+	if (err < 0)
+		log_err("restore: cannot hold the new pod's traffic: %s", strerror(-err));
+	return err;
+}
+
+/* Every socket of the image, listeners first (runs in the pod's netns). */
+static int inet_prepare(struct rst_ctx *r)
+{
+	ImgFiles *fs = r->files;
+	for (size_t i = 0; i < fs->n_files; i++) {
+		ImgFile *f = fs->files[i];
+		if (f->kind != FK_INET)
+			continue;
+		netstate_sock_t *rec = NULL;
+		if (!f->has_inet || f->inet.len > INET_REC_MAX ||
+		    !(rec = netstate_sock_unpack(f->inet.data, f->inet.len)) || netstate_sock_validate(rec) < 0) {
+			log_err("restore: file %u: malformed or invalid socket record", f->id);
+			if (rec)
+				netstate_sock_free(rec);
+			return -EINVAL;
+		}
+		R.s = realloc(R.s, (size_t)(R.n + 1) * sizeof(*R.s));
+		R.s[R.n++] = (struct rsock){ f->id, rec, -1 };
+	}
+	if (R.n && !R.hold) {
+		log_err("restore: TCP/UDP sockets in the image but no traffic hold");
+		return -EINVAL;
+	}
+	for (int pass = 0; pass < 2; pass++)
+		for (int i = 0; i < R.n; i++) {
+			struct rsock *s = &R.s[i];
+			if (is_listener(s->rec) != !pass)
+				continue;
+			int fd, err = netstate_sock_restore(s->rec, &fd);
+			if (err < 0) {
+				log_err("restore: file %u: re-create the socket: %s", s->id, strerror(-err));
+				return err;
+			}
+			if ((s->fd = inv_move(r, fd)) < 0) {
+				log_err("restore: file %u: %s", s->id, strerror(errno));
+				return -errno;
+			}
+		}
+	return 0;
+}
+
+static int inet_restore(struct rst_ctx *r, ImgFile *f)
+{
+	for (int i = 0; i < R.n; i++)
+		if (R.s[i].id == f->id && R.s[i].fd >= 0)
+			return fcntl(R.s[i].fd, F_DUPFD_CLOEXEC, r->inv_base);
+	log_err("restore: file %u: socket was not prepared", f->id);
+	return -EINVAL;
+}
+
+/* Repair mode off on every socket (listeners first), while still held; then
+ * the stale conntrack entries of the pod's address go, and the held packets
+ * are delivered to the restored sockets. */
+int inet_restore_finish(struct rst_ctx *r)
+{
+	if (!R.hold)
+		return 0;
+	for (int pass = 0; pass < 2; pass++)
+		for (int i = 0; i < R.n; i++) {
+			struct rsock *s = &R.s[i];
+			if (is_listener(s->rec) != !pass)
+				continue;
+			int err = netstate_sock_finish(s->rec, s->fd);
+			if (err < 0) {
+				log_err("restore: file %u: finish the socket: %s", s->id, strerror(-err));
+				return err;
+			}
+		}
+	if (r->info->pod_ip && netstate_conntrack_flush(R.node_netns, r->info->pod_ip) < 0)
+		log_warn("restore: stale conntrack entries of %s not removed", r->info->pod_ip);
+	int err = netstate_hold_release(R.hold);
+	R.hold = NULL;
+	if (err < 0)
+		log_warn("restore: releasing the held traffic failed (peers will retransmit)");
+	return 0;
+}
+
+/* Failure: no socket may send anything (repair mode: its close is silent);
+ * links down, then what was held is dropped.  The pod is killed next. */
+void inet_restore_abort(struct rst_ctx *r)
+{
+	(void)r;
+	for (int i = 0; i < R.n; i++)
+		if (R.s[i].fd >= 0)
+			netstate_sock_detach(R.s[i].fd);
+	if (R.hold) {
+		links_down(R.pod_netns);
+		netstate_hold_drop(R.hold);
+		R.hold = NULL;
+	}
+}
+
+const struct fd_kind fdkind_inet = {
+	.name = "inet",
+	.match = inet_match,
+	.dump = inet_dump,
+	.kinds = { FK_INET },
+	.prepare = inet_prepare,
+	.restore = inet_restore,
+};
