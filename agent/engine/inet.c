@@ -24,7 +24,6 @@
 #include <net/if.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
-#include <poll.h>
 #include <sched.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -32,6 +31,7 @@
 #include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <sys/syscall.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -143,8 +143,31 @@ void inet_dump_detach(void)
 	}
 }
 
-/* After the kill: wait until every process of the pod is gone (their files
- * are closed before they become zombies), then close our copies, take the
+/* Is the task gone as far as its files go?  We still trace it after the
+ * kill (PTRACE_DETACH fails on a dying task), so we reap it ourselves: a
+ * traced zombie is not released to its parent until its tracer waits for
+ * it, and the pod's init cannot finish exiting (zap_pid_ns_processes waits
+ * for every child of the namespace) until then. */
+static bool task_gone(pid_t tid)
+{
+	int st;
+	pid_t r = waitpid(tid, &st, __WALL | WNOHANG);
+	if (r == tid)
+		return true;
+	if (r == 0)
+		return false;
+	char path[64], *s;
+	snprintf(path, sizeof(path), "/proc/%d/stat", tid);
+	if (!(s = read_file_str(path, NULL)))
+		return true;
+	char *rp = strrchr(s, ')');
+	bool z = rp && (rp[2] == 'Z' || rp[2] == 'X');
+	free(s);
+	return z;
+}
+
+/* After the kill: wait until every task of the pod is gone (files are
+ * closed before a task becomes a zombie), then close our copies, take the
  * pod's links down and drop what was held. */
 void inet_dump_drop(struct dump_ctx *d)
 {
@@ -154,17 +177,16 @@ void inet_dump_drop(struct dump_ctx *d)
 	}
 	struct timespec t0, t;
 	clock_gettime(CLOCK_MONOTONIC, &t0);
-	for (int i = 0; i < d->nprocs; i++) {
-		int pfd = (int)syscall(SYS_pidfd_open, d->procs[i].hpid, 0);
-		if (pfd < 0)
-			continue;   /* already reaped */
-		struct pollfd p = { pfd, POLLIN, 0 };
-		clock_gettime(CLOCK_MONOTONIC, &t);
-		int left = 5000 - (int)((t.tv_sec - t0.tv_sec) * 1000 + (t.tv_nsec - t0.tv_nsec) / 1000000);
-		if (poll(&p, 1, left > 0 ? left : 0) <= 0)
-			log_warn("dump: pid %d still alive 5 s after the kill", d->procs[i].hpid);
-		close(pfd);
-	}
+	for (int i = d->nprocs - 1; i >= 0; i--)
+		for (int j = d->procs[i].nth - 1; j >= 0; j--)
+			while (!task_gone(d->procs[i].th[j].htid)) {
+				clock_gettime(CLOCK_MONOTONIC, &t);
+				if (t.tv_sec - t0.tv_sec > 5) {
+					log_warn("dump: tid %d still alive 5 s after the kill", d->procs[i].th[j].htid);
+					break;
+				}
+				usleep(500);
+			}
 	for (int i = 0; i < D.ntcp; i++)
 		close(D.tcp[i]);
 	D.ntcp = 0;

@@ -577,6 +577,9 @@ int restore_main(int argc, char **argv)
 	}
 	if (!(r->tree = read_msg(REC_TREE, &img_tree__descriptor)) || check_tree(r) < 0)
 		goto fail;
+	/* FILES before the pod is asked for: whether it has sockets decides the hold */
+	if (!(r->files = read_msg(REC_FILES, &img_files__descriptor)))
+		goto fail;
 	/* Under an agent, the agent owns pods: it prepares one for the image's
 	 * identity (netns with the pod's IP, cgroups) and hands it over. */
 	if (control_active()) {
@@ -589,7 +592,10 @@ int restore_main(int argc, char **argv)
 			goto fail;
 		netns = "(the agent's pod)";
 	}
-	if (!(r->files = read_msg(REC_FILES, &img_files__descriptor)))
+	/* Hold the pod's traffic (if it has TCP/UDP sockets) before they exist,
+	 * as soon as its netns is there.  Under the agent its address is already
+	 * up (pod_prepare): docs/engine.md "Sockets" says what that leaves open. */
+	if ((err = inet_restore_begin(r, netfd)) < 0)
 		goto fail;
 	r->nprocs = (int)r->tree->n_procs;
 	r->procs = xcalloc((size_t)r->nprocs, sizeof(struct rproc));
@@ -659,11 +665,6 @@ int restore_main(int argc, char **argv)
 	r->go_r = inv_move(r, p2[0]);
 	r->go_w = inv_move(r, p2[1]);
 	timing("records_read");
-	/* Hold the pod's traffic (if it has TCP/UDP sockets) before they exist.
-	 * Under the agent its address is already up (pod_prepare): see
-	 * docs/engine.md "Sockets" for why holding now is equivalent. */
-	if ((err = inet_restore_begin(r, netfd)) < 0)
-		goto fail;
 	/* Into the pod's netns first: sockets of the inventory are created there. */
 	if (netfd >= 0 && setns(netfd, CLONE_NEWNET) < 0) {
 		log_err("restore: join netns %s: %s", netns, strerror(errno));
