@@ -1,6 +1,6 @@
 #!/bin/bash
 # unsupported.t — a pod holding an object the engine does not handle yet (a
-# UDP socket) cannot be checkpointed: the dump fails with one line naming
+# raw ICMP socket; TCP/UDP are handled by inet.c) cannot be checkpointed: the dump fails with one line naming
 # the process, the fd and the type, writes no image, and the pod keeps
 # running unharmed (its counter goes on with no gap).
 . "$(dirname "$0")/../lib.sh"
@@ -11,7 +11,7 @@ plan 5
 d=$(mktemp -d /tmp/zeng-uns.XXXXXX); on_exit "rm -rf $d"
 pod_start zu python3 -c '
 import socket, time
-s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s = socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_ICMP)
 i = 0
 while True:
     print(i, flush=True); i += 1; time.sleep(0.003)' > "$d/out"; ok $? "pod started"
