@@ -240,7 +240,9 @@ static void on_pod_needed(struct op *op, Zapc__Engine__PodNeeded *pn)
 	Zapc__Engine__PodReady pr = ZAPC__ENGINE__POD_READY__INIT;
 	const char *name = op->want_name[0] ? op->want_name : pn->name;
 	const char *ip = op->want_ip[0] ? op->want_ip : pn->ip;
-	struct pod_spec spec = { .name = name, .ip = ip, .uid = op->uid, .gid = op->gid };
+	struct pod_spec spec = { .name = name, .ip = ip, .uid = op->uid, .gid = op->gid,
+				 .defer_net = pn->net_by_engine };
+	char pod_ip[INET_ADDRSTRLEN], gw[INET_ADDRSTRLEN];
 	char *cgs[CG_NR];
 	int rc;
 
@@ -279,6 +281,13 @@ static void on_pod_needed(struct op *op, Zapc__Engine__PodNeeded *pn)
 			cgs[pr.n_cgroups++] = op->prepared->cg.path[i];
 	pr.cgroups = cgs;
 	pr.name = op->prepared->name;
+	if (spec.defer_net) {
+		/* the engine holds the pod's traffic, then brings eth0 up (inet.c) */
+		pr.net_deferred = 1;
+		pr.ip = (char *)inet_ntop(AF_INET, &op->prepared->ip, pod_ip, sizeof(pod_ip));
+		pr.gateway = (char *)inet_ntop(AF_INET, &g.node->gateway, gw, sizeof(gw));
+		pr.prefix = (uint32_t)g.node->prefix;
+	}
 	m.msg_case = ZAPC__ENGINE__TO_ENGINE__MSG_POD_READY;
 	m.pod_ready = &pr;
 	rc = frame_send_msg(op->ctl, &m.base, &op->prepared->netns_fd, 1);

@@ -386,7 +386,7 @@ int pod_prepare(struct pod_node *node, const struct pod_spec *spec, struct pod *
 	rc = net_veth_create(pod->veth, node->bridge_ifindex, pod->netns_fd, pod->mac);
 	if (rc < 0)
 		goto fail_cg;
-	rc = net_pod_configure(pod->netns_fd, pod->ip, node->prefix, node->gateway);
+	rc = spec->defer_net ? 0 : net_pod_configure(pod->netns_fd, pod->ip, node->prefix, node->gateway);
 	if (rc < 0)
 		goto fail_cg;
 	rc = net_host_route(1, pod->ip, node->bridge_ifindex);

@@ -86,6 +86,9 @@ struct pod_spec {
 	const char *root;		/* NULL/"" = node file system */
 	uid_t uid;
 	gid_t gid;
+	int defer_net;			/* leave lo/eth0 down, no address (restore of
+					 * a pod with sockets: zapc-engine holds its
+					 * traffic first, then configures it) */
 };
 
 /*

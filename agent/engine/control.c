@@ -3,6 +3,7 @@
  * agent answers quickly, and the engine has nothing else to do meanwhile.
  */
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -39,7 +40,7 @@ static int send_msg(Zapc__Engine__ToAgent *m)
 }
 
 int control_pod_needed(const char *name, const char *ip, const char *hostname,
-		       int *netns_fd, char **cgroups, int max, int *ncg)
+		       int *netns_fd, char **cgroups, int max, int *ncg, struct pod_net *net)
 {
 	Zapc__Engine__ToAgent m = ZAPC__ENGINE__TO_AGENT__INIT;
 	Zapc__Engine__PodNeeded pn = ZAPC__ENGINE__POD_NEEDED__INIT;
@@ -51,6 +52,7 @@ int control_pod_needed(const char *name, const char *ip, const char *hostname,
 	pn.name = (char *)(name ? name : "");
 	pn.ip = (char *)(ip ? ip : "");
 	pn.hostname = (char *)(hostname ? hostname : "");
+	pn.net_by_engine = net->want;
 	m.msg_case = ZAPC__ENGINE__TO_AGENT__MSG_POD_NEEDED;
 	m.pod_needed = &pn;
 	if ((rc = send_msg(&m)) < 0)
@@ -79,6 +81,13 @@ int control_pod_needed(const char *name, const char *ip, const char *hostname,
 		*netns_fd = fds[0];
 		nfds = 0;
 		rc = 0;
+		Zapc__Engine__PodReady *pr = a->pod_ready;
+		net->deferred = net->want && pr->net_deferred;
+		if (net->deferred) {
+			snprintf(net->ip, sizeof(net->ip), "%s", pr->ip ? pr->ip : "");
+			snprintf(net->gateway, sizeof(net->gateway), "%s", pr->gateway ? pr->gateway : "");
+			net->prefix = pr->prefix;
+		}
 	}
 	for (int i = 0; i < nfds; i++)
 		close(fds[i]);

@@ -6,6 +6,7 @@
 #ifndef ZAPC_ENGINE_CONTROL_H
 #define ZAPC_ENGINE_CONTROL_H
 
+#include <stdbool.h>
 #include <stdint.h>
 #include <sys/types.h>
 
@@ -19,8 +20,15 @@ int control_active(void);
  * the cgroup dirs the restored tasks join (strings live until exit).
  * -ECANCELED when the agent refused (its reason is logged), other -errno.
  */
+/* The pod's network when the engine brings it up itself (inet.c). */
+struct pod_net {
+	bool want;              /* in: ask the agent to leave eth0 down (image has sockets) */
+	bool deferred;          /* out: the agent did; configure ip/prefix/gateway */
+	char ip[16], gateway[16];
+	unsigned prefix;
+};
 int control_pod_needed(const char *name, const char *ip, const char *hostname,
-		       int *netns_fd, char **cgroups, int max, int *ncg);
+		       int *netns_fd, char **cgroups, int max, int *ncg, struct pod_net *net);
 
 void control_progress(const char *phase, uint64_t bytes);
 

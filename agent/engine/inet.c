@@ -21,7 +21,9 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <arpa/inet.h>
 #include <net/if.h>
+#include <net/route.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <sched.h>
@@ -35,6 +37,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "agent/engine/control.h"
 #include "agent/engine/fdkind.h"
 #include "agent/engine/inet.h"
 #include "lib/log.h"
@@ -257,7 +260,88 @@ static bool is_listener(const netstate_sock_t *s)
 	return s->type == SOCK_STREAM && s->has_tcp_state && s->tcp_state == TCP_LISTEN;
 }
 
-int inet_restore_begin(struct rst_ctx *r, int pod_netns_fd)
+bool inet_image_has_sockets(struct rst_ctx *r)
+{
+	for (size_t i = 0; i < r->files->n_files; i++)
+		if (r->files->files[i]->kind == FK_INET)
+			return true;
+	return false;
+}
+
+/* eth0 of the pod, as the agent would have set it (agent/netlink.c
+ * net_pod_configure): lo and eth0 up, the address, the default route. */
+static int pod_net_up(int netns_fd, const struct pod_net *net)
+{
+	struct in_addr ip, gw;
+	int self = open("/proc/self/ns/net", O_RDONLY | O_CLOEXEC), s = -1, err = 0;
+	const char *what = "netns";
+	if (inet_pton(AF_INET, net->ip, &ip) != 1 || inet_pton(AF_INET, net->gateway, &gw) != 1 ||
+	    net->prefix < 1 || net->prefix > 32) {
+		log_err("restore: pod network from the agent: bad address %s/%u via %s", net->ip, net->prefix,
+			net->gateway);
+		if (self >= 0)
+			close(self);
+		return -EINVAL;
+	}
+	if (self < 0 || setns(netns_fd, CLONE_NEWNET) < 0 ||
+	    (what = "socket", s = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0)) < 0) {
+		err = -errno;
+		goto out;
+	}
+	struct ifreq ifr;
+	const char *links[] = { "lo", "eth0" };
+	for (int i = 0; i < 2; i++) {
+		memset(&ifr, 0, sizeof(ifr));
+		snprintf(ifr.ifr_name, sizeof(ifr.ifr_name), "%s", links[i]);
+		what = links[i];
+		if (ioctl(s, SIOCGIFFLAGS, &ifr) < 0)
+			goto fail;
+		ifr.ifr_flags |= IFF_UP;
+		if (ioctl(s, SIOCSIFFLAGS, &ifr) < 0)
+			goto fail;
+	}
+	struct sockaddr_in *sin = (struct sockaddr_in *)&ifr.ifr_addr;
+	memset(&ifr, 0, sizeof(ifr));
+	snprintf(ifr.ifr_name, sizeof(ifr.ifr_name), "eth0");
+	sin->sin_family = AF_INET;
+	sin->sin_addr = ip;
+	what = "eth0 address";
+	if (ioctl(s, SIOCSIFADDR, &ifr) < 0)
+		goto fail;
+	sin->sin_addr.s_addr = htonl(net->prefix == 32 ? 0xffffffffu : ~(0xffffffffu >> net->prefix));
+	what = "eth0 netmask";
+	if (ioctl(s, SIOCSIFNETMASK, &ifr) < 0)
+		goto fail;
+	struct rtentry rt;
+	memset(&rt, 0, sizeof(rt));
+	((struct sockaddr_in *)&rt.rt_dst)->sin_family = AF_INET;
+	((struct sockaddr_in *)&rt.rt_genmask)->sin_family = AF_INET;
+	((struct sockaddr_in *)&rt.rt_gateway)->sin_family = AF_INET;
+	((struct sockaddr_in *)&rt.rt_gateway)->sin_addr = gw;
+	rt.rt_flags = RTF_UP | RTF_GATEWAY;
+	rt.rt_dev = (char *)"eth0";
+	what = "default route";
+	if (ioctl(s, SIOCADDRT, &rt) < 0)
+		goto fail;
+	goto out;
+fail:
+	err = -errno;
+out:
+	if (err < 0)
+		log_err("restore: bring the pod's network up (%s): %s", what, strerror(-err));
+	if (s >= 0)
+		close(s);
+	if (self >= 0) {
+		if (setns(self, CLONE_NEWNET) < 0 && !err) {
+			log_err("restore: back to the engine's netns: %s", strerror(errno));
+			err = -errno;
+		}
+		close(self);
+	}
+	return err;
+}
+
+int inet_restore_begin(struct rst_ctx *r, int pod_netns_fd, const struct pod_net *net)
 {
 	size_t n = 0;
 	for (size_t i = 0; i < r->files->n_files; i++)
@@ -274,9 +358,12 @@ int inet_restore_begin(struct rst_ctx *r, int pod_netns_fd)
 		return -errno;
 	}
 	int err = hold_begin(R.pod_netns, queue_num_of(getpid()), &R.hold);
-	if (err < 0)
+	if (err < 0) {
 		log_err("restore: cannot hold the new pod's traffic: %s", strerror(-err));
-	return err;
+		return err;
+	}
+	/* the agent left the pod's link down for us: up now that the hold is on */
+	return net && net->deferred ? pod_net_up(R.pod_netns, net) : 0;
 }
 
 /* Every socket of the image, listeners first (runs in the pod's netns). */

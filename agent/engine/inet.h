@@ -22,7 +22,9 @@ void inet_dump_release(void);
 void inet_dump_detach(void);
 void inet_dump_drop(struct dump_ctx *d);
 
-int inet_restore_begin(struct rst_ctx *r, int pod_netns_fd);
+struct pod_net;
+bool inet_image_has_sockets(struct rst_ctx *r);
+int inet_restore_begin(struct rst_ctx *r, int pod_netns_fd, const struct pod_net *net);
 int inet_restore_finish(struct rst_ctx *r);
 void inet_restore_abort(struct rst_ctx *r);
 

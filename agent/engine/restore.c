@@ -519,6 +519,7 @@ int restore_main(int argc, char **argv)
 	int ncg = 0, c, err = -EINVAL, infd = -1, netfd = -1;
 	pid_t root = -1;
 	struct rst_ctx R = { 0 }, *r = &R;
+	struct pod_net net = { 0 };
 	g_r = r;
 	while ((c = getopt_long(argc, argv, "i:N:c:n:I:C:", opts, NULL)) != -1) {
 		switch (c) {
@@ -587,15 +588,16 @@ int restore_main(int argc, char **argv)
 			log_err("restore: --control excludes --netns and --cgroup");
 			goto fail;
 		}
+		net.want = inet_image_has_sockets(r);
 		if ((err = control_pod_needed(r->info->pod_name, r->info->pod_ip, r->info->hostname,
-					      &netfd, cgroups, 16, &ncg)) < 0)
+					      &netfd, cgroups, 16, &ncg, &net)) < 0)
 			goto fail;
 		netns = "(the agent's pod)";
 	}
 	/* Hold the pod's traffic (if it has TCP/UDP sockets) before they exist,
-	 * as soon as its netns is there.  Under the agent its address is already
-	 * up (pod_prepare): docs/engine.md "Sockets" says what that leaves open. */
-	if ((err = inet_restore_begin(r, netfd)) < 0)
+	 * as soon as its netns is there; the agent left its eth0 down (net) and
+	 * the hold brings it up once in force. */
+	if ((err = inet_restore_begin(r, netfd, &net)) < 0)
 		goto fail;
 	r->nprocs = (int)r->tree->n_procs;
 	r->procs = xcalloc((size_t)r->nprocs, sizeof(struct rproc));

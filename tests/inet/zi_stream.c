@@ -28,6 +28,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <poll.h>
 #include <signal.h>
 #include <stdint.h>
@@ -89,7 +90,7 @@ static int stream(int fd, struct side *s, int (*stop)(void *), void *arg, void (
 	static uint8_t out[CHUNK], in[CHUNK];
 	size_t out_len = 0, out_off = 0;
 	int sending = 1;
-	double last = now_ms();
+	double last = now_ms(), last_in = last;
 	fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK);
 	for (;;) {
 		struct pollfd p = { fd, POLLIN | (sending ? POLLOUT : 0), 0 };
@@ -104,6 +105,8 @@ static int stream(int fd, struct side *s, int (*stop)(void *), void *arg, void (
 				sending = 0;
 				shutdown(fd, SHUT_WR);
 			}
+			if (!sending && now_ms() - last_in > 10000)
+				return -ETIMEDOUT;   /* stopped, and the other side went silent */
 		}
 		if (r <= 0)
 			continue;
@@ -113,8 +116,10 @@ static int stream(int fd, struct side *s, int (*stop)(void *), void *arg, void (
 				return 0;
 			if (n < 0 && errno != EAGAIN && errno != EINTR)
 				return -errno;
-			if (n > 0)
+			if (n > 0) {
 				s->errors += check(s, in, (size_t)n);
+				last_in = now_ms();
+			}
 		}
 		if (sending && (p.revents & POLLOUT)) {
 			if (out_off == out_len) {
@@ -215,14 +220,19 @@ static int app(int argc, char **argv)
 	struct side s = { .my_seed = SEED_APP, .their_seed = SEED_PEER };
 	int err = stream(fd, &s, NULL, NULL, NULL);
 	shutdown(fd, SHUT_WR);
+	/* Exit only when the peer has acknowledged our FIN (state CLOSE: all our
+	 * data is acked too): the pod's netns goes when it exits, and with it
+	 * anything still in flight. */
+	for (int i = 0; i < 1000; i++) {
+		struct tcp_info ti;
+		socklen_t tl = sizeof(ti);
+		if (getsockopt(fd, IPPROTO_TCP, TCP_INFO, &ti, &tl) < 0 || ti.tcpi_state == TCP_CLOSE)
+			break;
+		usleep(10000);
+	}
 	printf("app %llu %llu %llu%s%s\n", (unsigned long long)s.sent, (unsigned long long)s.rcvd,
 	       (unsigned long long)s.errors, err ? " error " : "", err ? strerror(-err) : "");
 	fflush(stdout);
-	/* let the peer read our FIN before the pod goes */
-	char c;
-	fcntl(fd, F_SETFL, 0);
-	while (recv(fd, &c, 1, 0) > 0)
-		;
 	return err ? 1 : 0;
 }
 
