@@ -386,6 +386,7 @@ int dump_main(int argc, char **argv)
 	d->info->tool_version = xstrdup(ENGINE_VERSION);
 
 	prealloc_pages(cgroups, ncg);
+	inet_dump_early(init);       /* the traffic hold, out of the frozen window */
 	clock_gettime(CLOCK_MONOTONIC, &t0);
 	for (int i = 0; i < ncg; i++) {
 		if ((err = cg_freeze(cgroups[i], 1)) < 0)

@@ -18,6 +18,7 @@
 
 #include "agent/engine/engine.h"
 
+void inet_dump_early(pid_t init);
 void inet_dump_release(void);
 void inet_dump_detach(void);
 void inet_dump_drop(struct dump_ctx *d);
