@@ -46,7 +46,7 @@ $Z restore "$T/img" > /dev/null || { echo "inet bench: restore failed"; exit 1; 
 touch "$T/first.go"
 wait $C
 first=$(cat "$T/first" 2>/dev/null)
-echo "pod without sockets frozen ${base} ms; with 100 connections frozen ${conns} ms (median of $ROUNDS snapshots, includes starting the hold)"
+echo "pod without sockets frozen ${base} ms; with 100 connections frozen ${conns} ms (median of $ROUNDS snapshots; the hold starts before the freeze)"
 [ -n "$base" ] && echo "BENCH inet_frozen_no_sockets_ms $base ms median, pod without sockets (reference)"
-[ -n "$conns" ] && echo "BENCH inet_frozen_100_conns_ms $conns ms median, includes hold begin; issue target: capture < 1 ms on top of freezing"
+[ -n "$conns" ] && echo "BENCH inet_frozen_100_conns_ms $conns ms median (hold started before the freeze); issue target: capture < 1 ms on top of freezing"
 [ -n "$first" ] && echo "BENCH inet_restore_first_echo_100_conns_ms $first ms from restore done to a byte back on all 100; target first byte < 50 ms"
