@@ -72,6 +72,33 @@ static int fdinfo(pid_t pid, int fd, uint64_t *pos, uint32_t *flags)
 	return 0;
 }
 
+/* Content of an unlinked file or memfd (read through our duplicate, with pread
+ * so the shared offset does not move). */
+static int save_content(ImgFile *f, int lfd, const struct stat *st, uint32_t pid, int fd)
+{
+	if ((uint64_t)st->st_size > MAX_SAVED_FILE) {
+		log_err("dump: pid %u fd %d: deleted file/memfd of %lld bytes is too big to save", pid, fd,
+			(long long)st->st_size);
+		return -EFBIG;
+	}
+	uint8_t *buf = xcalloc(1, (size_t)st->st_size);
+	size_t off = 0;
+	while (off < (size_t)st->st_size) {
+		ssize_t n = pread(lfd, buf + off, (size_t)st->st_size - off, (off_t)off);
+		if (n < 0) {
+			int e = errno;
+			free(buf);
+			log_err("dump: pid %u fd %d: read content: %s", pid, fd, strerror(e));
+			return -e;
+		}
+		if (n == 0)
+			break;
+		off += (size_t)n;
+	}
+	SETOPT(f, content, ((ProtobufCBinaryData){ off, buf }));
+	return 0;
+}
+
 static int cmp_int(const void *a, const void *b) { return *(const int *)a - *(const int *)b; }
 
 int files_dump(struct dump_ctx *d, struct dproc *p)
@@ -137,6 +164,24 @@ int files_dump(struct dump_ctx *d, struct dproc *p)
 				f->kind = FK_PIPE;
 				SETOPT(f, pipe_id, (uint32_t)st.st_ino);
 				err = pipe_dump(d, p, fd, (uint32_t)st.st_ino, NULL);
+			} else if (!strncmp(link, "/memfd:", 7) && S_ISREG(st.st_mode)) {
+				f->kind = FK_MEMFD;
+				char *del = strstr(link, " (deleted)");
+				if (del)
+					*del = 0;
+				f->path = xstrdup(link + 7);
+				SETOPT(f, pos, pos);
+				int seals = fcntl(lfd, F_GET_SEALS);
+				if (seals > 0)
+					SETOPT(f, seals, (uint32_t)seals);
+				err = save_content(f, lfd, &st, p->tree->pid, fd);
+			} else if (strstr(link, " (deleted)") && S_ISREG(st.st_mode) && link[0] == '/') {
+				f->kind = FK_REG;
+				*strstr(link, " (deleted)") = 0;
+				f->path = xstrdup(link);
+				SETOPT(f, pos, pos);
+				SETOPT(f, deleted, 1);
+				err = save_content(f, lfd, &st, p->tree->pid, fd);
 			} else if (strstr(link, " (deleted)") || link[0] != '/') {
 				log_err("dump: pid %u fd %d: '%s' is not supported", p->tree->pid, fd, link);
 				err = -ENOTSUP;
@@ -226,6 +271,59 @@ int inv_move(struct rst_ctx *r, int fd)
 	return n;
 }
 
+/* A memfd or an unlinked file: a new anonymous inode with the saved bytes
+ * (O_TMPFILE in the old directory, else a memfd), reopened through
+ * /proc/self/fd with the original access mode and flags. */
+static int restore_saved(struct rst_ctx *r, ImgFile *f)
+{
+	int tmp = -1, fd = -1;
+	if (f->kind == FK_MEMFD) {
+		tmp = memfd_create(f->path ? f->path : "", MFD_CLOEXEC | (f->has_seals ? MFD_ALLOW_SEALING : 0));
+	} else {
+		char dir[4096];
+		snprintf(dir, sizeof(dir), "%s", f->path ? f->path : "/");
+		char *slash = strrchr(dir, '/');
+		if (slash)
+			slash[slash == dir ? 1 : 0] = 0;
+		tmp = open(dir, O_TMPFILE | O_RDWR | O_CLOEXEC, 0600);
+		if (tmp < 0)
+			tmp = memfd_create("zapc-deleted", MFD_CLOEXEC);
+	}
+	if (tmp < 0) {
+		log_err("restore: file %u (%s): %s", f->id, f->path ? f->path : "", strerror(errno));
+		return -errno;
+	}
+	size_t off = 0;
+	while (f->has_content && off < f->content.len) {
+		ssize_t n = write(tmp, f->content.data + off, f->content.len - off);
+		if (n <= 0) {
+			int e = n < 0 ? errno : EIO;
+			close(tmp);
+			log_err("restore: file %u: write content: %s", f->id, strerror(e));
+			return -e;
+		}
+		off += (size_t)n;
+	}
+	char proc[64];
+	snprintf(proc, sizeof(proc), "/proc/self/fd/%d", tmp);
+	uint32_t fl = f->flags & ~(uint32_t)(O_CREAT | O_TRUNC | O_EXCL | O_NOCTTY);
+	fd = open(proc, (int)(fl | O_CLOEXEC));
+	if (fd < 0) {
+		int e = errno;
+		close(tmp);
+		log_err("restore: file %u: reopen: %s", f->id, strerror(e));
+		return -e;
+	}
+	if (f->has_seals && f->seals)
+		fcntl(tmp, F_ADD_SEALS, (int)f->seals);
+	close(tmp);
+	if (f->has_pos && lseek(fd, (off_t)f->pos, SEEK_SET) < 0 && f->pos) {
+		close(fd);
+		return -errno;
+	}
+	return inv_move(r, fd);
+}
+
 int files_restore_inventory(struct rst_ctx *r)
 {
 	ImgFiles *fs = r->files;
@@ -259,6 +357,12 @@ int files_restore_inventory(struct rst_ctx *r)
 		uint32_t fl = f->flags & ~(uint32_t)(O_CREAT | O_TRUNC | O_EXCL | O_NOCTTY);
 		switch (f->kind) {
 		case FK_REG: case FK_DIR: case FK_CHR: case FK_MAPPED:
+			if (f->kind == FK_REG && f->has_deleted && f->deleted) {
+				fd = restore_saved(r, f);
+				if (fd < 0)
+					return fd;
+				break;
+			}
 			if (!f->path || f->path[0] != '/') {
 				log_err("restore: file %u has no absolute path", f->id);
 				return -EINVAL;
@@ -285,6 +389,11 @@ int files_restore_inventory(struct rst_ctx *r)
 				return -errno;
 			}
 			fd = inv_move(r, fd);
+			break;
+		case FK_MEMFD:
+			fd = restore_saved(r, f);
+			if (fd < 0)
+				return fd;
 			break;
 		case FK_PIPE: case FK_FIFO:
 			fd = pipe_inv_fd(r, f);
