@@ -31,6 +31,8 @@
 #define FK_FIFO   FILE_KIND__FK_FIFO
 #define FK_MAPPED FILE_KIND__FK_MAPPED
 #define FK_MEMFD  FILE_KIND__FK_MEMFD
+#define FK_EVENTFD FILE_KIND__FK_EVENTFD
+#define FK_TIMERFD FILE_KIND__FK_TIMERFD
 #define MAX_SAVED_FILE (64u << 20)   /* content of a deleted file / memfd kept in the image */
 #define VK_ANON   VMA_KIND__VK_ANON
 #define VK_FILE   VMA_KIND__VK_FILE
@@ -194,6 +196,10 @@ int inv_fd_for_file(struct rst_ctx *r, uint32_t file_id);
 int inv_fd_for_shm(struct rst_ctx *r, uint32_t shm_id);
 
 int files_restore_inventory(struct rst_ctx *r);
+int eventfd_dump(ImgFile *f, const char *fdinfo);
+int eventfd_restore(ImgFile *f);
+int timerfd_dump(ImgFile *f, const char *fdinfo);
+int timerfd_restore(ImgFile *f);
 int files_restore_early(struct rst_ctx *r, struct rproc *p);     /* in the task */
 int creds_restore_early(struct rst_ctx *r, struct rproc *p);     /* cwd, umask, ... */
 int mm_restore_late(struct rst_ctx *r, struct rproc *p, struct image_reader *in,

@@ -133,7 +133,9 @@ int files_dump(struct dump_ctx *d, struct dproc *p)
 			log_err("dump: pid %u fd %d: %s", p->tree->pid, fd, strerror(errno));
 			break;
 		}
-		if (!strncmp(link, "socket:", 7) || !strncmp(link, "anon_inode:", 11)) {
+		if (!strncmp(link, "socket:", 7) ||
+		    (!strncmp(link, "anon_inode:", 11) && strcmp(link, "anon_inode:[eventfd]") &&
+		     strcmp(link, "anon_inode:[timerfd]"))) {
 			log_err("dump: pid %u fd %d: %s is not supported", p->tree->pid, fd, link);
 			err = -ENOTSUP;
 			break;
@@ -160,7 +162,16 @@ int files_dump(struct dump_ctx *d, struct dproc *p)
 			img_file__init(f);
 			f->id = id = d->next_file_id++;
 			f->flags = flags & ~(uint32_t)O_CLOEXEC;
-			if (!strncmp(link, "pipe:", 5)) {
+			if (!strncmp(link, "anon_inode:", 11)) {
+				char ip[64];
+				snprintf(ip, sizeof(ip), "/proc/%d/fdinfo/%d", p->hpid, fd);
+				char *info = read_file_str(ip, NULL);
+				err = !info ? -errno : !strcmp(link, "anon_inode:[eventfd]") ? eventfd_dump(f, info)
+										: timerfd_dump(f, info);
+				free(info);
+				if (err < 0)
+					log_err("dump: pid %u fd %d: %s: %s", p->tree->pid, fd, link, strerror(-err));
+			} else if (!strncmp(link, "pipe:", 5)) {
 				f->kind = FK_PIPE;
 				SETOPT(f, pipe_id, (uint32_t)st.st_ino);
 				err = pipe_dump(d, p, fd, (uint32_t)st.st_ino, NULL);
@@ -388,6 +399,12 @@ int files_restore_inventory(struct rst_ctx *r)
 				close(fd);
 				return -errno;
 			}
+			fd = inv_move(r, fd);
+			break;
+		case FK_EVENTFD: case FK_TIMERFD:
+			fd = f->kind == FK_EVENTFD ? eventfd_restore(f) : timerfd_restore(f);
+			if (fd < 0)
+				return fd;
 			fd = inv_move(r, fd);
 			break;
 		case FK_MEMFD:

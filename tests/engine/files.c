@@ -3,14 +3,18 @@
  * files (offset, O_APPEND, a dup sharing the offset), a directory, /dev/null,
  * /dev/zero, /dev/urandom (close-on-exec), a pipe and a FIFO with data in
  * them (one end O_NONBLOCK), an unlinked file and a sealed memfd (content
- * and offset), at scattered fd numbers.  When argv[3] appears
+ * and offset), an eventfd (count 5) and a periodic timerfd, at scattered
+ * fd numbers.  When argv[3] appears
  * it reads from each and prints what it got.
  * argv: DIR (scratch directory) FIFO-PATH TRIGGER
  */
 #include <fcntl.h>
 #include <stdio.h>
 #include <string.h>
+#include <stdint.h>
+#include <sys/eventfd.h>
 #include <sys/mman.h>
+#include <sys/timerfd.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -59,6 +63,10 @@ int main(int argc, char **argv)
 		return 7;
 	fcntl(26, F_ADD_SEALS, F_SEAL_SHRINK);
 	lseek(26, 6, SEEK_SET);
+	place(eventfd(5, EFD_NONBLOCK), 30);
+	place(timerfd_create(CLOCK_MONOTONIC, 0), 31);
+	struct itimerspec its = { { 0, 10000000 }, { 0, 10000000 } };
+	timerfd_settime(31, 0, &its, NULL);
 	for (;;) {
 		if (access(argv[3], F_OK) == 0) {
 			char a[16] = { 0 }, b[16] = { 0 }, c[16] = { 0 }, z[4] = { 1, 1, 1, 1 };
@@ -69,11 +77,14 @@ int main(int argc, char **argv)
 			char e[16] = { 0 }, m[16] = { 0 };
 			ssize_t n7 = read(25, e, 15), n8 = read(26, m, 15);
 			int seals = fcntl(26, F_GET_SEALS);
+			uint64_t ev = 0, ticks = 0;
+			if (read(30, &ev, 8) != 8 || read(31, &ticks, 8) != 8)
+				ev = 0;
 			printf("ro=%.*s pipe=%.*s fifo=%.*s zero=%d%d null=%zd pos3=%ld flags12=%s cloexec9=%d "
-			       "deleted=%.*s memfd=%.*s seals=%d\n",
+			       "deleted=%.*s memfd=%.*s seals=%d eventfd=%llu timerfd=%s\n",
 			       (int)n1, a, (int)n2, b, (int)n3, c, z[0], (int)n4, n5, (long)pos3,
 			       fcntl(12, F_GETFL) & O_NONBLOCK ? "nonblock" : "block", fcntl(9, F_GETFD) & FD_CLOEXEC,
-			       (int)n7, e, (int)n8, m, seals);
+			       (int)n7, e, (int)n8, m, seals, (unsigned long long)ev, ticks > 0 ? "ticking" : "stopped");
 			(void)n6;
 			fflush(stdout);
 			return 0;
