@@ -465,6 +465,10 @@ static int restore_process(struct rst_ctx *r, struct rproc *p)
 		p->th[i] = read_msg(REC_THREAD, &img_thread__descriptor);
 		if (!p->th[i])
 			return -EBADMSG;
+		if (p->th[i]->n_pending > 65536) {
+			log_err("restore: record 'thread' of tid %u: too many pending signals", p->th[i]->tid);
+			return -EINVAL;
+		}
 		if (p->th[i]->tid != p->tree->tids[i]) {
 			log_err("restore: record 'thread': tid %u where %u was expected", p->th[i]->tid,
 				p->tree->tids[i]);
@@ -601,7 +605,8 @@ int restore_main(int argc, char **argv)
 		if (!(p->core = read_msg(REC_PROC, &img_proc_core__descriptor)))
 			goto fail;
 		if (p->core->pid != p->tree->pid || !p->core->mm || !p->core->creds || p->core->n_fds > MAX_FDS ||
-		    p->core->n_vmas > MAX_VMAS) {
+		    p->core->n_vmas > MAX_VMAS || p->core->n_sigactions > 64 || p->core->n_itimers > 3 ||
+		    p->core->n_timers > 65536 || p->core->n_shared_pending > 65536 || p->core->n_rlimits > 64) {
 			log_err("restore: record 'proc' of pid %u: does not match the tree", p->core->pid);
 			goto fail;
 		}
@@ -758,8 +763,15 @@ int restore_main(int argc, char **argv)
 	return 0;
 fail:
 	if (root > 0) {
+		/* Killing init kills the pid namespace, but init only finishes
+		 * once every task of it is reaped — and the ones we trace are
+		 * reported to us first: reap everything until init is gone. */
 		kill(root, SIGKILL);
-		waitpid(root, NULL, 0);
+		for (;;) {
+			pid_t w = waitpid(-1, NULL, __WALL);
+			if (w == root || (w < 0 && errno != EINTR))
+				break;
+		}
 	}
 	if (g_in)
 		image_reader_free(g_in);
