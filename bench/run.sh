@@ -40,4 +40,6 @@ while read -r _ name val unit rest; do
 	fi
 	printf '%-44s %14s %14s %8s  %s\n' "$name" "$val $unit" "${old:+$old $unit}" "$chg" "$rest"
 done < "$now"
-cp "$now" "$out/last.txt"
+# Keep figures of benchmarks not run this time, so a partial run compares too.
+{ [ -f "$prev" ] && awk 'NR == FNR { seen[$2] = 1; next } !($2 in seen)' "$now" "$prev"; cat "$now"; } \
+	> "$out/last.txt.new" && mv "$out/last.txt.new" "$out/last.txt"

@@ -13,6 +13,10 @@
 static const char *log_prog = "zapc";
 static int log_syslog;
 static enum log_level log_level = LOG_LVL_INFO;
+static char log_last[512];
+
+const char *log_last_err(void) { return log_last; }
+void log_last_err_clear(void) { log_last[0] = 0; }
 
 void log_init(const char *progname, int use_syslog)
 {
@@ -33,6 +37,13 @@ void log_vmsg(enum log_level lvl, const char *fmt, va_list ap)
 	char line[2048];
 	int n;
 
+	if (lvl == LOG_LVL_ERR) {
+		va_list cp;
+
+		va_copy(cp, ap);
+		vsnprintf(log_last, sizeof(log_last), fmt, cp);
+		va_end(cp);
+	}
 	if (lvl > log_level)
 		return;
 	if (log_syslog) {

@@ -19,6 +19,14 @@ enum log_level log_get_level(void);
 void log_msg(enum log_level lvl, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 void log_vmsg(enum log_level lvl, const char *fmt, va_list ap);
 
+/*
+ * The text of the last LOG_LVL_ERR message (without the program prefix),
+ * "" after log_last_err_clear().  Lets a server send the precise one-line
+ * reason of a failure back to its client.
+ */
+const char *log_last_err(void);
+void log_last_err_clear(void);
+
 #define log_err(...)   log_msg(LOG_LVL_ERR, __VA_ARGS__)
 #define log_warn(...)  log_msg(LOG_LVL_WARN, __VA_ARGS__)
 #define log_info(...)  log_msg(LOG_LVL_INFO, __VA_ARGS__)

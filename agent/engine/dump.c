@@ -25,6 +25,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "agent/engine/control.h"
 #include "agent/engine/engine.h"
 #include "agent/engine/objects.h"
 #include "agent/engine/seize.h"
@@ -325,7 +326,7 @@ static void prealloc_pages(char **cgroups, int ncg)
 static void usage(void)
 {
 	fprintf(stderr, "usage: zapc-engine dump --cgroup DIR [--cgroup DIR...] --init PID -o FILE|- "
-		"[--leave-running] [--name POD]\n");
+		"[--leave-running] [--pod-name POD] [--pod-ip ADDR] [--control FD]\n");
 }
 
 int dump_main(int argc, char **argv)
@@ -333,20 +334,25 @@ int dump_main(int argc, char **argv)
 	static const struct option opts[] = {
 		{ "cgroup", required_argument, 0, 'c' }, { "init", required_argument, 0, 'i' },
 		{ "output", required_argument, 0, 'o' }, { "leave-running", no_argument, 0, 'l' },
-		{ "name", required_argument, 0, 'n' }, { 0, 0, 0, 0 } };
-	char *cgroups[16], *out = NULL, *name = NULL;
+		{ "name", required_argument, 0, 'n' }, { "pod-name", required_argument, 0, 'n' },
+		{ "pod-ip", required_argument, 0, 'P' }, { "control", required_argument, 0, 'C' },
+		{ 0, 0, 0, 0 } };
+	char *cgroups[16], *out = NULL, *name = NULL, *pod_ip = NULL;
+	struct control_done done = { 0 };
 	int ncg = 0, leave = 0, c, err = 0, frozen = 0, outfd = -1;
 	pid_t init = 0;
 	struct dump_ctx D = { 0 }, *d = &D;
 	struct timespec t0, t1, t2;
 
-	while ((c = getopt_long(argc, argv, "c:i:o:ln:", opts, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, "c:i:o:ln:P:C:", opts, NULL)) != -1) {
 		switch (c) {
 		case 'c': if (ncg < 16) cgroups[ncg++] = optarg; break;
 		case 'i': init = atoi(optarg); break;
 		case 'o': out = optarg; break;
 		case 'l': leave = 1; break;
 		case 'n': name = optarg; break;
+		case 'P': pod_ip = optarg; break;
+		case 'C': if (control_open(optarg) < 0) return 2; break;
 		default: usage(); return 2;
 		}
 	}
@@ -374,6 +380,7 @@ int dump_main(int argc, char **argv)
 	d->info->arch = xstrdup(u.machine);
 	d->info->page_size = (uint32_t)sysconf(_SC_PAGESIZE);
 	d->info->pod_name = name ? xstrdup(name) : NULL;
+	d->info->pod_ip = pod_ip ? xstrdup(pod_ip) : NULL;
 	d->info->ctime = (uint64_t)time(NULL);
 	d->info->tool_version = xstrdup(ENGINE_VERSION);
 
@@ -407,25 +414,45 @@ int dump_main(int argc, char **argv)
 		goto fail;
 	clock_gettime(CLOCK_MONOTONIC, &t1);
 
-	/* commit point */
-	if (leave) {
+	/*
+	 * Commit point.  A snapshot resumes the pod now and writes the image
+	 * afterwards (the frozen window holds no I/O).  A checkpoint that ends
+	 * the pod keeps it stopped until the whole image is written and only
+	 * then kills it: if the write fails (full disk, reader gone) the pod
+	 * resumes untouched instead of being lost with a half image.
+	 */
+	if (leave)
 		release_pod(d, false);
-	} else {
+	clock_gettime(CLOCK_MONOTONIC, &t2);
+	done.frozen_us = (uint64_t)(((t1.tv_sec - t0.tv_sec) * 1000000000ll + (t1.tv_nsec - t0.tv_nsec)) / 1000);
+	log_info("dump: frozen %.3f ms", done.frozen_us / 1000.0);
+	if (getenv("ZAPC_ENGINE_TIMING"))
+		fprintf(stderr, "TIMING frozen_ms %.3f\n",
+			((t2.tv_sec - t0.tv_sec) * 1e9 + (t2.tv_nsec - t0.tv_nsec)) / 1e6);
+	control_progress(leave ? "resumed" : "captured", 0);
+	err = dump_write(d, outfd);
+	if (err < 0) {
+		if (!leave)
+			goto fail;
+		goto out;
+	}
+	if (!leave) {
 		for (int i = 0; i < ncg; i++)
 			cg_kill(cgroups[i]);
 		/* the tracees die with SIGKILL; our ptrace links go with them */
 		release_pod(d, true);
 	}
-	clock_gettime(CLOCK_MONOTONIC, &t2);
-	log_info("dump: frozen %.3f ms", ((t1.tv_sec - t0.tv_sec) * 1e9 + (t1.tv_nsec - t0.tv_nsec)) / 1e6);
-	if (getenv("ZAPC_ENGINE_TIMING"))
-		fprintf(stderr, "TIMING frozen_ms %.3f\n",
-			((t2.tv_sec - t0.tv_sec) * 1e9 + (t2.tv_nsec - t0.tv_nsec)) / 1e6);
-	err = dump_write(d, outfd);
+out:
 	if (outfd != STDOUT_FILENO)
 		close(outfd);
 	if (err < 0 && strcmp(out, "-"))
 		unlink(out);
+	done.status = err < 0 ? err : 0;
+	done.image_bytes = d->image_bytes;
+	done.processes = (uint32_t)d->nprocs;
+	for (int i = 0; i < d->nprocs; i++)
+		done.threads += (uint32_t)d->procs[i].nth;
+	control_done(&done);
 	return err < 0 ? 1 : 0;
 
 fail:
@@ -441,5 +468,7 @@ fail:
 		close(outfd);
 		unlink(out);
 	}
+	done.status = err < 0 ? err : -EIO;
+	control_done(&done);
 	return 1;
 }

@@ -121,6 +121,7 @@ struct dump_ctx {
 	struct fdesc { pid_t hpid; int fd; uint64_t dev, ino; uint32_t id; } *fdescs;
 	int nfdescs;
 	uint32_t next_file_id;
+	uint64_t image_bytes;        /* written by dump_write */
 };
 
 int dump_main(int argc, char **argv);
@@ -196,10 +197,6 @@ int inv_fd_for_file(struct rst_ctx *r, uint32_t file_id);
 int inv_fd_for_shm(struct rst_ctx *r, uint32_t shm_id);
 
 int files_restore_inventory(struct rst_ctx *r);
-int eventfd_dump(ImgFile *f, const char *fdinfo);
-int eventfd_restore(ImgFile *f);
-int timerfd_dump(ImgFile *f, const char *fdinfo);
-int timerfd_restore(ImgFile *f);
 int files_restore_early(struct rst_ctx *r, struct rproc *p);     /* in the task */
 int creds_restore_early(struct rst_ctx *r, struct rproc *p);     /* cwd, umask, ... */
 int mm_restore_late(struct rst_ctx *r, struct rproc *p, struct image_reader *in,

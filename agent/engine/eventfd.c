@@ -7,28 +7,48 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/eventfd.h>
 #include <unistd.h>
 
-#include "agent/engine/engine.h"
+#include "agent/engine/fdkind.h"
 #include "lib/log.h"
 
-int eventfd_dump(ImgFile *f, const char *fdinfo)
+static char *fdinfo_of(const struct fd_src *s)
 {
-	const char *c = strstr(fdinfo, "eventfd-count:");
-	if (!c)
+	char path[64];
+	snprintf(path, sizeof(path), "/proc/%d/fdinfo/%d", s->p->hpid, s->fd);
+	return read_file_str(path, NULL);
+}
+
+static int eventfd_match(const struct fd_src *s)
+{
+	return !strcmp(s->link, "anon_inode:[eventfd]");
+}
+
+static int eventfd_dump(struct dump_ctx *d, const struct fd_src *s, ImgFile *f)
+{
+	(void)d;
+	char *fdinfo = fdinfo_of(s);
+	const char *c = fdinfo ? strstr(fdinfo, "eventfd-count:") : NULL;
+	if (!c) {
+		log_err("dump: pid %u fd %d: eventfd without a count in fdinfo", s->p->tree->pid, s->fd);
+		free(fdinfo);
 		return -ENOTSUP;
+	}
 	f->kind = FK_EVENTFD;
 	SETOPT(f, efd_count, strtoull(c + 14, NULL, 16));
-	const char *s = strstr(fdinfo, "eventfd-semaphore:");
-	SETOPT(f, efd_semaphore, s && atoi(s + 18) == 1);
+	const char *sem = strstr(fdinfo, "eventfd-semaphore:");
+	SETOPT(f, efd_semaphore, sem && atoi(sem + 18) == 1);
+	free(fdinfo);
 	return 0;
 }
 
-int eventfd_restore(ImgFile *f)
+static int eventfd_restore(struct rst_ctx *r, ImgFile *f)
 {
+	(void)r;
 	int fl = EFD_CLOEXEC | (f->flags & O_NONBLOCK ? EFD_NONBLOCK : 0) |
 		 (f->has_efd_semaphore && f->efd_semaphore ? EFD_SEMAPHORE : 0);
 	int fd = eventfd(0, fl);
@@ -44,3 +64,11 @@ int eventfd_restore(ImgFile *f)
 	}
 	return fd;
 }
+
+const struct fd_kind fdkind_eventfd = {
+	.name = "eventfd",
+	.match = eventfd_match,
+	.dump = eventfd_dump,
+	.kinds = { FK_EVENTFD, 0 },
+	.restore = eventfd_restore,
+};

@@ -1,13 +1,13 @@
 /*
- * files.c — fd tables and open file descriptions: regular files (offset,
- * flags), directories, a few character devices, files behind mappings; the
- * restore-side "inventory".
+ * files.c — fd tables and open file descriptions; the restore-side
+ * "inventory".  What each kind of file saves is in its own file, found
+ * through the table in fdkinds.c (fdkind.h).
  *
  * Dump: /proc/PID/fd + fdinfo (pos, flags incl. the fd's O_CLOEXEC); a
  * duplicate taken with pidfd_getfd gives fstat; descriptions shared between
  * fds or processes (dup, fork) are found with kcmp(KCMP_FILE) and stored once.
- * Anything not handled (sockets, eventfd, ...) fails the dump with pid, fd
- * and type, before the commit point, so the pod runs on unharmed.
+ * Anything no kind handles fails the dump with pid, fd and type, before the
+ * commit point, so the pod runs on unharmed.
  *
  * Restore: before the tree is forked, the engine opens every description
  * once, at fd numbers above every fd of the image (the inventory); each
@@ -29,13 +29,9 @@
 #include <unistd.h>
 
 #include "agent/engine/engine.h"
+#include "agent/engine/fdkind.h"
 #include "lib/log.h"
 
-int pipe_dump(struct dump_ctx *d, struct dproc *p, int fd, uint32_t ino, int *cap);
-int pipes_restore_inventory(struct rst_ctx *r);
-int pipe_inv_fd(struct rst_ctx *r, ImgFile *f);
-
-static const char *const ok_chr[] = { "/dev/null", "/dev/zero", "/dev/full", "/dev/random", "/dev/urandom", NULL };
 
 uint32_t mapped_file_id(struct dump_ctx *d, const char *path, uint32_t flags)
 {
@@ -69,33 +65,6 @@ static int fdinfo(pid_t pid, int fd, uint64_t *pos, uint32_t *flags)
 	p = strstr(s, "flags:");
 	*flags = p ? (uint32_t)strtoul(p + 6, NULL, 8) : 0;
 	free(s);
-	return 0;
-}
-
-/* Content of an unlinked file or memfd (read through our duplicate, with pread
- * so the shared offset does not move). */
-static int save_content(ImgFile *f, int lfd, const struct stat *st, uint32_t pid, int fd)
-{
-	if ((uint64_t)st->st_size > MAX_SAVED_FILE) {
-		log_err("dump: pid %u fd %d: deleted file/memfd of %lld bytes is too big to save", pid, fd,
-			(long long)st->st_size);
-		return -EFBIG;
-	}
-	uint8_t *buf = xcalloc(1, (size_t)st->st_size);
-	size_t off = 0;
-	while (off < (size_t)st->st_size) {
-		ssize_t n = pread(lfd, buf + off, (size_t)st->st_size - off, (off_t)off);
-		if (n < 0) {
-			int e = errno;
-			free(buf);
-			log_err("dump: pid %u fd %d: read content: %s", pid, fd, strerror(e));
-			return -e;
-		}
-		if (n == 0)
-			break;
-		off += (size_t)n;
-	}
-	SETOPT(f, content, ((ProtobufCBinaryData){ off, buf }));
 	return 0;
 }
 
@@ -133,13 +102,6 @@ int files_dump(struct dump_ctx *d, struct dproc *p)
 			log_err("dump: pid %u fd %d: %s", p->tree->pid, fd, strerror(errno));
 			break;
 		}
-		if (!strncmp(link, "socket:", 7) ||
-		    (!strncmp(link, "anon_inode:", 11) && strcmp(link, "anon_inode:[eventfd]") &&
-		     strcmp(link, "anon_inode:[timerfd]"))) {
-			log_err("dump: pid %u fd %d: %s is not supported", p->tree->pid, fd, link);
-			err = -ENOTSUP;
-			break;
-		}
 		lfd = (int)syscall(SYS_pidfd_getfd, pidfd, fd, 0);
 		struct stat st;
 		if (lfd < 0 || fstat(lfd, &st) < 0) {
@@ -162,65 +124,17 @@ int files_dump(struct dump_ctx *d, struct dproc *p)
 			img_file__init(f);
 			f->id = id = d->next_file_id++;
 			f->flags = flags & ~(uint32_t)O_CLOEXEC;
-			if (!strncmp(link, "anon_inode:", 11)) {
-				char ip[64];
-				snprintf(ip, sizeof(ip), "/proc/%d/fdinfo/%d", p->hpid, fd);
-				char *info = read_file_str(ip, NULL);
-				err = !info ? -errno : !strcmp(link, "anon_inode:[eventfd]") ? eventfd_dump(f, info)
-										: timerfd_dump(f, info);
-				free(info);
-				if (err < 0)
-					log_err("dump: pid %u fd %d: %s: %s", p->tree->pid, fd, link, strerror(-err));
-			} else if (!strncmp(link, "pipe:", 5)) {
-				f->kind = FK_PIPE;
-				SETOPT(f, pipe_id, (uint32_t)st.st_ino);
-				err = pipe_dump(d, p, fd, (uint32_t)st.st_ino, NULL);
-			} else if (!strncmp(link, "/memfd:", 7) && S_ISREG(st.st_mode)) {
-				f->kind = FK_MEMFD;
-				char *del = strstr(link, " (deleted)");
-				if (del)
-					*del = 0;
-				f->path = xstrdup(link + 7);
-				SETOPT(f, pos, pos);
-				int seals = fcntl(lfd, F_GET_SEALS);
-				if (seals > 0)
-					SETOPT(f, seals, (uint32_t)seals);
-				err = save_content(f, lfd, &st, p->tree->pid, fd);
-			} else if (strstr(link, " (deleted)") && S_ISREG(st.st_mode) && link[0] == '/') {
-				f->kind = FK_REG;
-				*strstr(link, " (deleted)") = 0;
-				f->path = xstrdup(link);
-				SETOPT(f, pos, pos);
-				SETOPT(f, deleted, 1);
-				err = save_content(f, lfd, &st, p->tree->pid, fd);
-			} else if (strstr(link, " (deleted)") || link[0] != '/') {
-				log_err("dump: pid %u fd %d: '%s' is not supported", p->tree->pid, fd, link);
+			struct fd_src src = { .p = p, .fd = fd, .lfd = lfd, .link = link, .st = st,
+					      .pos = pos, .flags = f->flags };
+			const struct fd_kind *const *k = fd_kinds;
+			while (*k && !(*k)->match(&src))
+				k++;
+			if (!*k) {
+				log_err("dump: pid %u fd %d: %s (file type %o) is not supported", p->tree->pid, fd,
+					link, st.st_mode & S_IFMT);
 				err = -ENOTSUP;
-			} else if (S_ISFIFO(st.st_mode)) {
-				f->kind = FK_FIFO;
-				f->path = xstrdup(link);
-				SETOPT(f, pipe_id, (uint32_t)st.st_ino);
-				err = pipe_dump(d, p, fd, (uint32_t)st.st_ino, NULL);
-			} else if (S_ISREG(st.st_mode) || S_ISDIR(st.st_mode)) {
-				f->kind = S_ISREG(st.st_mode) ? FK_REG : FK_DIR;
-				f->path = xstrdup(link);
-				SETOPT(f, pos, pos);
-				SETOPT(f, size, (uint64_t)st.st_size);
-			} else if (S_ISCHR(st.st_mode)) {
-				bool ok = false;
-				for (int k = 0; ok_chr[k]; k++)
-					ok |= !strcmp(ok_chr[k], link);
-				if (!ok) {
-					log_err("dump: pid %u fd %d: character device %s is not supported",
-						p->tree->pid, fd, link);
-					err = -ENOTSUP;
-				}
-				f->kind = FK_CHR;
-				f->path = xstrdup(link);
 			} else {
-				log_err("dump: pid %u fd %d: file type %o of '%s' is not supported", p->tree->pid, fd,
-					st.st_mode & S_IFMT, link);
-				err = -ENOTSUP;
+				err = (*k)->dump(d, &src, f);
 			}
 			d->files->files = realloc(d->files->files, (d->files->n_files + 1) * sizeof(ImgFile *));
 			d->files->files[d->files->n_files++] = f;
@@ -282,59 +196,6 @@ int inv_move(struct rst_ctx *r, int fd)
 	return n;
 }
 
-/* A memfd or an unlinked file: a new anonymous inode with the saved bytes
- * (O_TMPFILE in the old directory, else a memfd), reopened through
- * /proc/self/fd with the original access mode and flags. */
-static int restore_saved(struct rst_ctx *r, ImgFile *f)
-{
-	int tmp = -1, fd = -1;
-	if (f->kind == FK_MEMFD) {
-		tmp = memfd_create(f->path ? f->path : "", MFD_CLOEXEC | (f->has_seals ? MFD_ALLOW_SEALING : 0));
-	} else {
-		char dir[4096];
-		snprintf(dir, sizeof(dir), "%s", f->path ? f->path : "/");
-		char *slash = strrchr(dir, '/');
-		if (slash)
-			slash[slash == dir ? 1 : 0] = 0;
-		tmp = open(dir, O_TMPFILE | O_RDWR | O_CLOEXEC, 0600);
-		if (tmp < 0)
-			tmp = memfd_create("zapc-deleted", MFD_CLOEXEC);
-	}
-	if (tmp < 0) {
-		log_err("restore: file %u (%s): %s", f->id, f->path ? f->path : "", strerror(errno));
-		return -errno;
-	}
-	size_t off = 0;
-	while (f->has_content && off < f->content.len) {
-		ssize_t n = write(tmp, f->content.data + off, f->content.len - off);
-		if (n <= 0) {
-			int e = n < 0 ? errno : EIO;
-			close(tmp);
-			log_err("restore: file %u: write content: %s", f->id, strerror(e));
-			return -e;
-		}
-		off += (size_t)n;
-	}
-	char proc[64];
-	snprintf(proc, sizeof(proc), "/proc/self/fd/%d", tmp);
-	uint32_t fl = f->flags & ~(uint32_t)(O_CREAT | O_TRUNC | O_EXCL | O_NOCTTY);
-	fd = open(proc, (int)(fl | O_CLOEXEC));
-	if (fd < 0) {
-		int e = errno;
-		close(tmp);
-		log_err("restore: file %u: reopen: %s", f->id, strerror(e));
-		return -e;
-	}
-	if (f->has_seals && f->seals)
-		fcntl(tmp, F_ADD_SEALS, (int)f->seals);
-	close(tmp);
-	if (f->has_pos && lseek(fd, (off_t)f->pos, SEEK_SET) < 0 && f->pos) {
-		close(fd);
-		return -errno;
-	}
-	return inv_move(r, fd);
-}
-
 int files_restore_inventory(struct rst_ctx *r)
 {
 	ImgFiles *fs = r->files;
@@ -355,8 +216,9 @@ int files_restore_inventory(struct rst_ctx *r)
 		}
 		r->shm_fd[i] = inv_move(r, fd);
 	}
-	if ((err = pipes_restore_inventory(r)) < 0)
-		return err;
+	for (const struct fd_kind *const *k = fd_kinds; *k; k++)
+		if ((*k)->prepare && (err = (*k)->prepare(r)) < 0)
+			return err;
 	for (size_t i = 0; i < fs->n_files; i++) {
 		ImgFile *f = fs->files[i];
 		for (size_t k = 0; k < i; k++)
@@ -364,65 +226,23 @@ int files_restore_inventory(struct rst_ctx *r)
 				log_err("restore: file id %u twice in image", f->id);
 				return -EINVAL;
 			}
-		int fd = -1;
-		uint32_t fl = f->flags & ~(uint32_t)(O_CREAT | O_TRUNC | O_EXCL | O_NOCTTY);
-		switch (f->kind) {
-		case FK_REG: case FK_DIR: case FK_CHR: case FK_MAPPED:
-			if (f->kind == FK_REG && f->has_deleted && f->deleted) {
-				fd = restore_saved(r, f);
-				if (fd < 0)
-					return fd;
-				break;
-			}
-			if (!f->path || f->path[0] != '/') {
-				log_err("restore: file %u has no absolute path", f->id);
-				return -EINVAL;
-			}
-			if (f->kind != FK_MAPPED && inherited_fd(r, f->path) >= 0) {
-				fd = inv_move(r, fcntl(inherited_fd(r, f->path), F_DUPFD_CLOEXEC, 0));
-				break;
-			}
-			fd = open(f->path, (int)(fl | O_CLOEXEC));
-			if (fd < 0) {
-				log_err("restore: open %s: %s", f->path, strerror(errno));
-				return -errno;
-			}
-			if (f->kind == FK_MAPPED && f->has_size) {
-				struct stat st;
-				if (fstat(fd, &st) == 0 && (uint64_t)st.st_size != f->size)
-					log_warn("restore: %s changed size since the checkpoint", f->path);
-			}
-			if ((f->kind == FK_REG || f->kind == FK_DIR) && f->has_pos &&
-			    lseek(fd, (off_t)f->pos, SEEK_SET) < 0 && f->pos) {
-				log_err("restore: %s: seek to %llu: %s", f->path, (unsigned long long)f->pos,
-					strerror(errno));
-				close(fd);
-				return -errno;
-			}
-			fd = inv_move(r, fd);
-			break;
-		case FK_EVENTFD: case FK_TIMERFD:
-			fd = f->kind == FK_EVENTFD ? eventfd_restore(f) : timerfd_restore(f);
-			if (fd < 0)
-				return fd;
-			fd = inv_move(r, fd);
-			break;
-		case FK_MEMFD:
-			fd = restore_saved(r, f);
-			if (fd < 0)
-				return fd;
-			break;
-		case FK_PIPE: case FK_FIFO:
-			fd = pipe_inv_fd(r, f);
-			if (fd < 0)
-				return fd;
-			break;
-		default:
+		const struct fd_kind *kind = NULL;
+		for (const struct fd_kind *const *k = fd_kinds; *k && !kind; k++)
+			for (int j = 0; (*k)->kinds[j] && !kind; j++)
+				if ((*k)->kinds[j] == (int)f->kind)
+					kind = *k;
+		if (!kind) {
 			log_err("restore: file %u: unknown kind %d", f->id, f->kind);
 			return -EINVAL;
 		}
+		int fd = kind->restore(r, f);
 		if (fd < 0)
+			return fd;
+		fd = inv_move(r, fd);
+		if (fd < 0) {
+			log_err("restore: file %u (%s): %s", f->id, kind->name, strerror(errno));
 			return -errno;
+		}
 		r->file_fd[i] = fd;
 	}
 	return 0;

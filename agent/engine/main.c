@@ -8,6 +8,7 @@
  *   zapc-engine show FILE [--json]
  * Exit 0 on success; otherwise one error line on stderr and exit 1.
  */
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -18,6 +19,9 @@
 int main(int argc, char **argv)
 {
 	log_init("zapc-engine", 0);
+	/* A reader that goes away (a pipe, a peer) is a write error to handle,
+	 * not a signal that kills us while the pod's tasks are seized. */
+	signal(SIGPIPE, SIG_IGN);
 	if (getenv("ZAPC_ENGINE_DEBUG"))
 		log_set_level(LOG_LVL_DEBUG);
 	else

@@ -16,9 +16,8 @@
 #include <unistd.h>
 
 #include "agent/engine/engine.h"
+#include "agent/engine/fdkind.h"
 #include "lib/log.h"
-
-int inv_move(struct rst_ctx *r, int fd);
 
 int pipe_dump(struct dump_ctx *d, struct dproc *p, int fd, uint32_t ino, int *unused)
 {
@@ -170,3 +169,29 @@ int pipe_inv_fd(struct rst_ctx *r, ImgFile *f)
 		return -errno;
 	return fd;
 }
+
+/* --- the pipe kind (fdkind.h) ------------------------------------------- */
+
+static int pipe_match(const struct fd_src *s)
+{
+	return !strncmp(s->link, "pipe:", 5) ||
+	       (S_ISFIFO(s->st.st_mode) && s->link[0] == '/' && !strstr(s->link, " (deleted)"));
+}
+
+static int pipe_kind_dump(struct dump_ctx *d, const struct fd_src *s, ImgFile *f)
+{
+	f->kind = !strncmp(s->link, "pipe:", 5) ? FK_PIPE : FK_FIFO;
+	if (f->kind == FK_FIFO)
+		f->path = xstrdup(s->link);
+	SETOPT(f, pipe_id, (uint32_t)s->st.st_ino);
+	return pipe_dump(d, s->p, s->fd, (uint32_t)s->st.st_ino, NULL);
+}
+
+const struct fd_kind fdkind_pipe = {
+	.name = "pipe",
+	.match = pipe_match,
+	.dump = pipe_kind_dump,
+	.kinds = { FK_PIPE, FK_FIFO },
+	.prepare = pipes_restore_inventory,
+	.restore = pipe_inv_fd,
+};

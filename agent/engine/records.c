@@ -89,6 +89,7 @@ int dump_write(struct dump_ctx *d, int fd)
 		p->pagebuf = NULL;
 	}
 	err = image_writer_finish(w);
+	d->image_bytes = image_writer_bytes(w);
 out:
 	if (err < 0)
 		log_err("dump: writing the image: %s", image_writer_error(w));

@@ -37,6 +37,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "agent/engine/control.h"
 #include "agent/engine/engine.h"
 #include "agent/engine/objects.h"
 #include "lib/log.h"
@@ -506,7 +507,7 @@ static void timing(const char *what)
 static void usage(void)
 {
 	fprintf(stderr, "usage: zapc-engine restore -i FILE|- [--netns PATH] [--cgroup DIR...] [--name NEWNAME] "
-		"[--inherit-fd N:pipe:[INODE]|N:PATH ...]\n");
+		"[--inherit-fd N:pipe:[INODE]|N:PATH ...] [--control FD]\n");
 }
 
 int restore_main(int argc, char **argv)
@@ -514,18 +515,21 @@ int restore_main(int argc, char **argv)
 	static const struct option opts[] = {
 		{ "input", required_argument, 0, 'i' }, { "netns", required_argument, 0, 'N' },
 		{ "cgroup", required_argument, 0, 'c' }, { "name", required_argument, 0, 'n' },
-		{ "inherit-fd", required_argument, 0, 'I' }, { 0, 0, 0, 0 } };
+		{ "inherit-fd", required_argument, 0, 'I' }, { "control", required_argument, 0, 'C' },
+		{ 0, 0, 0, 0 } };
+	struct control_done done = { 0 };
 	char *in = NULL, *netns = NULL, *cgroups[16];
 	int ncg = 0, c, err = -EINVAL, infd = -1, netfd = -1;
 	pid_t root = -1;
 	struct rst_ctx R = { 0 }, *r = &R;
 	g_r = r;
-	while ((c = getopt_long(argc, argv, "i:N:c:n:I:", opts, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, "i:N:c:n:I:C:", opts, NULL)) != -1) {
 		switch (c) {
 		case 'i': in = optarg; break;
 		case 'N': netns = optarg; break;
 		case 'c': if (ncg < 16) cgroups[ncg++] = optarg; break;
 		case 'n': break;
+		case 'C': if (control_open(optarg) < 0) return 2; break;
 		case 'I': {
 			char *colon = strchr(optarg, ':');
 			if (!colon || r->ninherit == 16 || fcntl(atoi(optarg), F_GETFD) < 0) {
@@ -576,6 +580,18 @@ int restore_main(int argc, char **argv)
 	}
 	if (!(r->tree = read_msg(REC_TREE, &img_tree__descriptor)) || check_tree(r) < 0)
 		goto fail;
+	/* Under an agent, the agent owns pods: it prepares one for the image's
+	 * identity (netns with the pod's IP, cgroups) and hands it over. */
+	if (control_active()) {
+		if (netfd >= 0 || ncg) {
+			log_err("restore: --control excludes --netns and --cgroup");
+			goto fail;
+		}
+		if ((err = control_pod_needed(r->info->pod_name, r->info->pod_ip, r->info->hostname,
+					      &netfd, cgroups, 16, &ncg)) < 0)
+			goto fail;
+		netns = "(the agent's pod)";
+	}
 	if (!(r->files = read_msg(REC_FILES, &img_files__descriptor)))
 		goto fail;
 	r->nprocs = (int)r->tree->n_procs;
@@ -647,15 +663,16 @@ int restore_main(int argc, char **argv)
 	r->go_r = inv_move(r, p2[0]);
 	r->go_w = inv_move(r, p2[1]);
 	timing("records_read");
+	/* Into the pod's netns first: sockets of the inventory are created there. */
+	if (netfd >= 0 && setns(netfd, CLONE_NEWNET) < 0) {
+		log_err("restore: join netns %s: %s", netns, strerror(errno));
+		goto fail;
+	}
 	if ((err = files_restore_inventory(r)) < 0 || (err = fill_shm(r)) < 0)
 		goto fail;
 	timing("inventory");
 	if ((err = set_time_offsets(r)) < 0)
 		goto fail;
-	if (netfd >= 0 && setns(netfd, CLONE_NEWNET) < 0) {
-		log_err("restore: join netns %s: %s", netns, strerror(errno));
-		goto fail;
-	}
 	fflush(NULL);
 	root = clone_with_pid(CLONE_NEWPID | CLONE_NEWNS | CLONE_NEWUTS | CLONE_NEWIPC |
 			      (netfd >= 0 ? 0 : CLONE_NEWNET), 1);
@@ -737,6 +754,12 @@ int restore_main(int argc, char **argv)
 	printf("%d\n", root);
 	fflush(stdout);
 	image_reader_free(g_in);
+	done.init_pid = root;
+	for (int i = 0; i < r->nprocs; i++) {
+		done.processes += !r->procs[i].tree->zombie;
+		done.threads += (uint32_t)(r->procs[i].tree->zombie ? 0 : r->procs[i].nth);
+	}
+	control_done(&done);
 	return 0;
 fail:
 	if (root > 0) {
@@ -752,5 +775,7 @@ fail:
 	}
 	if (g_in)
 		image_reader_free(g_in);
+	done.status = err < 0 ? err : -EIO;
+	control_done(&done);
 	return 1;
 }

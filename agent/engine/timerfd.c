@@ -17,7 +17,7 @@
 #include <sys/timerfd.h>
 #include <unistd.h>
 
-#include "agent/engine/engine.h"
+#include "agent/engine/fdkind.h"
 #include "lib/log.h"
 
 #ifndef TFD_IOC_SET_TICKS
@@ -33,21 +33,35 @@ static uint64_t pair_ns(const char *s, const char *key)
 	return sec * 1000000000ull + nsec;
 }
 
-int timerfd_dump(ImgFile *f, const char *fdinfo)
+static int timerfd_match(const struct fd_src *s)
 {
-	const char *c = strstr(fdinfo, "clockid:"), *t = strstr(fdinfo, "ticks:");
-	if (!c || !t)
+	return !strcmp(s->link, "anon_inode:[timerfd]");
+}
+
+static int timerfd_dump(struct dump_ctx *d, const struct fd_src *s, ImgFile *f)
+{
+	(void)d;
+	char path[64];
+	snprintf(path, sizeof(path), "/proc/%d/fdinfo/%d", s->p->hpid, s->fd);
+	char *fdinfo = read_file_str(path, NULL);
+	const char *c = fdinfo ? strstr(fdinfo, "clockid:") : NULL, *t = fdinfo ? strstr(fdinfo, "ticks:") : NULL;
+	if (!c || !t) {
+		log_err("dump: pid %u fd %d: timerfd without clockid/ticks in fdinfo", s->p->tree->pid, s->fd);
+		free(fdinfo);
 		return -ENOTSUP;
+	}
 	f->kind = FK_TIMERFD;
 	SETOPT(f, tfd_clock, atoi(c + 8));
 	SETOPT(f, tfd_ticks, strtoull(t + 6, NULL, 10));
 	SETOPT(f, tfd_value_ns, pair_ns(fdinfo, "it_value:"));
 	SETOPT(f, tfd_interval_ns, pair_ns(fdinfo, "it_interval:"));
+	free(fdinfo);
 	return 0;
 }
 
-int timerfd_restore(ImgFile *f)
+static int timerfd_restore(struct rst_ctx *r, ImgFile *f)
 {
+	(void)r;
 	int fd = timerfd_create(f->tfd_clock, TFD_CLOEXEC | (f->flags & O_NONBLOCK ? TFD_NONBLOCK : 0));
 	if (fd < 0) {
 		log_err("restore: timerfd %u (clock %d): %s", f->id, f->tfd_clock, strerror(errno));
@@ -66,3 +80,11 @@ int timerfd_restore(ImgFile *f)
 	}
 	return fd;
 }
+
+const struct fd_kind fdkind_timerfd = {
+	.name = "timerfd",
+	.match = timerfd_match,
+	.dump = timerfd_dump,
+	.kinds = { FK_TIMERFD, 0 },
+	.restore = timerfd_restore,
+};

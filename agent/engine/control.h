@@ -1,0 +1,36 @@
+/*
+ * control.h — zapc-engine's side of the agent's control channel
+ * (proto/engine.proto, docs/engine-control.md).  Without --control the
+ * engine runs standalone (tests, debugging) and these calls do nothing.
+ */
+#ifndef ZAPC_ENGINE_CONTROL_H
+#define ZAPC_ENGINE_CONTROL_H
+
+#include <stdint.h>
+#include <sys/types.h>
+
+/* Use fd (from --control FD) as the channel.  0 or -errno. */
+int control_open(const char *fd_arg);
+int control_active(void);
+
+/*
+ * Restore: ask the agent for a pod for the image's name/ip/hostname and wait
+ * for it.  On success *netns_fd is the pod's netns and cgroups[] (up to max)
+ * the cgroup dirs the restored tasks join (strings live until exit).
+ * -ECANCELED when the agent refused (its reason is logged), other -errno.
+ */
+int control_pod_needed(const char *name, const char *ip, const char *hostname,
+		       int *netns_fd, char **cgroups, int max, int *ncg);
+
+void control_progress(const char *phase, uint64_t bytes);
+
+struct control_done {
+	int status;             /* 0 or -errno */
+	pid_t init_pid;
+	uint64_t frozen_us, image_bytes;
+	uint32_t processes, threads;
+};
+/* The final report; the error line is the engine's last logged error. */
+void control_done(const struct control_done *d);
+
+#endif

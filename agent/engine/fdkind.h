@@ -1,0 +1,54 @@
+/*
+ * fdkind.h — the kinds of open file the engine saves and re-creates.
+ *
+ * files.c walks each process's fd table, takes a copy of every fd with
+ * pidfd_getfd, finds descriptions shared between fds and processes (kcmp),
+ * and asks this table — in order, first match wins — which kind handles a
+ * new description.  Adding a kind of file = one file with its dump and
+ * restore sides + one line in fdkinds.c (and a FileKind value and, if it
+ * needs them, fields in proto/image.proto).  A description no kind matches
+ * fails the dump with pid, fd and type; the pod runs on unharmed.
+ */
+#ifndef ZAPC_ENGINE_FDKIND_H
+#define ZAPC_ENGINE_FDKIND_H
+
+#include <sys/stat.h>
+
+#include "agent/engine/engine.h"
+
+/* What the dump side knows of one fd. */
+struct fd_src {
+	struct dproc *p;        /* the process (p->hpid, p->tree->pid) */
+	int fd;                 /* its number in the process */
+	int lfd;                /* our copy (same open file description) */
+	const char *link;       /* readlink of /proc/PID/fd/N: path, "socket:[N]", "anon_inode:[eventfd]" ... */
+	struct stat st;         /* fstat(lfd) */
+	uint64_t pos;           /* from fdinfo */
+	uint32_t flags;         /* from fdinfo, O_CLOEXEC removed */
+};
+
+struct fd_kind {
+	const char *name;
+	/* Does this kind handle the description?  (Cheap: link and st only.) */
+	int (*match)(const struct fd_src *s);
+	/* Fill f (kind and fields) for a new description.  0 or -errno (logged). */
+	int (*dump)(struct dump_ctx *d, const struct fd_src *s, ImgFile *f);
+	/* The FileKind values this kind restores (0-terminated). */
+	int kinds[6];
+	/* Optional: once, before any description is re-created (e.g. all pipes). */
+	int (*prepare)(struct rst_ctx *r);
+	/* Re-create the description in the engine; return an fd (any number:
+	 * files.c moves it to the inventory range) or -errno (logged).  Runs in
+	 * the pod's network namespace. */
+	int (*restore)(struct rst_ctx *r, ImgFile *f);
+};
+
+extern const struct fd_kind *const fd_kinds[];   /* NULL-terminated */
+
+/* Helpers for kinds. */
+int inv_move(struct rst_ctx *r, int fd);
+int inherited_fd(struct rst_ctx *r, const char *key);
+/* memfile.c: a file whose content the image carries (memfd, deleted file). */
+int saved_file_restore(struct rst_ctx *r, ImgFile *f);
+
+#endif

@@ -1,0 +1,18 @@
+# agent/ — zapc-agent (API server, pods) and zapc-init (pid 1 of every pod).
+# agent/engine/ has its own module.mk.  pod_mounts.o can be linked alone by
+# other programs (zapc-engine): it needs only libc and lib/log.
+AGENT_SRCS := agent/main.c agent/server.c agent/pod.c agent/pod_mounts.c \
+              agent/cgroup.c agent/netlink.c agent/ops.c
+INIT_SRCS  := agent/init.c
+OBJS       += $(call objs,$(AGENT_SRCS) $(INIT_SRCS))
+SBINS      += $(BUILD)/bin/zapc-agent
+LIBEXEC    += $(BUILD)/bin/zapc-init
+POD_MOUNTS_OBJ := $(call objs,agent/pod_mounts.c)
+
+$(BUILD)/bin/zapc-agent: $(call objs,$(AGENT_SRCS)) $(LIBZAPC)
+	@mkdir -p $(@D)
+	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+
+$(BUILD)/bin/zapc-init: $(call objs,$(INIT_SRCS))
+	@mkdir -p $(@D)
+	$(CC) $(LDFLAGS) -o $@ $^

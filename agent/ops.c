@@ -1,0 +1,547 @@
+/*
+ * ops.c — checkpoint and restore operations (see ops.h).
+ *
+ * One struct op per running zapc-engine.  The engine's messages arrive on
+ * the control socket (a read event in the agent's loop); its exit arrives
+ * through SIGCHLD (ops_child_exited).  An operation is answered only when
+ * both have happened — the engine said Done (or closed the socket) and it
+ * has exited — so a client never sees "done" while an engine still runs,
+ * and a crashed engine is reported as such.  The engine's own error lines
+ * go to the agent's stderr (its log); Done carries the one line for the
+ * client.
+ */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/time.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <event2/event.h>
+
+#include "agent/ops.h"
+#include "agent/pod.h"
+#include "lib/frame.h"
+#include "lib/log.h"
+#include "proto/engine.pb-c.h"
+
+#define OP_TIMEOUT_S 600   /* an engine that takes longer is killed */
+
+enum op_kind { OP_CHECKPOINT, OP_RESTORE };
+
+struct op {
+	enum op_kind kind;
+	pid_t pid;			/* the engine */
+	int ctl;			/* control socket, -1 once closed */
+	struct event *ev, *timer;
+	char pod_name[POD_NAME_MAX + 1];	/* checkpoint: the pod; restore: the new pod */
+	pid_t pod_init;			/* checkpoint: init of the pod being saved */
+	int leave_running;
+	struct pod *prepared;		/* restore: pod prepared for the engine */
+	char want_name[POD_NAME_MAX + 1], want_ip[INET_ADDRSTRLEN];
+	uid_t uid;
+	gid_t gid;
+	Zapc__Engine__Done *done;	/* the engine's report, NULL until it came */
+	char fail[512];			/* an error the agent itself saw */
+	int exited, status;
+	struct timespec t0;
+	op_done_fn cb;
+	void *ctx;
+	struct op *next;
+};
+
+static struct {
+	struct event_base *base;
+	struct pod_node *node;
+	char engine[4096];
+	struct op *ops;
+} g;
+
+void ops_init(struct event_base *base, struct pod_node *node, const char *engine_path)
+{
+	g.base = base;
+	g.node = node;
+	snprintf(g.engine, sizeof(g.engine), "%s", engine_path);
+}
+
+static uint64_t since_us(const struct timespec *t0)
+{
+	struct timespec t;
+
+	clock_gettime(CLOCK_MONOTONIC, &t);
+	return (uint64_t)(t.tv_sec - t0->tv_sec) * 1000000u +
+	       (uint64_t)((t.tv_nsec - t0->tv_nsec) / 1000);
+}
+
+static void op_close_ctl(struct op *op)
+{
+	if (op->ev)
+		event_free(op->ev);
+	op->ev = NULL;
+	if (op->ctl >= 0)
+		close(op->ctl);
+	op->ctl = -1;
+}
+
+static void op_free(struct op *op)
+{
+	struct op **pp;
+
+	for (pp = &g.ops; *pp; pp = &(*pp)->next)
+		if (*pp == op) {
+			*pp = op->next;
+			break;
+		}
+	op_close_ctl(op);
+	if (op->timer)
+		event_free(op->timer);
+	if (op->done)
+		zapc__engine__done__free_unpacked(op->done, NULL);
+	free(op);
+}
+
+/* The reason an operation failed, in one line. */
+static void op_reason(const struct op *op, char *buf, size_t len)
+{
+	if (op->fail[0])
+		snprintf(buf, len, "%s", op->fail);
+	else if (op->done && op->done->status != 0)
+		snprintf(buf, len, "%s", op->done->error && op->done->error[0] ?
+			 op->done->error : strerror(-op->done->status));
+	else if (WIFSIGNALED(op->status))
+		snprintf(buf, len, "zapc-engine died of signal %d (%s)", WTERMSIG(op->status),
+			 strsignal(WTERMSIG(op->status)));
+	else if (!op->done)
+		snprintf(buf, len, "zapc-engine exited with status %d without a report",
+			 WEXITSTATUS(op->status));
+	else
+		snprintf(buf, len, "zapc-engine exited with status %d", WEXITSTATUS(op->status));
+}
+
+static int op_ok(const struct op *op)
+{
+	return !op->fail[0] && op->done && op->done->status == 0 &&
+	       WIFEXITED(op->status) && WEXITSTATUS(op->status) == 0;
+}
+
+static void finish_checkpoint(struct op *op, Zapc__Response *r, char *why, size_t whylen)
+{
+	static Zapc__CheckpointResult cr;
+	struct pod *pod = pod_find(g.node, op->pod_name);
+
+	if (!op_ok(op)) {
+		op_reason(op, why, whylen);
+		log_err("pod %s: checkpoint failed: %s", op->pod_name, why);
+		r->status = op->done && op->done->status ? op->done->status : -EIO;
+		r->error = why;
+		return;
+	}
+	zapc__checkpoint_result__init(&cr);
+	cr.image_bytes = op->done->image_bytes;
+	cr.frozen_us = op->done->frozen_us;
+	cr.total_us = since_us(&op->t0);
+	cr.processes = op->done->processes;
+	cr.threads = op->done->threads;
+	r->result_case = ZAPC__RESPONSE__RESULT_CHECKPOINT;
+	r->checkpoint = &cr;
+	log_info("pod %s: checkpoint done: %u processes, %llu bytes, frozen %llu us, %llu us in all%s",
+		 op->pod_name, cr.processes, (unsigned long long)cr.image_bytes,
+		 (unsigned long long)cr.frozen_us, (unsigned long long)cr.total_us,
+		 op->leave_running ? " (left running)" : "");
+	/* The engine killed the pod's processes; take down what is left of it
+	 * (netns, veth, cgroups) now rather than when the init's exit arrives. */
+	if (!op->leave_running && pod && pod->init_pid == op->pod_init) {
+		pod->console_owned = 0;	/* the image's processes write to it */
+		pod_destroy(g.node, pod);
+	}
+}
+
+static struct pod *finish_restore(struct op *op, Zapc__Response *r, char *why, size_t whylen)
+{
+	static Zapc__RestoreResult rr;
+	struct pod *pod = op->prepared;
+	int rc;
+
+	if (op_ok(op) && !pod)
+		snprintf(op->fail, sizeof(op->fail), "zapc-engine reported a restore but never asked for a pod");
+	if (op_ok(op) && op->done->init_pid <= 0)
+		snprintf(op->fail, sizeof(op->fail), "zapc-engine reported no init pid");
+	if (op_ok(op) && (rc = pod_adopt(g.node, pod, op->done->init_pid)) < 0)
+		snprintf(op->fail, sizeof(op->fail), "pod %s: adopting restored init %d: %s",
+			 pod->name, op->done->init_pid, strerror(-rc));
+	if (!op_ok(op)) {
+		op_reason(op, why, whylen);
+		log_err("restore%s%s failed: %s", pod ? " of pod " : "", pod ? pod->name : "", why);
+		/* All or nothing: the engine killed what it restored; drop the pod. */
+		if (pod)
+			pod_destroy(g.node, pod);
+		op->prepared = NULL;
+		r->status = op->done && op->done->status ? op->done->status : -EIO;
+		r->error = why;
+		return NULL;
+	}
+	zapc__restore_result__init(&rr);
+	rr.total_us = since_us(&op->t0);
+	rr.processes = op->done->processes;
+	rr.threads = op->done->threads;
+	r->result_case = ZAPC__RESPONSE__RESULT_RESTORE;
+	r->restore = &rr;
+	/* The restored processes write to the console file of the pod they were
+	 * saved from; when it is this pod's (same name), this pod owns it again. */
+	pod->console_owned = access(pod->console, F_OK) == 0;
+	log_info("pod %s restored: init %d, %u processes, %llu us", pod->name, pod->init_pid,
+		 rr.processes, (unsigned long long)rr.total_us);
+	return pod;
+}
+
+/* Both the report and the exit are in (or the engine is gone): answer. */
+static void op_finish(struct op *op)
+{
+	Zapc__Response r = ZAPC__RESPONSE__INIT;
+	struct pod *pod = NULL;
+	char why[512];
+
+	if (!op->exited)
+		return;
+	if (op->ctl >= 0 && !op->done) {
+		/* Exited, but its last words may still sit in the socket. */
+		return;
+	}
+	if (op->kind == OP_CHECKPOINT)
+		finish_checkpoint(op, &r, why, sizeof(why));
+	else
+		pod = finish_restore(op, &r, why, sizeof(why));
+	if (op->cb)
+		op->cb(op->ctx, &r, pod);
+	op_free(op);
+}
+
+static void send_abort(struct op *op, const char *reason)
+{
+	Zapc__Engine__ToEngine m = ZAPC__ENGINE__TO_ENGINE__INIT;
+	Zapc__Engine__Abort a = ZAPC__ENGINE__ABORT__INIT;
+
+	a.reason = (char *)reason;
+	m.msg_case = ZAPC__ENGINE__TO_ENGINE__MSG_ABORT;
+	m.abort = &a;
+	frame_send_msg(op->ctl, &m.base, NULL, 0);
+}
+
+/* Restore: the engine read the image's pod identity; prepare a pod for it. */
+static void on_pod_needed(struct op *op, Zapc__Engine__PodNeeded *pn)
+{
+	Zapc__Engine__ToEngine m = ZAPC__ENGINE__TO_ENGINE__INIT;
+	Zapc__Engine__PodReady pr = ZAPC__ENGINE__POD_READY__INIT;
+	const char *name = op->want_name[0] ? op->want_name : pn->name;
+	const char *ip = op->want_ip[0] ? op->want_ip : pn->ip;
+	struct pod_spec spec = { .name = name, .ip = ip, .uid = op->uid, .gid = op->gid };
+	char *cgs[CG_NR];
+	int rc;
+
+	if (op->prepared) {
+		snprintf(op->fail, sizeof(op->fail), "zapc-engine asked for a second pod");
+		send_abort(op, op->fail);
+		return;
+	}
+	if (!name || !pod_name_valid(name)) {
+		snprintf(op->fail, sizeof(op->fail), "restore: the image's pod name '%.40s' is not valid "
+			 "(give one with --pod)", name ? name : "");
+		send_abort(op, op->fail);
+		return;
+	}
+	if (pod_find(g.node, name)) {
+		snprintf(op->fail, sizeof(op->fail), "restore: pod %s already exists on this node "
+			 "(give another name with --pod)", name);
+		send_abort(op, op->fail);
+		return;
+	}
+	log_last_err_clear();
+	rc = pod_prepare(g.node, &spec, &op->prepared);
+	if (rc < 0) {
+		const char *e = log_last_err();
+
+		snprintf(op->fail, sizeof(op->fail), "restore: preparing pod %s: %s", name,
+			 e[0] ? e : strerror(-rc));
+		op->prepared = NULL;
+		send_abort(op, op->fail);
+		return;
+	}
+	snprintf(op->pod_name, sizeof(op->pod_name), "%s", name);
+	pr.n_cgroups = 0;
+	for (int i = 0; i < CG_NR; i++)
+		if (op->prepared->cg.path[i][0])
+			cgs[pr.n_cgroups++] = op->prepared->cg.path[i];
+	pr.cgroups = cgs;
+	pr.name = op->prepared->name;
+	m.msg_case = ZAPC__ENGINE__TO_ENGINE__MSG_POD_READY;
+	m.pod_ready = &pr;
+	rc = frame_send_msg(op->ctl, &m.base, &op->prepared->netns_fd, 1);
+	if (rc < 0)
+		snprintf(op->fail, sizeof(op->fail), "restore: handing pod %s to zapc-engine: %s",
+			 name, strerror(-rc));
+}
+
+static void on_ctl(evutil_socket_t fd, short what, void *arg)
+{
+	struct op *op = arg;
+	Zapc__Engine__ToAgent *m;
+	uint8_t *p = NULL;
+	size_t len = 0;
+	int nfds = 0, rc;
+
+	rc = frame_recv(op->ctl, 64 << 10, &p, &len, NULL, 0, &nfds);
+	if (rc < 0) {
+		if (rc != -ENODATA && !op->done && !op->fail[0])
+			snprintf(op->fail, sizeof(op->fail), "zapc-engine control channel: %s",
+				 strerror(-rc));
+		op_close_ctl(op);
+		op_finish(op);
+		return;
+	}
+	m = zapc__engine__to_agent__unpack(NULL, len, p);
+	free(p);
+	if (!m) {
+		snprintf(op->fail, sizeof(op->fail), "zapc-engine sent a malformed message");
+		kill(op->pid, SIGKILL);
+		op_close_ctl(op);
+		op_finish(op);
+		return;
+	}
+	switch (m->msg_case) {
+	case ZAPC__ENGINE__TO_AGENT__MSG_POD_NEEDED:
+		if (op->kind == OP_RESTORE)
+			on_pod_needed(op, m->pod_needed);
+		break;
+	case ZAPC__ENGINE__TO_AGENT__MSG_PROGRESS:
+		log_debug("pod %s: %s (%llu bytes)", op->pod_name, m->progress->phase,
+			  (unsigned long long)m->progress->bytes);
+		break;
+	case ZAPC__ENGINE__TO_AGENT__MSG_DONE:
+		if (!op->done) {
+			op->done = m->done;
+			m->done = NULL;	/* keep it: detach from m before freeing m */
+			m->msg_case = ZAPC__ENGINE__TO_AGENT__MSG__NOT_SET;
+		}
+		break;
+	default:
+		break;
+	}
+	zapc__engine__to_agent__free_unpacked(m, NULL);
+	op_finish(op);
+}
+
+static void on_timeout(evutil_socket_t fd, short what, void *arg)
+{
+	struct op *op = arg;
+
+	snprintf(op->fail, sizeof(op->fail), "zapc-engine took more than %d s; killed", OP_TIMEOUT_S);
+	log_err("pod %s: %s", op->pod_name, op->fail);
+	kill(op->pid, SIGKILL);
+}
+
+/* fork+exec the engine with the control socket on fd 3 and io_fd on io_target. */
+static int op_spawn(struct op *op, char *const argv[], int io_fd, int io_target)
+{
+	struct timeval tmo = { OP_TIMEOUT_S, 0 };
+	struct timeval rcvtmo = { 10, 0 };
+	int sv[2];
+	pid_t pid;
+
+	if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) < 0)
+		return -errno;
+	pid = fork();
+	if (pid < 0) {
+		int e = errno;
+
+		close(sv[0]);
+		close(sv[1]);
+		return -e;
+	}
+	if (pid == 0) {
+		int null = open("/dev/null", O_RDWR);
+
+		/* SIGPIPE stays ignored (inherited): a reader that goes away must
+		 * become a write error, never kill an engine holding a seized pod. */
+		/* The engine's stdio: the image on one end, /dev/null on the other. */
+		if (dup2(io_fd, io_target) < 0 || dup2(null, io_target == 0 ? 1 : 0) < 0 ||
+		    dup2(sv[1], 3) < 0)
+			_exit(127);
+		execv(g.engine, argv);
+		dprintf(2, "zapc-agent: exec %s: %s\n", g.engine, strerror(errno));
+		_exit(127);
+	}
+	close(sv[1]);
+	op->pid = pid;
+	op->ctl = sv[0];
+	/* A frame from our own engine arrives whole; the timeout only guards a wedged one. */
+	setsockopt(op->ctl, SOL_SOCKET, SO_RCVTIMEO, &rcvtmo, sizeof(rcvtmo));
+	op->ev = event_new(g.base, op->ctl, EV_READ | EV_PERSIST, on_ctl, op);
+	op->timer = evtimer_new(g.base, on_timeout, op);
+	event_add(op->ev, NULL);
+	evtimer_add(op->timer, &tmo);
+	op->next = g.ops;
+	g.ops = op;
+	return 0;
+}
+
+static struct op *op_new(enum op_kind kind, uid_t uid, op_done_fn done, void *ctx)
+{
+	struct op *op = calloc(1, sizeof(*op));
+
+	if (!op)
+		return NULL;
+	op->kind = kind;
+	op->ctl = -1;
+	op->uid = uid;
+	op->cb = done;
+	op->ctx = ctx;
+	clock_gettime(CLOCK_MONOTONIC, &op->t0);
+	return op;
+}
+
+int ops_checkpoint(struct pod *pod, int out_fd, int leave_running, uid_t uid,
+		   op_done_fn done, void *ctx)
+{
+	char init[16], ip[INET_ADDRSTRLEN];
+	char *argv[20];
+	struct op *op;
+	int n = 0, rc;
+
+	if (ops_pod_busy(pod)) {
+		close(out_fd);
+		log_err("pod %s: a checkpoint is already in progress", pod->name);
+		return -EBUSY;
+	}
+	if (pod->state != POD_RUNNING || pod->init_pid <= 0 || !pod->cg.path[CG_V2][0]) {
+		close(out_fd);
+		log_err("pod %s: cannot be checkpointed (%s)", pod->name,
+			!pod->cg.path[CG_V2][0] ? "no v2 cgroup to freeze it with" : "not running");
+		return -EINVAL;
+	}
+	op = op_new(OP_CHECKPOINT, uid, done, ctx);
+	if (!op) {
+		close(out_fd);
+		return -ENOMEM;
+	}
+	snprintf(op->pod_name, sizeof(op->pod_name), "%s", pod->name);
+	op->pod_init = pod->init_pid;
+	op->leave_running = leave_running;
+	snprintf(init, sizeof(init), "%d", (int)pod->init_pid);
+	inet_ntop(AF_INET, &pod->ip, ip, sizeof(ip));
+	argv[n++] = "zapc-engine";
+	argv[n++] = "dump";
+	argv[n++] = "--control";
+	argv[n++] = "3";
+	argv[n++] = "--cgroup";
+	argv[n++] = pod->cg.path[CG_V2];
+	argv[n++] = "--init";
+	argv[n++] = init;
+	argv[n++] = "--pod-name";
+	argv[n++] = pod->name;
+	argv[n++] = "--pod-ip";
+	argv[n++] = ip;
+	argv[n++] = "-o";
+	argv[n++] = "-";
+	if (leave_running)
+		argv[n++] = "--leave-running";
+	argv[n] = NULL;
+	rc = op_spawn(op, argv, out_fd, 1);
+	close(out_fd);
+	if (rc < 0) {
+		log_err("pod %s: starting zapc-engine: %s", pod->name, strerror(-rc));
+		free(op);
+		return rc;
+	}
+	log_info("pod %s: checkpoint by uid %u (engine %d)%s", pod->name, (unsigned)uid,
+		 (int)op->pid, leave_running ? ", leave running" : "");
+	return 0;
+}
+
+int ops_restore(int in_fd, const char *name, const char *ip, uid_t uid, gid_t gid,
+		op_done_fn done, void *ctx)
+{
+	char *argv[] = { "zapc-engine", "restore", "--control", "3", "-i", "-", NULL };
+	struct op *op;
+	int rc;
+
+	if (name && name[0] && !pod_name_valid(name)) {
+		close(in_fd);
+		log_err("restore: pod name '%.40s' is not valid", name);
+		return -EINVAL;
+	}
+	op = op_new(OP_RESTORE, uid, done, ctx);
+	if (!op) {
+		close(in_fd);
+		return -ENOMEM;
+	}
+	op->gid = gid;
+	snprintf(op->want_name, sizeof(op->want_name), "%s", name ? name : "");
+	snprintf(op->want_ip, sizeof(op->want_ip), "%s", ip ? ip : "");
+	snprintf(op->pod_name, sizeof(op->pod_name), "%s", op->want_name[0] ? op->want_name : "(image)");
+	rc = op_spawn(op, argv, in_fd, 0);
+	close(in_fd);
+	if (rc < 0) {
+		log_err("restore: starting zapc-engine: %s", strerror(-rc));
+		free(op);
+		return rc;
+	}
+	log_info("restore by uid %u (engine %d)", (unsigned)uid, (int)op->pid);
+	return 0;
+}
+
+int ops_child_exited(pid_t pid, int status)
+{
+	for (struct op *op = g.ops; op; op = op->next) {
+		if (op->pid != pid)
+			continue;
+		op->exited = 1;
+		op->status = status;
+		op_finish(op);
+		return 1;
+	}
+	return 0;
+}
+
+void ops_forget_ctx(void *ctx)
+{
+	for (struct op *op = g.ops; op; op = op->next)
+		if (op->ctx == ctx) {
+			op->ctx = NULL;
+			op->cb = NULL;
+		}
+}
+
+int ops_pod_busy(const struct pod *pod)
+{
+	for (struct op *op = g.ops; op; op = op->next)
+		if ((op->kind == OP_CHECKPOINT && strcmp(op->pod_name, pod->name) == 0) ||
+		    op->prepared == pod)
+			return 1;
+	return 0;
+}
+
+void ops_fini(void)
+{
+	while (g.ops) {
+		struct op *op = g.ops;
+		int st;
+
+		kill(op->pid, SIGKILL);
+		if (waitpid(op->pid, &st, 0) == op->pid) {
+			op->exited = 1;
+			op->status = st;
+		}
+		snprintf(op->fail, sizeof(op->fail), "the agent is shutting down");
+		op_close_ctl(op);
+		if (op->exited)
+			op_finish(op);
+		else
+			op_free(op);
+	}
+}

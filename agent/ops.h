@@ -1,0 +1,50 @@
+/*
+ * ops.h — checkpoint and restore of pods, carried out by zapc-engine.
+ *
+ * The agent fork+execs zapc-engine per operation (crash isolation, a stable
+ * ptrace tracer, an event loop that stays free) and talks to it over a
+ * control socketpair (proto/engine.proto, docs/engine-control.md).  The
+ * agent owns pods: on restore the engine asks for one (PodNeeded), the agent
+ * prepares it (netns, veth, IP, cgroups) and hands it over (PodReady + the
+ * netns fd), and adopts the restored init when the engine reports Done.
+ * Whatever fails, a prepared pod is destroyed and the client gets one line.
+ */
+#ifndef ZAPC_AGENT_OPS_H
+#define ZAPC_AGENT_OPS_H
+
+#include <sys/types.h>
+
+#include "proto/agent.pb-c.h"
+
+struct event_base;
+struct pod_node;
+struct pod;
+
+/* Called once per operation with the response to send (valid during the
+ * call); pod is the restored pod (NULL otherwise), for the response's info. */
+typedef void (*op_done_fn)(void *ctx, Zapc__Response *r, struct pod *pod);
+
+void ops_init(struct event_base *base, struct pod_node *node, const char *engine_path);
+
+/* Checkpoint pod into out_fd (taken: closed by ops).  0, or -errno (done not called). */
+int ops_checkpoint(struct pod *pod, int out_fd, int leave_running, uid_t uid,
+		   op_done_fn done, void *ctx);
+
+/* Restore the image read from in_fd (taken) into a new pod owned by uid/gid;
+ * name and ip ("" = the image's) override the image's.  0 or -errno. */
+int ops_restore(int in_fd, const char *name, const char *ip, uid_t uid, gid_t gid,
+		op_done_fn done, void *ctx);
+
+/* A child ended: 1 if it was an engine (reaped and handled), else 0. */
+int ops_child_exited(pid_t pid, int status);
+
+/* The client behind ctx went away: the operation finishes without answering. */
+void ops_forget_ctx(void *ctx);
+
+/* Is an operation working on this pod (checkpoint in progress)? */
+int ops_pod_busy(const struct pod *pod);
+
+/* Kill every running engine and wait for it (agent shutdown). */
+void ops_fini(void);
+
+#endif

@@ -1,0 +1,85 @@
+/*
+ * netstate.h — save and re-create a pod's sockets, and hold its traffic
+ * while that happens.  The public interface of netstate/ (see docs/netstate.md).
+ *
+ * Sockets: the caller holds an fd for the pod's socket (pidfd_getfd gives the
+ * same open file).  Capture is non-destructive: afterwards the socket is
+ * exactly as before and the application reads the identical byte stream.
+ * Restore creates a fresh socket in the caller's *current* network namespace
+ * and returns its fd; the caller places it at the right fd number.
+ *
+ * Order on the checkpointing side:  freeze pod → netstate_hold_begin →
+ *   netstate_sock_capture (each socket) → [migration: netstate_sock_detach on
+ *   each, kill pod, netstate_hold_drop] | [snapshot/abort: netstate_hold_release].
+ * Order on the restoring side: netstate_hold_begin in the new netns before its
+ *   address comes up → netstate_sock_restore (each) → netstate_sock_finish (each)
+ *   → netstate_hold_release.
+ */
+#ifndef ZAPC_NETSTATE_H
+#define ZAPC_NETSTATE_H
+
+#include <stdint.h>
+#include "proto/netstate.pb-c.h"
+
+typedef Netstate__Socket netstate_sock_t;
+
+/* Capture the socket behind fd.  *out is malloc'ed: free with netstate_sock_free. */
+int netstate_sock_capture(int fd, netstate_sock_t **out);
+void netstate_sock_free(netstate_sock_t *s);
+
+/* Make the captured original disappear silently when its last fd closes
+ * (TCP: leave it in repair mode, so no FIN/RST reaches the peer).  For
+ * migration, after capture and before the pod is killed. */
+int netstate_sock_detach(int fd);
+
+/* Validate an image record (bounds, lengths, combinations).  0 or -EINVAL. */
+int netstate_sock_validate(const netstate_sock_t *s);
+
+/* Create the socket in the current netns (setns the calling thread into the
+ * pod's netns first), fully set up; *fd_out is O_CLOEXEC
+ * (the caller clears it when installing in the target).  TCP connections are
+ * left in repair mode when the image says so: call netstate_sock_finish once
+ * every socket of the pod exists (ports shared by a listener and its
+ * connections) and while the traffic is still held. */
+int netstate_sock_restore(const netstate_sock_t *s, int *fd_out);
+int netstate_sock_finish(const netstate_sock_t *s, int fd);
+
+/* Serialize helpers for callers that store a record on its own. */
+size_t netstate_sock_packed_size(const netstate_sock_t *s);
+size_t netstate_sock_pack(const netstate_sock_t *s, uint8_t *buf);
+netstate_sock_t *netstate_sock_unpack(const uint8_t *buf, size_t len);
+
+/* --- traffic hold (NFQUEUE, DROP fallback) ----------------------------- */
+
+struct netstate_hold;
+
+enum netstate_hold_mode {
+	NETSTATE_HOLD_NFQUEUE = 0,   /* default: queue and keep every packet */
+	NETSTATE_HOLD_DROP    = 1,   /* DROP rules (also the automatic fallback) */
+};
+
+/* Hold all non-loopback IPv4+IPv6 traffic of the netns behind netns_fd
+ * (raw PREROUTING and OUTPUT, one chain ZAPC_HOLD).  queue_num must be unique
+ * per pod.  A holder process (fork()ed without exec: call it from a thread
+ * that holds no locks other threads need, e.g. not inside a malloc-heavy
+ * critical section) owns the rules; it removes them when released, dropped,
+ * or when the caller dies.  *out to be ended with release or drop.  Takes
+ * ~20-40 ms (iptables-restore runs twice). */
+int netstate_hold_begin(int netns_fd, unsigned queue_num, enum netstate_hold_mode mode,
+			struct netstate_hold **out);
+/* Re-inject every held packet in arrival order, remove the rules, free h. */
+int netstate_hold_release(struct netstate_hold *h);
+/* Discard every held packet (peers retransmit), remove the rules, free h. */
+int netstate_hold_drop(struct netstate_hold *h);
+/* Packets held so far (for logs and tests); -errno on error. */
+int netstate_hold_count(struct netstate_hold *h);
+/* The holder process (for diagnostics; it is the caller's child). */
+int netstate_hold_pid(const struct netstate_hold *h);
+/* Which mode is really in force (NFQUEUE may have fallen back to DROP). */
+enum netstate_hold_mode netstate_hold_mode(const struct netstate_hold *h);
+
+/* Delete conntrack entries to or from addr (text IPv4/IPv6) in netns_fd
+ * (-1: the current netns).  0 also when there was nothing to delete. */
+int netstate_conntrack_flush(int netns_fd, const char *addr);
+
+#endif

@@ -1,0 +1,327 @@
+/*
+ * sockopt.c — the socket, IP and TCP options a program can set, captured
+ * with getsockopt and re-applied with setsockopt from one fixed table.
+ *
+ * The table is also the validator: an image may only name options that are
+ * in it, with a value of the right kind and size.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <netinet/ip.h>
+#include <netinet/tcp.h>
+#include <netinet/udp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "lib/log.h"
+#include "netstate/internal.h"
+
+enum opt_kind {
+	K_INT,        /* plain int */
+	K_BUF,        /* SO_SNDBUF/SO_RCVBUF: the kernel doubles what is set */
+	K_STR,        /* NUL-terminated name (TCP_CONGESTION, SO_BINDTODEVICE) */
+	K_LINGER,     /* struct linger */
+	K_TIMEVAL,    /* struct timeval (SO_RCVTIMEO/SO_SNDTIMEO) */
+};
+
+enum {
+	F_TCP = 1, F_UDP = 2, F_ANY = 3,
+	F_V4 = 4, F_V6 = 8, F_BOTHFAM = 12,
+	F_AFTER_REPAIR = 16,   /* re-applied after TCP_REPAIR is switched off */
+	F_SKIP_DEFAULT = 32,   /* only saved when it differs from a fresh socket */
+};
+
+struct opt_desc {
+	int level, name;
+	enum opt_kind kind;
+	int flags;
+	const char *what;
+};
+
+#define O(l, n, k, f) { l, n, k, f, #n }
+static const struct opt_desc opt_table[] = {
+	O(SOL_SOCKET, SO_REUSEADDR, K_INT, F_ANY | F_BOTHFAM | F_AFTER_REPAIR),
+	O(SOL_SOCKET, SO_REUSEPORT, K_INT, F_ANY | F_BOTHFAM),
+	O(SOL_SOCKET, SO_KEEPALIVE, K_INT, F_TCP | F_BOTHFAM),
+	O(SOL_SOCKET, SO_BROADCAST, K_INT, F_UDP | F_BOTHFAM),
+	O(SOL_SOCKET, SO_OOBINLINE, K_INT, F_TCP | F_BOTHFAM),
+	O(SOL_SOCKET, SO_SNDBUF, K_BUF, F_ANY | F_BOTHFAM | F_SKIP_DEFAULT),
+	O(SOL_SOCKET, SO_RCVBUF, K_BUF, F_ANY | F_BOTHFAM | F_SKIP_DEFAULT),
+	O(SOL_SOCKET, SO_LINGER, K_LINGER, F_ANY | F_BOTHFAM),
+	O(SOL_SOCKET, SO_MARK, K_INT, F_ANY | F_BOTHFAM),
+	O(SOL_SOCKET, SO_RCVLOWAT, K_INT, F_ANY | F_BOTHFAM),
+	O(SOL_SOCKET, SO_RCVTIMEO, K_TIMEVAL, F_ANY | F_BOTHFAM),
+	O(SOL_SOCKET, SO_SNDTIMEO, K_TIMEVAL, F_ANY | F_BOTHFAM),
+	O(SOL_SOCKET, SO_BINDTODEVICE, K_STR, F_ANY | F_BOTHFAM),
+	O(SOL_SOCKET, SO_TIMESTAMP, K_INT, F_ANY | F_BOTHFAM),
+	O(SOL_SOCKET, SO_PASSCRED, K_INT, F_ANY | F_BOTHFAM),
+	O(IPPROTO_IP, IP_TOS, K_INT, F_ANY | F_V4),
+	O(IPPROTO_IP, IP_TTL, K_INT, F_ANY | F_V4 | F_SKIP_DEFAULT),
+	O(IPPROTO_IP, IP_MTU_DISCOVER, K_INT, F_ANY | F_V4 | F_SKIP_DEFAULT),
+	O(IPPROTO_IP, IP_RECVERR, K_INT, F_ANY | F_V4),
+	O(IPPROTO_IP, IP_PKTINFO, K_INT, F_UDP | F_V4),
+	O(IPPROTO_IP, IP_RECVTOS, K_INT, F_UDP | F_V4),
+	O(IPPROTO_IP, IP_FREEBIND, K_INT, F_ANY | F_V4),
+	O(IPPROTO_IP, IP_TRANSPARENT, K_INT, F_ANY | F_V4),
+	O(IPPROTO_IP, IP_MULTICAST_TTL, K_INT, F_UDP | F_V4),
+	O(IPPROTO_IP, IP_MULTICAST_LOOP, K_INT, F_UDP | F_V4),
+	O(IPPROTO_IPV6, IPV6_V6ONLY, K_INT, F_ANY | F_V6),
+	O(IPPROTO_IPV6, IPV6_TCLASS, K_INT, F_ANY | F_V6),
+	O(IPPROTO_IPV6, IPV6_UNICAST_HOPS, K_INT, F_ANY | F_V6 | F_SKIP_DEFAULT),
+	O(IPPROTO_IPV6, IPV6_MTU_DISCOVER, K_INT, F_ANY | F_V6 | F_SKIP_DEFAULT),
+	O(IPPROTO_IPV6, IPV6_RECVERR, K_INT, F_ANY | F_V6),
+	O(IPPROTO_IPV6, IPV6_RECVPKTINFO, K_INT, F_UDP | F_V6),
+	O(IPPROTO_IPV6, IPV6_FREEBIND, K_INT, F_ANY | F_V6),
+	O(IPPROTO_IPV6, IPV6_TRANSPARENT, K_INT, F_ANY | F_V6),
+	O(IPPROTO_TCP, TCP_NODELAY, K_INT, F_TCP | F_BOTHFAM),
+	O(IPPROTO_TCP, TCP_CORK, K_INT, F_TCP | F_BOTHFAM),
+	O(IPPROTO_TCP, TCP_KEEPIDLE, K_INT, F_TCP | F_BOTHFAM | F_SKIP_DEFAULT),
+	O(IPPROTO_TCP, TCP_KEEPINTVL, K_INT, F_TCP | F_BOTHFAM | F_SKIP_DEFAULT),
+	O(IPPROTO_TCP, TCP_KEEPCNT, K_INT, F_TCP | F_BOTHFAM | F_SKIP_DEFAULT),
+	O(IPPROTO_TCP, TCP_USER_TIMEOUT, K_INT, F_TCP | F_BOTHFAM),
+	O(IPPROTO_TCP, TCP_NOTSENT_LOWAT, K_INT, F_TCP | F_BOTHFAM),
+	O(IPPROTO_TCP, TCP_LINGER2, K_INT, F_TCP | F_BOTHFAM | F_SKIP_DEFAULT),
+	O(IPPROTO_TCP, TCP_SYNCNT, K_INT, F_TCP | F_BOTHFAM | F_SKIP_DEFAULT),
+	O(IPPROTO_TCP, TCP_DEFER_ACCEPT, K_INT, F_TCP | F_BOTHFAM),
+	O(IPPROTO_TCP, TCP_THIN_LINEAR_TIMEOUTS, K_INT, F_TCP | F_BOTHFAM),
+	O(IPPROTO_TCP, TCP_CONGESTION, K_STR, F_TCP | F_BOTHFAM | F_SKIP_DEFAULT),
+	O(IPPROTO_UDP, UDP_CORK, K_INT, F_UDP | F_BOTHFAM),
+	/* After IP_TOS: setting the TOS of a stream socket also sets its priority. */
+	O(SOL_SOCKET, SO_PRIORITY, K_INT, F_ANY | F_BOTHFAM),
+};
+#undef O
+
+#define OPT_STR_MAX 32   /* TCP_CA_NAME_MAX 16, IFNAMSIZ 16 */
+
+static int sock_kind_flags(const Netstate__Socket *s)
+{
+	return (s->type == SOCK_STREAM ? F_TCP : F_UDP) | (s->family == AF_INET6 ? F_V6 : F_V4);
+}
+
+static bool applies(const struct opt_desc *d, int kind)
+{
+	return (d->flags & kind & F_ANY) && (d->flags & kind & F_BOTHFAM);
+}
+
+static const struct opt_desc *find_desc(uint32_t level, uint32_t name)
+{
+	for (size_t i = 0; i < sizeof(opt_table) / sizeof(opt_table[0]); i++)
+		if ((uint32_t)opt_table[i].level == level && (uint32_t)opt_table[i].name == name)
+			return &opt_table[i];
+	return NULL;
+}
+
+/* Read one option into a union-ish buffer; returns its length or -errno. */
+static int get_raw(int fd, const struct opt_desc *d, void *buf, socklen_t cap)
+{
+	socklen_t len = cap;
+
+	memset(buf, 0, cap);
+	if (getsockopt(fd, d->level, d->name, buf, &len) < 0)
+		return -errno;
+	return (int)len;
+}
+
+/* Same option on a fresh socket of the same kind: the default to compare
+ * with.  Cached per (family, type, option): defaults are per netns sysctls
+ * that do not change during a checkpoint, and a socket per option would
+ * dominate the capture time. */
+#define N_OPTS (sizeof(opt_table) / sizeof(opt_table[0]))
+struct default_cache {
+	int valid, len;
+	char val[OPT_STR_MAX + 16];
+};
+static struct default_cache defaults[2][2][N_OPTS];   /* [v6][udp][opt] */
+
+static int default_raw(const Netstate__Socket *s, const struct opt_desc *d, void *buf, socklen_t cap)
+{
+	struct default_cache *dc = &defaults[s->family == AF_INET6][s->type == SOCK_DGRAM][d - opt_table];
+	int fd, n;
+
+	if (!dc->valid) {
+		fd = socket((int)s->family, (int)s->type | SOCK_CLOEXEC, (int)s->protocol);
+		if (fd < 0)
+			return -errno;
+		n = get_raw(fd, d, dc->val, cap);
+		close(fd);
+		if (n < 0)
+			return n;
+		dc->len = n;
+		dc->valid = 1;
+	}
+	memcpy(buf, dc->val, (size_t)dc->len);
+	return dc->len;
+}
+
+static int add_opt(Netstate__Socket *s, const struct opt_desc *d, const void *buf, int len)
+{
+	Netstate__Opt *o, **v;
+
+	v = realloc(s->opts, (s->n_opts + 1) * sizeof(*v));
+	if (!v)
+		return -ENOMEM;
+	s->opts = v;
+	o = malloc(sizeof(*o));
+	if (!o)
+		return -ENOMEM;
+	netstate__opt__init(o);
+	o->level = d->level;
+	o->name = d->name;
+	if (d->kind == K_INT || d->kind == K_BUF) {
+		int iv;
+		memcpy(&iv, buf, sizeof(iv));
+		o->has_ival = 1;
+		o->ival = d->kind == K_BUF ? iv / 2 : iv;
+	} else {
+		size_t n = d->kind == K_STR ? strnlen(buf, (size_t)len) : (size_t)len;
+		o->has_bval = 1;
+		o->bval.data = malloc(n ? n : 1);
+		if (!o->bval.data) {
+			free(o);
+			return -ENOMEM;
+		}
+		memcpy(o->bval.data, buf, n);
+		o->bval.len = n;
+	}
+	s->opts[s->n_opts++] = o;
+	return 0;
+}
+
+static bool is_zero(const void *buf, int len)
+{
+	const unsigned char *p = buf;
+	for (int i = 0; i < len; i++)
+		if (p[i])
+			return false;
+	return true;
+}
+
+int ns_opts_capture(int fd, Netstate__Socket *s)
+{
+	int kind = sock_kind_flags(s);
+	char buf[OPT_STR_MAX + 16], def[OPT_STR_MAX + 16];
+	int fl, n, dn, r;
+
+	for (size_t i = 0; i < sizeof(opt_table) / sizeof(opt_table[0]); i++) {
+		const struct opt_desc *d = &opt_table[i];
+
+		if (!applies(d, kind))
+			continue;
+		n = get_raw(fd, d, buf, d->kind == K_STR ? OPT_STR_MAX : sizeof(buf));
+		if (n < 0) {
+			log_debug("netstate: getsockopt %s: %s", d->what, strerror(-n));
+			continue;   /* not supported here: nothing to restore */
+		}
+		if (d->flags & F_SKIP_DEFAULT) {
+			dn = default_raw(s, d, def, d->kind == K_STR ? OPT_STR_MAX : sizeof(def));
+			if (dn == n && !memcmp(buf, def, (size_t)n))
+				continue;
+		} else if (d->kind != K_STR && is_zero(buf, n)) {
+			continue;   /* zero is every one of these options' default */
+		}
+		if (d->kind == K_STR && !buf[0])
+			continue;
+		r = add_opt(s, d, buf, n);
+		if (r)
+			return r;
+	}
+	fl = fcntl(fd, F_GETFL);
+	if (fl < 0)
+		return -errno;
+	s->has_file_flags = 1;
+	s->file_flags = fl & O_NONBLOCK;
+	return 0;
+}
+
+int ns_opt_get_int(const Netstate__Socket *s, int level, int name, int *val)
+{
+	for (size_t i = 0; i < s->n_opts; i++)
+		if (s->opts[i]->level == (uint32_t)level && s->opts[i]->name == (uint32_t)name &&
+		    s->opts[i]->has_ival) {
+			*val = (int)s->opts[i]->ival;
+			return 0;
+		}
+	return -ENOENT;
+}
+
+int ns_opts_validate(const Netstate__Socket *s)
+{
+	int kind = sock_kind_flags(s);
+
+	if (s->n_opts > NS_MAX_OPTS)
+		return -EINVAL;
+	if (s->has_file_flags && (s->file_flags & ~(uint32_t)O_NONBLOCK))
+		return -EINVAL;
+	for (size_t i = 0; i < s->n_opts; i++) {
+		const Netstate__Opt *o = s->opts[i];
+		const struct opt_desc *d = find_desc(o->level, o->name);
+
+		if (!d || !applies(d, kind))
+			return -EINVAL;
+		switch (d->kind) {
+		case K_INT:
+		case K_BUF:
+			if (!o->has_ival || o->ival < INT32_MIN || o->ival > INT32_MAX)
+				return -EINVAL;
+			break;
+		case K_STR:
+			if (!o->has_bval || o->bval.len == 0 || o->bval.len >= OPT_STR_MAX ||
+			    memchr(o->bval.data, 0, o->bval.len))
+				return -EINVAL;
+			break;
+		case K_LINGER:
+			if (!o->has_bval || o->bval.len != sizeof(struct linger))
+				return -EINVAL;
+			break;
+		case K_TIMEVAL:
+			if (!o->has_bval || o->bval.len != sizeof(struct timeval))
+				return -EINVAL;
+			break;
+		}
+	}
+	return 0;
+}
+
+int ns_opts_apply(int fd, const Netstate__Socket *s, enum ns_opt_phase phase)
+{
+	char str[OPT_STR_MAX];
+
+	for (size_t i = 0; i < s->n_opts; i++) {
+		const Netstate__Opt *o = s->opts[i];
+		const struct opt_desc *d = find_desc(o->level, o->name);
+		const void *val;
+		socklen_t len;
+		int iv;
+
+		if (!d)
+			return -EINVAL;
+		if (phase == NS_OPT_AFTER_REPAIR && !(d->flags & F_AFTER_REPAIR))
+			continue;
+		if (d->kind == K_INT || d->kind == K_BUF) {
+			iv = (int)o->ival;
+			val = &iv;
+			len = sizeof(iv);
+		} else if (d->kind == K_STR) {
+			memcpy(str, o->bval.data, o->bval.len);
+			str[o->bval.len] = 0;
+			val = str;
+			len = (socklen_t)o->bval.len + 1;
+		} else {
+			val = o->bval.data;
+			len = (socklen_t)o->bval.len;
+		}
+		if (setsockopt(fd, d->level, d->name, val, len) < 0) {
+			int e = errno;
+			log_err("netstate: restore option %s: %s", d->what, strerror(e));
+			return -e;
+		}
+	}
+	if (phase == NS_OPT_BEFORE_BIND && s->has_file_flags && (s->file_flags & O_NONBLOCK)) {
+		int fl = fcntl(fd, F_GETFL);
+		if (fl < 0 || fcntl(fd, F_SETFL, fl | O_NONBLOCK) < 0)
+			return -errno;
+	}
+	return 0;
+}

@@ -1,0 +1,113 @@
+#!/bin/sh
+# checkpoint.t — zapc checkpoint / restore / image show through the agent, as
+# a user runs them: a counter pod is saved and restored and its output goes on
+# with no gap and no repeat; a snapshot leaves it running; the stream goes
+# through a pipe; a full disk fails the checkpoint with the pod still running
+# and the previous image intact; a corrupt image restores nothing; a non-root
+# user cannot checkpoint root's pod or restore.
+. "${ZAPC_SRC:-.}/tests/lib.sh"
+need_root
+plan 33
+
+Z="t_timeout 30 $ZBIN/zapc"
+agent_start zk || exit 1
+d=$(mktemp -d /tmp/zapc-ckpt.XXXXXX)
+on_exit "umount -l '$d/small' 2>/dev/null; rm -rf '$d'"
+
+# 0, 1, 2, ... in the console: every line equals its line number - 1.
+breaks() { awk 'NR-1 != $1 { print "line " NR ": " $0; n++ } n > 5 { exit }' "$1"; }
+# From any start: every line is the previous one plus one.
+steps() { awk 'NR > 1 && $1 != p + 1 { print "line " NR ": " p " then " $1; n++ } { p = $1 } n > 5 { exit }' "$1"; }
+grows() { _n=$(tail -1 "$1"); sleep "${2:-0.3}"; [ "$(tail -1 "$1")" -gt "$_n" ]; }
+
+$Z pod create cnt --ip 10.200.0.77 -- "$ZBIN/zt-counter" 3 > /dev/null
+ok $? "counter pod created"
+cons=$(pod_field cnt console)
+wait_for 5 grows "$cons" 0.05
+
+# 1. checkpoint (pod ends), restore, continue
+$Z checkpoint cnt -o "$d/img" > "$d/ck.out"
+ok $? "checkpoint cnt -o DIR"
+grep -q "pod cnt checkpointed to $d/img/image.zapc: 2 processes" "$d/ck.out"
+ok $? "it reports what it saved ($(cat "$d/ck.out"))"
+[ -s "$d/img/image.zapc" ] && [ -z "$(ls -A "$d/img" | grep -v '^image.zapc$')" ]
+ok $? "DIR holds image.zapc and nothing else"
+is "$(pod_field cnt name)" "" "the checkpointed pod is gone"
+last=$(tail -1 "$cons")
+sleep 0.3
+is "$(tail -1 "$cons")" "$last" "nothing runs while the pod is saved"
+$Z restore "$d/img" > "$d/rs.out"
+ok $? "restore DIR"
+grep -q "pod cnt restored from $d/img/image.zapc: ip 10.200.0.77" "$d/rs.out"
+ok $? "restored with its name and IP ($(cat "$d/rs.out"))"
+is "$(pod_field cnt state)" running "pod list shows it running"
+init=$(pod_field cnt init_pid)
+is "$(awk '/^NSpid/ {print $NF}' /proc/$init/status)" 1 "its init is pid 1 of a new pid namespace"
+wait_for 5 grows "$cons" 0.1
+ok $? "the counter runs again (was $last)"
+is "$(breaks "$cons")" "" "its output has no gap and no repeat"
+
+# 2. snapshot: --leave-running, then the image restored beside the original
+$Z checkpoint cnt -o "$d/snap" --leave-running > /dev/null
+ok $? "checkpoint --leave-running"
+is "$(pod_field cnt state)" running "the pod still runs"
+grows "$cons"
+ok $? "and keeps counting"
+$Z restore "$d/snap" --pod cnt2 --ip 10.200.0.78 > /dev/null
+ok $? "the snapshot restores beside it as cnt2 with another IP"
+is "$(pod_field cnt2 ip)" 10.200.0.78 "cnt2 has the new IP"
+$Z pod destroy cnt2 > /dev/null
+ok $? "cnt2 destroyed"
+# cnt2's processes wrote to the same console file (it is in the image): start afresh.
+: > "$cons"
+
+# 3. the stream through a pipe: checkpoint -o - | restore -.  On one node the
+# original lives until its image is complete, so the copy needs its own name and IP.
+$Z checkpoint cnt -o - 2> "$d/pipe.err" | $Z restore - --pod cnt3 --ip 10.200.0.79 > /dev/null
+ok $? "checkpoint -o - | restore - (the stream through a pipe)"
+is "$(pod_field cnt name)$(pod_field cnt3 state)" running "the original is gone, the copy runs"
+wait_for 5 grows "$cons" 0.1
+ok $? "the piped pod counts on"
+is "$(steps "$cons")" "" "across the move no number is skipped or repeated"
+$Z checkpoint cnt3 -o - 2> "$d/tty.err" > /dev/null < /dev/null
+ok $? "-o - to /dev/null is allowed (not a terminal)"
+is "$(pod_field cnt3 name)" "" "that pod is gone (saved to /dev/null)"
+
+# 4. a full disk: the checkpoint fails, the pod runs on, the previous image stays
+$Z pod create full -- "$ZBIN/zt-counter" 3 > /dev/null
+fcons=$(pod_field full console)
+mkdir -p "$d/small"
+mount -t tmpfs -o size=400k zapc-test "$d/small"
+$Z checkpoint full -o "$d/small" --leave-running > /dev/null
+ok $? "a first image fits on the small disk"
+sum=$(sha256sum < "$d/small/image.zapc")
+head -c 150k /dev/zero > "$d/small/filler"
+$Z checkpoint full -o "$d/small" 2> "$d/full.err" > /dev/null
+st=$?
+[ $st -ne 0 ] && [ "$(wc -l < "$d/full.err")" = 1 ] && grep -q "No space left on device" "$d/full.err"
+ok $? "checkpoint to a full disk fails with one line ($(cat "$d/full.err"))"
+is "$(pod_field full state)" running "the pod keeps running"
+grows "$fcons" && [ -z "$(breaks "$fcons")" ]
+ok $? "and counting with no gap"
+is "$(sha256sum < "$d/small/image.zapc")" "$sum" "the previous image is intact"
+is "$(ls -A "$d/small" | sort | tr '\n' ' ')" "filler image.zapc " "no temporary file is left"
+
+# 5. a corrupt image: one line, no pod, nothing left
+cp "$d/small/image.zapc" "$d/bad.zapc"
+printf 'X' | dd of="$d/bad.zapc" bs=1 seek=5000 conv=notrunc 2> /dev/null
+$Z restore "$d/bad.zapc" --pod bad --ip 10.200.0.90 2> "$d/bad.err" > /dev/null
+st=$?
+[ $st -ne 0 ] && [ "$(wc -l < "$d/bad.err")" = 1 ] && grep -q "image: record" "$d/bad.err"
+ok $? "a corrupt image is refused naming the record ($(cat "$d/bad.err"))"
+is "$(pod_field bad name)$(ls /sys/fs/cgroup/unified/$AGENT_CG 2>/dev/null | grep -c '^bad$')" "0" \
+	"no pod and no cgroup left of it"
+
+# 6. permissions
+$Z pod destroy full > /dev/null
+$Z restore "$d/snap" --pod mine > /dev/null
+setpriv --reuid=65534 --regid=65534 --clear-groups "$ZBIN/zapc" checkpoint mine -o - \
+	2> "$d/perm.err" > /dev/null
+st=$?
+[ $st -ne 0 ] && grep -q "permission denied" "$d/perm.err"
+ok $? "a non-root user cannot checkpoint root's pod"
+done_testing

@@ -1,0 +1,78 @@
+#!/bin/bash
+# hold.t — the traffic hold: NFQUEUE keeps packets and delivers them late on
+# release; DROP mode drops; the rules disappear on release, on drop, when the
+# caller dies and when the holder dies; stale conntrack entries are removed.
+. "${ZAPC_SRC:-.}/tests/lib.sh"
+. "$ZAPC_SRC/tests/netstate/pod.sh"
+need_root
+plan 15
+
+P=$(uniq nsh)
+on_exit "pod_net_down $P"
+pod_net_up $P >/dev/null 2>&1
+ok $? "test network up"
+T=$(mktemp -d /tmp/$P.XXXXXX)
+on_exit "rm -rf $T"
+rules() { ip netns exec $NS_POD iptables -t raw -S 2>/dev/null | grep -c ZAPC_HOLD; }
+PING="ip netns exec $NS_PEER ping -n -q"
+
+# start_hold MODE: runs ns_hold with a fifo as its stdin
+start_hold() {
+	rm -f $T/in; mkfifo $T/in
+	t_timeout 60 $ZBIN/ns_hold $NS_POD 77 $1 < $T/in > $T/out 2>$T/err &
+	HOLD=$!
+	exec 7>$T/in
+	wait_for 10 grep -q mode $T/out
+}
+tell() { echo "$1" >&7; }
+
+# NFQUEUE: a ping sent while held is answered only after the release.
+start_hold nfqueue
+is "$(cat $T/out)" "mode nfqueue" "NFQUEUE hold is in force"
+[ "$(rules)" -ge 3 ]; ok $? "hold rules installed in the pod's netns (raw PREROUTING/OUTPUT)"
+$PING -c 1 -W 3 $POD_IP > $T/ping1 2>&1 &
+PING1=$!
+sleep 1
+tell count; sleep 0.3
+n=$(awk '/^count/{print $2}' $T/out)
+[ "${n:-0}" -ge 1 ]; ok $? "the echo request is held (count $n)"
+tell release; wait $HOLD
+wait $PING1
+ok $? "after release the held echo request is answered (rtt $(grep -o 'rtt.*' $T/ping1))"
+is "$(rules)" 0 "rules removed on release"
+exec 7>&-
+
+# DROP mode: packets are dropped, then traffic flows again.
+start_hold drop
+is "$(cat $T/out)" "mode drop" "DROP hold is in force"
+$PING -c 1 -W 1 $POD_IP >/dev/null 2>&1
+[ $? != 0 ]; ok $? "a ping during a DROP hold gets no answer"
+tell drop; wait $HOLD
+$PING -c 1 -W 2 $POD_IP >/dev/null 2>&1
+ok $? "after the hold ends, pings are answered"
+exec 7>&-
+
+# The caller dies: the holder notices, drops, removes the rules.
+start_hold nfqueue
+tell die; wait $HOLD 2>/dev/null
+wait_for 5 test "$(rules)" = 0
+ok $? "caller killed mid-hold: the holder removed the rules"
+exec 7>&-
+
+# The holder dies: release still returns and removes the rules.
+start_hold nfqueue
+holder=$(awk '/^holder/{print $2}' $T/err)
+[ -n "$holder" ] && kill -9 $holder
+ok $? "the holder process was found and killed ($holder)"
+sleep 0.2
+tell release; wait $HOLD
+is "$(rules)" 0 "holder killed mid-hold: release removed the rules itself"
+grep -q "lost" $T/err; ok $? "and said so in the log"
+exec 7>&-
+
+# Stale conntrack entries for the pod's address are deleted.
+ip netns exec $NS_POD conntrack -I -p udp -s $POD_IP -d $PEER_IP --sport 5000 --dport 6000 -t 300 >/dev/null 2>&1
+ip netns exec $NS_POD conntrack -L 2>/dev/null | grep -q "src=$POD_IP"
+ok $? "a conntrack entry for the pod exists"
+$ZBIN/ns_hold ctflush $NS_POD $POD_IP && ! ip netns exec $NS_POD conntrack -L 2>/dev/null | grep -q "src=$POD_IP"
+ok $? "netstate_conntrack_flush removed it"
