@@ -294,7 +294,8 @@ static void run_task(struct rst_ctx *r, int idx)
 	free(kids);
 	if ((err = objects_early(r, p)) < 0)
 		goto fail;
-	void *sc = mmap((void *)r->scratch_addr, 4 * PAGE, PROT_READ | PROT_WRITE,
+	/* executable too: page 3 holds the batch loop of inject.c */
+	void *sc = mmap((void *)r->scratch_addr, 4 * PAGE, PROT_READ | PROT_WRITE | PROT_EXEC,
 			MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED_NOREPLACE, -1, 0);
 	if (sc != (void *)r->scratch_addr) {
 		err = -EEXIST;
