@@ -38,6 +38,7 @@
 #include <unistd.h>
 
 #include "agent/engine/control.h"
+#include "agent/pod.h"
 #include "agent/engine/engine.h"
 #include "agent/engine/objects.h"
 #include "lib/log.h"
@@ -164,22 +165,6 @@ static void report(int32_t pid, int32_t err)
 	(void)n;
 }
 
-/*
- * The pod's own mounts.  TODO(lead): switch to the agent's
- * pod_setup_mounts(root) (own /proc, devpts, /dev/shm, mqueue) when it lands;
- * this is the minimal equivalent: a private mount tree and a /proc of the
- * new pid namespace.
- */
-static int pod_mounts_minimal(void)
-{
-	if (mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) < 0 ||
-	    mount("proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL) < 0) {
-		log_err("restore: mounts of the new pod: %s", strerror(errno));
-		return -errno;
-	}
-	return 0;
-}
-
 static pid_t clone_with_pid(uint64_t flags, pid_t pid)
 {
 	pid_t tid = pid;
@@ -237,7 +222,10 @@ static void run_task(struct rst_ctx *r, int idx)
 	if (idx == 0) {
 		char c;
 		prctl(PR_SET_PDEATHSIG, SIGKILL);
-		if ((err = pod_mounts_minimal()) < 0)
+		/* The same mounts as a pod the agent starts: own /proc, /sys, devpts,
+		 * /dev/shm, mqueue (we are pid 1 of the new pid and mount ns, in the
+		 * pod's netns). */
+		if ((err = pod_setup_mounts(NULL)) < 0)
 			goto fail;
 		if (r->info->hostname && sethostname(r->info->hostname, strlen(r->info->hostname)) < 0)
 			err = -errno;

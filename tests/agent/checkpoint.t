@@ -7,7 +7,7 @@
 # user cannot checkpoint root's pod or restore.
 . "${ZAPC_SRC:-.}/tests/lib.sh"
 need_root
-plan 33
+plan 35
 
 Z="t_timeout 30 $ZBIN/zapc"
 agent_start zk || exit 1
@@ -43,6 +43,11 @@ ok $? "restored with its name and IP ($(cat "$d/rs.out"))"
 is "$(pod_field cnt state)" running "pod list shows it running"
 init=$(pod_field cnt init_pid)
 is "$(awk '/^NSpid/ {print $NF}' /proc/$init/status)" 1 "its init is pid 1 of a new pid namespace"
+is "$($Z pod exec cnt -- cat /proc/1/comm)" zapc-init "pod exec reaches the restored pod: its pid 1 is the restored zapc-init"
+$Z pod create fresh -- sleep 1000 > /dev/null
+is "$($Z pod exec cnt -- cat /proc/self/mounts)" "$($Z pod exec fresh -- cat /proc/self/mounts)" \
+	"the restored pod's mounts are a new pod's (own /proc, read-only /sys, devpts, /dev/shm)"
+$Z pod destroy fresh > /dev/null
 wait_for 5 grows "$cons" 0.1
 ok $? "the counter runs again (was $last)"
 is "$(breaks "$cons")" "" "its output has no gap and no repeat"
