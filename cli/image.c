@@ -253,6 +253,7 @@ static void find_engine(char *out, size_t len)
 {
 	char exe[PATH_MAX];
 	const char *env = getenv("ZAPC_ENGINE");
+	char *dir;
 	ssize_t n;
 
 	if (env && env[0]) {
@@ -265,10 +266,11 @@ static void find_engine(char *out, size_t len)
 		return;
 	}
 	exe[n] = 0;
-	snprintf(out, len, "%s/zapc-engine", dirname(exe));
+	dir = dirname(exe);
+	snprintf(out, len, "%s/zapc-engine", dir);
 	if (access(out, X_OK) == 0)
 		return;
-	snprintf(out, len, "%s/../lib/zapc/zapc-engine", exe);
+	snprintf(out, len, "%s/../lib/zapc/zapc-engine", dir);
 }
 
 int cmd_image(int argc, char **argv)
