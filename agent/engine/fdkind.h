@@ -41,6 +41,10 @@ struct fd_kind {
 	 * files.c moves it to the inventory range) or -errno (logged).  Runs in
 	 * the pod's network namespace. */
 	int (*restore)(struct rst_ctx *r, ImgFile *f);
+	/* Optional: once, after every description of the image exists in the
+	 * inventory (links between them: epoll interest lists, connections to
+	 * listening sockets).  0 or -errno (logged). */
+	int (*finish)(struct rst_ctx *r);
 };
 
 extern const struct fd_kind *const fd_kinds[];   /* NULL-terminated */
@@ -48,5 +52,9 @@ extern const struct fd_kind *const fd_kinds[];   /* NULL-terminated */
 /* Helpers for kinds. */
 int inv_move(struct rst_ctx *r, int fd);
 int inherited_fd(struct rst_ctx *r, const char *key);
+/* /proc/PID/fdinfo/FD of the dumped fd as a malloc'd string (NULL: logged). */
+char *fd_src_fdinfo(const struct fd_src *s);
+/* The value after "key" in an fdinfo text (strtoull in base), or dflt. */
+uint64_t fdinfo_u64(const char *info, const char *key, int base, uint64_t dflt);
 
 #endif

@@ -5,9 +5,14 @@
 #include "agent/engine/fdkind.h"
 
 extern const struct fd_kind fdkind_pipe, fdkind_regfile;
+extern const struct fd_kind fdkind_eventfd, fdkind_epoll, fdkind_timerfd, fdkind_signalfd;
 
 const struct fd_kind *const fd_kinds[] = {
 	&fdkind_pipe,      /* pipe.c: anonymous pipes and FIFOs with their data */
 	&fdkind_regfile,   /* regfile.c: regular files, directories, a few devices */
+	&fdkind_eventfd,   /* eventfd.c: counter, semaphore */
+	&fdkind_timerfd,   /* timerfd.c: clock, time left, interval, ticks */
+	&fdkind_signalfd,  /* signalfd.c: mask */
+	&fdkind_epoll,     /* epoll.c: interest list (re-added once all files exist) */
 	NULL,
 };

@@ -245,6 +245,9 @@ int files_restore_inventory(struct rst_ctx *r)
 		}
 		r->file_fd[i] = fd;
 	}
+	for (const struct fd_kind *const *k = fd_kinds; *k; k++)
+		if ((*k)->finish && (err = (*k)->finish(r)) < 0)
+			return err;
 	return 0;
 }
 

@@ -1,0 +1,12 @@
+#!/bin/bash
+# timerfd.t — an armed one-shot timerfd (3 s) fires on time after restore
+# (measured on the pod's continuous CLOCK_MONOTONIC), a periodic BOOTTIME
+# timer keeps its 200 ms interval and O_NONBLOCK, and an expired, unread
+# timer still reports its one tick.
+. "$(dirname "$0")/../lib.sh"
+. "$(dirname "$0")/pod.sh"
+. "$(dirname "$0")/fdobj.sh"
+need_root
+plan 4
+fdobj_run timerfd ztf
+is "$FDOBJ_OUT" "armed=1 fired_at=on-time interval11=200ms nb11=1 ticks12=1" "time left, interval, flags and ticks kept"
