@@ -5,7 +5,8 @@
 #include "agent/engine/fdkind.h"
 
 extern const struct fd_kind fdkind_pipe, fdkind_regfile;
-extern const struct fd_kind fdkind_eventfd, fdkind_epoll, fdkind_timerfd, fdkind_signalfd;
+extern const struct fd_kind fdkind_eventfd, fdkind_epoll, fdkind_timerfd, fdkind_signalfd,
+	fdkind_unix;
 
 const struct fd_kind *const fd_kinds[] = {
 	&fdkind_pipe,      /* pipe.c: anonymous pipes and FIFOs with their data */
@@ -13,6 +14,7 @@ const struct fd_kind *const fd_kinds[] = {
 	&fdkind_eventfd,   /* eventfd.c: counter, semaphore */
 	&fdkind_timerfd,   /* timerfd.c: clock, time left, interval, ticks */
 	&fdkind_signalfd,  /* signalfd.c: mask */
+	&fdkind_unix,      /* unix.c: AF_UNIX sockets, pairs, listeners, queued data */
 	&fdkind_epoll,     /* epoll.c: interest list (re-added once all files exist) */
 	NULL,
 };

@@ -5,7 +5,7 @@
  * 2. time namespace for the children with offsets that continue the pod's
  *    CLOCK_MONOTONIC/BOOTTIME; the inventory of open files (files.c, pipe.c),
  *    shared memory filled from SHM_PAGES;
- * 3. fork the pod's init with clone3(CLONE_NEWPID|NEWNS|NEWUTS|NEWIPC[|NEWNET],
+ * 3. fork the pod's init with clone3(CLONE_NEWPID|NEWNS|NEWUTS|NEWIPC (netns: joined or unshared before 2),
  *    set_tid={1}); each task (still engine code) forks its children with
  *    their pids, sets session/group, fds, cwd, ...; zombies exit at once;
  *    every task maps a scratch page, reports ready and blocks;
@@ -658,9 +658,15 @@ int restore_main(int argc, char **argv)
 	r->go_r = inv_move(r, p2[0]);
 	r->go_w = inv_move(r, p2[1]);
 	timing("records_read");
-	/* Into the pod's netns first: sockets of the inventory are created there. */
+	/* Into the pod's netns first: sockets of the inventory are created there
+	 * (without --netns a new one, made before the inventory so that bound
+	 * abstract unix sockets and connections live in the pod's netns). */
 	if (netfd >= 0 && setns(netfd, CLONE_NEWNET) < 0) {
 		log_err("restore: join netns %s: %s", netns, strerror(errno));
+		goto fail;
+	}
+	if (netfd < 0 && unshare(CLONE_NEWNET) < 0) {
+		log_err("restore: new netns: %s", strerror(errno));
 		goto fail;
 	}
 	if ((err = files_restore_inventory(r)) < 0 || (err = fill_shm(r)) < 0)
@@ -669,8 +675,7 @@ int restore_main(int argc, char **argv)
 	if ((err = set_time_offsets(r)) < 0)
 		goto fail;
 	fflush(NULL);
-	root = clone_with_pid(CLONE_NEWPID | CLONE_NEWNS | CLONE_NEWUTS | CLONE_NEWIPC |
-			      (netfd >= 0 ? 0 : CLONE_NEWNET), 1);
+	root = clone_with_pid(CLONE_NEWPID | CLONE_NEWNS | CLONE_NEWUTS | CLONE_NEWIPC, 1);
 	if (root < 0) {
 		log_err("restore: create the pod's init: %s", strerror(errno));
 		goto fail;

@@ -15,6 +15,9 @@
 #include <sys/eventfd.h>
 #include <sys/signalfd.h>
 #include <sys/timerfd.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <stddef.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -39,6 +42,97 @@ static int cmp_u64(const void *a, const void *b)
 {
 	uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
 	return x < y ? -1 : x > y;
+}
+
+static void sun_at(struct sockaddr_un *a, socklen_t *l, const char *dir, const char *name, int abstract)
+{
+	memset(a, 0, sizeof(*a));
+	a->sun_family = AF_UNIX;
+	if (abstract)
+		snprintf(a->sun_path + 1, sizeof(a->sun_path) - 1, "%s-%d", name, (int)getppid());
+	else
+		snprintf(a->sun_path, sizeof(a->sun_path), "%s/%s", dir, name);
+	*l = (socklen_t)(offsetof(struct sockaddr_un, sun_path) + (abstract ? 1 + strlen(a->sun_path + 1) : strlen(a->sun_path) + 1));
+}
+
+static const char *rd(int fd, int flags)
+{
+	static char b[8][64];
+	static int k;
+	char *o = b[k++ % 8];
+	ssize_t n = recv(fd, o, 63, flags);
+	if (n < 0)
+		snprintf(o, 64, "E%d", errno);
+	else
+		o[n] = 0;
+	return n == 0 ? "EOF" : o;
+}
+
+/* unix sockets: pairs of every type with data queued both ways, a path
+ * listener with two clients waiting in accept(), an accepted connection, an
+ * abstract listener, a bound datagram socket with queued datagrams and a
+ * socket connected to it one way, a half-closed stream. */
+static void unix_mode(const char *trig)
+{
+	char dir[4096];
+	snprintf(dir, sizeof(dir), "%s", trig);
+	*strrchr(dir, '/') = 0;
+	int sv[2];
+	struct sockaddr_un a;
+	socklen_t al;
+	socketpair(AF_UNIX, SOCK_STREAM, 0, sv); place(sv[0], 10); place(sv[1], 11);
+	send(11, "hello", 5, 0); send(10, "world!", 6, 0);
+	socketpair(AF_UNIX, SOCK_DGRAM, 0, sv); place(sv[0], 12); place(sv[1], 13);
+	send(13, "a", 1, 0); send(13, "bb", 2, 0); send(13, "ccc", 3, 0);
+	socketpair(AF_UNIX, SOCK_SEQPACKET, 0, sv); place(sv[0], 14); place(sv[1], 15);
+	send(14, "m1", 2, 0); send(14, "msg2", 4, 0);
+	place(socket(AF_UNIX, SOCK_STREAM, 0), 16);
+	sun_at(&a, &al, dir, "listen.sock", 0);
+	bind(16, (struct sockaddr *)&a, al); listen(16, 8);
+	place(socket(AF_UNIX, SOCK_STREAM, 0), 19);
+	connect(19, (struct sockaddr *)&a, al);
+	place(accept(16, NULL, NULL), 20);
+	send(19, "req", 3, 0); send(20, "resp", 4, 0);
+	place(socket(AF_UNIX, SOCK_STREAM, 0), 17); connect(17, (struct sockaddr *)&a, al);
+	place(socket(AF_UNIX, SOCK_STREAM, 0), 18); connect(18, (struct sockaddr *)&a, al);
+	place(socket(AF_UNIX, SOCK_STREAM, 0), 21);
+	sun_at(&a, &al, dir, "zt-abstract", 1);
+	bind(21, (struct sockaddr *)&a, al); listen(21, 4);
+	place(socket(AF_UNIX, SOCK_DGRAM, 0), 22);
+	sun_at(&a, &al, dir, "dgram.sock", 0);
+	bind(22, (struct sockaddr *)&a, al);
+	int tmp = socket(AF_UNIX, SOCK_DGRAM, 0);
+	sendto(tmp, "d1", 2, 0, (struct sockaddr *)&a, al);
+	sendto(tmp, "d22", 3, 0, (struct sockaddr *)&a, al);
+	close(tmp);
+	place(socket(AF_UNIX, SOCK_DGRAM, 0), 23);
+	connect(23, (struct sockaddr *)&a, al);
+	socketpair(AF_UNIX, SOCK_STREAM, 0, sv); place(sv[0], 24); place(sv[1], 25);
+	send(25, "bye", 3, 0); shutdown(25, SHUT_WR);
+	wait_trigger(trig);
+	setvbuf(stdout, NULL, _IONBF, 0);
+	printf("pair=%s,%s", rd(10, MSG_DONTWAIT), rd(11, MSG_DONTWAIT));
+	const char *d1 = rd(12, MSG_DONTWAIT), *d2 = rd(12, MSG_DONTWAIT), *d3 = rd(12, MSG_DONTWAIT);
+	printf(" dgram=%s,%s,%s", d1, d2, d3);
+	const char *s1 = rd(15, MSG_DONTWAIT), *s2 = rd(15, MSG_DONTWAIT);
+	printf(" seq=%s,%s", s1, s2);
+	const char *c1 = rd(20, MSG_DONTWAIT), *c2 = rd(19, MSG_DONTWAIT);
+	printf(" conn=%s,%s", c1, c2);
+	send(17, "first", 5, 0); send(18, "second", 6, 0);
+	int x1 = accept(16, NULL, NULL), x2 = accept(16, NULL, NULL);
+	const char *p1 = rd(x1, 0), *p2 = rd(x2, 0);
+	printf(" pending=%s,%s", p1, p2);
+	send(x1, "back", 4, 0);
+	printf(" reply=%s", rd(17, 0));
+	int c = socket(AF_UNIX, SOCK_STREAM, 0);
+	sun_at(&a, &al, dir, "zt-abstract", 1);
+	int cr = connect(c, (struct sockaddr *)&a, al), x3 = accept(21, NULL, NULL);
+	printf(" abstract=%d,%d", cr, x3 >= 0);
+	send(23, "x1", 2, 0);
+	const char *g1 = rd(22, MSG_DONTWAIT), *g2 = rd(22, MSG_DONTWAIT), *g3 = rd(22, MSG_DONTWAIT);
+	printf(" bound=%s,%s,%s", g1, g2, g3);
+	const char *h1 = rd(24, MSG_DONTWAIT), *h2 = rd(24, MSG_DONTWAIT);
+	printf(" half=%s,%s\n", h1, h2);
 }
 
 int main(int argc, char **argv)
@@ -150,6 +244,8 @@ int main(int argc, char **argv)
 		printf(" nested=%d:%llx renumbered=%d mod=%d del=%d del26=%s\n", nn, nd, seen25, mod, del,
 		       del25 ? "ENOENT" : "found");
 		(void)w;
+	} else if (!strcmp(mode, "unix")) {
+		unix_mode(trig);
 	} else {
 		return 2;
 	}
