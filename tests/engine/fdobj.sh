@@ -10,7 +10,7 @@ fdobj_run() {
 	t_timeout 30 "$ENGINE" dump --cgroup "$POD_CG" --init "$POD_INIT" -o "$_d/img"; ok $? "$1: dump"
 	pod_restore "$_d/img" "${2}r"; ok $? "$1: restore"
 	touch "$_d/trigger"
-	wait_for 10 test "$(wc -l < "$_d/out")" -ge 2
+	wait_for 10 sh -c "[ \$(wc -l < '$_d/out') -ge 2 ]"
 	FDOBJ_OUT=$(sed -n 2p "$_d/out")
 	[ -n "$FDOBJ_OUT" ]; ok $? "$1: the restored program answers"
 }

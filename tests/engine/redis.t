@@ -39,7 +39,7 @@ while True:
     time.sleep(0.01)
 PY
 pod_start zredis python3 "$d/client.py" "$d" > "$d/out"; ok $? "redis-server and its client started"
-wait_for 20 test "$(wc -l < "$d/out")" -ge 20
+wait_for 20 sh -c "[ \$(wc -l < '$d/out') -ge 20 ]"
 t_timeout 30 "$ENGINE" dump --cgroup "$POD_CG" --init "$POD_INIT" -o "$d/img" 2> "$d/err"; ok $? "dump $(cat "$d/err")"
 before=$(tail -1 "$d/out")
 wait_for 5 pod_gone "$POD_CG"
