@@ -35,6 +35,8 @@
 #define FK_EPOLL    FILE_KIND__FK_EPOLL
 #define FK_TIMERFD  FILE_KIND__FK_TIMERFD
 #define FK_SIGNALFD FILE_KIND__FK_SIGNALFD
+#define FK_PIDFD    FILE_KIND__FK_PIDFD
+#define FK_INOTIFY  FILE_KIND__FK_INOTIFY
 #define VK_ANON   VMA_KIND__VK_ANON
 #define VK_FILE   VMA_KIND__VK_FILE
 #define VK_SHM    VMA_KIND__VK_SHM
@@ -206,6 +208,7 @@ int signals_restore_late(struct rst_ctx *r, struct rproc *p);
 int threads_restore_late(struct rst_ctx *r, struct rproc *p);
 int creds_restore_late(struct rst_ctx *r, struct rproc *p);
 int timers_restore_late(struct rst_ctx *r, struct rproc *p);
+int pidfd_restore_late(struct rst_ctx *r, struct rproc *p);
 int thread_restore_one(struct rst_ctx *r, struct rproc *p, int i, struct inj *t);
 int thread_set_final(struct rst_ctx *r, struct rproc *p, int i);
 int peek_pending(pid_t tid, bool shared, size_t *n, ProtobufCBinaryData **out);

@@ -117,7 +117,8 @@ static int epoll_restore(struct rst_ctx *r, ImgFile *f)
 	return fd;
 }
 
-/* The inventory fd of the file pod pid `pid` holds at `fd`. */
+/* The inventory fd of the file pod pid `pid` holds at `fd` (-1: none;
+ * -2: a pidfd, whose inventory entry is only a placeholder, see pidfd.c). */
 static int holder_file(struct rst_ctx *r, uint32_t pid, uint32_t fd)
 {
 	for (int i = 0; i < r->nprocs; i++) {
@@ -125,8 +126,13 @@ static int holder_file(struct rst_ctx *r, uint32_t pid, uint32_t fd)
 		if (!c || c->pid != pid)
 			continue;
 		for (size_t k = 0; k < c->n_fds; k++)
-			if (c->fds[k]->fd == fd)
+			if (c->fds[k]->fd == fd) {
+				for (size_t j = 0; j < r->files->n_files; j++)
+					if (r->files->files[j]->id == c->fds[k]->file_id &&
+					    r->files->files[j]->kind == FK_PIDFD)
+						return -2;
 				return inv_fd_for_file(r, c->fds[k]->file_id);
+			}
 	}
 	return -1;
 }
@@ -175,6 +181,11 @@ static int epoll_finish(struct rst_ctx *r)
 		for (size_t k = 0; k < f->n_epoll; k++) {
 			ImgEpollTarget *t = f->epoll[k];
 			int tgt = holder_file(r, t->holder_pid, t->holder_fd), err;
+			if (tgt == -2) {
+				log_err("restore: epoll file %u: watches a pidfd (pid %u fd %u): not supported", f->id,
+					t->holder_pid, t->holder_fd);
+				return -ENOTSUP;
+			}
 			if (tgt < 0 || t->fd >= MAX_FDS) {
 				log_err("restore: epoll file %u: watched pid %u fd %u missing in image", f->id,
 					t->holder_pid, t->holder_fd);

@@ -28,6 +28,7 @@ const struct engine_object engine_objects[] = {
 	{ "threads", threads_dump, NULL,                threads_restore_late },
 	{ "signals", signals_dump, NULL,                signals_restore_late },
 	{ "timers",  timers_dump,  NULL,                timers_restore_late },
+	{ "pidfd",   NULL,         NULL,                pidfd_restore_late },
 	{ "creds-late", NULL,      NULL,                creds_restore_late },
 	{ NULL, NULL, NULL, NULL },
 };

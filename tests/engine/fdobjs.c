@@ -18,6 +18,9 @@
 #include <sys/socket.h>
 #include <sys/un.h>
 #include <stddef.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <sys/pidfd.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -244,6 +247,18 @@ int main(int argc, char **argv)
 		printf(" nested=%d:%llx renumbered=%d mod=%d del=%d del26=%s\n", nn, nd, seen25, mod, del,
 		       del25 ? "ENOENT" : "found");
 		(void)w;
+	} else if (!strcmp(mode, "pidfd")) {
+		pid_t c = fork();
+		if (c == 0)
+			for (;;)
+				pause();
+		place((int)syscall(SYS_pidfd_open, c, PIDFD_NONBLOCK), 10);
+		wait_trigger(trig);
+		int sent = (int)syscall(SYS_pidfd_send_signal, 10, SIGTERM, NULL, 0);
+		siginfo_t si = { 0 };
+		int w = waitid(P_PIDFD, 10, &si, WEXITED);
+		printf("sent=%d waited=%d pid=%d sig=%d nb=%d\n", sent, w, (int)si.si_pid, si.si_status,
+		       !!(fcntl(10, F_GETFL) & O_NONBLOCK));
 	} else if (!strcmp(mode, "unix")) {
 		unix_mode(trig);
 	} else {
