@@ -21,6 +21,8 @@
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <sys/pidfd.h>
+#include <sys/inotify.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -259,6 +261,40 @@ int main(int argc, char **argv)
 		int w = waitid(P_PIDFD, 10, &si, WEXITED);
 		printf("sent=%d waited=%d pid=%d sig=%d nb=%d\n", sent, w, (int)si.si_pid, si.si_status,
 		       !!(fcntl(10, F_GETFL) & O_NONBLOCK));
+	} else if (!strcmp(mode, "inotify")) {
+		char dir[4096], w1[4200], w2[4200], f1[4200];
+		snprintf(dir, sizeof(dir), "%s", trig);
+		*strrchr(dir, '/') = 0;
+		snprintf(w1, sizeof(w1), "%s/w1", dir);
+		snprintf(w2, sizeof(w2), "%s/w2", dir);
+		snprintf(f1, sizeof(f1), "%s/f1", dir);
+		mkdir(w1, 0700);
+		mkdir(w2, 0700);
+		close(open(f1, O_CREAT | O_WRONLY, 0600));
+		place(inotify_init1(IN_NONBLOCK), 10);
+		int a = inotify_add_watch(10, w1, IN_CREATE);
+		int b = inotify_add_watch(10, w2, IN_CREATE);
+		inotify_rm_watch(10, b);
+		int c = inotify_add_watch(10, f1, IN_MODIFY | IN_CLOSE_WRITE);
+		char ev[4096];
+		while (read(10, ev, sizeof(ev)) > 0)
+			;
+		wait_trigger(trig);
+		char nf[4300];
+		snprintf(nf, sizeof(nf), "%s/new", w1);
+		close(open(nf, O_CREAT | O_WRONLY, 0600));
+		int fd = open(f1, O_WRONLY);
+		write(fd, "x", 1);
+		close(fd);
+		usleep(100000);
+		ssize_t n = read(10, ev, sizeof(ev));
+		printf("wds=%d,%d ev=", a, c);
+		for (char *p = ev; n > 0 && p < ev + n;) {
+			struct inotify_event *e = (struct inotify_event *)p;
+			printf("%s%d:%x:%s", p == ev ? "" : ",", e->wd, e->mask, e->len ? e->name : "");
+			p += sizeof(*e) + e->len;
+		}
+		printf(" nb=%d\n", !!(fcntl(10, F_GETFL) & O_NONBLOCK));
 	} else if (!strcmp(mode, "unix")) {
 		unix_mode(trig);
 	} else {
