@@ -6,7 +6,7 @@
 
 extern const struct fd_kind fdkind_pipe, fdkind_regfile;
 extern const struct fd_kind fdkind_eventfd, fdkind_epoll, fdkind_timerfd, fdkind_signalfd,
-	fdkind_unix, fdkind_pidfd, fdkind_inotify;
+	fdkind_unix, fdkind_pidfd, fdkind_inotify, fdkind_memfd;
 
 const struct fd_kind *const fd_kinds[] = {
 	&fdkind_pipe,      /* pipe.c: anonymous pipes and FIFOs with their data */
@@ -17,6 +17,7 @@ const struct fd_kind *const fd_kinds[] = {
 	&fdkind_unix,      /* unix.c: AF_UNIX sockets, pairs, listeners, queued data */
 	&fdkind_pidfd,     /* pidfd.c: pidfd of a pod process (re-opened in the late phase) */
 	&fdkind_inotify,   /* inotify.c: watches by path, same wds */
+	&fdkind_memfd,     /* memfd.c: memfds and deleted-but-open files, by content */
 	&fdkind_epoll,     /* epoll.c: interest list (re-added once all files exist) */
 	NULL,
 };

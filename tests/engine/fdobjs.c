@@ -23,6 +23,7 @@
 #include <sys/pidfd.h>
 #include <sys/inotify.h>
 #include <sys/stat.h>
+#include <sys/mman.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -295,6 +296,37 @@ int main(int argc, char **argv)
 			p += sizeof(*e) + e->len;
 		}
 		printf(" nb=%d\n", !!(fcntl(10, F_GETFL) & O_NONBLOCK));
+	} else if (!strcmp(mode, "memfd")) {
+		char dir[4096], del[4200];
+		snprintf(dir, sizeof(dir), "%s", trig);
+		*strrchr(dir, '/') = 0;
+		place(memfd_create("zt-data", MFD_ALLOW_SEALING), 10);
+		write(10, "hello memfd", 11);
+		lseek(10, 6, SEEK_SET);
+		fcntl(10, F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW);
+		place(memfd_create("zt-mapped", 0), 11);
+		ftruncate(11, 8192);
+		char *m = mmap(NULL, 8192, PROT_READ | PROT_WRITE, MAP_SHARED, 11, 0);
+		memcpy(m + 4096, "mapped", 6);
+		snprintf(del, sizeof(del), "%s/gone.txt", dir);
+		int t = open(del, O_CREAT | O_RDWR, 0640);
+		write(t, "deleted-content", 15);
+		close(t);
+		place(open(del, O_RDONLY), 12);
+		lseek(12, 8, SEEK_SET);
+		unlink(del);
+		wait_trigger(trig);
+		char a[32] = { 0 }, b[32] = { 0 }, c[32] = { 0 }, l[256] = { 0 };
+		read(10, a, sizeof(a) - 1);
+		readlink("/proc/self/fd/10", l, sizeof(l) - 1);
+		int grow = ftruncate(10, 100);
+		pwrite(11, "X", 1, 0);
+		pread(11, b, 6, 4096);
+		read(12, c, sizeof(c) - 1);
+		struct stat st;
+		fstat(12, &st);
+		printf("memfd=%s link=%s seals=%d grow=%d mapped=%c,%s deleted=%s links=%d mode=%o\n", a, l,
+		       fcntl(10, F_GET_SEALS), grow, m[0], b, c, (int)st.st_nlink, st.st_mode & 0777);
 	} else if (!strcmp(mode, "unix")) {
 		unix_mode(trig);
 	} else {
