@@ -54,10 +54,10 @@ static void sun_at(struct sockaddr_un *a, socklen_t *l, const char *dir, const c
 {
 	memset(a, 0, sizeof(*a));
 	a->sun_family = AF_UNIX;
-	if (abstract)
-		snprintf(a->sun_path + 1, sizeof(a->sun_path) - 1, "%s-%d", name, (int)getppid());
-	else
-		snprintf(a->sun_path, sizeof(a->sun_path), "%s/%s", dir, name);
+	int n = abstract ? snprintf(a->sun_path + 1, sizeof(a->sun_path) - 1, "%s-%d", name, (int)getppid())
+			 : snprintf(a->sun_path, sizeof(a->sun_path), "%s/%s", dir, name);
+	if (n < 0 || (size_t)n >= sizeof(a->sun_path) - 1)
+		exit(9);
 	*l = (socklen_t)(offsetof(struct sockaddr_un, sun_path) + (abstract ? 1 + strlen(a->sun_path + 1) : strlen(a->sun_path) + 1));
 }
 
