@@ -265,6 +265,7 @@ static int peek_queue(const struct fd_src *s, ImgUnix *x)
 		log_err("dump: pid %u fd %d: unix socket: SO_PEEK_OFF: %s", s->p->tree->pid, s->fd, strerror(errno));
 		return -errno;
 	}
+	SETOPT(x, peek_off, old);
 	uint8_t *buf = xcalloc(1, PEEK_BUF);
 	size_t total = 0;
 	for (;;) {
@@ -524,6 +525,8 @@ static int finish_fd(int fd, ImgFile *f)
 	int one = 1;
 	if (f->unix_sock->passcred)
 		setsockopt(fd, SOL_SOCKET, SO_PASSCRED, &one, sizeof(one));
+	if (f->unix_sock->has_peek_off && f->unix_sock->peek_off >= 0)
+		setsockopt(fd, SOL_SOCKET, SO_PEEK_OFF, &f->unix_sock->peek_off, sizeof(int));
 	if (fcntl(fd, F_SETFL, (int)(f->flags & (O_NONBLOCK | O_ASYNC))) < 0)
 		return -errno;
 	return fd;
@@ -656,11 +659,13 @@ static int unix_finish(struct rst_ctx *r)
 			}
 		}
 		if (x->n_rqueue) {
+			/* a connected datagram socket takes datagrams only from its peer */
 			struct sockaddr_un a;
 			socklen_t al = mkaddr(x, &a);
-			int tmp = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+			int tmp = x->peer && p ? -1 : socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+			int from = x->peer && p ? r->file_fd[pi] : tmp;
 			bufs(r->file_fd[i], x, true);
-			if (tmp < 0 || !x->has_name || (err = requeue(tmp, x, &a, al)) < 0) {
+			if (from < 0 || !x->has_name || (err = requeue(from, x, &a, al)) < 0) {
 				log_err("restore: unix datagram socket %u: re-queue %zu messages: %s", x->ino, x->n_rqueue,
 					strerror(err ? -err : EINVAL));
 				err = err ? err : -EINVAL;

@@ -115,6 +115,18 @@ static void unix_mode(const char *trig)
 	connect(23, (struct sockaddr *)&a, al);
 	socketpair(AF_UNIX, SOCK_STREAM, 0, sv); place(sv[0], 24); place(sv[1], 25);
 	send(25, "bye", 3, 0); shutdown(25, SHUT_WR);
+	struct sockaddr_un b;
+	socklen_t bl;
+	place(socket(AF_UNIX, SOCK_DGRAM, 0), 26);
+	place(socket(AF_UNIX, SOCK_DGRAM, 0), 27);
+	sun_at(&a, &al, dir, "dg-a.sock", 0);
+	sun_at(&b, &bl, dir, "dg-b.sock", 0);
+	bind(26, (struct sockaddr *)&a, al);
+	bind(27, (struct sockaddr *)&b, bl);
+	connect(26, (struct sockaddr *)&b, bl);
+	connect(27, (struct sockaddr *)&a, al);
+	send(26, "p1", 2, 0);
+	send(27, "p2", 2, 0);
 	wait_trigger(trig);
 	setvbuf(stdout, NULL, _IONBF, 0);
 	printf("pair=%s,%s", rd(10, MSG_DONTWAIT), rd(11, MSG_DONTWAIT));
@@ -138,7 +150,10 @@ static void unix_mode(const char *trig)
 	const char *g1 = rd(22, MSG_DONTWAIT), *g2 = rd(22, MSG_DONTWAIT), *g3 = rd(22, MSG_DONTWAIT);
 	printf(" bound=%s,%s,%s", g1, g2, g3);
 	const char *h1 = rd(24, MSG_DONTWAIT), *h2 = rd(24, MSG_DONTWAIT);
-	printf(" half=%s,%s\n", h1, h2);
+	printf(" half=%s,%s", h1, h2);
+	const char *n1 = rd(26, MSG_DONTWAIT), *n2 = rd(27, MSG_DONTWAIT);
+	send(26, "p3", 2, 0);
+	printf(" named=%s,%s,%s\n", n1, n2, rd(27, MSG_DONTWAIT));
 }
 
 int main(int argc, char **argv)
