@@ -45,9 +45,14 @@ struct fd_kind {
 	 * inventory (links between them: epoll interest lists, connections to
 	 * listening sockets).  0 or -errno (logged). */
 	int (*finish)(struct rst_ctx *r);
+	/* Optional: once at the end of the dump, every process's files known
+	 * (content of files the pod will not find again, e.g. its /dev/shm). */
+	int (*dump_finish)(struct dump_ctx *d);
 };
 
 extern const struct fd_kind *const fd_kinds[];   /* NULL-terminated */
+
+int files_dump_finish(struct dump_ctx *d);   /* runs every kind's dump_finish */
 
 /* Helpers for kinds. */
 int inv_move(struct rst_ctx *r, int fd);

@@ -6,7 +6,8 @@
 
 extern const struct fd_kind fdkind_pipe, fdkind_regfile;
 extern const struct fd_kind fdkind_eventfd, fdkind_epoll, fdkind_timerfd, fdkind_signalfd,
-	fdkind_unix, fdkind_pidfd, fdkind_inotify, fdkind_memfd;
+	fdkind_unix, fdkind_pidfd, fdkind_inotify, fdkind_memfd,
+	fdkind_shmfile;
 
 const struct fd_kind *const fd_kinds[] = {
 	&fdkind_pipe,      /* pipe.c: anonymous pipes and FIFOs with their data */
@@ -18,6 +19,7 @@ const struct fd_kind *const fd_kinds[] = {
 	&fdkind_pidfd,     /* pidfd.c: pidfd of a pod process (re-opened in the late phase) */
 	&fdkind_inotify,   /* inotify.c: watches by path, same wds */
 	&fdkind_memfd,     /* memfd.c: memfds and deleted-but-open files, by content */
+	&fdkind_shmfile,   /* shmfile.c: content of the pod's /dev/shm files (hooks only) */
 	&fdkind_epoll,     /* epoll.c: interest list (re-added once all files exist) */
 	NULL,
 };

@@ -152,6 +152,15 @@ int files_dump(struct dump_ctx *d, struct dproc *p)
 	return err;
 }
 
+int files_dump_finish(struct dump_ctx *d)
+{
+	int err;
+	for (const struct fd_kind *const *k = fd_kinds; *k; k++)
+		if ((*k)->dump_finish && (err = (*k)->dump_finish(d)) < 0)
+			return err;
+	return 0;
+}
+
 /* ------------------------------------------------------------------ restore */
 
 static int file_index(struct rst_ctx *r, uint32_t id)

@@ -15,6 +15,7 @@
 #include <sys/ptrace.h>
 #include <sys/syscall.h>
 
+#include "agent/engine/fdkind.h"
 #include "agent/engine/objects.h"
 #include "lib/log.h"
 
@@ -65,7 +66,8 @@ int objects_dump(struct dump_ctx *d)
 	for (const struct engine_object *o = engine_objects; timing && o->name; o++)
 		if (o->dump)
 			fprintf(stderr, "TIMING dump_%s_ms %.3f\n", o->name, spent[o - engine_objects]);
-	return mm_dump_shm(d);
+	int err = files_dump_finish(d);
+	return err < 0 ? err : mm_dump_shm(d);
 }
 
 int objects_early(struct rst_ctx *r, struct rproc *p)

@@ -342,6 +342,32 @@ int main(int argc, char **argv)
 		fstat(12, &st);
 		printf("memfd=%s link=%s seals=%d grow=%d mapped=%c,%s deleted=%s links=%d mode=%o\n", a, l,
 		       fcntl(10, F_GET_SEALS), grow, m[0], b, c, (int)st.st_nlink, st.st_mode & 0777);
+	} else if (!strcmp(mode, "shm")) {
+		char dir[4096], n1[300], n2[300];
+		snprintf(dir, sizeof(dir), "%s", trig);
+		*strrchr(dir, '/') = 0;
+		snprintf(n1, sizeof(n1), "/zt-%.200s-map", strrchr(dir, '/') + 1);
+		snprintf(n2, sizeof(n2), "/zt-%.200s-fd", strrchr(dir, '/') + 1);
+		int fd = shm_open(n1, O_CREAT | O_RDWR, 0640);
+		ftruncate(fd, 8192);
+		char *m = mmap(NULL, 8192, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+		close(fd);
+		memcpy(m, "mapped-only", 11);
+		memcpy(m + 4096, "page2", 5);
+		place(shm_open(n2, O_CREAT | O_RDWR, 0600), 10);
+		write(10, "by-fd", 5);
+		lseek(10, 3, SEEK_SET);
+		wait_trigger(trig);
+		char a[16] = { 0 }, b[16] = { 0 };
+		read(10, a, sizeof(a) - 1);
+		memcpy(m, "MAPPED", 6);
+		int again = shm_open(n1, O_RDONLY, 0);
+		pread(again, b, 11, 0);
+		struct stat st;
+		fstat(again, &st);
+		printf("map=%.11s,%.5s fd=%s file=%s mode=%o\n", m, m + 4096, a, b, st.st_mode & 0777);
+		shm_unlink(n1);
+		shm_unlink(n2);
 	} else if (!strcmp(mode, "unix")) {
 		unix_mode(trig);
 	} else {
