@@ -376,6 +376,12 @@ static int unix_dump(struct dump_ctx *d, const struct fd_src *s, ImgFile *f)
 	if (u->state == ST_LISTEN) {
 		SETOPT(x, backlog, u->wq);
 		for (int i = 0; i < u->nicons; i++) {
+			if (!u->icons[i]) {
+				log_err("dump: pid %u fd %d: listening unix socket %s has a pending connection whose client "
+					"is already closed: not supported", pid, s->fd, s->link);
+				err = -ENOTSUP;
+				goto out;
+			}
 			if (!held(u->icons[i])) {
 				log_err("dump: pid %u fd %d: listening unix socket %s has a pending connection from socket "
 					"%u outside the pod: not supported", pid, s->fd, s->link, u->icons[i]);
