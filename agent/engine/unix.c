@@ -11,8 +11,10 @@
  * accept() (the server-side "embryo" sockets have no inode until accepted,
  * so a pending client's own UNIX_DIAG_PEER is 0).  Queued data is read
  * without consuming it: MSG_PEEK with SO_PEEK_OFF (set to 0, walked, then
- * put back), one recvmsg per datagram.  fds in flight (SCM_RIGHTS) fail the
- * dump; so do a peer outside the pod, unread bytes a pending client already
+ * put back), one recvmsg per datagram.  fds in flight (SCM_RIGHTS), which the
+ * peek installs in the engine, are matched (kcmp) to a pod process holding
+ * the same file and passed again at restore; one no pod process holds fails
+ * the dump, and so do a peer outside the pod, unread bytes a pending client already
  * sent (they sit in the embryo, which cannot be peeked), and datagrams
  * queued on a socket that nothing in the pod could re-send them to.
  *
@@ -40,7 +42,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <linux/kcmp.h>
 #include <sys/socket.h>
+#include <sys/syscall.h>
 #include <sys/un.h>
 #include <unistd.h>
 
@@ -255,8 +259,36 @@ static int icons_cb(struct udiag *u, void *arg)
 	return 0;
 }
 
+/* A (pod pid, fd) holding the same file as our fd `mine` (kcmp), or -ENOENT. */
+static int find_holder(struct dump_ctx *d, int mine, uint32_t *pid, uint32_t *fd)
+{
+	for (int i = 0; i < d->nprocs; i++) {
+		struct dproc *q = &d->procs[i];
+		if (q->tree->zombie)
+			continue;
+		char path[64];
+		snprintf(path, sizeof(path), "/proc/%d/fd", q->hpid);
+		DIR *dir = opendir(path);
+		struct dirent *de;
+		while (dir && (de = readdir(dir))) {
+			if (de->d_name[0] < '0' || de->d_name[0] > '9')
+				continue;
+			int n = atoi(de->d_name);
+			if (syscall(SYS_kcmp, getpid(), q->hpid, KCMP_FILE, mine, n) == 0) {
+				*pid = q->tree->pid;
+				*fd = (uint32_t)n;
+				closedir(dir);
+				return 0;
+			}
+		}
+		if (dir)
+			closedir(dir);
+	}
+	return -ENOENT;
+}
+
 /* Peek the whole receive queue without consuming it. */
-static int peek_queue(const struct fd_src *s, ImgUnix *x)
+static int peek_queue(struct dump_ctx *d, const struct fd_src *s, ImgUnix *x)
 {
 	int old = -1, zero = 0, err = 0;
 	socklen_t sl = sizeof(old);
@@ -278,17 +310,25 @@ static int peek_queue(const struct fd_src *s, ImgUnix *x)
 				err = -errno;
 			break;
 		}
-		bool rights = (mh.msg_flags & MSG_CTRUNC) != 0;
+		/* fds in flight: the peek installed copies in the engine; each must be
+		 * a file some pod process holds, which the restore passes again */
+		bool orphan_fd = (mh.msg_flags & MSG_CTRUNC) != 0;
+		uint32_t hp[64], hf[64];
+		size_t nh = 0;
 		for (struct cmsghdr *c = CMSG_FIRSTHDR(&mh); c; c = CMSG_NXTHDR(&mh, c))
 			if (c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_RIGHTS) {
-				rights = true;
 				int *fds = (int *)CMSG_DATA(c);
-				for (size_t k = 0; k < (c->cmsg_len - CMSG_LEN(0)) / sizeof(int); k++)
+				for (size_t k = 0; k < (c->cmsg_len - CMSG_LEN(0)) / sizeof(int); k++) {
+					if (nh < 64 && find_holder(d, fds[k], &hp[nh], &hf[nh]) == 0)
+						nh++;
+					else
+						orphan_fd = true;
 					close(fds[k]);
+				}
 			}
-		if (rights) {
-			log_err("dump: pid %u fd %d: unix socket %s has file descriptors in flight (SCM_RIGHTS) in its "
-				"receive queue: not supported", s->p->tree->pid, s->fd, s->link);
+		if (orphan_fd) {
+			log_err("dump: pid %u fd %d: unix socket %s has file descriptors in flight (SCM_RIGHTS) that no "
+				"process of the pod holds: not supported", s->p->tree->pid, s->fd, s->link);
 			err = -ENOTSUP;
 			break;
 		}
@@ -311,6 +351,13 @@ static int peek_queue(const struct fd_src *s, ImgUnix *x)
 		m->data.len = (size_t)n;
 		m->data.data = xcalloc(1, (size_t)n + 1);
 		memcpy(m->data.data, buf, (size_t)n);
+		if (nh) {
+			m->n_fd_pid = m->n_fd_num = nh;
+			m->fd_pid = xcalloc(nh, sizeof(uint32_t));
+			m->fd_num = xcalloc(nh, sizeof(uint32_t));
+			memcpy(m->fd_pid, hp, nh * sizeof(uint32_t));
+			memcpy(m->fd_num, hf, nh * sizeof(uint32_t));
+		}
 	}
 	free(buf);
 	setsockopt(s->lfd, SOL_SOCKET, SO_PEEK_OFF, &old, sizeof(old));
@@ -419,7 +466,7 @@ static int unix_dump(struct dump_ctx *d, const struct fd_src *s, ImgFile *f)
 			goto out;
 		}
 	}
-	if ((err = peek_queue(s, x)) < 0)
+	if ((err = peek_queue(d, s, x)) < 0)
 		goto out;
 	if (x->n_rqueue && u->type == SOCK_DGRAM && !u->namelen && !u->peer) {
 		log_err("dump: pid %u fd %d: unbound, unconnected unix datagram socket %s has %zu queued messages: "
@@ -484,19 +531,62 @@ static socklen_t mkaddr(const ImgUnix *x, struct sockaddr_un *a)
 	return (socklen_t)(offsetof(struct sockaddr_un, sun_path) + n);
 }
 
-/* Send every queued message of `x` into it through `from` (blocking sends). */
-static int requeue(int from, const ImgUnix *x, const struct sockaddr_un *to, socklen_t tolen)
+static bool queue_has_fds(const ImgUnix *x)
+{
+	for (size_t i = 0; x && i < x->n_rqueue; i++)
+		if (x->rqueue[i]->n_fd_pid)
+			return true;
+	return false;
+}
+
+/* The inventory fd of the file pod pid `pid` holds at `fd`, or -1. */
+static int holder_inv(struct rst_ctx *r, uint32_t pid, uint32_t fd)
+{
+	for (int i = 0; i < r->nprocs; i++) {
+		ImgProcCore *c = r->procs[i].core;
+		for (size_t k = 0; c && c->pid == pid && k < c->n_fds; k++)
+			if (c->fds[k]->fd == fd)
+				return inv_fd_for_file(r, c->fds[k]->file_id);
+	}
+	return -1;
+}
+
+/* Send every queued message of `x` into it through `from` (non-blocking:
+ * buffers were made big enough), fds in flight passed again (SCM_RIGHTS). */
+static int requeue(struct rst_ctx *r, int from, const ImgUnix *x, const struct sockaddr_un *to, socklen_t tolen)
 {
 	size_t total = 0;
 	for (size_t i = 0; i < x->n_rqueue; i++) {
-		const ProtobufCBinaryData *m = &x->rqueue[i]->data;
+		const ImgUnixMsg *msg = x->rqueue[i];
+		const ProtobufCBinaryData *m = &msg->data;
+		union { struct cmsghdr h; char b[CMSG_SPACE(sizeof(int) * 64)]; } cb;
+		size_t nfd = msg->n_fd_pid < msg->n_fd_num ? msg->n_fd_pid : msg->n_fd_num;
 		total += m->len;
-		if (total > MAX_QUEUE_BYTES)
+		if (total > MAX_QUEUE_BYTES || nfd > 64)
 			return -E2BIG;
 		size_t off = 0;
 		do {
-			ssize_t n = sendto(from, m->data + off, m->len - off, MSG_NOSIGNAL | MSG_DONTWAIT,
-					   (const struct sockaddr *)to, to ? tolen : 0);
+			struct iovec iov = { m->data + off, m->len - off };
+			struct msghdr mh = { .msg_name = (void *)to, .msg_namelen = to ? tolen : 0,
+					     .msg_iov = &iov, .msg_iovlen = 1 };
+			if (nfd && off == 0) {
+				mh.msg_control = &cb;
+				mh.msg_controllen = CMSG_SPACE(sizeof(int) * nfd);
+				struct cmsghdr *c = CMSG_FIRSTHDR(&mh);
+				c->cmsg_level = SOL_SOCKET;
+				c->cmsg_type = SCM_RIGHTS;
+				c->cmsg_len = CMSG_LEN(sizeof(int) * nfd);
+				for (size_t k = 0; k < nfd; k++) {
+					int fd = holder_inv(r, msg->fd_pid[k], msg->fd_num[k]);
+					if (fd < 0) {
+						log_err("restore: unix socket %u: fd in flight (pid %u fd %u) missing in image",
+							x->ino, msg->fd_pid[k], msg->fd_num[k]);
+						return -EINVAL;
+					}
+					((int *)CMSG_DATA(c))[k] = fd;
+				}
+			}
+			ssize_t n = sendmsg(from, &mh, MSG_NOSIGNAL | MSG_DONTWAIT);
 			if (n < 0)
 				return -errno;
 			off += (size_t)n;
@@ -564,20 +654,33 @@ static int unix_restore(struct rst_ctx *r, ImgFile *f)
 			log_err("restore: file %u: socketpair: %s", f->id, strerror(errno));
 			return -errno;
 		}
+		/* fds in flight are passed once every file exists: queues and
+		 * shutdowns of such a pair wait for the finish hook */
+		bool later = queue_has_fds(x) || (pair && queue_has_fds(pf->unix_sock));
+		if (later && !pair) {
+			log_err("restore: file %u: fds in flight on a socket whose peer is gone: not supported", f->id);
+			close(sv[0]);
+			close(sv[1]);
+			return -ENOTSUP;
+		}
 		bufs(sv[0], x, true);
 		bufs(sv[1], x, true);
-		if ((err = requeue(sv[1], x, NULL, 0)) < 0 ||
-		    (pair && (err = requeue(sv[0], pf->unix_sock, NULL, 0)) < 0)) {
+		if (!later && ((err = requeue(r, sv[1], x, NULL, 0)) < 0 ||
+			       (pair && (err = requeue(r, sv[0], pf->unix_sock, NULL, 0)) < 0))) {
 			log_err("restore: file %u: re-queue unix socket data: %s", f->id, strerror(-err));
 			close(sv[0]);
 			close(sv[1]);
 			return err;
 		}
-		bufs(sv[0], x, false);
-		apply_shutdown(sv[0], x, pair ? pf->unix_sock : NULL);
-		if (pair) {
+		if (!later) {
+			bufs(sv[0], x, false);
+			apply_shutdown(sv[0], x, pair ? pf->unix_sock : NULL);
+		}
+		if (pair && !later) {
 			bufs(sv[1], pf->unix_sock, false);
 			apply_shutdown(sv[1], pf->unix_sock, x);
+		}
+		if (pair) {
 			if (nstash == (int)(sizeof(stash) / sizeof(stash[0])) || (sv[1] = inv_move(r, sv[1])) < 0) {
 				close(sv[0]);
 				return -EMFILE;
@@ -616,11 +719,30 @@ static int unix_restore(struct rst_ctx *r, ImgFile *f)
 	return finish_fd(fd, f);
 }
 
-/* Connections to listeners and to bound datagram sockets; datagrams re-sent. */
+/* Connections to listeners and to bound datagram sockets; datagrams re-sent;
+ * queues of pairs with fds in flight. */
 static int unix_finish(struct rst_ctx *r)
 {
 	int err = 0;
 	nstash = 0;
+	for (size_t i = 0; i < r->files->n_files && !err; i++) {
+		ImgFile *f = r->files->files[i], *pf;
+		int pi = -1;
+		if (f->kind != FK_UNIX || f->unix_sock->state == ST_LISTEN || !mutual(r, f->unix_sock, &pf) ||
+		    !(queue_has_fds(f->unix_sock) || queue_has_fds(pf->unix_sock)))
+			continue;
+		by_ino(r, pf->unix_sock->ino, &pi);
+		/* each end of such a pair: send its queue from the other end, then shut down */
+		bufs(r->file_fd[i], f->unix_sock, true);
+		if ((err = requeue(r, r->file_fd[pi], f->unix_sock, NULL, 0)) < 0)
+			log_err("restore: unix socket %u: re-queue with fds in flight: %s", f->unix_sock->ino,
+				strerror(-err));
+		bufs(r->file_fd[i], f->unix_sock, false);
+		if ((size_t)pi < i) {   /* both queues are in: now the shutdowns */
+			apply_shutdown(r->file_fd[i], f->unix_sock, pf->unix_sock);
+			apply_shutdown(r->file_fd[pi], pf->unix_sock, f->unix_sock);
+		}
+	}
 	for (size_t i = 0; i < r->files->n_files && !err; i++) {
 		ImgFile *l = r->files->files[i];
 		if (l->kind != FK_UNIX || l->unix_sock->state != ST_LISTEN)
@@ -671,7 +793,7 @@ static int unix_finish(struct rst_ctx *r)
 			int tmp = x->peer && p ? -1 : socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
 			int from = x->peer && p ? r->file_fd[pi] : tmp;
 			bufs(r->file_fd[i], x, true);
-			if (from < 0 || !x->has_name || (err = requeue(from, x, &a, al)) < 0) {
+			if (from < 0 || !x->has_name || (err = requeue(r, from, x, &a, al)) < 0) {
 				log_err("restore: unix datagram socket %u: re-queue %zu messages: %s", x->ino, x->n_rqueue,
 					strerror(err ? -err : EINVAL));
 				err = err ? err : -EINVAL;

@@ -127,6 +127,20 @@ static void unix_mode(const char *trig)
 	connect(27, (struct sockaddr *)&a, al);
 	send(26, "p1", 2, 0);
 	send(27, "p2", 2, 0);
+	/* an fd in flight: a pipe's write end sent over a stream pair, still held at 31 */
+	socketpair(AF_UNIX, SOCK_STREAM, 0, sv); place(sv[0], 28); place(sv[1], 29);
+	int pp[2];
+	pipe(pp); place(pp[0], 30); place(pp[1], 31);
+	{
+		union { struct cmsghdr h; char b[CMSG_SPACE(sizeof(int))]; } cb;
+		struct iovec iov = { "fdmsg", 5 };
+		struct msghdr mh = { .msg_iov = &iov, .msg_iovlen = 1, .msg_control = &cb, .msg_controllen = sizeof(cb) };
+		struct cmsghdr *c = CMSG_FIRSTHDR(&mh);
+		c->cmsg_level = SOL_SOCKET; c->cmsg_type = SCM_RIGHTS; c->cmsg_len = CMSG_LEN(sizeof(int));
+		*(int *)CMSG_DATA(c) = 31;
+		sendmsg(29, &mh, 0);
+		send(29, "after", 5, 0);
+	}
 	wait_trigger(trig);
 	setvbuf(stdout, NULL, _IONBF, 0);
 	printf("pair=%s,%s", rd(10, MSG_DONTWAIT), rd(11, MSG_DONTWAIT));
@@ -153,7 +167,19 @@ static void unix_mode(const char *trig)
 	printf(" half=%s,%s", h1, h2);
 	const char *n1 = rd(26, MSG_DONTWAIT), *n2 = rd(27, MSG_DONTWAIT);
 	send(26, "p3", 2, 0);
-	printf(" named=%s,%s,%s\n", n1, n2, rd(27, MSG_DONTWAIT));
+	printf(" named=%s,%s,%s", n1, n2, rd(27, MSG_DONTWAIT));
+	{
+		char data[16] = { 0 }, got[16] = { 0 };
+		union { struct cmsghdr h; char b[CMSG_SPACE(sizeof(int))]; } cb;
+		struct iovec iov = { data, sizeof(data) - 1 };
+		struct msghdr mh = { .msg_iov = &iov, .msg_iovlen = 1, .msg_control = &cb, .msg_controllen = sizeof(cb) };
+		ssize_t n = recvmsg(28, &mh, MSG_DONTWAIT);
+		struct cmsghdr *c = CMSG_FIRSTHDR(&mh);
+		int rfd = c && c->cmsg_type == SCM_RIGHTS ? *(int *)CMSG_DATA(c) : -1;
+		write(rfd, "via", 3);
+		read(30, got, 3);
+		printf(" inflight=%.*s,%s,%s\n", (int)(n > 0 ? n : 0), data, rfd >= 0 ? got : "nofd", rd(28, MSG_DONTWAIT));
+	}
 }
 
 int main(int argc, char **argv)

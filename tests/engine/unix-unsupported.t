@@ -1,7 +1,7 @@
 #!/bin/bash
 # unix-unsupported.t — unix socket states the engine refuses: an fd in
-# flight (SCM_RIGHTS queued and not received yet) and a connection to a
-# socket outside the pod.  Each dump fails with one line naming the pid, the
+# flight (SCM_RIGHTS queued and not received yet) whose file no process of
+# the pod holds any more, and a connection to a socket outside the pod.  Each dump fails with one line naming the pid, the
 # fd and the reason, leaves no image, and the pod runs on (no gap).
 . "$(dirname "$0")/../lib.sh"
 . "$(dirname "$0")/pod.sh"
@@ -26,10 +26,11 @@ import socket, os, time
 a, b = socket.socketpair()
 f = os.open("/dev/null", os.O_RDONLY)
 socket.send_fds(a, [b"x"], [f])
+os.close(f)
 i = 0
 while True:
     print(i, flush=True); i += 1; time.sleep(0.003)' > "$d/out.rights"; ok $? "pod with an fd in flight started"
-check rights 'pid 1 fd [0-9]+: .*SCM_RIGHTS'
+check rights 'pid 1 fd [0-9]+: .*in flight \(SCM_RIGHTS\) that no process of the pod holds'
 
 python3 -c '
 import socket, sys, time, os
