@@ -88,10 +88,12 @@ static int diag_open(struct dump_ctx *d)
 	fd = socket(AF_NETLINK, SOCK_DGRAM | SOCK_CLOEXEC, NETLINK_SOCK_DIAG);
 	if (fd < 0)
 		err = -errno;
-	if (setns(self, CLONE_NEWNET) < 0) {
-		/* cannot happen for a root engine; but never go on in the wrong netns */
-		log_err("dump: return to the engine's netns: %s", strerror(errno));
-		abort();
+	if (setns(self, CLONE_NEWNET) < 0 && !err) {
+		/* cannot happen for a root engine that just left it; fail the dump */
+		err = -errno;
+		if (fd >= 0)
+			close(fd);
+		fd = -1;
 	}
 out:
 	if (pod >= 0)
