@@ -24,6 +24,7 @@
 #include <sys/inotify.h>
 #include <sys/stat.h>
 #include <sys/mman.h>
+#include <poll.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -300,7 +301,12 @@ int main(int argc, char **argv)
 		wait_trigger(trig);
 		int sent = (int)syscall(SYS_pidfd_send_signal, 10, SIGTERM, NULL, 0);
 		siginfo_t si = { 0 };
+		/* the pidfd is PIDFD_NONBLOCK: waitid would say EAGAIN before the exit */
+		struct pollfd pfd = { .fd = 10, .events = POLLIN };
+		poll(&pfd, 1, 5000);
 		int w = waitid(P_PIDFD, 10, &si, WEXITED);
+		if (w < 0)
+			fprintf(stderr, "waitid: %s\n", strerror(errno));
 		printf("sent=%d waited=%d pid=%d sig=%d nb=%d\n", sent, w, (int)si.si_pid, si.si_status,
 		       !!(fcntl(10, F_GETFL) & O_NONBLOCK));
 	} else if (!strcmp(mode, "inotify")) {

@@ -11,7 +11,7 @@ plan 8
 
 d=$(mktemp -d /tmp/zeng-uxu.XXXXXX); on_exit "rm -rf $d"
 check() {  # NAME REGEX
-	wait_for 10 test -s "$d/out.$1"
+	wait_for 30 test -s "$d/out.$1"
 	t_timeout 30 "$ENGINE" dump --cgroup "$POD_CG" --init "$POD_INIT" -o "$d/img.$1" 2> "$d/err.$1"; rc=$?
 	[ $rc -ne 0 ] && [ "$(wc -l < "$d/err.$1")" = 1 ] && grep -Eq "$2" "$d/err.$1"
 	ok $? "$1: dump fails with one line: $(cat "$d/err.$1")"
@@ -37,7 +37,7 @@ import socket, sys, time, os
 s = socket.socket(socket.AF_UNIX); s.bind(sys.argv[1]); s.listen(4)
 c = s.accept()[0]; time.sleep(60)' "$d/outside.sock" & hostpid=$!
 on_exit "kill $hostpid"
-wait_for 5 test -S "$d/outside.sock"
+wait_for 30 test -S "$d/outside.sock"
 pod_start zuxo python3 -c '
 import socket, sys, time
 c = socket.socket(socket.AF_UNIX); c.connect(sys.argv[1])
