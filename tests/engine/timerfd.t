@@ -1,5 +1,5 @@
 #!/bin/bash
-# timerfd.t — an armed one-shot timerfd (3 s) fires on time after restore
+# timerfd.t — an armed one-shot timerfd (5 s) fires on time after restore
 # (measured on the pod's continuous CLOCK_MONOTONIC), a periodic BOOTTIME
 # timer keeps its 200 ms interval and O_NONBLOCK, and an expired, unread
 # timer still reports its one tick.
