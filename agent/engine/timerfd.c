@@ -5,9 +5,12 @@
  * Dump: fdinfo "clockid", "ticks", "settime flags", "it_value: (s, ns)",
  * "it_interval: (s, ns)"; it_value is the time left (as timerfd_gettime),
  * also for a TFD_TIMER_ABSTIME timer.  Restore: timerfd_create, a relative
- * timerfd_settime with the time left (so an absolute timer becomes relative:
- * it fires after the same remaining time, and TFD_TIMER_CANCEL_ON_SET is
- * lost — docs/engine-objects.md), and the unread ticks through
+ * timerfd_settime with the time left, except for a TFD_TIMER_ABSTIME timer
+ * on a REALTIME clock, which is set again to the same date (with its
+ * TFD_TIMER_CANCEL_ON_SET); an absolute MONOTONIC/BOOTTIME timer becomes
+ * relative with the same time left, like the pod's clocks (the engine is
+ * not in the pod's time namespace) — docs/engine-objects.md; the unread
+ * ticks through
  * TFD_IOC_SET_TICKS (CONFIG_CHECKPOINT_RESTORE).  The downtime is not added:
  * the timer goes on from where it stopped, like the pod's monotonic clock.
  */
@@ -18,6 +21,7 @@
 #include <string.h>
 #include <sys/ioctl.h>
 #include <sys/timerfd.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "agent/engine/fdkind.h"
@@ -60,6 +64,12 @@ static int timerfd_dump(struct dump_ctx *d, const struct fd_src *s, ImgFile *f)
 	SETOPT(f, tfd_settime_flags, (uint32_t)fdinfo_u64(info, "settime flags", 8, 0));
 	SETOPT(f, it_value_ns, v);
 	SETOPT(f, it_interval_ns, i);
+	if ((f->tfd_settime_flags & TFD_TIMER_ABSTIME) && v &&
+	    (f->clockid == CLOCK_REALTIME || f->clockid == CLOCK_REALTIME_ALARM)) {
+		struct timespec now;
+		clock_gettime(CLOCK_REALTIME, &now);
+		SETOPT(f, abs_expiry_ns, (uint64_t)now.tv_sec * 1000000000ull + (uint64_t)now.tv_nsec + v);
+	}
 	free(info);
 	return 0;
 }
@@ -76,7 +86,14 @@ static int timerfd_restore(struct rst_ctx *r, ImgFile *f)
 		.it_value = { (time_t)(f->it_value_ns / 1000000000ull), (long)(f->it_value_ns % 1000000000ull) },
 		.it_interval = { (time_t)(f->it_interval_ns / 1000000000ull), (long)(f->it_interval_ns % 1000000000ull) },
 	};
-	if (f->it_value_ns && timerfd_settime(fd, 0, &its, NULL) < 0) {
+	int how = 0;
+	if (f->has_abs_expiry_ns) {
+		/* a wall-clock date: it fires at that date, and CANCEL_ON_SET is kept */
+		its.it_value.tv_sec = (time_t)(f->abs_expiry_ns / 1000000000ull);
+		its.it_value.tv_nsec = (long)(f->abs_expiry_ns % 1000000000ull);
+		how = TFD_TIMER_ABSTIME | (int)(f->tfd_settime_flags & TFD_TIMER_CANCEL_ON_SET);
+	}
+	if (f->it_value_ns && timerfd_settime(fd, how, &its, NULL) < 0) {
 		log_err("restore: file %u: timerfd_settime: %s", f->id, strerror(errno));
 		close(fd);
 		return -EINVAL;

@@ -215,8 +215,15 @@ int main(int argc, char **argv)
 		struct itimerspec once = { .it_value = { 0, 10000000 } };
 		place(timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK), 12);
 		timerfd_settime(12, 0, &once, NULL);
+		struct timespec now;
+		clock_gettime(CLOCK_REALTIME, &now);
+		struct itimerspec date = { .it_value = { now.tv_sec + 3, now.tv_nsec } };
+		place(timerfd_create(CLOCK_REALTIME, TFD_NONBLOCK), 13);
+		timerfd_settime(13, TFD_TIMER_ABSTIME | TFD_TIMER_CANCEL_ON_SET, &date, NULL);
 		usleep(50000);
 		wait_trigger(trig);
+		uint64_t ticks13 = 0;
+		read(13, &ticks13, 8);
 		struct itimerspec g10, g11;
 		timerfd_gettime(10, &g10);
 		timerfd_gettime(11, &g11);
@@ -224,6 +231,7 @@ int main(int argc, char **argv)
 		read(12, &ticks12, 8);
 		read(10, &fired, 8);     /* blocks until the armed timer fires */
 		double el = mono() - t0;
+		printf("date13=%llu ", (unsigned long long)ticks13);
 		printf("armed=%d fired_at=%s interval11=%ldms nb11=%d ticks12=%llu\n",
 		       g10.it_value.tv_sec || g10.it_value.tv_nsec, el >= 4.95 && el < 7.5 ? "on-time" : "wrong",
 		       g11.it_interval.tv_nsec / 1000000, !!(fcntl(11, F_GETFL) & O_NONBLOCK),
