@@ -30,10 +30,15 @@
 #define FK_PIPE   FILE_KIND__FK_PIPE
 #define FK_FIFO   FILE_KIND__FK_FIFO
 #define FK_MAPPED FILE_KIND__FK_MAPPED
-#define FK_MEMFD  FILE_KIND__FK_MEMFD
-#define FK_EVENTFD FILE_KIND__FK_EVENTFD
-#define FK_TIMERFD FILE_KIND__FK_TIMERFD
-#define MAX_SAVED_FILE (64u << 20)   /* content of a deleted file / memfd kept in the image */
+#define FK_EVENTFD  FILE_KIND__FK_EVENTFD
+#define FK_UNIX     FILE_KIND__FK_UNIX
+#define FK_EPOLL    FILE_KIND__FK_EPOLL
+#define FK_TIMERFD  FILE_KIND__FK_TIMERFD
+#define FK_SIGNALFD FILE_KIND__FK_SIGNALFD
+#define FK_PIDFD    FILE_KIND__FK_PIDFD
+#define FK_INOTIFY  FILE_KIND__FK_INOTIFY
+#define FK_MEMFD    FILE_KIND__FK_MEMFD
+#define FK_DELETED  FILE_KIND__FK_DELETED
 #define VK_ANON   VMA_KIND__VK_ANON
 #define VK_FILE   VMA_KIND__VK_FILE
 #define VK_SHM    VMA_KIND__VK_SHM
@@ -175,6 +180,7 @@ struct rst_ctx {
 	struct rproc *procs;
 	int nprocs;
 	int inv_base;               /* first inventory fd number */
+	int shm_mnt;                /* the pod's /dev/shm tmpfs, a detached mount (rst_open) */
 	int *file_fd;               /* inventory fd per files->files index */
 	int *shm_fd;                /* per files->shms index */
 	int *pipe_rfd, *pipe_wfd;   /* per files->pipes index */
@@ -205,6 +211,7 @@ int signals_restore_late(struct rst_ctx *r, struct rproc *p);
 int threads_restore_late(struct rst_ctx *r, struct rproc *p);
 int creds_restore_late(struct rst_ctx *r, struct rproc *p);
 int timers_restore_late(struct rst_ctx *r, struct rproc *p);
+int pidfd_restore_late(struct rst_ctx *r, struct rproc *p);
 int thread_restore_one(struct rst_ctx *r, struct rproc *p, int i, struct inj *t);
 int thread_set_final(struct rst_ctx *r, struct rproc *p, int i);
 int peek_pending(pid_t tid, bool shared, size_t *n, ProtobufCBinaryData **out);

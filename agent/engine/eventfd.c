@@ -1,13 +1,12 @@
 /*
- * eventfd.c — eventfd counters.
+ * eventfd.c — eventfd: the counter and the flags (EFD_SEMAPHORE, O_NONBLOCK).
  *
- * Dump: /proc/PID/fdinfo has "eventfd-count" (hex) and, on recent kernels,
- * "eventfd-semaphore".  Restore: eventfd() with the flags, then the count
- * written in (the initial value of eventfd() is only 32 bits wide).
+ * Dump: fdinfo "eventfd-count" (hex) and "eventfd-semaphore".  Restore:
+ * eventfd(0) then one write of the counter (eventfd()'s initval is only an
+ * unsigned int; a write takes any value up to 2^64-2).
  */
 #include <errno.h>
 #include <fcntl.h>
-#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/eventfd.h>
@@ -15,13 +14,6 @@
 
 #include "agent/engine/fdkind.h"
 #include "lib/log.h"
-
-static char *fdinfo_of(const struct fd_src *s)
-{
-	char path[64];
-	snprintf(path, sizeof(path), "/proc/%d/fdinfo/%d", s->p->hpid, s->fd);
-	return read_file_str(path, NULL);
-}
 
 static int eventfd_match(const struct fd_src *s)
 {
@@ -31,36 +23,40 @@ static int eventfd_match(const struct fd_src *s)
 static int eventfd_dump(struct dump_ctx *d, const struct fd_src *s, ImgFile *f)
 {
 	(void)d;
-	char *fdinfo = fdinfo_of(s);
-	const char *c = fdinfo ? strstr(fdinfo, "eventfd-count:") : NULL;
-	if (!c) {
-		log_err("dump: pid %u fd %d: eventfd without a count in fdinfo", s->p->tree->pid, s->fd);
-		free(fdinfo);
+	char *info = fd_src_fdinfo(s);
+	if (!info)
+		return -EIO;
+	if (!strstr(info, "eventfd-count")) {
+		log_err("dump: pid %u fd %d: eventfd without eventfd-count in fdinfo", s->p->tree->pid, s->fd);
+		free(info);
 		return -ENOTSUP;
 	}
 	f->kind = FK_EVENTFD;
-	SETOPT(f, efd_count, strtoull(c + 14, NULL, 16));
-	const char *sem = strstr(fdinfo, "eventfd-semaphore:");
-	SETOPT(f, efd_semaphore, sem && atoi(sem + 18) == 1);
-	free(fdinfo);
+	SETOPT(f, evcount, fdinfo_u64(info, "eventfd-count", 16, 0));
+	SETOPT(f, semaphore, fdinfo_u64(info, "eventfd-semaphore", 10, 0) != 0);
+	free(info);
 	return 0;
 }
 
 static int eventfd_restore(struct rst_ctx *r, ImgFile *f)
 {
 	(void)r;
-	int fl = EFD_CLOEXEC | (f->flags & O_NONBLOCK ? EFD_NONBLOCK : 0) |
-		 (f->has_efd_semaphore && f->efd_semaphore ? EFD_SEMAPHORE : 0);
-	int fd = eventfd(0, fl);
+	int fl = EFD_CLOEXEC | (f->semaphore ? EFD_SEMAPHORE : 0);
+	int fd = eventfd(0, fl | EFD_NONBLOCK);
 	if (fd < 0) {
-		log_err("restore: eventfd %u: %s", f->id, strerror(errno));
+		log_err("restore: file %u: eventfd: %s", f->id, strerror(errno));
 		return -errno;
 	}
-	uint64_t v = f->has_efd_count ? f->efd_count : 0;
-	if (v && (v == UINT64_MAX || write(fd, &v, 8) != 8)) {
-		log_err("restore: eventfd %u: count %llu: %s", f->id, (unsigned long long)v, strerror(errno));
+	if (f->evcount && (f->evcount > 0xfffffffffffffffeull ||
+			   write(fd, &f->evcount, sizeof(f->evcount)) != sizeof(f->evcount))) {
+		log_err("restore: file %u: eventfd counter %llu: %s", f->id, (unsigned long long)f->evcount,
+			strerror(errno));
 		close(fd);
 		return -EINVAL;
+	}
+	if (fcntl(fd, F_SETFL, (int)(f->flags & (O_NONBLOCK | O_ASYNC))) < 0) {
+		close(fd);
+		return -errno;
 	}
 	return fd;
 }
@@ -69,6 +65,6 @@ const struct fd_kind fdkind_eventfd = {
 	.name = "eventfd",
 	.match = eventfd_match,
 	.dump = eventfd_dump,
-	.kinds = { FK_EVENTFD, 0 },
+	.kinds = { FK_EVENTFD },
 	.restore = eventfd_restore,
 };

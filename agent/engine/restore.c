@@ -5,7 +5,7 @@
  * 2. time namespace for the children with offsets that continue the pod's
  *    CLOCK_MONOTONIC/BOOTTIME; the inventory of open files (files.c, pipe.c),
  *    shared memory filled from SHM_PAGES;
- * 3. fork the pod's init with clone3(CLONE_NEWPID|NEWNS|NEWUTS|NEWIPC[|NEWNET],
+ * 3. fork the pod's init with clone3(CLONE_NEWPID|NEWNS|NEWUTS|NEWIPC (netns: joined or unshared before 2),
  *    set_tid={1}); each task (still engine code) forks its children with
  *    their pids, sets session/group, fds, cwd, ...; zombies exit at once;
  *    every task maps a scratch page, reports ready and blocks;
@@ -165,6 +165,26 @@ static void report(int32_t pid, int32_t err)
 	(void)n;
 }
 
+static int make_shm_mount(struct rst_ctx *r)
+{
+	int fs = fsopen("tmpfs", FSOPEN_CLOEXEC), m = -1;
+
+	if (fs < 0 || fsconfig(fs, FSCONFIG_SET_STRING, "mode", "1777", 0) < 0 ||
+	    fsconfig(fs, FSCONFIG_SET_STRING, "size", "65536k", 0) < 0 ||
+	    fsconfig(fs, FSCONFIG_CMD_CREATE, NULL, NULL, 0) < 0 ||
+	    (m = fsmount(fs, FSMOUNT_CLOEXEC, MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV)) < 0) {
+		int e = errno;
+		log_err("restore: the pod's /dev/shm tmpfs: %s", strerror(e));
+		if (fs >= 0)
+			close(fs);
+		return -e;
+	}
+	close(fs);
+	/* above the image's fd numbers, so the init still has it when it mounts */
+	r->shm_mnt = inv_move(r, m);
+	return r->shm_mnt < 0 ? -errno : 0;
+}
+
 static pid_t clone_with_pid(uint64_t flags, pid_t pid)
 {
 	pid_t tid = pid;
@@ -225,8 +245,13 @@ static void run_task(struct rst_ctx *r, int idx)
 		/* The same mounts as a pod the agent starts: own /proc, /sys, devpts,
 		 * /dev/shm, mqueue (we are pid 1 of the new pid and mount ns, in the
 		 * pod's netns). */
-		if ((err = pod_setup_mounts(NULL)) < 0)
+		if ((err = pod_setup_mounts_flags(NULL, POD_MOUNTS_SHM_DONE)) < 0)
 			goto fail;
+		if (move_mount(r->shm_mnt, "", AT_FDCWD, "/dev/shm", MOVE_MOUNT_F_EMPTY_PATH) < 0) {
+			err = -errno;
+			log_err("restore: attach the pod's /dev/shm: %s", strerror(errno));
+			goto fail;
+		}
 		if (r->info->hostname && sethostname(r->info->hostname, strlen(r->info->hostname)) < 0)
 			err = -errno;
 		if (r->info->domainname && setdomainname(r->info->domainname, strlen(r->info->domainname)) < 0)
@@ -510,7 +535,7 @@ int restore_main(int argc, char **argv)
 	char *in = NULL, *netns = NULL, *cgroups[16];
 	int ncg = 0, c, err = -EINVAL, infd = -1, netfd = -1;
 	pid_t root = -1;
-	struct rst_ctx R = { 0 }, *r = &R;
+	struct rst_ctx R = { .shm_mnt = -1 }, *r = &R;
 	g_r = r;
 	while ((c = getopt_long(argc, argv, "i:N:c:n:I:C:", opts, NULL)) != -1) {
 		switch (c) {
@@ -652,19 +677,30 @@ int restore_main(int argc, char **argv)
 	r->go_r = inv_move(r, p2[0]);
 	r->go_w = inv_move(r, p2[1]);
 	timing("records_read");
-	/* Into the pod's netns first: sockets of the inventory are created there. */
+	/* Into the pod's netns first: sockets of the inventory are created there
+	 * (without --netns a new one, made before the inventory so that bound
+	 * abstract unix sockets and connections live in the pod's netns). */
 	if (netfd >= 0 && setns(netfd, CLONE_NEWNET) < 0) {
 		log_err("restore: join netns %s: %s", netns, strerror(errno));
 		goto fail;
 	}
+	if (netfd < 0 && unshare(CLONE_NEWNET) < 0) {
+		log_err("restore: new netns: %s", strerror(errno));
+		goto fail;
+	}
+	/* The pod's own /dev/shm: a tmpfs made here as a detached mount, filled
+	 * and opened through its fd (rst_open), then attached at /dev/shm by the
+	 * pod's init in its new mount namespace, so every file opened on it
+	 * belongs to the pod's namespace and outlives this process. */
+	if ((err = make_shm_mount(r)) < 0)
+		goto fail;
 	if ((err = files_restore_inventory(r)) < 0 || (err = fill_shm(r)) < 0)
 		goto fail;
 	timing("inventory");
 	if ((err = set_time_offsets(r)) < 0)
 		goto fail;
 	fflush(NULL);
-	root = clone_with_pid(CLONE_NEWPID | CLONE_NEWNS | CLONE_NEWUTS | CLONE_NEWIPC |
-			      (netfd >= 0 ? 0 : CLONE_NEWNET), 1);
+	root = clone_with_pid(CLONE_NEWPID | CLONE_NEWNS | CLONE_NEWUTS | CLONE_NEWIPC, 1);
 	if (root < 0) {
 		log_err("restore: create the pod's init: %s", strerror(errno));
 		goto fail;

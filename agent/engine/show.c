@@ -26,7 +26,10 @@ static const char *fkind_name(int k)
 {
 	switch (k) {
 	case FK_REG: return "file"; case FK_DIR: return "dir"; case FK_CHR: return "chr";
-	case FK_PIPE: return "pipe"; case FK_FIFO: return "fifo"; case FK_MAPPED: return "mapped"; case FK_MEMFD: return "memfd"; case FK_EVENTFD: return "eventfd"; case FK_TIMERFD: return "timerfd";
+	case FK_PIPE: return "pipe"; case FK_FIFO: return "fifo"; case FK_MAPPED: return "mapped";
+	case FK_EVENTFD: return "eventfd"; case FK_UNIX: return "unix"; case FK_EPOLL: return "epoll";
+	case FK_TIMERFD: return "timerfd"; case FK_SIGNALFD: return "signalfd"; case FK_PIDFD: return "pidfd";
+	case FK_INOTIFY: return "inotify"; case FK_MEMFD: return "memfd"; case FK_DELETED: return "deleted";
 	default: return "?";
 	}
 }
@@ -52,6 +55,10 @@ static const char *file_key(const ImgFile *f)
 		return "";
 	if (f->kind == FK_PIPE) {
 		snprintf(key, sizeof(key), "pipe:[%u]", f->pipe_id);
+		return key;
+	}
+	if (f->kind == FK_UNIX && f->unix_sock) {
+		snprintf(key, sizeof(key), "socket:[%u]", f->unix_sock->ino);
 		return key;
 	}
 	return f->path ? f->path : "";
