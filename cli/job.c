@@ -142,6 +142,7 @@ int cmd_job(int argc, char **argv)
 out:
 	if (fd >= 0)
 		close(fd);
-	free(rq.dir);
+	if (rq.dir != protobuf_c_empty_string)
+		free(rq.dir);
 	return rc;
 }
