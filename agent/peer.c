@@ -23,6 +23,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <linux/close_range.h>
 #include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -452,7 +453,14 @@ out:
 	return rc;
 }
 
-/* Fork a stream helper; the agent reaps it as an unknown child. */
+/*
+ * Fork a stream helper; the agent reaps it as an unknown child.  The child
+ * keeps only keep1/keep2 (and stdio): a copy of the agent's other fds would
+ * keep pipes from reaching EOF and, worse, keep files registered in the
+ * agent's epoll instance alive after the agent closed them (epoll entries
+ * belong to the open file, not the fd), which then fire for whatever the
+ * agent opens under the same number.
+ */
 static int spawn_helper(int keep1, int keep2, int (*fn)(void *), void *arg)
 {
 	pid_t pid = fork();
@@ -460,10 +468,20 @@ static int spawn_helper(int keep1, int keep2, int (*fn)(void *), void *arg)
 	if (pid < 0)
 		return -errno;
 	if (pid == 0) {
-		(void)keep1;
-		(void)keep2;
-		prctl(PR_SET_PDEATHSIG, SIGKILL);
+		int lo = keep1 < keep2 ? keep1 : keep2, hi = keep1 < keep2 ? keep2 : keep1;
+
+		if (lo < 0)
+			lo = hi;
+		if (lo > 3)
+			close_range(3, (unsigned)lo - 1, 0);
+		if (hi > lo + 1)
+			close_range((unsigned)lo + 1, (unsigned)hi - 1, 0);
+		close_range((unsigned)hi + 1, ~0U, 0);
+		signal(SIGCHLD, SIG_DFL);
+		signal(SIGTERM, SIG_DFL);
+		signal(SIGINT, SIG_DFL);
 		signal(SIGPIPE, SIG_IGN);
+		prctl(PR_SET_PDEATHSIG, SIGKILL);
 		_exit(fn(arg) < 0 ? 1 : 0);
 	}
 	return 0;

@@ -258,6 +258,32 @@ static int connect_parts(struct opstate *o, char *err, size_t errlen)
 
 static double ms_since(int64_t t0) { return (double)(now_ms() - t0); }
 
+/*
+ * Fault injection for tests: $ZAPC_MANAGER_FAULT_FILE may hold lines
+ * "OP PHASE SHELL-COMMAND"; the command runs (synchronously) when operation
+ * OP (checkpoint, restart, migrate) reaches PHASE ("sent": the agents have
+ * the operation; "captured", "written", "restored": every agent reached
+ * that sync point, before Go).  tests/cluster/faults.t kills agents there.
+ */
+static void fault_point(const char *op, const char *phase)
+{
+	const char *path = getenv("ZAPC_MANAGER_FAULT_FILE");
+	char line[1024], o[32], ph[32];
+	int off = 0;
+	FILE *f;
+
+	if (!path || !(f = fopen(path, "re")))
+		return;
+	while (fgets(line, sizeof(line), f))
+		if (sscanf(line, "%31s %31s %n", o, ph, &off) == 2 && off > 0 &&
+		    !strcmp(o, op) && !strcmp(ph, phase)) {
+			log_warn("fault injection at %s/%s: %s", op, phase, line + off);
+			if (system(line + off) != 0)
+				log_warn("fault command failed");
+		}
+	fclose(f);
+}
+
 /* --- routes (the hook) ----------------------------------------------------- */
 
 static int run_route(const char *verb, const char *ip, const char *node, char *err, size_t errlen)
@@ -272,6 +298,33 @@ static int run_route(const char *verb, const char *ip, const char *node, char *e
 	if (st != 0) {
 		snprintf(err, errlen, "route hook failed (exit %d): %s", WIFEXITED(st) ? WEXITSTATUS(st) : -1,
 			 cmd);
+		return -EIO;
+	}
+	return 0;
+}
+
+/* All pods' routes in one hook call: `CMD route IP NODE IP NODE ...` (the
+ * pods are frozen meanwhile; one call per pod cost ~0.3 s each in the
+ * simulated cluster). */
+static int run_routes(const struct jpod *pods, int n, char *err, size_t errlen)
+{
+	size_t len, o = 0;
+	char *cmd;
+	int st;
+
+	if (!conf.route_cmd || !conf.route_cmd[0] || n <= 0)
+		return 0;
+	len = strlen(conf.route_cmd) + 16 + (size_t)n * 96;
+	cmd = malloc(len);
+	if (!cmd)
+		return -ENOMEM;
+	o += (size_t)snprintf(cmd + o, len - o, "%s route", conf.route_cmd);
+	for (int i = 0; i < n; i++)
+		o += (size_t)snprintf(cmd + o, len - o, " %s %s", pods[i].ip, pods[i].node);
+	st = system(cmd);
+	free(cmd);
+	if (st != 0) {
+		snprintf(err, errlen, "route hook failed (%s route ...)", conf.route_cmd);
 		return -EIO;
 	}
 	return 0;
@@ -690,13 +743,16 @@ int job_checkpoint(const Zapc__Mgr__JobRequest *rq, out_fn out, void *ctx, char 
 	}
 	outf(out, ctx, "[%7.1f ms] checkpoint %s: %d pods on %d nodes, freezing", ms_since(o->t0),
 	     j->name, j->npods, o->n);
+	fault_point("checkpoint", "sent");
 	if (wait_all(o, "captured", 1) < 0)
 		goto abort;
+	fault_point("checkpoint", "captured");
 	outf(out, ctx, "[%7.1f ms] all %d nodes captured (the sync point); continue", ms_since(o->t0), o->n);
 	send_go(o, "captured", 1);
 	if (!rq->leave_running) {
 		if (wait_all(o, "written", 1) < 0)
 			goto abort;
+		fault_point("checkpoint", "written");
 		outf(out, ctx, "[%7.1f ms] all images written; the pods end", ms_since(o->t0));
 		send_go(o, "written", 1);
 	} else {
@@ -848,11 +904,9 @@ int job_restart(const Zapc__Mgr__JobRequest *rq, out_fn out, void *ctx, char *er
 	if ((rc = connect_parts(o, err, errlen)) < 0)
 		goto out;
 	/* R2: each pod's virtual IP now lives on its new node. */
-	for (int i = 0; i < n; i++) {
-		if ((rc = run_route("route", nj->pods[i].ip, nj->pods[i].node, o->fail, sizeof(o->fail))) < 0)
-			goto abort;
-		routed = i + 1;
-	}
+	routed = n;
+	if ((rc = run_routes(nj->pods, n, o->fail, sizeof(o->fail))) < 0)
+		goto abort;
 	outf(out, ctx, "[%7.1f ms] restart %s: %d pods on %d nodes (routes set)", ms_since(o->t0), rq->job,
 	     n, o->n);
 	for (int pi = 0; pi < o->n; pi++) {
@@ -885,8 +939,10 @@ int job_restart(const Zapc__Mgr__JobRequest *rq, out_fn out, void *ctx, char *er
 			goto abort;
 		}
 	}
+	fault_point("restart", "sent");
 	if (wait_all(o, "restored", 2) < 0)
 		goto abort;
+	fault_point("restart", "restored");
 	outf(out, ctx, "[%7.1f ms] all pods restored (frozen); resume", ms_since(o->t0));
 	send_go(o, "restored", 2);
 	if (wait_all(o, NULL, 2) < 0) {
@@ -916,7 +972,7 @@ int job_restart(const Zapc__Mgr__JobRequest *rq, out_fn out, void *ctx, char *er
 abort:
 	outf(out, ctx, "[%7.1f ms] failure: %s; aborting", ms_since(o->t0), o->fail);
 	abort_all(o, o->fail);
-	for (int i = 0; i < routed; i++) {
+	for (int i = 0; i < routed && conf.route_cmd; i++) {
 		char e2[256];
 
 		run_route("unroute", nj->pods[i].ip, NULL, e2, sizeof(e2));
@@ -1064,22 +1120,23 @@ int job_migrate(const Zapc__Mgr__JobRequest *rq, out_fn out, void *ctx, char *er
 	}
 	outf(out, ctx, "[%7.1f ms] migrate %s: %d pods, destinations listening; freezing sources",
 	     ms_since(o->t0), j->name, j->npods);
+	fault_point("migrate", "sent");
 	if (wait_all(o, "captured", 1) < 0)
 		goto abort;
+	fault_point("migrate", "captured");
 	outf(out, ctx, "[%7.1f ms] all sources captured (the sync point); streaming", ms_since(o->t0));
 	t_stream = now_ms();
 	send_go(o, "captured", 1);
 	if (wait_all(o, "written", 1) < 0 || wait_all(o, "restored", 2) < 0)
 		goto abort;
+	fault_point("migrate", "restored");
 	int64_t stream_ms = now_ms() - t_stream;
 
 	outf(out, ctx, "[%7.1f ms] all images streamed and restored (%lld ms); switching routes",
 	     ms_since(o->t0), (long long)stream_ms);
-	for (int i = 0; i < j->npods; i++) {
-		if ((rc = run_route("route", to[i].ip, to[i].node, o->fail, sizeof(o->fail))) < 0)
-			goto abort;
-		routed = i + 1;
-	}
+	routed = j->npods;
+	if ((rc = run_routes(to, j->npods, o->fail, sizeof(o->fail))) < 0)
+		goto abort;
 	send_go(o, "written", 1);
 	send_go(o, "restored", 2);
 	if (wait_all(o, NULL, 3) < 0)
@@ -1110,10 +1167,10 @@ int job_migrate(const Zapc__Mgr__JobRequest *rq, out_fn out, void *ctx, char *er
 abort:
 	outf(out, ctx, "[%7.1f ms] failure: %s; aborting", ms_since(o->t0), o->fail);
 	abort_all(o, o->fail);
-	for (int i = 0; i < routed; i++) {
+	if (routed) {
 		char e2[256];
 
-		run_route("route", j->pods[i].ip, j->pods[i].node, e2, sizeof(e2));
+		run_routes(j->pods, j->npods, e2, sizeof(e2));
 	}
 	outf(out, ctx, "[%7.1f ms] aborted: sources resumed, destinations removed", ms_since(o->t0));
 	snprintf(err, errlen, "migrate %s: %s", j->name, o->fail);
