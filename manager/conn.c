@@ -336,6 +336,19 @@ void conn_poll_one(struct agent *a, conn_fn fn, void *arg)
 	deliver(a, 0, fn, arg);
 }
 
+int conn_alive(struct agent *a)
+{
+	struct pollfd p = { .fd = a->fd, .events = POLLIN };
+
+	if (a->fd < 0)
+		return 0;
+	if (poll(&p, 1, 0) == 1 && pump(a) < 0) {
+		conn_drop(a, "connection lost");
+		return 0;
+	}
+	return 1;
+}
+
 int conn_wait(struct agent **as, int n, int64_t deadline, conn_fn fn, void *arg)
 {
 	struct pollfd *p = calloc((size_t)n, sizeof(*p));

@@ -50,6 +50,10 @@ void conn_drop(struct agent *a, const char *why);
 typedef int (*conn_fn)(void *arg, int index, Zapc__Mgr__Envelope *env);
 int conn_wait(struct agent **as, int n, int64_t deadline_ms, conn_fn fn, void *arg);
 
+/* Is the connection still up (EOF already there = no)?  Frames read
+ * meanwhile stay buffered for the next conn_wait. */
+int conn_alive(struct agent *a);
+
 /* Every connected agent, for the idle loop (stray frames, disconnects). */
 struct agent *conn_list(void);
 /* Read what is pending on a (non-blocking); fn as for conn_wait. */

@@ -105,8 +105,11 @@ static int on_env(void *arg, int i, Zapc__Mgr__Envelope *e)
 		p->done = 1;
 		p->status = -ECONNRESET;
 		snprintf(p->err, sizeof(p->err), "connection lost");
-		snprintf(o->fail, sizeof(o->fail), "%s: connection lost %s", p->node,
-			 o->phase ? o->phase : "before its status");
+		if (o->phase)
+			snprintf(o->fail, sizeof(o->fail), "%s: connection lost while waiting for '%s'",
+				 p->node, o->phase);
+		else
+			snprintf(o->fail, sizeof(o->fail), "%s: connection lost before its status", p->node);
 		return -1;
 	}
 	if (e->op_id != o->id)
@@ -189,6 +192,27 @@ static int wait_all(struct opstate *o, const char *phase, int roles)
 		}
 	}
 	return -1;
+}
+
+/*
+ * Before a Go that cannot be taken back (pods end, restored pods run), make
+ * sure no agent has gone away meanwhile: a peer whose connection already
+ * reads EOF gets an Abort instead of a half commit.  (A peer dying after
+ * this check is a failure after the commit point: its own pods resume, the
+ * images are complete; docs/manager-protocol.md §7.)
+ */
+static int all_alive(struct opstate *o)
+{
+	for (int i = 0; i < o->n; i++)
+		if (!o->p[i].a || !conn_alive(o->p[i].a)) {
+			o->p[i].done = 1;
+			o->p[i].status = -ECONNRESET;
+			snprintf(o->p[i].err, sizeof(o->p[i].err), "connection lost");
+			snprintf(o->fail, sizeof(o->fail), "%s: connection lost before the commit",
+				 o->p[i].node);
+			return 0;
+		}
+	return 1;
 }
 
 static void send_go(struct opstate *o, const char *phase, int roles)
@@ -747,12 +771,16 @@ int job_checkpoint(const Zapc__Mgr__JobRequest *rq, out_fn out, void *ctx, char 
 	if (wait_all(o, "captured", 1) < 0)
 		goto abort;
 	fault_point("checkpoint", "captured");
+	if (rq->leave_running && !all_alive(o))
+		goto abort;
 	outf(out, ctx, "[%7.1f ms] all %d nodes captured (the sync point); continue", ms_since(o->t0), o->n);
 	send_go(o, "captured", 1);
 	if (!rq->leave_running) {
 		if (wait_all(o, "written", 1) < 0)
 			goto abort;
 		fault_point("checkpoint", "written");
+		if (!all_alive(o))
+			goto abort;
 		outf(out, ctx, "[%7.1f ms] all images written; the pods end", ms_since(o->t0));
 		send_go(o, "written", 1);
 	} else {
@@ -943,6 +971,8 @@ int job_restart(const Zapc__Mgr__JobRequest *rq, out_fn out, void *ctx, char *er
 	if (wait_all(o, "restored", 2) < 0)
 		goto abort;
 	fault_point("restart", "restored");
+	if (!all_alive(o))
+		goto abort;
 	outf(out, ctx, "[%7.1f ms] all pods restored (frozen); resume", ms_since(o->t0));
 	send_go(o, "restored", 2);
 	if (wait_all(o, NULL, 2) < 0) {
@@ -1135,7 +1165,7 @@ int job_migrate(const Zapc__Mgr__JobRequest *rq, out_fn out, void *ctx, char *er
 	outf(out, ctx, "[%7.1f ms] all images streamed and restored (%lld ms); switching routes",
 	     ms_since(o->t0), (long long)stream_ms);
 	routed = j->npods;
-	if ((rc = run_routes(to, j->npods, o->fail, sizeof(o->fail))) < 0)
+	if ((rc = run_routes(to, j->npods, o->fail, sizeof(o->fail))) < 0 || !all_alive(o))
 		goto abort;
 	send_go(o, "written", 1);
 	send_go(o, "restored", 2);
