@@ -232,6 +232,8 @@ static int connect_to(struct agent *a, char *why, size_t whylen)
 	for (;;) {
 		log_last_err_clear();
 		rc = pump(a);
+		if (rc < 0 && next_env(a, &e) > 0)
+			break;	/* Refused, then the agent hung up */
 		if (rc < 0) {
 			unsigned long ee = ERR_peek_last_error();
 			char buf[256] = "";
