@@ -529,7 +529,7 @@ static void print_table(out_fn out, void *ctx, struct opstate *o, int role, cons
 int job_run(const Zapc__Mgr__JobRequest *rq, out_fn out, void *ctx, char *err, size_t errlen)
 {
 	int k = rq->pods_per_node ? (int)rq->pods_per_node : 1, n = (int)rq->n_nodes * k, rc = 0;
-	char hosts[4096] = "";
+	char hosts[4096] = "", launch[4096];
 	struct job *j;
 
 	if (!name_ok(rq->job)) {
@@ -551,6 +551,8 @@ int job_run(const Zapc__Mgr__JobRequest *rq, out_fn out, void *ctx, char *err, s
 	}
 	j->mpi = rq->mpi;
 	snprintf(j->state, sizeof(j->state), "starting");
+	snprintf(launch, sizeof(launch), "%s/%s.launch", conf.state_dir, j->name);
+	unlink(launch);
 	for (int i = 0; i < n; i++) {
 		snprintf(j->pods[i].name, sizeof(j->pods[i].name), "%s-%d", rq->job, i);
 		snprintf(j->pods[i].node, sizeof(j->pods[i].node), "%s", rq->nodes[i / k]);
@@ -559,13 +561,19 @@ int job_run(const Zapc__Mgr__JobRequest *rq, out_fn out, void *ctx, char *err, s
 		Zapc__Request req = ZAPC__REQUEST__INIT;
 		Zapc__PodCreate pc = ZAPC__POD_CREATE__INIT;
 		Zapc__Response *r = NULL;
-		char *argv[64], *idle[] = { "sleep", "2147483647" };
+		char *argv[64], *idle[] = { "sleep", "2147483647" }, wait0[4400];
+		char *waiter[] = { "/bin/sh", "-c", wait0 };
 		size_t na = 0;
 
 		pc.name = j->pods[i].name;
-		if (rq->mpi) {
+		if (rq->mpi && i > 0) {
 			pc.argv = idle;
 			pc.n_argv = 2;
+		} else if (rq->mpi) {
+			snprintf(wait0, sizeof(wait0), "while [ ! -e '%s' ]; do sleep 0.05; done; . '%s'",
+				 launch, launch);
+			pc.argv = waiter;
+			pc.n_argv = 3;
 		} else {
 			for (size_t a = 0; a < rq->n_argv && a < 64; a++)
 				argv[na++] = subst(rq->argv[a], j, i, NULL);
@@ -590,39 +598,37 @@ int job_run(const Zapc__Mgr__JobRequest *rq, out_fn out, void *ctx, char *err, s
 			zapc__response__free_unpacked(r, NULL);
 	}
 	if (rc == 0 && rq->mpi) {
-		Zapc__Request req = ZAPC__REQUEST__INIT;
-		Zapc__PodExec pe = ZAPC__POD_EXEC__INIT;
-		char outfile[4096], script[4200], *argv[70];
+		/* Pod 0 waits for this script; it needs every pod's IP, known only now. */
+		char tmp[4200];
 		FILE *f;
-		size_t na = 0;
 
 		snprintf(hosts, sizeof(hosts), "%s/%s.hosts", conf.state_dir, j->name);
-		snprintf(outfile, sizeof(outfile), "%s/%s.out", conf.state_dir, j->name);
 		f = fopen(hosts, "we");
 		for (int i = 0; f && i < n; i++)
 			fprintf(f, "%s\n", j->pods[i].ip);
-		if (!f || fclose(f) != 0) {
-			snprintf(err, errlen, "%s: cannot write", hosts);
+		if (!f || fclose(f) != 0)
+			rc = -EIO;
+		snprintf(tmp, sizeof(tmp), "%s.tmp", launch);
+		f = rc == 0 ? fopen(tmp, "we") : NULL;
+		if (f) {
+			fprintf(f, "exec");
+			for (size_t a = 0; a < rq->n_argv; a++) {
+				char *arg = subst(rq->argv[a], j, 0, hosts);
+
+				fputs(" '", f);
+				for (char *c = arg; c && *c; c++)
+					fputs(*c == '\'' ? "'\\''" : (char[]){ *c, 0 }, f);
+				fputc('\'', f);
+				free(arg);
+			}
+			fputc('\n', f);
+		}
+		if (!f || fclose(f) != 0 || rename(tmp, launch) < 0) {
+			snprintf(err, errlen, "%s: cannot write the launch script", launch);
 			rc = -EIO;
 		} else {
-			snprintf(script, sizeof(script), "exec \"$@\" > '%s' 2>&1", outfile);
-			argv[na++] = "/bin/sh";
-			argv[na++] = "-c";
-			argv[na++] = script;
-			argv[na++] = "sh";
-			for (size_t a = 0; a < rq->n_argv && na < 70; a++)
-				argv[na++] = subst(rq->argv[a], j, 0, hosts);
-			pe.name = j->pods[0].name;
-			pe.argv = argv;
-			pe.n_argv = na;
-			req.cmd_case = ZAPC__REQUEST__CMD_POD_EXEC;
-			req.pod_exec = &pe;
-			rc = agent_call(j->pods[0].node, &req, 0, NULL, &j->exec_call, err, errlen);
-			for (size_t a = 4; a < na; a++)
-				free(argv[a]);
-			snprintf(j->note, sizeof(j->note), "launcher in %s, output %s", j->pods[0].name, outfile);
-			outf(out, ctx, "launcher started in pod %s (hosts %s, output %s)", j->pods[0].name,
-			     hosts, outfile);
+			snprintf(j->note, sizeof(j->note), "launcher in pod %s (its console)", j->pods[0].name);
+			outf(out, ctx, "launcher started in pod %s (hosts %s)", j->pods[0].name, hosts);
 		}
 	}
 	if (rc < 0) {
