@@ -330,7 +330,32 @@ static int run_route(const char *verb, const char *ip, const char *node, char *e
 /* All pods' routes in one hook call: `CMD route IP NODE IP NODE ...` (the
  * pods are frozen meanwhile; one call per pod cost ~0.3 s each in the
  * simulated cluster). */
+static pid_t routes_pid;
+
+/* Wait for a route hook started with run_routes(..., background=1). */
+static int routes_wait(char *err, size_t errlen)
+{
+	int st = 0;
+
+	if (routes_pid <= 0)
+		return 0;
+	if (waitpid(routes_pid, &st, 0) < 0 || !WIFEXITED(st) || WEXITSTATUS(st)) {
+		routes_pid = 0;
+		snprintf(err, errlen, "route hook failed (%s route ...)", conf.route_cmd);
+		return -EIO;
+	}
+	routes_pid = 0;
+	return 0;
+}
+
+static int run_routes_bg(const struct jpod *pods, int n, int background, char *err, size_t errlen);
+
 static int run_routes(const struct jpod *pods, int n, char *err, size_t errlen)
+{
+	return run_routes_bg(pods, n, 0, err, errlen);
+}
+
+static int run_routes_bg(const struct jpod *pods, int n, int background, char *err, size_t errlen)
 {
 	size_t len, o = 0;
 	char *cmd;
@@ -345,6 +370,19 @@ static int run_routes(const struct jpod *pods, int n, char *err, size_t errlen)
 	o += (size_t)snprintf(cmd + o, len - o, "%s route", conf.route_cmd);
 	for (int i = 0; i < n; i++)
 		o += (size_t)snprintf(cmd + o, len - o, " %s %s", pods[i].ip, pods[i].node);
+	if (background) {
+		routes_pid = fork();
+		if (routes_pid == 0) {
+			execl("/bin/sh", "sh", "-c", cmd, (char *)NULL);
+			_exit(127);
+		}
+		free(cmd);
+		if (routes_pid < 0) {
+			snprintf(err, errlen, "route hook: fork: %s", strerror(errno));
+			return -errno;
+		}
+		return 0;
+	}
 	st = system(cmd);
 	free(cmd);
 	if (st != 0) {
@@ -937,12 +975,12 @@ int job_restart(const Zapc__Mgr__JobRequest *rq, out_fn out, void *ctx, char *er
 		part_of(o, nj->pods[i].node, 2)->npods++;
 	if ((rc = connect_parts(o, err, errlen)) < 0)
 		goto out;
-	/* R2: each pod's virtual IP now lives on its new node. */
+	/* R2: each pod's virtual IP now lives on its new node.  The hook runs
+	 * while the agents restore; it must be done before the pods resume. */
 	routed = n;
-	if ((rc = run_routes(nj->pods, n, o->fail, sizeof(o->fail))) < 0)
+	if ((rc = run_routes_bg(nj->pods, n, 1, o->fail, sizeof(o->fail))) < 0)
 		goto abort;
-	outf(out, ctx, "[%7.1f ms] restart %s: %d pods on %d nodes (routes set)", ms_since(o->t0), rq->job,
-	     n, o->n);
+	outf(out, ctx, "[%7.1f ms] restart %s: %d pods on %d nodes", ms_since(o->t0), rq->job, n, o->n);
 	for (int pi = 0; pi < o->n; pi++) {
 		Zapc__Mgr__Envelope e = ZAPC__MGR__ENVELOPE__INIT;
 		Zapc__Mgr__Restart rs = ZAPC__MGR__RESTART__INIT;
@@ -976,6 +1014,9 @@ int job_restart(const Zapc__Mgr__JobRequest *rq, out_fn out, void *ctx, char *er
 	fault_point("restart", "sent");
 	if (wait_all(o, "restored", 2) < 0)
 		goto abort;
+	if (routes_wait(o->fail, sizeof(o->fail)) < 0)
+		goto abort;
+	outf(out, ctx, "[%7.1f ms] routes set", ms_since(o->t0));
 	fault_point("restart", "restored");
 	if (!all_alive(o))
 		goto abort;
@@ -1008,6 +1049,11 @@ int job_restart(const Zapc__Mgr__JobRequest *rq, out_fn out, void *ctx, char *er
 abort:
 	outf(out, ctx, "[%7.1f ms] failure: %s; aborting", ms_since(o->t0), o->fail);
 	abort_all(o, o->fail);
+	{
+		char e3[256];
+
+		routes_wait(e3, sizeof(e3));
+	}
 	for (int i = 0; i < routed && conf.route_cmd; i++) {
 		char e2[256];
 
