@@ -556,9 +556,13 @@ static void print_table(out_fn out, void *ctx, struct opstate *o, int role, cons
 
 		if (!(p->role & role))
 			continue;
-		outf(out, ctx, "%-16s %4d %9.1f MiB %7.1f ms %7.1f ms  %s", p->node, p->npods,
-		     p->bytes / 1048576.0, p->frozen_us / 1000.0, p->total_us / 1000.0,
-		     p->status ? p->err : "ok");
+		if (role == 2)	/* restores: no image size, no freeze */
+			outf(out, ctx, "%-16s %4d %12s %10s %7.1f ms  %s", p->node, p->npods, "-", "-",
+			     p->total_us / 1000.0, p->status ? p->err : "ok");
+		else
+			outf(out, ctx, "%-16s %4d %9.1f MiB %7.1f ms %7.1f ms  %s", p->node, p->npods,
+			     p->bytes / 1048576.0, p->frozen_us / 1000.0, p->total_us / 1000.0,
+			     p->status ? p->err : "ok");
 	}
 }
 
@@ -1044,7 +1048,7 @@ int job_restart(const Zapc__Mgr__JobRequest *rq, out_fn out, void *ctx, char *er
 	nj = NULL;
 	jobs_save();
 	outf(out, ctx, "[%7.1f ms] job %s running again", ms_since(o->t0), rq->job);
-	print_table(out, ctx, o, 2, "PODS");
+	print_table(out, ctx, o, 2, "IMAGE");
 	goto out;
 abort:
 	outf(out, ctx, "[%7.1f ms] failure: %s; aborting", ms_since(o->t0), o->fail);
