@@ -38,6 +38,7 @@
 #include <event2/listener.h>
 #include <openssl/crypto.h>
 
+#include "agent/cgroup.h"
 #include "agent/ops.h"
 #include "agent/peer.h"
 #include "agent/pod.h"
@@ -72,6 +73,7 @@ struct pop {
 	struct task *tasks;
 	int aborted, last_go;		/* last_go: past the point of no abort */
 	char why[2 * PATH_MAX + 256];
+	struct event *grace;		/* abort: engines that never reach a sync point */
 	struct pop *next;
 };
 
@@ -159,6 +161,8 @@ static void op_free(struct pop *op)
 			*pp = op->next;
 			break;
 		}
+	if (op->grace)
+		event_free(op->grace);
 	free(op->tasks);
 	free(op);
 }
@@ -171,9 +175,43 @@ static int op_all_finished(struct pop *op)
 	return 1;
 }
 
+/*
+ * An aborted checkpoint engine answers at its next sync point.  One that
+ * does not get there in time (wedged) is killed: its tracees are detached by
+ * the kernel when the tracer dies, and the pod's cgroup is thawed in case it
+ * died during the freeze.
+ */
+#define ABORT_GRACE_S 15
+static void on_grace(evutil_socket_t fd, short what, void *arg)
+{
+	struct pop *op = arg;
+
+	for (int i = 0; i < op->ntasks; i++) {
+		struct task *t = &op->tasks[i];
+		struct pod *pod = pod_find(P.node, t->pod);
+		char path[PATH_MAX + 32];
+		int f;
+
+		if (!t->started || t->finished)
+			continue;
+		log_warn("pod %s: engine still busy %d s after the abort; killing it", t->pod, ABORT_GRACE_S);
+		ops_kill_ctx(t);
+		if (pod && pod->cg.path[CG_V2][0]) {
+			snprintf(path, sizeof(path), "%s/cgroup.freeze", pod->cg.path[CG_V2]);
+			if ((f = open(path, O_WRONLY | O_CLOEXEC)) >= 0) {
+				if (write(f, "0", 1) != 1)
+					log_warn("pod %s: thaw: %s", t->pod, strerror(errno));
+				close(f);
+			}
+		}
+	}
+}
+
 /* Abort everything still running in op (pods resume / restores dropped). */
 static void op_abort(struct pop *op, const char *why)
 {
+	struct timeval grace = { ABORT_GRACE_S, 0 };
+
 	if (op->aborted || op->last_go)
 		return;
 	op->aborted = 1;
@@ -190,6 +228,8 @@ static void op_abort(struct pop *op, const char *why)
 			ops_sync_answer(t, 0, why);
 		/* else: answered at its next sync point (task_sync) */
 	}
+	if (!op->restore && (op->grace = evtimer_new(P.base, on_grace, op)))
+		evtimer_add(op->grace, &grace);
 }
 
 static void op_check_end(struct pop *op)

@@ -47,6 +47,7 @@ static void outf(out_fn out, void *ctx, const char *fmt, ...)
 
 struct part {
 	struct agent *a;
+	uint64_t opid;			/* o->id, +1 for the restore side: a node can be both */
 	char node[64];
 	int role;			/* 1: checkpoint side, 2: restore side */
 	int npods;
@@ -78,6 +79,7 @@ static struct part *part_of(struct opstate *o, const char *node, int role)
 	memset(p, 0, sizeof(*p));
 	snprintf(p->node, sizeof(p->node), "%s", node);
 	p->role = role;
+	p->opid = o->id + (role == 2);
 	return p;
 }
 
@@ -97,22 +99,32 @@ static int all_in(struct opstate *o)
 static int on_env(void *arg, int i, Zapc__Mgr__Envelope *e)
 {
 	struct opstate *o = arg;
-	struct part *p = &o->p[i];
+	struct agent *a = o->p[i].a;
+	struct part *p = NULL;
+	int lost = 0;
 
 	if (!e) {
-		if (p->done)
-			return 0;
-		p->done = 1;
-		p->status = -ECONNRESET;
-		snprintf(p->err, sizeof(p->err), "connection lost");
-		if (o->phase)
-			snprintf(o->fail, sizeof(o->fail), "%s: connection lost while waiting for '%s'",
-				 p->node, o->phase);
-		else
-			snprintf(o->fail, sizeof(o->fail), "%s: connection lost before its status", p->node);
-		return -1;
+		/* Every part served by that agent has lost it. */
+		for (int k = 0; k < o->n; k++) {
+			p = &o->p[k];
+			if (p->a != a || p->done)
+				continue;
+			p->done = 1;
+			p->status = -ECONNRESET;
+			snprintf(p->err, sizeof(p->err), "connection lost");
+			if (!lost && o->phase)
+				snprintf(o->fail, sizeof(o->fail), "%s: connection lost while waiting for '%s'",
+					 p->node, o->phase);
+			else if (!lost)
+				snprintf(o->fail, sizeof(o->fail), "%s: connection lost before its status", p->node);
+			lost = 1;
+		}
+		return lost ? -1 : 0;
 	}
-	if (e->op_id != o->id)
+	for (int k = 0; k < o->n; k++)
+		if (o->p[k].a == a && o->p[k].opid == e->op_id)
+			p = &o->p[k];
+	if (!p)
 		return jobs_stray(NULL, i, e);
 	switch (e->m_case) {
 	case ZAPC__MGR__ENVELOPE__M_REACHED:
@@ -173,8 +185,20 @@ static int wait_all(struct opstate *o, const char *phase, int roles)
 	o->phase = phase;
 	o->roles = roles;
 	o->fail[0] = '\0';
-	for (int i = 0; i < o->n; i++)
-		as[i] = o->p[i].a;
+	for (int i = 0; i < o->n; i++) {
+		struct part *p = &o->p[i];
+
+		as[i] = p->a;
+		/* A connection that died while we sent to it (conn_send dropped it). */
+		if ((p->role & roles) && !p->done && (!p->a || p->a->fd < 0)) {
+			p->done = 1;
+			p->status = -ECONNRESET;
+			snprintf(p->err, sizeof(p->err), "connection lost");
+			snprintf(o->fail, sizeof(o->fail), "%s: connection lost%s%s%s", p->node,
+				 phase ? " while waiting for '" : "", phase ? phase : "", phase ? "'" : "");
+			return -1;
+		}
+	}
 	if (all_in(o))
 		return 0;
 	rc = conn_wait(as, o->n, now_ms() + conf.timeout_ms, on_env, o);
@@ -227,6 +251,7 @@ static void send_go(struct opstate *o, const char *phase, int roles)
 	for (int i = 0; i < o->n; i++)
 		if ((o->p[i].role & roles) && o->p[i].a && o->p[i].a->fd >= 0) {
 			o->p[i].reached = 0;
+			e.op_id = o->p[i].opid;
 			conn_send(o->p[i].a, &e);
 		}
 }
@@ -244,8 +269,10 @@ static void abort_all(struct opstate *o, const char *why)
 	e.m_case = ZAPC__MGR__ENVELOPE__M_ABORT;
 	e.abort = &ab;
 	for (int i = 0; i < o->n; i++)
-		if (o->p[i].a && o->p[i].a->fd >= 0 && !o->p[i].done)
+		if (o->p[i].a && o->p[i].a->fd >= 0 && !o->p[i].done) {
+			e.op_id = o->p[i].opid;
 			conn_send(o->p[i].a, &e);
+		}
 	/* Wait for them to have put everything back (bounded). */
 	snprintf(keep, sizeof(keep), "%s", o->fail);
 	conf.timeout_ms = save > 15000 ? 15000 : save;
@@ -769,7 +796,8 @@ int job_checkpoint(const Zapc__Mgr__JobRequest *rq, out_fn out, void *ctx, char 
 		rc = -EINVAL;
 		goto out;
 	}
-	o->id = next_op++;
+	o->id = next_op;
+	next_op += 2;
 	o->t0 = now_ms();
 	for (int i = 0; i < j->npods; i++)
 		part_of(o, j->pods[i].node, 1)->npods++;
@@ -804,7 +832,7 @@ int job_checkpoint(const Zapc__Mgr__JobRequest *rq, out_fn out, void *ctx, char 
 		ck.n_pods = nt;
 		ck.leave_running = rq->leave_running;
 		/* tp is reused per agent: pack now */
-		e.op_id = o->id;
+		e.op_id = o->p[pi].opid;
 		e.m_case = ZAPC__MGR__ENVELOPE__M_CHECKPOINT;
 		e.checkpoint = &ck;
 		if (conn_send(o->p[pi].a, &e) < 0) {
@@ -973,7 +1001,8 @@ int job_restart(const Zapc__Mgr__JobRequest *rq, out_fn out, void *ctx, char *er
 		snprintf(nj->pods[i].ip, sizeof(nj->pods[i].ip), "%s", mp[i].ip);
 	}
 	place(nj, rq->nodes, rq->n_nodes);
-	o->id = next_op++;
+	o->id = next_op;
+	next_op += 2;
 	o->t0 = now_ms();
 	for (int i = 0; i < n; i++)
 		part_of(o, nj->pods[i].node, 2)->npods++;
@@ -1006,7 +1035,7 @@ int job_restart(const Zapc__Mgr__JobRequest *rq, out_fn out, void *ctx, char *er
 		}
 		rs.pods = tp;
 		rs.n_pods = nt;
-		e.op_id = o->id;
+		e.op_id = o->p[pi].opid;
 		e.m_case = ZAPC__MGR__ENVELOPE__M_RESTART;
 		e.restart = &rs;
 		if (conn_send(o->p[pi].a, &e) < 0) {
@@ -1118,7 +1147,8 @@ int job_migrate(const Zapc__Mgr__JobRequest *rq, out_fn out, void *ctx, char *er
 			goto out;
 		}
 	}
-	o->id = next_op++;
+	o->id = next_op;
+	next_op += 2;
 	o->t0 = now_ms();
 	for (int i = 0; i < j->npods; i++) {
 		part_of(o, j->pods[i].node, 1)->npods++;
@@ -1152,7 +1182,7 @@ int job_migrate(const Zapc__Mgr__JobRequest *rq, out_fn out, void *ctx, char *er
 		}
 		rs.pods = tp;
 		rs.n_pods = nt;
-		e.op_id = o->id;
+		e.op_id = o->p[pi].opid;
 		e.m_case = ZAPC__MGR__ENVELOPE__M_RESTART;
 		e.restart = &rs;
 		if (conn_send(o->p[pi].a, &e) < 0) {
@@ -1196,7 +1226,7 @@ int job_migrate(const Zapc__Mgr__JobRequest *rq, out_fn out, void *ctx, char *er
 		}
 		ck.pods = tp;
 		ck.n_pods = nt;
-		e.op_id = o->id;
+		e.op_id = o->p[pi].opid;
 		e.m_case = ZAPC__MGR__ENVELOPE__M_CHECKPOINT;
 		e.checkpoint = &ck;
 		if (conn_send(o->p[pi].a, &e) < 0) {

@@ -9,7 +9,7 @@ need_root
 for b in zapc zapc-agent zapc-manager zapc-engine; do
 	[ -x "$ZBIN/$b" ] || skip_all "no $b in $ZBIN"
 done
-plan 31
+plan 33
 
 SC=$ZAPC_SRC/tests/cluster/simcluster
 export SIMCLUSTER_PREFIX ZBIN
@@ -120,6 +120,12 @@ contiguous
 ok $? "no gap, no repeat"
 [ -z "$(find "$T" -newer "$T/rs2.out" -name '*.zapc')" ]
 ok $? "no image written to disk during the migration"
+
+# Each node both gives and receives pods.
+job migrate cnt --to ${N}1,${N}4 > "$T/swap.out" 2>&1
+ok $? "swap migration: n4's pods to n1 and n1's to n4 at once"
+all_grow && contiguous
+ok $? "every pod counts on, no gap, no repeat"
 
 job destroy cnt > /dev/null
 ok $? "job destroy"
