@@ -24,6 +24,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <linux/close_range.h>
+#include <sys/mman.h>
 #include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -63,6 +64,7 @@ struct task {
 	uint64_t bytes, frozen_us, total_us;
 	uint8_t token[32];
 	size_t token_len;
+	uint64_t *sent;			/* migration source: bytes streamed (shared with the helper) */
 };
 
 struct pop {
@@ -74,6 +76,8 @@ struct pop {
 	int aborted, last_go;		/* last_go: past the point of no abort */
 	char why[2 * PATH_MAX + 256];
 	struct event *grace;		/* abort: engines that never reach a sync point */
+	struct event *prog;		/* migration: Progress to the manager, 4 per second */
+	uint64_t prog_last;
 	struct pop *next;
 };
 
@@ -163,6 +167,11 @@ static void op_free(struct pop *op)
 		}
 	if (op->grace)
 		event_free(op->grace);
+	if (op->prog)
+		event_free(op->prog);
+	for (int i = 0; i < op->ntasks; i++)
+		if (op->tasks[i].sent)
+			munmap(op->tasks[i].sent, sizeof(uint64_t));
 	free(op->tasks);
 	free(op);
 }
@@ -314,6 +323,27 @@ static void task_sync(void *ctx, const char *phase, uint64_t frozen_us)
 	send_reached(op, phase, worst, NULL, 0);
 }
 
+static void on_progress_tick(evutil_socket_t fd, short what, void *arg)
+{
+	struct pop *op = arg;
+	Zapc__Mgr__Envelope e = ZAPC__MGR__ENVELOPE__INIT;
+	Zapc__Mgr__Progress pr = ZAPC__MGR__PROGRESS__INIT;
+	uint64_t sum = 0;
+
+	for (int i = 0; i < op->ntasks; i++)
+		if (op->tasks[i].sent)
+			sum += __atomic_load_n(op->tasks[i].sent, __ATOMIC_RELAXED);
+	if (sum == op->prog_last)
+		return;
+	op->prog_last = sum;
+	pr.pod = "";
+	pr.bytes = sum;
+	e.op_id = op->id;
+	e.m_case = ZAPC__MGR__ENVELOPE__M_PROGRESS;
+	e.progress = &pr;
+	send_env(op->c, &e);
+}
+
 static void on_go(struct pop *op, const char *phase, int last)
 {
 	if (op->aborted)
@@ -365,7 +395,7 @@ static int tls_read_full(SSL *ssl, void *buf, size_t len)
 }
 
 /* Child: read the image from `in` and send it to the receiving agent. */
-static int stream_send(int in, const Zapc__Mgr__Target *tg, const char *pod)
+static int stream_send(int in, const Zapc__Mgr__Target *tg, const char *pod, uint64_t *sent)
 {
 	Zapc__Mgr__StreamHello sh = ZAPC__MGR__STREAM_HELLO__INIT;
 	struct sockaddr_in sa = { .sin_family = AF_INET };
@@ -420,6 +450,8 @@ static int stream_send(int in, const Zapc__Mgr__Target *tg, const char *pod)
 
 			if ((rc = tls_write_all(ssl, buf + off, len)) < 0)
 				goto out;
+			if (sent)
+				__atomic_add_fetch(sent, len, __ATOMIC_RELAXED);
 		}
 	}
 	rc = 0;
@@ -537,7 +569,7 @@ static int run_sender(void *a)
 {
 	struct helper_arg *h = a;
 
-	return stream_send(h->fd1, h->tg, h->t->pod);
+	return stream_send(h->fd1, h->tg, h->t->pod, h->t->sent);
 }
 
 static int run_receiver(void *a)
@@ -606,6 +638,9 @@ static int checkpoint_task(struct task *t, const Zapc__Mgr__Target *tg, int leav
 			task_fail(t, -errno, "pod %s%s: pipe: %s", "");
 			return -1;
 		}
+		t->sent = mmap(NULL, sizeof(uint64_t), PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+		if (t->sent == MAP_FAILED)
+			t->sent = NULL;
 		h.fd1 = pfd[0];
 		rc = spawn_helper(pfd[0], -1, run_sender, &h);
 		close(pfd[0]);
@@ -665,6 +700,14 @@ static void on_checkpoint(struct pconn *c, uint64_t id, Zapc__Mgr__Checkpoint *c
 	}
 	log_info("manager %s: checkpoint op %llu, %zu pods%s", c->name, (unsigned long long)id,
 		 ck->n_pods, ck->leave_running ? " (snapshot)" : "");
+	for (int i = 0; i < op->ntasks; i++)
+		if (op->tasks[i].sent && !op->prog) {
+			struct timeval tick = { 0, 250000 };
+
+			op->prog = event_new(P.base, -1, EV_PERSIST, on_progress_tick, op);
+			if (op->prog)
+				evtimer_add(op->prog, &tick);
+		}
 	if (failed) {
 		for (int i = 0; i < op->ntasks; i++)
 			if (op->tasks[i].status) {

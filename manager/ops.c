@@ -53,7 +53,7 @@ struct part {
 	int npods;
 	int reached, done, status;
 	char err[1024];
-	uint64_t frozen_us, bytes, total_us;
+	uint64_t frozen_us, bytes, total_us, streamed;
 	Zapc__Mgr__Reached *reach;	/* the last Reached (listening addresses) */
 };
 
@@ -65,6 +65,10 @@ struct opstate {
 	int roles;			/* which parts this wait is about */
 	char fail[1400];
 	int64_t t0;
+	out_fn out;			/* progress lines while images stream */
+	void *ctx;
+	int64_t prog_at;
+	uint64_t prog_bytes;
 };
 
 static struct part *part_of(struct opstate *o, const char *node, int role)
@@ -170,6 +174,26 @@ static int on_env(void *arg, int i, Zapc__Mgr__Envelope *e)
 		break;
 	case ZAPC__MGR__ENVELOPE__M_REPLY:
 		return jobs_stray(NULL, i, e);
+	case ZAPC__MGR__ENVELOPE__M_PROGRESS:
+		p->streamed = e->progress->bytes;
+		if (o->out && now_ms() - o->prog_at >= 250) {
+			uint64_t sum = 0;
+			int64_t t = now_ms();
+
+			for (int k = 0; k < o->n; k++)
+				sum += o->p[k].streamed;
+			if (o->prog_at) {
+				char line[256];
+
+				snprintf(line, sizeof(line), "[%7.1f ms]   streaming: %8.1f MiB  %7.1f MiB/s",
+					 (double)(t - o->t0), sum / 1048576.0,
+					 (sum - o->prog_bytes) / 1048576.0 / ((t - o->prog_at) / 1000.0));
+				o->out(o->ctx, line);
+			}
+			o->prog_at = t;
+			o->prog_bytes = sum;
+		}
+		break;
 	default:
 		break;
 	}
@@ -1242,9 +1266,13 @@ int job_migrate(const Zapc__Mgr__JobRequest *rq, out_fn out, void *ctx, char *er
 	fault_point("migrate", "captured");
 	outf(out, ctx, "[%7.1f ms] all sources captured (the sync point); streaming", ms_since(o->t0));
 	t_stream = now_ms();
+	o->out = out;
+	o->ctx = ctx;
+	o->prog_at = t_stream;
 	send_go(o, "captured", 1);
 	if (wait_all(o, "written", 1) < 0 || wait_all(o, "restored", 2) < 0)
 		goto abort;
+	o->out = NULL;	/* streaming is over: no more progress lines */
 	fault_point("migrate", "restored");
 	int64_t stream_ms = now_ms() - t_stream;
 
