@@ -5,7 +5,9 @@
 #
 # Needs the engine to checkpoint TCP sockets.  The test probes for that at run time (a
 # snapshot of a pod holding a TCP connection) and skips with the engine's reason until
-# it works.
+# it works.  Note (docs/manager-protocol.md §9): the ranks are started by `zapc pod exec`,
+# whose helper stays their parent outside the pod's process tree; if the engine refuses
+# that once it captures sockets, pod_exec must re-parent the command under the pod's init.
 . "${ZAPC_SRC:-$(dirname "$0")/../..}/tests/lib.sh"
 need_root
 command -v mpiexec > /dev/null || skip_all "no mpiexec (MPICH)"
