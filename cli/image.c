@@ -23,6 +23,7 @@
 #include <unistd.h>
 
 #include "cli/cli.h"
+#include "lib/fsutil.h"
 
 #define IMAGE_FILE "image.zapc"
 
@@ -52,24 +53,6 @@ static void image_path(const char *path, char *out, size_t len)
 		snprintf(out, len, "%s", path);
 	else
 		snprintf(out, len, "%s/%s", path, IMAGE_FILE);
-}
-
-static int mkdir_p(const char *dir)
-{
-	char p[PATH_MAX];
-
-	snprintf(p, sizeof(p), "%s", dir);
-	for (char *s = p + 1; *s; s++) {
-		if (*s != '/')
-			continue;
-		*s = 0;
-		if (mkdir(p, 0755) < 0 && errno != EEXIST)
-			return -errno;
-		*s = '/';
-	}
-	if (mkdir(p, 0755) < 0 && errno != EEXIST)
-		return -errno;
-	return 0;
 }
 
 static void checkpoint_usage(FILE *f)
@@ -126,7 +109,7 @@ int cmd_checkpoint(int argc, char **argv)
 		}
 		fd = STDOUT_FILENO;
 	} else {
-		if ((rc = mkdir_p(out)) < 0) {
+		if ((rc = mkdir_p(out, 0755)) < 0) {
 			cli_err("checkpoint: cannot create directory %s: %s", out, strerror(-rc));
 			return 1;
 		}
@@ -270,6 +253,7 @@ static void find_engine(char *out, size_t len)
 {
 	char exe[PATH_MAX];
 	const char *env = getenv("ZAPC_ENGINE");
+	char *dir;
 	ssize_t n;
 
 	if (env && env[0]) {
@@ -282,10 +266,11 @@ static void find_engine(char *out, size_t len)
 		return;
 	}
 	exe[n] = 0;
-	snprintf(out, len, "%s/zapc-engine", dirname(exe));
+	dir = dirname(exe);
+	snprintf(out, len, "%s/zapc-engine", dir);
 	if (access(out, X_OK) == 0)
 		return;
-	snprintf(out, len, "%s/../lib/zapc/zapc-engine", exe);
+	snprintf(out, len, "%s/../lib/zapc/zapc-engine", dir);
 }
 
 int cmd_image(int argc, char **argv)

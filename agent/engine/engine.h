@@ -30,6 +30,10 @@
 #define FK_PIPE   FILE_KIND__FK_PIPE
 #define FK_FIFO   FILE_KIND__FK_FIFO
 #define FK_MAPPED FILE_KIND__FK_MAPPED
+#define FK_MEMFD  FILE_KIND__FK_MEMFD
+#define FK_EVENTFD FILE_KIND__FK_EVENTFD
+#define FK_TIMERFD FILE_KIND__FK_TIMERFD
+#define MAX_SAVED_FILE (64u << 20)   /* content of a deleted file / memfd kept in the image */
 #define VK_ANON   VMA_KIND__VK_ANON
 #define VK_FILE   VMA_KIND__VK_FILE
 #define VK_SHM    VMA_KIND__VK_SHM

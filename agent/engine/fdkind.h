@@ -48,5 +48,7 @@ extern const struct fd_kind *const fd_kinds[];   /* NULL-terminated */
 /* Helpers for kinds. */
 int inv_move(struct rst_ctx *r, int fd);
 int inherited_fd(struct rst_ctx *r, const char *key);
+/* memfile.c: a file whose content the image carries (memfd, deleted file). */
+int saved_file_restore(struct rst_ctx *r, ImgFile *f);
 
 #endif

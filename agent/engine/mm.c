@@ -677,6 +677,10 @@ int mm_restore_late(struct rst_ctx *r, struct rproc *p, struct image_reader *in,
 		return err;
 	if ((err = move_vdso(r, p)) < 0)
 		return err;
+	/* every VMA in one batch of injected mmaps (inject.c) */
+	struct inj_op *ops = xcalloc(p->core->n_vmas + 1, sizeof(*ops));
+	ImgVma **opv = xcalloc(p->core->n_vmas + 1, sizeof(*opv));
+	int nops = 0;
 	for (size_t i = 0; i < p->core->n_vmas; i++) {
 		ImgVma *v = p->core->vmas[i];
 		uint64_t len = v->end - v->start, prot = v->prot, fl = MAP_FIXED;
@@ -696,6 +700,8 @@ int mm_restore_late(struct rst_ctx *r, struct rproc *p, struct image_reader *in,
 			if (fd < 0) {
 				log_err("restore: pid %u vma %#llx: file %u missing in image", p->tree->pid,
 					(unsigned long long)v->start, v->file_id);
+				free(ops);
+				free(opv);
 				return -EINVAL;
 			}
 			fl |= v->flags & MAP_SHARED ? MAP_SHARED : MAP_PRIVATE;
@@ -707,6 +713,8 @@ int mm_restore_late(struct rst_ctx *r, struct rproc *p, struct image_reader *in,
 			if (fd < 0) {
 				log_err("restore: pid %u vma %#llx: shared memory %u missing in image",
 					p->tree->pid, (unsigned long long)v->start, v->shm_id);
+				free(ops);
+				free(opv);
 				return -EINVAL;
 			}
 			fl |= MAP_SHARED;
@@ -715,17 +723,24 @@ int mm_restore_late(struct rst_ctx *r, struct rproc *p, struct image_reader *in,
 			continue;
 		}
 		fl |= v->flags & (MAP_GROWSDOWN | MAP_NORESERVE);
-		long ret;
-		if ((err = inj_syscall(&p->inj, &ret, SYS_mmap, v->start, len, prot, fl, (uint64_t)fd,
-				       v->pgoff * PAGE)) < 0)
-			return err;
+		opv[nops] = v;
+		ops[nops++] = (struct inj_op){ SYS_mmap, { v->start, len, prot, fl, (uint64_t)fd, v->pgoff * PAGE }, 0 };
+	}
+	err = inj_batch(&p->inj, r->scratch_addr + 3 * PAGE, ops, nops);
+	for (int i = 0; i < nops && !err; i++) {
+		ImgVma *v = opv[i];
+		long ret = (long)ops[i].ret;
 		if (ret != (long)v->start) {
 			log_err("restore: pid %u: map vma %#llx-%#llx (%s): %s", p->tree->pid,
 				(unsigned long long)v->start, (unsigned long long)v->end, v->name ? v->name : "",
 				ret < 0 ? strerror((int)-ret) : "wrong address");
-			return ret < 0 ? (int)ret : -EFAULT;
+			err = ret < 0 ? (int)ret : -EFAULT;
 		}
 	}
+	free(ops);
+	free(opv);
+	if (err < 0)
+		return err;
 	/* pages */
 	uint32_t type, len;
 	static uint8_t *buf;
@@ -767,29 +782,34 @@ int mm_restore_late(struct rst_ctx *r, struct rproc *p, struct image_reader *in,
 	}
 	if (err < 0)
 		return err;
-	/* final protections and madvise state */
+	/* final protections and madvise state, one batch */
+	struct inj_op *fin = xcalloc(p->core->n_vmas * 6 + 1, sizeof(*fin));
+	int nfin = 0;
 	for (size_t i = 0; i < p->core->n_vmas; i++) {
 		ImgVma *v = p->core->vmas[i];
-		long x;
 		if ((v->kind == VK_ANON || (v->kind == VK_FILE && !(v->flags & MAP_SHARED))) &&
-		    v->has_pages && !(v->prot & PROT_WRITE)) {
-			x = inj_call(&p->inj, "restore: mprotect", SYS_mprotect, v->start, v->end - v->start,
-				     v->prot, 0, 0, 0);
-			if (x < 0)
-				return (int)x;
-		}
+		    v->has_pages && !(v->prot & PROT_WRITE))
+			fin[nfin++] = (struct inj_op){ SYS_mprotect, { v->start, v->end - v->start, v->prot, 0, 0, 0 }, 0 };
 		if (v->has_madv) {
 			static const int adv[5] = { MADV_DONTFORK, MADV_WIPEONFORK, MADV_DONTDUMP, MADV_HUGEPAGE,
 						    MADV_NOHUGEPAGE };
 			for (int b = 0; b < 5; b++)
-				if (v->madv & (1u << b)) {
-					x = inj_call(&p->inj, "restore: madvise", SYS_madvise, v->start,
-						     v->end - v->start, (uint64_t)adv[b], 0, 0, 0);
-					if (x < 0)
-						return (int)x;
-				}
+				if (v->madv & (1u << b))
+					fin[nfin++] = (struct inj_op){ SYS_madvise,
+								       { v->start, v->end - v->start, (uint64_t)adv[b], 0, 0, 0 }, 0 };
 		}
 	}
+	err = nfin ? inj_batch(&p->inj, r->scratch_addr + 3 * PAGE, fin, nfin) : 0;
+	for (int i = 0; i < nfin && !err; i++)
+		if (fin[i].ret < 0) {
+			log_err("restore: pid %u: %s at %#llx: %s", p->tree->pid,
+				fin[i].nr == SYS_mprotect ? "mprotect" : "madvise", (unsigned long long)fin[i].a[0],
+				strerror((int)-fin[i].ret));
+			err = (int)fin[i].ret;
+		}
+	free(fin);
+	if (err < 0)
+		return err;
 	/* mm layout, auxv, exe */
 	ImgMm *mm = p->core->mm;
 	struct prctl_mm_map map = {

@@ -6,7 +6,7 @@
  *
  * Restore opens the path again with the saved flags and seeks to the saved
  * offset.  Files must be where they were (the pod's root is shared storage
- * or the node's file system); open-but-deleted files are not handled here.
+ * or the node's file system); open-but-deleted files are memfile.c's.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -54,6 +54,8 @@ static int regfile_restore(struct rst_ctx *r, ImgFile *f)
 	uint32_t fl = f->flags & ~(uint32_t)(O_CREAT | O_TRUNC | O_EXCL | O_NOCTTY);
 	int fd;
 
+	if (f->kind == FK_REG && f->has_deleted && f->deleted)
+		return saved_file_restore(r, f);
 	if (!f->path || f->path[0] != '/') {
 		log_err("restore: file %u has no absolute path", f->id);
 		return -EINVAL;

@@ -38,6 +38,7 @@
 #include <unistd.h>
 
 #include "agent/engine/control.h"
+#include "agent/pod.h"
 #include "agent/engine/engine.h"
 #include "agent/engine/objects.h"
 #include "lib/log.h"
@@ -164,22 +165,6 @@ static void report(int32_t pid, int32_t err)
 	(void)n;
 }
 
-/*
- * The pod's own mounts.  TODO(lead): switch to the agent's
- * pod_setup_mounts(root) (own /proc, devpts, /dev/shm, mqueue) when it lands;
- * this is the minimal equivalent: a private mount tree and a /proc of the
- * new pid namespace.
- */
-static int pod_mounts_minimal(void)
-{
-	if (mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) < 0 ||
-	    mount("proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL) < 0) {
-		log_err("restore: mounts of the new pod: %s", strerror(errno));
-		return -errno;
-	}
-	return 0;
-}
-
 static pid_t clone_with_pid(uint64_t flags, pid_t pid)
 {
 	pid_t tid = pid;
@@ -237,7 +222,10 @@ static void run_task(struct rst_ctx *r, int idx)
 	if (idx == 0) {
 		char c;
 		prctl(PR_SET_PDEATHSIG, SIGKILL);
-		if ((err = pod_mounts_minimal()) < 0)
+		/* The same mounts as a pod the agent starts: own /proc, /sys, devpts,
+		 * /dev/shm, mqueue (we are pid 1 of the new pid and mount ns, in the
+		 * pod's netns). */
+		if ((err = pod_setup_mounts(NULL)) < 0)
 			goto fail;
 		if (r->info->hostname && sethostname(r->info->hostname, strlen(r->info->hostname)) < 0)
 			err = -errno;
@@ -294,7 +282,8 @@ static void run_task(struct rst_ctx *r, int idx)
 	free(kids);
 	if ((err = objects_early(r, p)) < 0)
 		goto fail;
-	void *sc = mmap((void *)r->scratch_addr, 4 * PAGE, PROT_READ | PROT_WRITE,
+	/* executable too: page 3 holds the batch loop of inject.c */
+	void *sc = mmap((void *)r->scratch_addr, 4 * PAGE, PROT_READ | PROT_WRITE | PROT_EXEC,
 			MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED_NOREPLACE, -1, 0);
 	if (sc != (void *)r->scratch_addr) {
 		err = -EEXIST;
@@ -465,6 +454,10 @@ static int restore_process(struct rst_ctx *r, struct rproc *p)
 		p->th[i] = read_msg(REC_THREAD, &img_thread__descriptor);
 		if (!p->th[i])
 			return -EBADMSG;
+		if (p->th[i]->n_pending > 65536) {
+			log_err("restore: record 'thread' of tid %u: too many pending signals", p->th[i]->tid);
+			return -EINVAL;
+		}
 		if (p->th[i]->tid != p->tree->tids[i]) {
 			log_err("restore: record 'thread': tid %u where %u was expected", p->th[i]->tid,
 				p->tree->tids[i]);
@@ -602,7 +595,8 @@ int restore_main(int argc, char **argv)
 		if (!(p->core = read_msg(REC_PROC, &img_proc_core__descriptor)))
 			goto fail;
 		if (p->core->pid != p->tree->pid || !p->core->mm || !p->core->creds || p->core->n_fds > MAX_FDS ||
-		    p->core->n_vmas > MAX_VMAS) {
+		    p->core->n_vmas > MAX_VMAS || p->core->n_sigactions > 64 || p->core->n_itimers > 3 ||
+		    p->core->n_timers > 65536 || p->core->n_shared_pending > 65536 || p->core->n_rlimits > 64) {
 			log_err("restore: record 'proc' of pid %u: does not match the tree", p->core->pid);
 			goto fail;
 		}
@@ -762,8 +756,15 @@ int restore_main(int argc, char **argv)
 	return 0;
 fail:
 	if (root > 0) {
+		/* Killing init kills the pid namespace, but init only finishes
+		 * once every task of it is reaped — and the ones we trace are
+		 * reported to us first: reap everything until init is gone. */
 		kill(root, SIGKILL);
-		waitpid(root, NULL, 0);
+		for (;;) {
+			pid_t w = waitpid(-1, NULL, __WALL);
+			if (w == root || (w < 0 && errno != EINTR))
+				break;
+		}
 	}
 	if (g_in)
 		image_reader_free(g_in);

@@ -26,7 +26,7 @@ static const char *fkind_name(int k)
 {
 	switch (k) {
 	case FK_REG: return "file"; case FK_DIR: return "dir"; case FK_CHR: return "chr";
-	case FK_PIPE: return "pipe"; case FK_FIFO: return "fifo"; case FK_MAPPED: return "mapped";
+	case FK_PIPE: return "pipe"; case FK_FIFO: return "fifo"; case FK_MAPPED: return "mapped"; case FK_MEMFD: return "memfd"; case FK_EVENTFD: return "eventfd"; case FK_TIMERFD: return "timerfd";
 	default: return "?";
 	}
 }

@@ -7,7 +7,7 @@
 # user cannot checkpoint root's pod or restore.
 . "${ZAPC_SRC:-.}/tests/lib.sh"
 need_root
-plan 33
+plan 35
 
 Z="t_timeout 30 $ZBIN/zapc"
 agent_start zk || exit 1
@@ -43,6 +43,14 @@ ok $? "restored with its name and IP ($(cat "$d/rs.out"))"
 is "$(pod_field cnt state)" running "pod list shows it running"
 init=$(pod_field cnt init_pid)
 is "$(awk '/^NSpid/ {print $NF}' /proc/$init/status)" 1 "its init is pid 1 of a new pid namespace"
+is "$($Z pod exec cnt -- cat /proc/1/comm)" zapc-init "pod exec reaches the restored pod: its pid 1 is the restored zapc-init"
+$Z pod create fresh -- sleep 1000 > /dev/null
+# A pod copies the node's mount table when it starts (other tests may change the
+# node's meanwhile): compare what the pod mounts itself, the top mount of each point.
+own='$2 ~ /^\/(proc|sys|dev\/pts|dev\/shm|dev\/mqueue)$/ { top[$2] = $0 } END { for (m in top) print top[m] }'
+is "$($Z pod exec cnt -- awk "$own" /proc/self/mounts | sort)" "$($Z pod exec fresh -- awk "$own" /proc/self/mounts | sort)" \
+	"the restored pod's mounts are a new pod's (own /proc, read-only /sys, devpts, /dev/shm)"
+$Z pod destroy fresh > /dev/null
 wait_for 5 grows "$cons" 0.1
 ok $? "the counter runs again (was $last)"
 is "$(breaks "$cons")" "" "its output has no gap and no repeat"
