@@ -326,7 +326,7 @@ static void prealloc_pages(char **cgroups, int ncg)
 static void usage(void)
 {
 	fprintf(stderr, "usage: zapc-engine dump --cgroup DIR [--cgroup DIR...] --init PID -o FILE|- "
-		"[--leave-running] [--pod-name POD] [--pod-ip ADDR] [--control FD]\n");
+		"[--leave-running] [--pod-name POD] [--pod-ip ADDR] [--control FD [--sync]]\n");
 }
 
 int dump_main(int argc, char **argv)
@@ -336,7 +336,7 @@ int dump_main(int argc, char **argv)
 		{ "output", required_argument, 0, 'o' }, { "leave-running", no_argument, 0, 'l' },
 		{ "name", required_argument, 0, 'n' }, { "pod-name", required_argument, 0, 'n' },
 		{ "pod-ip", required_argument, 0, 'P' }, { "control", required_argument, 0, 'C' },
-		{ 0, 0, 0, 0 } };
+		{ "sync", no_argument, 0, 'S' }, { 0, 0, 0, 0 } };
 	char *cgroups[16], *out = NULL, *name = NULL, *pod_ip = NULL;
 	struct control_done done = { 0 };
 	int ncg = 0, leave = 0, c, err = 0, frozen = 0, outfd = -1;
@@ -344,7 +344,7 @@ int dump_main(int argc, char **argv)
 	struct dump_ctx D = { 0 }, *d = &D;
 	struct timespec t0, t1, t2;
 
-	while ((c = getopt_long(argc, argv, "c:i:o:ln:P:C:", opts, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, "c:i:o:ln:P:C:S", opts, NULL)) != -1) {
 		switch (c) {
 		case 'c': if (ncg < 16) cgroups[ncg++] = optarg; break;
 		case 'i': init = atoi(optarg); break;
@@ -353,6 +353,7 @@ int dump_main(int argc, char **argv)
 		case 'n': name = optarg; break;
 		case 'P': pod_ip = optarg; break;
 		case 'C': if (control_open(optarg) < 0) return 2; break;
+		case 'S': control_sync_enable(); break;	/* manager: sync points */
 		default: usage(); return 2;
 		}
 	}
@@ -413,6 +414,11 @@ int dump_main(int argc, char **argv)
 	if ((err = objects_dump(d)) < 0)
 		goto fail;
 	clock_gettime(CLOCK_MONOTONIC, &t1);
+	/* Coordinated checkpoint (--sync): every pod of the job must be captured
+	 * before any resumes (docs/manager-protocol.md). */
+	if ((err = control_sync("captured", (uint64_t)(((t1.tv_sec - t0.tv_sec) * 1000000000ll +
+			(t1.tv_nsec - t0.tv_nsec)) / 1000))) < 0)
+		goto fail;
 
 	/*
 	 * Commit point.  A snapshot resumes the pod now and writes the image
@@ -436,6 +442,9 @@ int dump_main(int argc, char **argv)
 			goto fail;
 		goto out;
 	}
+	/* --sync: the job's pods die only when every image is written. */
+	if (!leave && (err = control_sync("written", 0)) < 0)
+		goto fail;
 	if (!leave) {
 		for (int i = 0; i < ncg; i++)
 			cg_kill(cgroups[i]);

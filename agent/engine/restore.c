@@ -530,20 +530,21 @@ int restore_main(int argc, char **argv)
 		{ "input", required_argument, 0, 'i' }, { "netns", required_argument, 0, 'N' },
 		{ "cgroup", required_argument, 0, 'c' }, { "name", required_argument, 0, 'n' },
 		{ "inherit-fd", required_argument, 0, 'I' }, { "control", required_argument, 0, 'C' },
-		{ 0, 0, 0, 0 } };
+		{ "sync", no_argument, 0, 'S' }, { 0, 0, 0, 0 } };
 	struct control_done done = { 0 };
 	char *in = NULL, *netns = NULL, *cgroups[16];
 	int ncg = 0, c, err = -EINVAL, infd = -1, netfd = -1;
 	pid_t root = -1;
 	struct rst_ctx R = { .shm_mnt = -1 }, *r = &R;
 	g_r = r;
-	while ((c = getopt_long(argc, argv, "i:N:c:n:I:C:", opts, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, "i:N:c:n:I:C:S", opts, NULL)) != -1) {
 		switch (c) {
 		case 'i': in = optarg; break;
 		case 'N': netns = optarg; break;
 		case 'c': if (ncg < 16) cgroups[ncg++] = optarg; break;
 		case 'n': break;
 		case 'C': if (control_open(optarg) < 0) return 2; break;
+		case 'S': control_sync_enable(); break;	/* manager: sync point */
 		case 'I': {
 			char *colon = strchr(optarg, ':');
 			if (!colon || r->ninherit == 16 || fcntl(atoi(optarg), F_GETFD) < 0) {
@@ -765,6 +766,9 @@ int restore_main(int argc, char **argv)
 		goto fail;
 	}
 	timing("trailer");
+	/* --sync: no pod of the job runs before every pod is restored. */
+	if ((err = control_sync("restored", 0)) < 0)
+		goto fail;
 	/* verified to the trailer: let the pod run */
 	for (int i = 0; i < r->nprocs; i++) {
 		struct rproc *p = &r->procs[i];
