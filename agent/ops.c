@@ -408,8 +408,14 @@ static struct op *op_new(enum op_kind kind, uid_t uid, op_done_fn done, void *ct
 int ops_checkpoint(struct pod *pod, int out_fd, int leave_running, uid_t uid,
 		   op_done_fn done, void *ctx)
 {
-	char init[16], ip[INET_ADDRSTRLEN];
-	char *argv[20];
+	return ops_checkpoint_opts(pod, out_fd, leave_running, NULL, uid, done, ctx);
+}
+
+int ops_checkpoint_opts(struct pod *pod, int out_fd, int leave_running, const struct ckpt_opts *o, uid_t uid,
+			op_done_fn done, void *ctx)
+{
+	char init[16], ip[INET_ADDRSTRLEN], level[24], every[24];
+	char *argv[30];
 	struct op *op;
 	int n = 0, rc;
 
@@ -450,6 +456,20 @@ int ops_checkpoint(struct pod *pod, int out_fd, int leave_running, uid_t uid,
 	argv[n++] = "-";
 	if (leave_running)
 		argv[n++] = "--leave-running";
+	if (o && o->parent && o->parent[0]) {
+		argv[n++] = "--parent";
+		argv[n++] = (char *)o->parent;
+	}
+	if (o && o->compress > 0) {
+		snprintf(level, sizeof(level), "--compress=%d", o->compress);
+		argv[n++] = level;
+	}
+	if (o && o->full_every) {
+		snprintf(every, sizeof(every), "--full-every=%u", o->full_every);
+		argv[n++] = every;
+	}
+	if (o && o->track)
+		argv[n++] = "--track";
 	argv[n] = NULL;
 	rc = op_spawn(op, argv, out_fd, 1);
 	close(out_fd);

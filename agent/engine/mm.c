@@ -314,6 +314,8 @@ static int indexed_vma_runs(struct dump_ctx *d, struct dproc *p, int pmfd, ImgVm
 			at = e;
 		}
 		if (at < pr[i].e) {
+			log_debug("dump: pid %u: %#llx-%#llx present, not in the parent (vma %s)", p->tree->pid,
+				  (unsigned long long)at, (unsigned long long)pr[i].e, v->name ? v->name : "");
 			rd = realloc(rd, (size_t)(nrd + 1) * sizeof(*rd));
 			rd[nrd++] = (struct range){ at, pr[i].e };
 		}
