@@ -7,4 +7,4 @@ OBJS       += $(call objs,$(LOWDOWN_TEST_SRCS))
 
 $(BUILD)/bin/zt-lowdown-%: $(BUILD)/tests/lowdown/%.o
 	@mkdir -p $(@D)
-	$(CC) $(LDFLAGS) -o $@ $^
+	$(CC) $(LDFLAGS) -o $@ $^ -lzstd
