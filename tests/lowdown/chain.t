@@ -23,7 +23,7 @@ f=open('/proc/$1/mem','rb'); f.seek($addr); print(hashlib.sha256(f.read($np*4096
 json() { "$ENGINE" show "$1" --json | python3 -c "import json,sys; j=json.load(sys.stdin); print($2)"; }
 
 # image 0: full, tracking armed; images 1..N: increments (odd ones compressed)
-t_timeout 30 "$ENGINE" dump --cgroup "$POD_CG" --init "$POD_INIT" -o "$d/img0" --leave-running --track
+t_timeout 120 "$ENGINE" dump --cgroup "$POD_CG" --init "$POD_INIT" -o "$d/img0" --leave-running --track
 sum[0]=$(memsum2 "$POD_INIT")
 bad=""
 for i in $(seq 1 $N); do
@@ -31,7 +31,7 @@ for i in $(seq 1 $N); do
 	wait_for 10 test -e "$d/done.$i" || bad="$bad step$i-timeout"
 	rm -f "$d/go.$i"      # a restored copy must stay at its point
 	z=""; [ $((i % 2)) = 1 ] && z="--compress=3"
-	t_timeout 30 "$ENGINE" dump --cgroup "$POD_CG" --init "$POD_INIT" -o "$d/img$i" --leave-running \
+	t_timeout 120 "$ENGINE" dump --cgroup "$POD_CG" --init "$POD_INIT" -o "$d/img$i" --leave-running \
 		--parent "$d/img$((i - 1))" --full-every 100 $z || bad="$bad dump$i"
 	sum[$i]=$(memsum2 "$POD_INIT")
 	st=$(json "$d/img$i" "j['stored_pages']")
@@ -72,6 +72,6 @@ msg=$(t_timeout 60 "$ENGINE" restore -i "$d/img10" --cgroup "$CGROOT/none" 2>&1)
 cp "$d/img4.good" "$d/img4"
 
 # full image forced after N increments
-t_timeout 30 "$ENGINE" dump --cgroup "$POD_CG" --init "$POD_INIT" -o "$d/full" --leave-running \
+t_timeout 120 "$ENGINE" dump --cgroup "$POD_CG" --init "$POD_INIT" -o "$d/full" --leave-running \
 	--parent "$d/img$N" --full-every 5
 is "$(json "$d/full" "j['parent']")" "None" "--full-every 5 after 20 increments writes a full image"
