@@ -395,6 +395,32 @@ static void keeper_run(int ls, pid_t init, uint64_t stream_id, struct keep_ent *
 	}
 }
 
+/* zapc-engine keep-uffd LISTENFD INITPID STREAMID FD:HPID:START... (exec'd by
+ * dirty_keep only). */
+int keep_main(int argc, char **argv)
+{
+	struct keep_ent e[KEEP_MAX];
+	int fds[KEEP_MAX], n = 0;
+	if (argc < 4)
+		return 2;
+	int ls = atoi(argv[1]);
+	pid_t init = atoi(argv[2]);
+	uint64_t stream = strtoull(argv[3], NULL, 10);
+	for (int i = 4; i < argc && n < KEEP_MAX; i++) {
+		int fd, hpid;
+		unsigned long long st;
+		if (sscanf(argv[i], "%d:%d:%llu", &fd, &hpid, &st) != 3)
+			return 2;
+		fcntl(fd, F_SETFD, FD_CLOEXEC);
+		fds[n] = fd;
+		e[n++] = (struct keep_ent){ hpid, 0, st };
+	}
+	fcntl(ls, F_SETFD, FD_CLOEXEC);
+	signal(SIGPIPE, SIG_IGN);
+	keeper_run(ls, init, stream, e, fds, n);
+	return 0;
+}
+
 /* After a successful snapshot: leave the uffds with a keeper process. */
 void dirty_keep(struct dump_ctx *d, pid_t init)
 {
@@ -446,8 +472,29 @@ void dirty_keep(struct dump_ctx *d, pid_t init)
 			if (nul > 2)
 				close(nul);
 		}
-		keeper_run(ls, init, d->stream_id, e, fds, n);
-		_exit(0);
+		/* exec a fresh engine as the keeper: a fork would keep the dump's
+		 * page buffers (the whole pod's memory) alive as long as it lives */
+		static char args[KEEP_MAX + 8][48];
+		char *argv[KEEP_MAX + 10];
+		int a = 0;
+		argv[a++] = "zapc-engine";
+		argv[a++] = "keep-uffd";
+		snprintf(args[0], sizeof(args[0]), "%d", ls);
+		snprintf(args[1], sizeof(args[1]), "%d", init);
+		snprintf(args[2], sizeof(args[2]), "%llu", (unsigned long long)d->stream_id);
+		argv[a++] = args[0];
+		argv[a++] = args[1];
+		argv[a++] = args[2];
+		fcntl(ls, F_SETFD, 0);
+		for (int i = 0; i < n; i++) {
+			fcntl(fds[i], F_SETFD, 0);
+			snprintf(args[3 + i], sizeof(args[3 + i]), "%d:%d:%llu", fds[i], e[i].hpid,
+				 (unsigned long long)e[i].start);
+			argv[a++] = args[3 + i];
+		}
+		argv[a] = NULL;
+		execv("/proc/self/exe", argv);
+		_exit(1);
 	}
 	close(ls);
 	if (c > 0)

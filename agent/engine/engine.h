@@ -178,6 +178,7 @@ void dirty_attach(struct dump_ctx *d);
 uint64_t dirty_estimate(struct dump_ctx *d);
 int chain_restore_pipe(int fd, const char *name, pid_t *child);
 void dirty_keep(struct dump_ctx *d, pid_t init);
+int keep_main(int argc, char **argv);
 void dirty_drop(struct dump_ctx *d);
 
 int dump_main(int argc, char **argv);

@@ -35,6 +35,8 @@ int main(int argc, char **argv)
 		return dump_main(argc - 1, argv + 1);
 	if (!strcmp(argv[1], "restore"))
 		return restore_main(argc - 1, argv + 1);
+	if (!strcmp(argv[1], "keep-uffd"))      /* dirty.c: the dirty tracking keeper */
+		return keep_main(argc - 1, argv + 1);
 	if (!strcmp(argv[1], "squash"))
 		return squash_main(argc - 1, argv + 1);
 	if (!strcmp(argv[1], "show"))
