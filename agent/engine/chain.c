@@ -491,7 +491,8 @@ static int chain_load(struct chain *c, int topfd, const char *topname)
 				}
 				struct present *p = present_of(c, ix->pid);
 				p->pairs = malloc((ix->n_present + 1) * sizeof(uint64_t));
-				memcpy(p->pairs, ix->present, ix->n_present * sizeof(uint64_t));
+				if (ix->n_present)
+					memcpy(p->pairs, ix->present, ix->n_present * sizeof(uint64_t));
 				p->n = ix->n_present;
 				img_page_index__free_unpacked(ix, NULL);
 			}

@@ -332,7 +332,8 @@ static int indexed_vma_runs(struct dump_ctx *d, struct dproc *p, int pmfd, ImgVm
 			rd[nrd++] = (struct range){ at, pr[i].e };
 		}
 	}
-	qsort(rd, (size_t)nrd, sizeof(*rd), cmp_range);
+	if (nrd > 1)
+		qsort(rd, (size_t)nrd, sizeof(*rd), cmp_range);
 	for (int i = 0; i < nrd; i++) {
 		uint64_t s = rd[i].s, e = rd[i].e;
 		while (i + 1 < nrd && rd[i + 1].s <= e) {     /* merge overlaps */
