@@ -165,7 +165,7 @@ static int read_runs(pid_t pid, struct pagerun *runs, int n, uint8_t **bufp, siz
 		runs[i].data = buf + off;
 		off += runs[i].npages * PAGE;
 	}
-	if (total < (16u << 20) || n < 2)
+	if (total < (2u << 20) || n < 2)
 		return read_some(pid, runs, n, core);
 	/* split at half the bytes; the second half in a thread */
 	int half = 0;
