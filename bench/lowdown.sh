@@ -51,6 +51,8 @@ for i in 1 2 3 4 5 6 7; do
 	
 done
 echo "incremental frozen times (ms): $(tr '\n' ' ' < "$d1/frozen")"
+echo "last increment, frozen-window parts (ms): $(awk '/^TIMING (seized|dump_scan|dump_mm_read|dump_mm|dump_inject|dump_files|dump_threads)_ms/ { printf "%s=%s ", $2, $3 }' "$d1/t7")"
+echo "load average: $(cut -d' ' -f1-3 /proc/loadavg) on $(nproc) cpus"
 echo "BENCH lowdown_incr_frozen_${MB}MiB_4MiB $(median < "$d1/frozen") ms target<5"
 echo "BENCH lowdown_full_frozen_${MB}MiB_tracked $(frozen_of "$d1/t0") ms (full, arming the tracking)"
 echo 1 > "$POD_CG/cgroup.kill"
