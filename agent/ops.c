@@ -412,17 +412,34 @@ static struct op *op_new(enum op_kind kind, uid_t uid, op_done_fn done, void *ct
 	return op;
 }
 
+static int checkpoint_run(struct pod *pod, int out_fd, int leave_running, const struct ckpt_opts *o,
+			  uid_t uid, op_done_fn done, op_sync_fn sync, void *ctx);
+
 int ops_checkpoint(struct pod *pod, int out_fd, int leave_running, uid_t uid,
 		   op_done_fn done, void *ctx)
 {
-	return ops_checkpoint_sync(pod, out_fd, leave_running, uid, done, NULL, ctx);
+	return checkpoint_run(pod, out_fd, leave_running, NULL, uid, done, NULL, ctx);
 }
 
 int ops_checkpoint_sync(struct pod *pod, int out_fd, int leave_running, uid_t uid,
 			op_done_fn done, op_sync_fn sync, void *ctx)
 {
-	char init[16], ip[INET_ADDRSTRLEN];
-	char *argv[20];
+	return checkpoint_run(pod, out_fd, leave_running, NULL, uid, done, sync, ctx);
+}
+
+int ops_checkpoint_opts(struct pod *pod, int out_fd, int leave_running, const struct ckpt_opts *o, uid_t uid,
+			op_done_fn done, void *ctx)
+{
+	return checkpoint_run(pod, out_fd, leave_running, o, uid, done, NULL, ctx);
+}
+
+/* One zapc-engine dump: options of incremental images (o, may be NULL) and
+ * the manager's sync points (sync, may be NULL). */
+static int checkpoint_run(struct pod *pod, int out_fd, int leave_running, const struct ckpt_opts *o,
+			  uid_t uid, op_done_fn done, op_sync_fn sync, void *ctx)
+{
+	char init[16], ip[INET_ADDRSTRLEN], level[24], every[24];
+	char *argv[32];
 	struct op *op;
 	int n = 0, rc;
 
@@ -465,6 +482,20 @@ int ops_checkpoint_sync(struct pod *pod, int out_fd, int leave_running, uid_t ui
 		argv[n++] = "--leave-running";
 	if (sync)
 		argv[n++] = "--sync";
+	if (o && o->parent && o->parent[0]) {
+		argv[n++] = "--parent";
+		argv[n++] = (char *)o->parent;
+	}
+	if (o && o->compress > 0) {
+		snprintf(level, sizeof(level), "--compress=%d", o->compress);
+		argv[n++] = level;
+	}
+	if (o && o->full_every) {
+		snprintf(every, sizeof(every), "--full-every=%u", o->full_every);
+		argv[n++] = every;
+	}
+	if (o && o->track)
+		argv[n++] = "--track";
 	argv[n] = NULL;
 	op->sync_cb = sync;
 	rc = op_spawn(op, argv, out_fd, 1);

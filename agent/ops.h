@@ -28,6 +28,15 @@ typedef void (*op_done_fn)(void *ctx, Zapc__Response *r, struct pod *pod);
 void ops_init(struct event_base *base, struct pod_node *node, const char *engine_path);
 
 /* Checkpoint pod into out_fd (taken: closed by ops).  0, or -errno (done not called). */
+/* incremental checkpoints (docs/incremental.md); all zero = a plain full image */
+struct ckpt_opts {
+	const char *parent;      /* absolute path of the parent image file, or NULL */
+	int compress;            /* zstd level, 0 off */
+	unsigned full_every;     /* 0 = the engine's default */
+	int track;
+};
+int ops_checkpoint_opts(struct pod *pod, int out_fd, int leave_running, const struct ckpt_opts *o, uid_t uid,
+			op_done_fn done, void *ctx);
 int ops_checkpoint(struct pod *pod, int out_fd, int leave_running, uid_t uid,
 		   op_done_fn done, void *ctx);
 

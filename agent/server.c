@@ -445,7 +445,13 @@ static void cmd_checkpoint(struct conn *c, Zapc__Checkpoint *ck)
 		return;
 	}
 	log_last_err_clear();
-	rc = ops_checkpoint(pod, fd, ck->leave_running, c->uid, op_answer, c);
+	struct ckpt_opts o = { ck->parent, ck->compress, ck->full_every, ck->track };
+	if (o.parent && o.parent[0] != '\0' && o.parent[0] != '/') {
+		close(fd);
+		respond_err(c, -EINVAL, "pod %s: checkpoint: parent must be an absolute path", pod->name);
+		return;
+	}
+	rc = ops_checkpoint_opts(pod, fd, ck->leave_running, &o, c->uid, op_answer, c);
 	if (rc < 0) {
 		respond_fail(c, rc, "checkpoint");
 		return;

@@ -26,6 +26,7 @@ const struct engine_object engine_objects[] = {
 	{ "mm",      mm_dump,      NULL,                NULL },
 	{ "files",   files_dump,   files_restore_early, NULL },
 	{ "inject",  inject_prepare, NULL,              NULL },
+	{ "dirty",   dirty_arm,    NULL,                NULL },   /* after mm (pages read) and inject */
 	{ "threads", threads_dump, NULL,                threads_restore_late },
 	{ "signals", signals_dump, NULL,                signals_restore_late },
 	{ "timers",  timers_dump,  NULL,                timers_restore_late },

@@ -77,6 +77,30 @@ static void rec_unread(uint32_t type, uint32_t len)
 	la_len = len;
 }
 
+/*
+ * An indexed or incremental image (docs/incremental.md) is restored through
+ * its squash: chain.c reads and verifies every link here, then a child
+ * streams the whole memory as a plain image into a pipe that replaces *in.
+ */
+static int open_chain(struct image_reader **in, int infd, const char *name)
+{
+	if (!(image_reader_header(*in)->flags & (IMAGE_FLAG_INDEXED | IMAGE_FLAG_INCREMENTAL)))
+		return 0;
+	pid_t child;
+	int fd = chain_restore_pipe(infd, strcmp(name, "-") ? name : "the image", &child);
+	if (fd < 0)
+		return fd;
+	char ebuf[256];
+	image_reader_free(*in);
+	*in = image_reader_fd(fd, ebuf, sizeof(ebuf));
+	if (!*in) {
+		log_err("restore: squashed chain: %s", ebuf);
+		return -EIO;
+	}
+	image_reader_set_namer(*in, rec_name);
+	return 0;
+}
+
 int mm_next(struct rst_ctx *r, uint32_t *type, uint32_t *len)
 {
 	int n = rec_next(r, type, len);
@@ -584,6 +608,8 @@ int restore_main(int argc, char **argv)
 		return 1;
 	}
 	image_reader_set_namer(g_in, rec_name);
+	if ((err = open_chain(&g_in, infd, in)) < 0)
+		goto fail;
 	struct utsname u;
 	uname(&u);
 	if (!(r->info = read_msg(REC_INFO, &img_info__descriptor)))
