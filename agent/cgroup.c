@@ -20,6 +20,7 @@
 #include <unistd.h>
 
 #include "agent/cgroup.h"
+#include "lib/fsutil.h"
 #include "lib/log.h"
 
 static char cg_roots[CG_NR][64];
@@ -56,19 +57,13 @@ const char *cgroup_root(int which)
 	return cg_roots[which];
 }
 
+/* Write val to DIR/FILE (a cgroup control file). */
 static int write_str(const char *dir, const char *file, const char *val)
 {
 	char p[PATH_MAX + 32];
-	int fd, rc = 0;
 
 	snprintf(p, sizeof(p), "%s/%s", dir, file);
-	fd = open(p, O_WRONLY | O_CLOEXEC);
-	if (fd < 0)
-		return -errno;
-	if (write(fd, val, strlen(val)) < 0)
-		rc = -errno;
-	close(fd);
-	return rc;
+	return write_file(p, val);
 }
 
 int cgroup_create(const char *parent, const char *name, struct pod_cgroups *cg)

@@ -28,6 +28,7 @@
 #include <event2/event.h>
 
 #include "agent/ops.h"
+#include "agent/peer.h"
 #include "agent/pod.h"
 #include "agent/server.h"
 #include "lib/log.h"
@@ -49,7 +50,9 @@ static void usage(FILE *f)
 		"  --init PATH           zapc-init (default: next to zapc-agent or ../lib/zapc)\n"
 		"  --engine PATH         zapc-engine (default: next to zapc-agent or ../lib/zapc)\n"
 		"  --keep-pods           on exit leave pods running (default: destroy them)\n"
-		"  --debug               log debug lines\n");
+		"  --debug               log debug lines\n"
+		"  --tls-dir DIR --listen ADDR:PORT   serve zapc-manager over mutual TLS\n"
+		"  --manager-name NAME   the manager's certificate name (default manager)\n");
 }
 
 /* A helper program: next to zapc-agent (the build tree), else ../lib/zapc. */
@@ -104,13 +107,16 @@ int main(int argc, char **argv)
 		{ "engine", required_argument, NULL, 'E' },
 		{ "keep-pods", no_argument, NULL, 'k' },
 		{ "debug", no_argument, NULL, 'd' },
+		{ "tls-dir", required_argument, NULL, 'T' },
+		{ "listen", required_argument, NULL, 'L' },
+		{ "manager-name", required_argument, NULL, 'M' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
 	const char *sock = "/run/zapc/agent.sock", *state_dir = NULL, *pod_net = "10.200.0.0/16";
 	const char *pod_pool = NULL, *logfile = NULL;
 	const char *bridge = "zapcbr0", *cg_parent = NULL, *pidfile = NULL, *init = NULL,
-		   *engine = NULL;
+		   *engine = NULL, *tls_dir = NULL, *listen_addr = NULL, *mgr_name = NULL;
 	char name[65] = "", sdir[PATH_MAX], cgp[128];
 	int foreground = 0, keep = 0, opt, rc = 1;
 	struct event *ev_term = NULL, *ev_int = NULL, *ev_chld = NULL;
@@ -118,7 +124,7 @@ int main(int argc, char **argv)
 	struct pod_node node;
 
 	log_init(argv[0], 0);
-	while ((opt = getopt_long(argc, argv, "fs:n:S:N:P:b:c:p:l:i:E:kdh", opts, NULL)) != -1) {
+	while ((opt = getopt_long(argc, argv, "fs:n:S:N:P:b:c:p:l:i:E:kdhT:L:M:", opts, NULL)) != -1) {
 		switch (opt) {
 		case 'f': foreground = 1; break;
 		case 's': sock = optarg; break;
@@ -134,6 +140,9 @@ int main(int argc, char **argv)
 		case 'E': engine = optarg; break;
 		case 'k': keep = 1; break;
 		case 'd': log_set_level(LOG_LVL_DEBUG); break;
+		case 'T': tls_dir = optarg; break;
+		case 'L': listen_addr = optarg; break;
+		case 'M': mgr_name = optarg; break;
 		case 'h': usage(stdout); return 0;
 		default: usage(stderr); return 2;
 		}
@@ -204,6 +213,14 @@ int main(int argc, char **argv)
 	ops_init(base, &node, engine);
 	if (server_open(base, &node, sock) < 0)
 		goto out;
+	/* The manager protocol (agent/peer.c): only with both --tls-dir and --listen. */
+	if ((tls_dir || listen_addr) &&
+	    (!tls_dir || !listen_addr || peer_open(base, &node, tls_dir, listen_addr, mgr_name, sock) < 0)) {
+		if (!tls_dir || !listen_addr)
+			log_err("--tls-dir and --listen go together");
+		server_close();
+		goto out;
+	}
 	if (pidfile) {
 		FILE *f = fopen(pidfile, "we");
 
@@ -220,6 +237,7 @@ int main(int argc, char **argv)
 	on_child(SIGCHLD, 0, NULL);
 	event_base_dispatch(base);
 	rc = 0;
+	peer_close();
 	ops_fini();
 	server_close();
 	if (pidfile)

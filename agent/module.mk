@@ -1,7 +1,7 @@
 # agent/ — zapc-agent (API server, pods) and zapc-init (pid 1 of every pod).
 # agent/engine/ has its own module.mk.  pod_mounts.o can be linked alone by
 # other programs (zapc-engine): it needs only libc and lib/log.
-AGENT_SRCS := agent/main.c agent/server.c agent/pod.c agent/pod_mounts.c \
+AGENT_SRCS := agent/main.c agent/server.c agent/pod.c agent/pod_mounts.c agent/peer.c \
               agent/cgroup.c agent/netlink.c agent/ops.c
 INIT_SRCS  := agent/init.c
 OBJS       += $(call objs,$(AGENT_SRCS) $(INIT_SRCS))

@@ -52,6 +52,7 @@ struct op {
 	int exited, status;
 	struct timespec t0;
 	op_done_fn cb;
+	op_sync_fn sync_cb;		/* --sync: the manager's sync points (peer.c) */
 	void *ctx;
 	struct op *next;
 };
@@ -331,6 +332,12 @@ static void on_ctl(evutil_socket_t fd, short what, void *arg)
 		log_debug("pod %s: %s (%llu bytes)", op->pod_name, m->progress->phase,
 			  (unsigned long long)m->progress->bytes);
 		break;
+	case ZAPC__ENGINE__TO_AGENT__MSG_SYNC:
+		if (op->sync_cb)
+			op->sync_cb(op->ctx, m->sync->phase ? m->sync->phase : "", m->sync->frozen_us);
+		else
+			send_abort(op, "sync point without a coordinator");
+		break;
 	case ZAPC__ENGINE__TO_AGENT__MSG_DONE:
 		if (!op->done) {
 			op->done = m->done;
@@ -414,11 +421,34 @@ static struct op *op_new(enum op_kind kind, uid_t uid, op_done_fn done, void *ct
 	return op;
 }
 
+static int checkpoint_run(struct pod *pod, int out_fd, int leave_running, const struct ckpt_opts *o,
+			  uid_t uid, op_done_fn done, op_sync_fn sync, void *ctx);
+
 int ops_checkpoint(struct pod *pod, int out_fd, int leave_running, uid_t uid,
 		   op_done_fn done, void *ctx)
 {
-	char init[16], ip[INET_ADDRSTRLEN];
-	char *argv[20];
+	return checkpoint_run(pod, out_fd, leave_running, NULL, uid, done, NULL, ctx);
+}
+
+int ops_checkpoint_sync(struct pod *pod, int out_fd, int leave_running, uid_t uid,
+			op_done_fn done, op_sync_fn sync, void *ctx)
+{
+	return checkpoint_run(pod, out_fd, leave_running, NULL, uid, done, sync, ctx);
+}
+
+int ops_checkpoint_opts(struct pod *pod, int out_fd, int leave_running, const struct ckpt_opts *o, uid_t uid,
+			op_done_fn done, void *ctx)
+{
+	return checkpoint_run(pod, out_fd, leave_running, o, uid, done, NULL, ctx);
+}
+
+/* One zapc-engine dump: options of incremental images (o, may be NULL) and
+ * the manager's sync points (sync, may be NULL). */
+static int checkpoint_run(struct pod *pod, int out_fd, int leave_running, const struct ckpt_opts *o,
+			  uid_t uid, op_done_fn done, op_sync_fn sync, void *ctx)
+{
+	char init[16], ip[INET_ADDRSTRLEN], level[24], every[24];
+	char *argv[32];
 	struct op *op;
 	int n = 0, rc;
 
@@ -459,7 +489,24 @@ int ops_checkpoint(struct pod *pod, int out_fd, int leave_running, uid_t uid,
 	argv[n++] = "-";
 	if (leave_running)
 		argv[n++] = "--leave-running";
+	if (sync)
+		argv[n++] = "--sync";
+	if (o && o->parent && o->parent[0]) {
+		argv[n++] = "--parent";
+		argv[n++] = (char *)o->parent;
+	}
+	if (o && o->compress > 0) {
+		snprintf(level, sizeof(level), "--compress=%d", o->compress);
+		argv[n++] = level;
+	}
+	if (o && o->full_every) {
+		snprintf(every, sizeof(every), "--full-every=%u", o->full_every);
+		argv[n++] = every;
+	}
+	if (o && o->track)
+		argv[n++] = "--track";
 	argv[n] = NULL;
+	op->sync_cb = sync;
 	rc = op_spawn(op, argv, out_fd, 1);
 	close(out_fd);
 	if (rc < 0) {
@@ -475,7 +522,14 @@ int ops_checkpoint(struct pod *pod, int out_fd, int leave_running, uid_t uid,
 int ops_restore(int in_fd, const char *name, const char *ip, uid_t uid, gid_t gid,
 		op_done_fn done, void *ctx)
 {
-	char *argv[] = { "zapc-engine", "restore", "--control", "3", "-i", "-", NULL };
+	return ops_restore_sync(in_fd, name, ip, uid, gid, done, NULL, ctx);
+}
+
+int ops_restore_sync(int in_fd, const char *name, const char *ip, uid_t uid, gid_t gid,
+		     op_done_fn done, op_sync_fn sync, void *ctx)
+{
+	char *argv[] = { "zapc-engine", "restore", "--control", "3", "-i", "-",
+			 sync ? "--sync" : NULL, NULL };
 	struct op *op;
 	int rc;
 
@@ -490,6 +544,7 @@ int ops_restore(int in_fd, const char *name, const char *ip, uid_t uid, gid_t gi
 		return -ENOMEM;
 	}
 	op->gid = gid;
+	op->sync_cb = sync;
 	snprintf(op->want_name, sizeof(op->want_name), "%s", name ? name : "");
 	snprintf(op->want_ip, sizeof(op->want_ip), "%s", ip ? ip : "");
 	snprintf(op->pod_name, sizeof(op->pod_name), "%s", op->want_name[0] ? op->want_name : "(image)");
@@ -524,6 +579,32 @@ void ops_forget_ctx(void *ctx)
 			op->ctx = NULL;
 			op->cb = NULL;
 		}
+}
+
+int ops_sync_answer(void *ctx, int go, const char *why)
+{
+	Zapc__Engine__ToEngine m = ZAPC__ENGINE__TO_ENGINE__INIT;
+	Zapc__Engine__Continue c = ZAPC__ENGINE__CONTINUE__INIT;
+
+	for (struct op *op = g.ops; op; op = op->next) {
+		if (op->ctx != ctx || !op->sync_cb || op->ctl < 0)
+			continue;
+		if (!go) {
+			send_abort(op, why);
+			return 0;
+		}
+		m.msg_case = ZAPC__ENGINE__TO_ENGINE__MSG_CONT;
+		m.cont = &c;
+		return frame_send_msg(op->ctl, &m.base, NULL, 0);
+	}
+	return -ENOENT;
+}
+
+void ops_kill_ctx(void *ctx)
+{
+	for (struct op *op = g.ops; op; op = op->next)
+		if (op->ctx == ctx && !op->exited)
+			kill(op->pid, SIGKILL);
 }
 
 int ops_pod_busy(const struct pod *pod)

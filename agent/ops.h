@@ -12,6 +12,7 @@
 #ifndef ZAPC_AGENT_OPS_H
 #define ZAPC_AGENT_OPS_H
 
+#include <stdint.h>
 #include <sys/types.h>
 
 #include "proto/agent.pb-c.h"
@@ -27,6 +28,15 @@ typedef void (*op_done_fn)(void *ctx, Zapc__Response *r, struct pod *pod);
 void ops_init(struct event_base *base, struct pod_node *node, const char *engine_path);
 
 /* Checkpoint pod into out_fd (taken: closed by ops).  0, or -errno (done not called). */
+/* incremental checkpoints (docs/incremental.md); all zero = a plain full image */
+struct ckpt_opts {
+	const char *parent;      /* absolute path of the parent image file, or NULL */
+	int compress;            /* zstd level, 0 off */
+	unsigned full_every;     /* 0 = the engine's default */
+	int track;
+};
+int ops_checkpoint_opts(struct pod *pod, int out_fd, int leave_running, const struct ckpt_opts *o, uid_t uid,
+			op_done_fn done, void *ctx);
 int ops_checkpoint(struct pod *pod, int out_fd, int leave_running, uid_t uid,
 		   op_done_fn done, void *ctx);
 
@@ -34,6 +44,22 @@ int ops_checkpoint(struct pod *pod, int out_fd, int leave_running, uid_t uid,
  * name and ip ("" = the image's) override the image's.  0 or -errno. */
 int ops_restore(int in_fd, const char *name, const char *ip, uid_t uid, gid_t gid,
 		op_done_fn done, void *ctx);
+
+/*
+ * Coordinated variants (the manager, agent/peer.c): the engine runs with
+ * --sync and stops at each sync point ("captured", "written", "restored"),
+ * calling sync(ctx, phase, frozen_us); answer with ops_sync_answer(ctx, go,
+ * why): go = 1 sends Continue, 0 Abort (the pod resumes / the restore is
+ * dropped).  done() is called at the end as for the plain calls.
+ */
+typedef void (*op_sync_fn)(void *ctx, const char *phase, uint64_t frozen_us);
+int ops_checkpoint_sync(struct pod *pod, int out_fd, int leave_running, uid_t uid,
+			op_done_fn done, op_sync_fn sync, void *ctx);
+int ops_restore_sync(int in_fd, const char *name, const char *ip, uid_t uid, gid_t gid,
+		     op_done_fn done, op_sync_fn sync, void *ctx);
+int ops_sync_answer(void *ctx, int go, const char *why);
+/* Kill the engine working for ctx (a restore fed by a stream that broke). */
+void ops_kill_ctx(void *ctx);
 
 /* A child ended: 1 if it was an engine (reaped and handled), else 0. */
 int ops_child_exited(pid_t pid, int status);

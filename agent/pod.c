@@ -30,6 +30,7 @@
 
 #include "agent/netlink.h"
 #include "agent/pod.h"
+#include "lib/fsutil.h"
 #include "lib/log.h"
 
 #ifndef CLOSE_RANGE_CLOEXEC
@@ -100,33 +101,6 @@ static uint32_t fnv1a(const char *a, const char *b)
 	return h;
 }
 
-static void mkdir_p(const char *path)
-{
-	char p[PATH_MAX];
-
-	snprintf(p, sizeof(p), "%s", path);
-	for (char *s = p + 1; *s; s++) {
-		if (*s != '/')
-			continue;
-		*s = 0;
-		mkdir(p, 0755);
-		*s = '/';
-	}
-	mkdir(p, 0755);
-}
-
-static int write_sysctl(const char *path, const char *val)
-{
-	int fd = open(path, O_WRONLY | O_CLOEXEC), rc = 0;
-
-	if (fd < 0)
-		return -errno;
-	if (write(fd, val, strlen(val)) < 0)
-		rc = -errno;
-	close(fd);
-	return rc;
-}
-
 int pod_node_init(struct pod_node *node, const char *name, const char *state_dir,
 		  const char *pod_net, const char *bridge, const char *cgroup_parent,
 		  const char *init_exe)
@@ -169,7 +143,7 @@ int pod_node_init(struct pod_node *node, const char *name, const char *state_dir
 	rc = cgroup_detect();
 	if (rc < 0)
 		return rc;
-	mkdir_p(state_dir);
+	mkdir_p(state_dir, 0755);
 
 	/* Leftovers of a previous agent with this cgroup parent and bridge. */
 	n = cgroup_clean_parent(cgroup_parent);
@@ -198,8 +172,8 @@ int pod_node_init(struct pod_node *node, const char *name, const char *state_dir
 		char p[128];
 
 		snprintf(p, sizeof(p), "/proc/sys/net/ipv4/conf/%s/proxy_arp", bridge);
-		if (write_sysctl("/proc/sys/net/ipv4/ip_forward", "1") < 0 ||
-		    write_sysctl(p, "1") < 0)
+		if (write_file("/proc/sys/net/ipv4/ip_forward", "1") < 0 ||
+		    write_file(p, "1") < 0)
 			log_warn("node %s: cannot enable forwarding/proxy ARP: pods will only "
 				 "reach pods of this node", name);
 	}

@@ -141,5 +141,11 @@ void pod_mac_of_ip(struct in_addr ip, uint8_t mac[6]);
  * minimal /dev and pivot into it.  0/-errno.
  */
 int pod_setup_mounts(const char *root);
+/* The same; POD_MOUNTS_SHM_DONE: /dev/shm already holds the pod's tmpfs (a
+ * restore fills it before the pod's init exists and the init inherits it). */
+#define POD_MOUNTS_SHM_DONE 1u
+int pod_setup_mounts_flags(const char *root, unsigned flags);
+/* Mount a pod's /dev/shm tmpfs (mode 1777, 64 MiB) on dir.  0/-errno. */
+int pod_mount_shm(const char *dir);
 
 #endif

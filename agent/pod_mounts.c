@@ -62,8 +62,13 @@ static int bind_dev(const char *base, const char *name)
 	return mnt(src, dst, NULL, MS_BIND, NULL);
 }
 
+int pod_mount_shm(const char *dir)
+{
+	return mnt("shm", dir, "tmpfs", MS_NOSUID | MS_NODEV, "mode=1777,size=65536k");
+}
+
 /* /proc, /dev/pts, /dev/ptmx, /dev/shm, /dev/mqueue under base ("" = /). */
-static int pod_dev_proc(const char *base, int own_dev)
+static int pod_dev_proc(const char *base, int own_dev, unsigned flags)
 {
 	static const char *devs[] = { "null", "zero", "full", "random", "urandom", "tty" };
 	char p[PATH_MAX], q[PATH_MAX];
@@ -110,11 +115,13 @@ static int pod_dev_proc(const char *base, int own_dev)
 		if (rc < 0)
 			return rc;
 	}
-	mkdir_p(base, "/dev/shm", 01777);
-	snprintf(p, sizeof(p), "%s/dev/shm", base);
-	rc = mnt("shm", p, "tmpfs", MS_NOSUID | MS_NODEV, "mode=1777,size=65536k");
-	if (rc < 0)
-		return rc;
+	if (!(flags & POD_MOUNTS_SHM_DONE)) {
+		mkdir_p(base, "/dev/shm", 01777);
+		snprintf(p, sizeof(p), "%s/dev/shm", base);
+		rc = pod_mount_shm(p);
+		if (rc < 0)
+			return rc;
+	}
 	if (own_dev)
 		mkdir_p(base, "/dev/mqueue", 0755);
 	snprintf(p, sizeof(p), "%s/dev/mqueue", base);
@@ -125,6 +132,11 @@ static int pod_dev_proc(const char *base, int own_dev)
 
 int pod_setup_mounts(const char *root)
 {
+	return pod_setup_mounts_flags(root, 0);
+}
+
+int pod_setup_mounts_flags(const char *root, unsigned flags)
+{
 	int rc;
 
 	/* Nothing mounted in the pod may propagate back to the node. */
@@ -132,13 +144,13 @@ int pod_setup_mounts(const char *root)
 	if (rc < 0)
 		return rc;
 	if (!root || !root[0])
-		return pod_dev_proc("", 0);
+		return pod_dev_proc("", 0, flags);
 
 	/* pivot_root needs the new root to be a mount point. */
 	rc = mnt(root, root, NULL, MS_BIND | MS_REC, NULL);
 	if (rc < 0)
 		return rc;
-	rc = pod_dev_proc(root, 1);
+	rc = pod_dev_proc(root, 1, flags);
 	if (rc < 0)
 		return rc;
 	if (chdir(root) < 0)

@@ -34,6 +34,7 @@
 #include "agent/pod.h"
 #include "agent/server.h"
 #include "lib/frame.h"
+#include "lib/fsutil.h"
 #include "lib/log.h"
 #include "proto/agent.pb-c.h"
 
@@ -444,7 +445,13 @@ static void cmd_checkpoint(struct conn *c, Zapc__Checkpoint *ck)
 		return;
 	}
 	log_last_err_clear();
-	rc = ops_checkpoint(pod, fd, ck->leave_running, c->uid, op_answer, c);
+	struct ckpt_opts o = { ck->parent, ck->compress, ck->full_every, ck->track };
+	if (o.parent && o.parent[0] != '\0' && o.parent[0] != '/') {
+		close(fd);
+		respond_err(c, -EINVAL, "pod %s: checkpoint: parent must be an absolute path", pod->name);
+		return;
+	}
+	rc = ops_checkpoint_opts(pod, fd, ck->leave_running, &o, c->uid, op_answer, c);
 	if (rc < 0) {
 		respond_fail(c, rc, "checkpoint");
 		return;
@@ -702,20 +709,6 @@ static int watch_pod(struct pod_node *node, struct pod *pod)
 	return 0;
 }
 
-static void mkdir_parent(const char *path)
-{
-	char p[PATH_MAX];
-
-	snprintf(p, sizeof(p), "%s", path);
-	for (char *s = p + 1; *s; s++) {
-		if (*s != '/')
-			continue;
-		*s = 0;
-		mkdir(p, 0755);
-		*s = '/';
-	}
-}
-
 int server_open(struct event_base *base, struct pod_node *node, const char *path)
 {
 	struct sockaddr_un sa = { .sun_family = AF_UNIX };
@@ -730,7 +723,7 @@ int server_open(struct event_base *base, struct pod_node *node, const char *path
 		return -ENAMETOOLONG;
 	}
 	snprintf(sa.sun_path, sizeof(sa.sun_path), "%s", path);
-	mkdir_parent(path);
+	mkdir_parents(path, 0755);
 	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
 	if (fd < 0)
 		return -errno;

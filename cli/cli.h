@@ -37,5 +37,6 @@ int cmd_pod(int argc, char **argv);
 int cmd_checkpoint(int argc, char **argv);
 int cmd_restore(int argc, char **argv);
 int cmd_image(int argc, char **argv);
+int cmd_job(int argc, char **argv);
 
 #endif

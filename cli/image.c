@@ -23,6 +23,7 @@
 #include <unistd.h>
 
 #include "cli/cli.h"
+#include "lib/fsutil.h"
 
 #define IMAGE_FILE "image.zapc"
 
@@ -54,27 +55,14 @@ static void image_path(const char *path, char *out, size_t len)
 		snprintf(out, len, "%s/%s", path, IMAGE_FILE);
 }
 
-static int mkdir_p(const char *dir)
-{
-	char p[PATH_MAX];
-
-	snprintf(p, sizeof(p), "%s", dir);
-	for (char *s = p + 1; *s; s++) {
-		if (*s != '/')
-			continue;
-		*s = 0;
-		if (mkdir(p, 0755) < 0 && errno != EEXIST)
-			return -errno;
-		*s = '/';
-	}
-	if (mkdir(p, 0755) < 0 && errno != EEXIST)
-		return -errno;
-	return 0;
-}
-
 static void checkpoint_usage(FILE *f)
 {
-	fprintf(f, "usage: zapc checkpoint POD -o DIR|- [--leave-running]\n"
+	fprintf(f, "usage: zapc checkpoint POD -o DIR|- [--leave-running] [--parent PREV [--full-every N]]\n"
+		   "                       [--track] [--compress[=LEVEL]]\n"
+		   "  --parent PREV stores only the pages changed since the image in PREV (a\n"
+		   "  directory or file); a full image is written after N increments (10).\n"
+		   "  --track arms dirty tracking so the next increment is cheap (implied by\n"
+		   "  --parent); --compress stores pages with zstd (level 3 by default).\n"
 		   "  Save the pod's processes, memory, files and connections into DIR/%s\n"
 		   "  (or the stream to stdout with -o -).  The pod is destroyed afterwards\n"
 		   "  unless --leave-running; if the checkpoint fails it keeps running and a\n"
@@ -90,6 +78,8 @@ int cmd_checkpoint(int argc, char **argv)
 	char final[PATH_MAX], tmp[PATH_MAX + 32], size[32];
 	int leave = 0, fd, rc, to_stdout;
 	FILE *msg;
+	const char *parent = NULL;
+	char parent_abs[PATH_MAX];
 
 	for (int i = 1; i < argc; i++) {
 		if (is_help(argv[i])) {
@@ -97,6 +87,21 @@ int cmd_checkpoint(int argc, char **argv)
 			return 0;
 		} else if (strcmp(argv[i], "--leave-running") == 0) {
 			leave = 1;
+		} else if (strcmp(argv[i], "--parent") == 0 || strcmp(argv[i], "--full-every") == 0) {
+			if (++i >= argc) {
+				cli_err("checkpoint: %s needs a value", argv[i - 1]);
+				return 2;
+			}
+			if (argv[i - 1][2] == 'p')
+				parent = argv[i];
+			else
+				ck.full_every = (uint32_t)atoi(argv[i]);
+		} else if (strcmp(argv[i], "--track") == 0) {
+			ck.track = 1;
+		} else if (strncmp(argv[i], "--compress", 10) == 0 && (!argv[i][10] || argv[i][10] == '=')) {
+			ck.compress = argv[i][10] ? atoi(argv[i] + 11) : 3;
+			if (ck.compress < 1)
+				ck.compress = 1;
 		} else if (strcmp(argv[i], "-o") == 0 || strcmp(argv[i], "--output") == 0) {
 			if (++i >= argc) {
 				cli_err("checkpoint: %s needs a directory or -", argv[i - 1]);
@@ -126,7 +131,7 @@ int cmd_checkpoint(int argc, char **argv)
 		}
 		fd = STDOUT_FILENO;
 	} else {
-		if ((rc = mkdir_p(out)) < 0) {
+		if ((rc = mkdir_p(out, 0755)) < 0) {
 			cli_err("checkpoint: cannot create directory %s: %s", out, strerror(-rc));
 			return 1;
 		}
@@ -137,6 +142,27 @@ int cmd_checkpoint(int argc, char **argv)
 			cli_err("checkpoint: cannot create %s: %s", tmp, strerror(errno));
 			return 1;
 		}
+	}
+	if (parent) {
+		/* the caller must be able to read the parent; the engine gets its real path */
+		char pf[PATH_MAX + 16];
+		struct stat st;
+		snprintf(pf, sizeof(pf), "%s", parent);
+		if (stat(parent, &st) == 0 && S_ISDIR(st.st_mode))
+			snprintf(pf, sizeof(pf), "%s/%s", parent, IMAGE_FILE);
+		int pfd = open(pf, O_RDONLY | O_CLOEXEC);
+		if (pfd < 0 || !realpath(pf, parent_abs)) {
+			cli_err("checkpoint: parent image %s: %s", pf, strerror(errno));
+			if (pfd >= 0)
+				close(pfd);
+			if (!to_stdout) {
+				close(fd);
+				unlink(tmp);
+			}
+			return 1;
+		}
+		close(pfd);
+		ck.parent = parent_abs;
 	}
 	ck.name = (char *)pod;
 	ck.leave_running = leave;
@@ -270,6 +296,7 @@ static void find_engine(char *out, size_t len)
 {
 	char exe[PATH_MAX];
 	const char *env = getenv("ZAPC_ENGINE");
+	char *dir;
 	ssize_t n;
 
 	if (env && env[0]) {
@@ -282,10 +309,49 @@ static void find_engine(char *out, size_t len)
 		return;
 	}
 	exe[n] = 0;
-	snprintf(out, len, "%s/zapc-engine", dirname(exe));
+	dir = dirname(exe);
+	snprintf(out, len, "%s/zapc-engine", dir);
 	if (access(out, X_OK) == 0)
 		return;
-	snprintf(out, len, "%s/../lib/zapc/zapc-engine", exe);
+	snprintf(out, len, "%s/../lib/zapc/zapc-engine", dir);
+}
+
+/* zapc image squash DIR -o OUTDIR [--compress[=LEVEL]]: one full image of a chain
+ * (docs/incremental.md), written by zapc-engine as the caller. */
+static int image_squash(int argc, char **argv)
+{
+	char engine[PATH_MAX + 32], path[PATH_MAX + 16], out[PATH_MAX + 16];
+	const char *src = NULL, *dst = NULL, *z = NULL;
+	for (int i = 2; i < argc; i++) {
+		if (strcmp(argv[i], "-o") == 0 && i + 1 < argc)
+			dst = argv[++i];
+		else if (strncmp(argv[i], "--compress", 10) == 0)
+			z = argv[i];
+		else if (!src && argv[i][0] != '-')
+			src = argv[i];
+		else {
+			cli_err("image squash: unexpected argument %s", argv[i]);
+			return 2;
+		}
+	}
+	if (!src || !dst) {
+		cli_err("usage: zapc image squash DIR|FILE -o OUTDIR [--compress[=LEVEL]]");
+		return 2;
+	}
+	int rc = mkdir_p(dst, 0755);
+	if (rc < 0) {
+		cli_err("image squash: cannot create directory %s: %s", dst, strerror(-rc));
+		return 1;
+	}
+	image_path(src, path, sizeof(path));
+	snprintf(out, sizeof(out), "%s/%s", dst, IMAGE_FILE);
+	find_engine(engine, sizeof(engine));
+	if (z)
+		execl(engine, "zapc-engine", "squash", "-i", path, "-o", out, z, (char *)NULL);
+	else
+		execl(engine, "zapc-engine", "squash", "-i", path, "-o", out, (char *)NULL);
+	cli_err("image squash: cannot run %s: %s", engine, strerror(errno));
+	return 1;
 }
 
 int cmd_image(int argc, char **argv)
@@ -294,11 +360,15 @@ int cmd_image(int argc, char **argv)
 	const char *src = NULL;
 	int json = 0;
 
+	if (argc >= 2 && strcmp(argv[1], "squash") == 0)
+		return image_squash(argc, argv);
 	if (argc < 2 || is_help(argv[1]) || strcmp(argv[1], "show") != 0) {
 		fprintf(argc >= 2 && is_help(argv[1]) ? stdout : stderr,
 			"usage: zapc image show DIR|FILE [--json]\n"
+			"       zapc image squash DIR|FILE -o OUTDIR [--compress[=LEVEL]]\n"
 			"  A readable summary of an image: processes, threads, memory regions,\n"
-			"  files, sizes (reads the image; needs no agent).\n");
+			"  files, sizes (reads the image; needs no agent).  squash merges an\n"
+			"  incremental chain into one full image.\n");
 		return argc >= 2 && is_help(argv[1]) ? 0 : 2;
 	}
 	for (int i = 2; i < argc; i++) {

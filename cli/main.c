@@ -18,7 +18,7 @@ static const struct cli_command commands[] = {
 	{ "restore", cmd_restore, "restore an image into a new pod" },
 	{ "image", cmd_image, "inspect images: image show" },
 	{ "ca", cmd_ca, "cluster CA: init, issue node certificates" },
-	/* one line per command group: { "job", cmd_job, "..." }, */
+	{ "job", cmd_job, "jobs across nodes via zapc-manager: run, checkpoint, restart, migrate" },
 };
 
 static void usage(FILE *f)

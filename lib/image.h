@@ -35,6 +35,11 @@
 #define IMAGE_REC_TRAILER  0xffffffffu
 #define IMAGE_MAX_RECORD   (256u << 20)   /* reader's default bound on one payload */
 
+/* Header flags (docs/incremental.md).  A reader that does not know a flag
+ * meets record types it does not know and refuses the image. */
+#define IMAGE_FLAG_INDEXED     1u   /* pages as REC_PAGE_INDEX + REC_ZPAGES (maybe zstd) */
+#define IMAGE_FLAG_INCREMENTAL 2u   /* has a parent (REC_PARENT): a link of a chain */
+
 /* Byte sink / source: return bytes moved, or -errno.  A source returns 0 at EOF. */
 typedef ssize_t (*image_write_fn)(void *ctx, const void *buf, size_t len);
 typedef ssize_t (*image_read_fn)(void *ctx, void *buf, size_t len);

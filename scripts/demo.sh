@@ -114,3 +114,7 @@ for r in /sys/fs/cgroup/unified /sys/fs/cgroup/freezer /sys/fs/cgroup/memory /sy
 done
 [ -e "$SOCK" ] && fail "socket $SOCK left behind"
 step "Done: pods talked over their virtual IPs; nothing left behind."
+
+# The cluster part (issue 6): a simulated cluster, a job checkpointed, restarted on other
+# nodes, migrated (scripts/cluster-demo.sh; it cleans up after itself).
+bash "$(dirname "$0")/cluster-demo.sh" || exit 1

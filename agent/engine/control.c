@@ -6,6 +6,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <sys/time.h>
 #include <unistd.h>
 
 #include "agent/engine/control.h"
@@ -130,4 +132,55 @@ void control_done(const struct control_done *d)
 	send_msg(&m);
 	close(ctl);
 	ctl = -1;
+}
+
+/* --- coordinated operations (manager; docs/manager-protocol.md) ----------- */
+
+static int sync_on;
+
+void control_sync_enable(void) { sync_on = 1; }
+
+int control_sync(const char *phase, uint64_t frozen_us)
+{
+	Zapc__Engine__ToAgent m = ZAPC__ENGINE__TO_AGENT__INIT;
+	Zapc__Engine__Sync sy = ZAPC__ENGINE__SYNC__INIT;
+	Zapc__Engine__ToEngine *a;
+	uint8_t *p = NULL;
+	size_t len = 0;
+	int nfds = 0, rc;
+
+	if (!sync_on || ctl < 0)
+		return 0;
+	sy.phase = (char *)phase;
+	sy.frozen_us = frozen_us;
+	m.msg_case = ZAPC__ENGINE__TO_AGENT__MSG_SYNC;
+	m.sync = &sy;
+	if ((rc = send_msg(&m)) < 0)
+		return rc;
+	/* No timeout here: the agent owns the phase timeout and answers Abort,
+	 * and a dead agent closes the channel (ENODATA). */
+	struct timeval none = { 0, 0 };
+	setsockopt(ctl, SOL_SOCKET, SO_RCVTIMEO, &none, sizeof(none));
+	rc = frame_recv(ctl, 64 << 10, &p, &len, NULL, 0, &nfds);
+	if (rc < 0) {
+		log_err("%s: control channel: %s", phase,
+			rc == -ENODATA ? "the agent closed the channel" : strerror(-rc));
+		return rc;
+	}
+	a = zapc__engine__to_engine__unpack(NULL, len, p);
+	free(p);
+	rc = -EPROTO;
+	if (!a)
+		log_err("%s: control channel: malformed answer to Sync", phase);
+	else if (a->msg_case == ZAPC__ENGINE__TO_ENGINE__MSG_CONT)
+		rc = 0;
+	else if (a->msg_case == ZAPC__ENGINE__TO_ENGINE__MSG_ABORT) {
+		log_err("%s", a->abort->reason && a->abort->reason[0] ? a->abort->reason :
+			"aborted by the agent");
+		rc = -ECANCELED;
+	} else
+		log_err("%s: control channel: expected Continue or Abort", phase);
+	if (a)
+		zapc__engine__to_engine__free_unpacked(a, NULL);
+	return rc;
 }

@@ -38,6 +38,15 @@ struct control_done {
 	uint64_t frozen_us, image_bytes;
 	uint32_t processes, threads;
 };
+/*
+ * Coordinated operations (--sync): tell the agent this engine reached
+ * `phase` and wait for its answer.  0 = go on; -ECANCELED = abort (reason
+ * logged); other -errno if the channel broke (also: abort).  Without
+ * --sync (control_sync_enable not called) it returns 0 at once.
+ */
+void control_sync_enable(void);
+int control_sync(const char *phase, uint64_t frozen_us);
+
 /* The final report; the error line is the engine's last logged error. */
 void control_done(const struct control_done *d);
 

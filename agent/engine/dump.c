@@ -327,7 +327,44 @@ static void prealloc_pages(char **cgroups, int ncg)
 static void usage(void)
 {
 	fprintf(stderr, "usage: zapc-engine dump --cgroup DIR [--cgroup DIR...] --init PID -o FILE|- "
-		"[--leave-running] [--pod-name POD] [--pod-ip ADDR] [--control FD]\n");
+		"[--leave-running] [--pod-name POD] [--pod-ip ADDR] [--control FD [--sync]]\n"
+		"       [--parent FILE [--full-every N]] [--track] [--compress[=LEVEL]]\n");
+}
+
+/*
+ * Incremental / indexed images (chain.c, dirty.c, docs/incremental.md),
+ * before the freeze: read the parent chain's page index, take the dirty
+ * tracking a keeper holds, and populate the page buffer for what will be
+ * read (only the written pages when tracking is there).
+ */
+static int lowdown_prepare(struct dump_ctx *d, const char *parent, unsigned full_every, pid_t init,
+			   char **cgroups, int ncg)
+{
+	if (parent || d->compress || d->track)
+		d->indexed = true;
+	if (parent) {
+		int err = chain_index_load(parent, full_every, &d->parent, &d->pindex);
+		if (err < 0)
+			return err;
+		d->track = true;
+	}
+	if (d->track)
+		dirty_fetch(d, init);
+	if (d->nkept && d->parent && d->track_stream == d->parent->stream_id) {
+		struct dump_ctx k = { 0 };
+		k.procs = xcalloc((size_t)d->nkept, sizeof(*k.procs));
+		for (int i = 0; i < d->nkept; i++)
+			k.procs[i].hpid = d->kept[i].hpid;
+		k.nprocs = d->nkept;
+		uint64_t est = dirty_estimate(&k);
+		free(k.procs);
+		if (est != UINT64_MAX) {
+			mm_prealloc((size_t)(est + est / 4 + (8u << 20)));
+			return 0;
+		}
+	}
+	prealloc_pages(cgroups, ncg);
+	return 0;
 }
 
 int dump_main(int argc, char **argv)
@@ -337,7 +374,14 @@ int dump_main(int argc, char **argv)
 		{ "output", required_argument, 0, 'o' }, { "leave-running", no_argument, 0, 'l' },
 		{ "name", required_argument, 0, 'n' }, { "pod-name", required_argument, 0, 'n' },
 		{ "pod-ip", required_argument, 0, 'P' }, { "control", required_argument, 0, 'C' },
+		{ "sync", no_argument, 0, 'S' },
+		{ "parent", required_argument, 0, 'p' }, { "full-every", required_argument, 0, 'F' },
+		{ "track", no_argument, 0, 't' }, { "compress", optional_argument, 0, 'z' },
+		{ "write-frozen", no_argument, 0, 'W' },
 		{ 0, 0, 0, 0 } };
+	const char *parent = NULL;
+	unsigned full_every = 10;
+	int wrote = 0;
 	char *cgroups[16], *out = NULL, *name = NULL, *pod_ip = NULL;
 	struct control_done done = { 0 };
 	int ncg = 0, leave = 0, c, err = 0, frozen = 0, outfd = -1;
@@ -345,7 +389,7 @@ int dump_main(int argc, char **argv)
 	struct dump_ctx D = { 0 }, *d = &D;
 	struct timespec t0, t1, t2;
 
-	while ((c = getopt_long(argc, argv, "c:i:o:ln:P:C:", opts, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, "c:i:o:ln:P:C:Sp:F:tz::W", opts, NULL)) != -1) {
 		switch (c) {
 		case 'c': if (ncg < 16) cgroups[ncg++] = optarg; break;
 		case 'i': init = atoi(optarg); break;
@@ -354,6 +398,12 @@ int dump_main(int argc, char **argv)
 		case 'n': name = optarg; break;
 		case 'P': pod_ip = optarg; break;
 		case 'C': if (control_open(optarg) < 0) return 2; break;
+		case 'S': control_sync_enable(); break;	/* manager: sync points */
+		case 'p': parent = optarg; break;
+		case 'F': full_every = (unsigned)atoi(optarg); break;
+		case 't': d->track = true; break;
+		case 'z': d->compress = optarg ? atoi(optarg) : 3; if (d->compress < 1) d->compress = 1; break;
+		case 'W': d->write_frozen = true; break;
 		default: usage(); return 2;
 		}
 	}
@@ -385,7 +435,15 @@ int dump_main(int argc, char **argv)
 	d->info->ctime = (uint64_t)time(NULL);
 	d->info->tool_version = xstrdup(ENGINE_VERSION);
 
-	prealloc_pages(cgroups, ncg);
+	if ((err = lowdown_prepare(d, parent, full_every, init, cgroups, ncg)) < 0) {
+		if (outfd != STDOUT_FILENO) {
+			close(outfd);
+			unlink(out);
+		}
+		done.status = err;
+		control_done(&done);
+		return 1;
+	}
 	inet_dump_early(init);       /* the traffic hold, out of the frozen window */
 	clock_gettime(CLOCK_MONOTONIC, &t0);
 	for (int i = 0; i < ncg; i++) {
@@ -397,6 +455,7 @@ int dump_main(int argc, char **argv)
 		fprintf(stderr, "TIMING freeze_ms %.3f\n", ms_since(&t0));
 	if ((err = collect_tree(d, init)) < 0)
 		goto fail;
+	dirty_attach(d);
 	if ((err = seize_pod(d, cgroups, ncg)) < 0)
 		goto fail;
 	for (int i = 0; i < ncg; i++)
@@ -414,7 +473,17 @@ int dump_main(int argc, char **argv)
 	pod_uts(d, init);
 	if ((err = objects_dump(d)) < 0)
 		goto fail;
+	if (leave && d->write_frozen) {      /* bench: the direct-write baseline */
+		if ((err = dump_write(d, outfd)) < 0)
+			goto fail;
+		wrote = 1;
+	}
 	clock_gettime(CLOCK_MONOTONIC, &t1);
+	/* Coordinated checkpoint (--sync): every pod of the job must be captured
+	 * before any resumes (docs/manager-protocol.md). */
+	if ((err = control_sync("captured", (uint64_t)(((t1.tv_sec - t0.tv_sec) * 1000000000ll +
+			(t1.tv_nsec - t0.tv_nsec)) / 1000))) < 0)
+		goto fail;
 
 	/*
 	 * Commit point.  A snapshot resumes the pod now and writes the image
@@ -434,12 +503,23 @@ int dump_main(int argc, char **argv)
 		fprintf(stderr, "TIMING frozen_ms %.3f\n",
 			((t2.tv_sec - t0.tv_sec) * 1e9 + (t2.tv_nsec - t0.tv_nsec)) / 1e6);
 	control_progress(leave ? "resumed" : "captured", 0);
-	err = dump_write(d, outfd);
+	if (!wrote)
+		err = dump_write(d, outfd);
+	if (d->indexed && err >= 0)
+		log_info("dump: %llu KiB read, %llu pages stored, %llu unchanged pages not stored (dedupe)",
+			 (unsigned long long)d->raw_bytes >> 10, (unsigned long long)d->stored_pages,
+			 (unsigned long long)d->deduped_pages);
+	if (leave && d->track && err >= 0)
+		dirty_keep(d, init);
+	dirty_drop(d);
 	if (err < 0) {
 		if (!leave)
 			goto fail;
 		goto out;
 	}
+	/* --sync: the job's pods die only when every image is written. */
+	if (!leave && (err = control_sync("written", 0)) < 0)
+		goto fail;
 	if (!leave) {
 		inet_dump_detach();      /* TCP sockets close silently: no FIN/RST */
 		for (int i = 0; i < ncg; i++)
@@ -462,6 +542,7 @@ out:
 	return err < 0 ? 1 : 0;
 
 fail:
+	dirty_drop(d);
 	release_pod(d, false);
 	for (int i = 0; i < frozen; i++)
 		cg_freeze(cgroups[i], 0);

@@ -30,6 +30,15 @@
 #define FK_PIPE   FILE_KIND__FK_PIPE
 #define FK_FIFO   FILE_KIND__FK_FIFO
 #define FK_MAPPED FILE_KIND__FK_MAPPED
+#define FK_EVENTFD  FILE_KIND__FK_EVENTFD
+#define FK_UNIX     FILE_KIND__FK_UNIX
+#define FK_EPOLL    FILE_KIND__FK_EPOLL
+#define FK_TIMERFD  FILE_KIND__FK_TIMERFD
+#define FK_SIGNALFD FILE_KIND__FK_SIGNALFD
+#define FK_PIDFD    FILE_KIND__FK_PIDFD
+#define FK_INOTIFY  FILE_KIND__FK_INOTIFY
+#define FK_MEMFD    FILE_KIND__FK_MEMFD
+#define FK_DELETED  FILE_KIND__FK_DELETED
 #define VK_ANON   VMA_KIND__VK_ANON
 #define VK_FILE   VMA_KIND__VK_FILE
 #define VK_SHM    VMA_KIND__VK_SHM
@@ -50,6 +59,10 @@ enum {
 	REC_PROC = 5,
 	REC_PAGES = 6,
 	REC_THREAD = 7,
+	/* incremental / indexed images (chain.c, docs/incremental.md) */
+	REC_PARENT = 20,
+	REC_ZPAGES = 21,
+	REC_PAGE_INDEX = 22,
 };
 const char *rec_name(uint32_t type);
 
@@ -60,6 +73,17 @@ struct page_prefix {
 	uint32_t owner;    /* pod pid (PAGES) or shm id (SHM_PAGES) */
 };
 #define PAGES_PER_RECORD 4096u   /* 16 MiB of data per record at most */
+
+/* Prefix of REC_ZPAGES payloads, then data_len bytes: raw pages, or one zstd
+ * frame of npages * 4096 bytes when flags has ZP_ZSTD. */
+struct zpage_prefix {
+	uint64_t addr;
+	uint32_t npages;
+	uint32_t owner;    /* pod pid */
+	uint32_t flags;
+	uint32_t data_len;
+};
+#define ZP_ZSTD 1u
 
 #define SETOPT(m, f, v) do { (m)->has_##f = 1; (m)->f = (v); } while (0)
 
@@ -103,6 +127,13 @@ struct dproc {
 	int nruns;
 	uint8_t *pagebuf;
 	size_t pagebuf_len;
+	/* indexed images: every page the process has (runs without data) */
+	struct pagerun *present;
+	int npresent;
+	int uffd;                    /* dirty tracking (dirty.c), -1 if none */
+	bool tracked;                /* uffd valid since the parent image */
+	uint8_t *vscan;              /* per VMA: 1 scanned (re-protected), 2 has "uw", 0 not */
+	int npresent_cap;
 };
 
 struct dump_ctx {
@@ -118,7 +149,46 @@ struct dump_ctx {
 	int nfdescs;
 	uint32_t next_file_id;
 	uint64_t image_bytes;        /* written by dump_write */
+	uint64_t stream_id;          /* of the image written */
+	/* incremental / indexed images (chain.c, dirty.c) */
+	bool indexed;                /* write REC_PAGE_INDEX + REC_ZPAGES */
+	int compress;                /* zstd level, 0 = store raw */
+	bool track;                  /* keep dirty tracking for the next increment */
+	bool write_frozen;           /* bench only: write the image before resuming */
+	ImgParent *parent;           /* NULL: a full image */
+	struct chain_index *pindex;  /* hashes of the parent chain's pages */
+	uint64_t track_stream;       /* stream the kept uffds were armed at (0 none) */
+	struct kept_uffd { pid_t hpid; uint64_t start; int fd; } *kept;
+	int nkept;
+	uint64_t raw_bytes, stored_pages, deduped_pages;
 };
+
+/* chain.c */
+uint64_t page_hash(const void *page);
+struct chain_index;
+/* Read the page indexes of FILE and its ancestors (their first records
+ * only).  *parent gets the REC_PARENT for an image whose parent is FILE. */
+int chain_index_load(const char *file, unsigned full_every, ImgParent **parent, struct chain_index **out);
+const uint64_t *chain_parent_present(const struct chain_index *ci, uint32_t pid, size_t *npairs);
+bool chain_index_same(const struct chain_index *ci, uint32_t pid, uint64_t addr, uint64_t hash);
+void chain_index_free(struct chain_index *ci);
+/* Write the chain ending in the image open on fd (at offset 0) as one image:
+ * plain REC_PAGES (indexed = false, for restore) or indexed + compressed. */
+int chain_squash(int fd, const char *name, int outfd, bool indexed, int level);
+int squash_main(int argc, char **argv);
+
+/* dirty.c — userfaultfd write-protect dirty tracking across engine runs */
+int dirty_fetch(struct dump_ctx *d, pid_t init);
+int dirty_arm(struct dump_ctx *d, struct dproc *p);
+struct range;
+int dirty_written(struct dproc *p, int pmfd, uint64_t start, uint64_t end, struct range **out, int *n);
+int dirty_present(struct dproc *p, int pmfd, uint64_t start, uint64_t end, struct range **out, int *n);
+void dirty_attach(struct dump_ctx *d);
+uint64_t dirty_estimate(struct dump_ctx *d);
+int chain_restore_pipe(int fd, const char *name, pid_t *child);
+void dirty_keep(struct dump_ctx *d, pid_t init);
+int keep_main(int argc, char **argv);
+void dirty_drop(struct dump_ctx *d);
 
 int dump_main(int argc, char **argv);
 int restore_main(int argc, char **argv);
@@ -171,6 +241,7 @@ struct rst_ctx {
 	struct rproc *procs;
 	int nprocs;
 	int inv_base;               /* first inventory fd number */
+	int shm_mnt;                /* the pod's /dev/shm tmpfs, a detached mount (rst_open) */
 	int *file_fd;               /* inventory fd per files->files index */
 	int *shm_fd;                /* per files->shms index */
 	int *pipe_rfd, *pipe_wfd;   /* per files->pipes index */
@@ -201,6 +272,7 @@ int signals_restore_late(struct rst_ctx *r, struct rproc *p);
 int threads_restore_late(struct rst_ctx *r, struct rproc *p);
 int creds_restore_late(struct rst_ctx *r, struct rproc *p);
 int timers_restore_late(struct rst_ctx *r, struct rproc *p);
+int pidfd_restore_late(struct rst_ctx *r, struct rproc *p);
 int thread_restore_one(struct rst_ctx *r, struct rproc *p, int i, struct inj *t);
 int thread_set_final(struct rst_ctx *r, struct rproc *p, int i);
 int peek_pending(pid_t tid, bool shared, size_t *n, ProtobufCBinaryData **out);

@@ -41,12 +41,29 @@ struct fd_kind {
 	 * files.c moves it to the inventory range) or -errno (logged).  Runs in
 	 * the pod's network namespace. */
 	int (*restore)(struct rst_ctx *r, ImgFile *f);
+	/* Optional: once, after every description of the image exists in the
+	 * inventory (links between them: epoll interest lists, connections to
+	 * listening sockets).  0 or -errno (logged). */
+	int (*finish)(struct rst_ctx *r);
+	/* Optional: once at the end of the dump, every process's files known
+	 * (content of files the pod will not find again, e.g. its /dev/shm). */
+	int (*dump_finish)(struct dump_ctx *d);
 };
 
 extern const struct fd_kind *const fd_kinds[];   /* NULL-terminated */
 
+int files_dump_finish(struct dump_ctx *d);   /* runs every kind's dump_finish */
+
 /* Helpers for kinds. */
 int inv_move(struct rst_ctx *r, int fd);
 int inherited_fd(struct rst_ctx *r, const char *key);
+/* open(2) of a path as the restored pod will see it: /dev/shm/... goes to
+ * the pod's own tmpfs (a detached mount the init attaches), the rest to
+ * the node's file system.  fd or -1 with errno. */
+int rst_open(struct rst_ctx *r, const char *path, int flags, mode_t mode);
+/* /proc/PID/fdinfo/FD of the dumped fd as a malloc'd string (NULL: logged). */
+char *fd_src_fdinfo(const struct fd_src *s);
+/* The value after "key" in an fdinfo text (strtoull in base), or dflt. */
+uint64_t fdinfo_u64(const char *info, const char *key, int base, uint64_t dflt);
 
 #endif

@@ -152,6 +152,15 @@ int files_dump(struct dump_ctx *d, struct dproc *p)
 	return err;
 }
 
+int files_dump_finish(struct dump_ctx *d)
+{
+	int err;
+	for (const struct fd_kind *const *k = fd_kinds; *k; k++)
+		if ((*k)->dump_finish && (err = (*k)->dump_finish(d)) < 0)
+			return err;
+	return 0;
+}
+
 /* ------------------------------------------------------------------ restore */
 
 static int file_index(struct rst_ctx *r, uint32_t id)
@@ -182,6 +191,25 @@ int inv_fd_for_shm(struct rst_ctx *r, uint32_t id)
 		if (r->files->shms[i]->id == id)
 			return r->shm_fd[i];
 	return -1;
+}
+
+int rst_open(struct rst_ctx *r, const char *path, int flags, mode_t mode)
+{
+	static const char shm[] = "/dev/shm";
+
+	if (r->shm_mnt >= 0 && !strncmp(path, shm, sizeof(shm) - 1) &&
+	    (path[sizeof(shm) - 1] == '/' || !path[sizeof(shm) - 1])) {
+		const char *rel = path + sizeof(shm) - 1;
+
+		while (*rel == '/')
+			rel++;
+		if (strstr(path, "/..")) {
+			errno = EINVAL;
+			return -1;
+		}
+		return openat(r->shm_mnt, *rel ? rel : ".", flags, mode);
+	}
+	return open(path, flags, mode);
 }
 
 /* Move fd into the inventory range (>= inv_base). */
@@ -245,6 +273,9 @@ int files_restore_inventory(struct rst_ctx *r)
 		}
 		r->file_fd[i] = fd;
 	}
+	for (const struct fd_kind *const *k = fd_kinds; *k; k++)
+		if ((*k)->finish && (err = (*k)->finish(r)) < 0)
+			return err;
 	return 0;
 }
 

@@ -170,3 +170,64 @@ int mem_read(pid_t pid, uint64_t addr, void *buf, size_t len)
 	}
 	return 0;
 }
+
+/* mov (%rbx),%rax; cmp $-1,%rax; je done; mov 8..48(%rbx) -> rdi rsi rdx r10 r8 r9;
+ * syscall; mov %rax,56(%rbx); add $64,%rbx; jmp loop; done: int3 */
+static const uint8_t batch_code[] = {
+	0x48, 0x8b, 0x03, 0x48, 0x83, 0xf8, 0xff, 0x74, 0x24, 0x48, 0x8b, 0x7b, 0x08, 0x48, 0x8b, 0x73,
+	0x10, 0x48, 0x8b, 0x53, 0x18, 0x4c, 0x8b, 0x53, 0x20, 0x4c, 0x8b, 0x43, 0x28, 0x4c, 0x8b, 0x4b,
+	0x30, 0x0f, 0x05, 0x48, 0x89, 0x43, 0x38, 0x48, 0x83, 0xc3, 0x40, 0xeb, 0xd3, 0xcc,
+};
+
+int inj_batch(struct inj *t, uint64_t area, struct inj_op *ops, int n)
+{
+	int err;
+	if ((err = mem_write(t->tid, area, batch_code, sizeof(batch_code))) < 0) {
+		log_err("tid %d: write batch code: %s", t->tid, strerror(-err));
+		return err;
+	}
+	for (int done = 0; done < n;) {
+		int k = n - done < INJ_BATCH_MAX ? n - done : INJ_BATCH_MAX;
+		struct inj_op end = { (uint64_t)-1, { 0 }, 0 };
+		if ((err = mem_write(t->tid, area + 64, ops + done, (size_t)k * sizeof(*ops))) < 0 ||
+		    (err = mem_write(t->tid, area + 64 + (uint64_t)k * sizeof(*ops), &end, sizeof(end))) < 0)
+			return err;
+		struct user_regs_struct r = t->base;
+		r.rip = area;
+		r.rbx = area + 64;
+		r.orig_rax = (uint64_t)-1;
+		r.eflags &= ~(0x100ull | 0x400ull);
+		if ((err = regs_set(t->tid, &r)) < 0 || ptrace(PTRACE_CONT, t->tid, 0, 0) < 0) {
+			err = err < 0 ? err : -errno;
+			log_err("tid %d: run batch: %s", t->tid, strerror(-err));
+			return err;
+		}
+		for (;;) {
+			int st;
+			if ((err = wait_stop(t->tid, &st)) < 0)
+				return err;
+			if (!WIFSTOPPED(st)) {
+				log_err("tid %d: died in a batch of syscalls (status 0x%x)", t->tid, st);
+				return -ESRCH;
+			}
+			if (WSTOPSIG(st) == SIGTRAP && (st >> 16) == 0)
+				break;
+			if ((st >> 16) != PTRACE_EVENT_STOP) {
+				log_err("tid %d: unexpected signal %d in a batch of syscalls", t->tid, WSTOPSIG(st));
+				return -EINTR;
+			}
+			if (ptrace(PTRACE_CONT, t->tid, 0, 0) < 0)
+				return -errno;
+		}
+		if ((err = regs_get(t->tid, &r)) < 0)
+			return err;
+		if (r.rip != area + sizeof(batch_code)) {
+			log_err("tid %d: batch of syscalls stopped at %#llx", t->tid, (unsigned long long)r.rip);
+			return -EIO;
+		}
+		if ((err = mem_read(t->tid, area + 64, ops + done, (size_t)k * sizeof(*ops))) < 0)
+			return err;
+		done += k;
+	}
+	return 0;
+}

@@ -31,6 +31,19 @@ int inj_syscall(struct inj *t, long *ret, long nr, uint64_t a1, uint64_t a2, uin
 long inj_call(struct inj *t, const char *what, long nr, uint64_t a1, uint64_t a2, uint64_t a3,
 	      uint64_t a4, uint64_t a5, uint64_t a6);
 
+/*
+ * Many syscalls in one ptrace round trip: a 46-byte loop (copied to `area`,
+ * an executable scratch page of the target) runs ops[i] one after the other
+ * and traps with int3 at the end; each op's result lands in ret.  At most
+ * INJ_BATCH_MAX ops per round (the loop is run as often as needed).
+ */
+struct inj_op {
+	uint64_t nr, a[6];
+	int64_t ret;
+};
+#define INJ_BATCH_MAX 62
+int inj_batch(struct inj *t, uint64_t area, struct inj_op *ops, int n);
+
 int regs_get(pid_t tid, struct user_regs_struct *r);
 int regs_set(pid_t tid, const struct user_regs_struct *r);
 

@@ -6,6 +6,7 @@
  *   zapc-engine dump --cgroup DIR... --init PID -o FILE|- [--leave-running]
  *   zapc-engine restore -i FILE|- [--netns PATH] [--cgroup DIR...] [--name NEW]
  *   zapc-engine show FILE [--json]
+ *   zapc-engine squash -i IMAGE -o OUT [--compress[=LEVEL]]   (chain.c)
  * Exit 0 on success; otherwise one error line on stderr and exit 1.
  */
 #include <signal.h>
@@ -34,6 +35,10 @@ int main(int argc, char **argv)
 		return dump_main(argc - 1, argv + 1);
 	if (!strcmp(argv[1], "restore"))
 		return restore_main(argc - 1, argv + 1);
+	if (!strcmp(argv[1], "keep-uffd"))      /* dirty.c: the dirty tracking keeper */
+		return keep_main(argc - 1, argv + 1);
+	if (!strcmp(argv[1], "squash"))
+		return squash_main(argc - 1, argv + 1);
 	if (!strcmp(argv[1], "show"))
 		return show_main(argc - 1, argv + 1);
 	fprintf(stderr, "zapc-engine: unknown command '%s'\n", argv[1]);

@@ -15,6 +15,7 @@
 #include <sys/ptrace.h>
 #include <sys/syscall.h>
 
+#include "agent/engine/fdkind.h"
 #include "agent/engine/objects.h"
 #include "lib/log.h"
 
@@ -25,9 +26,11 @@ const struct engine_object engine_objects[] = {
 	{ "mm",      mm_dump,      NULL,                NULL },
 	{ "files",   files_dump,   files_restore_early, NULL },
 	{ "inject",  inject_prepare, NULL,              NULL },
+	{ "dirty",   dirty_arm,    NULL,                NULL },   /* after mm (pages read) and inject */
 	{ "threads", threads_dump, NULL,                threads_restore_late },
 	{ "signals", signals_dump, NULL,                signals_restore_late },
 	{ "timers",  timers_dump,  NULL,                timers_restore_late },
+	{ "pidfd",   NULL,         NULL,                pidfd_restore_late },
 	{ "creds-late", NULL,      NULL,                creds_restore_late },
 	{ NULL, NULL, NULL, NULL },
 };
@@ -64,7 +67,8 @@ int objects_dump(struct dump_ctx *d)
 	for (const struct engine_object *o = engine_objects; timing && o->name; o++)
 		if (o->dump)
 			fprintf(stderr, "TIMING dump_%s_ms %.3f\n", o->name, spent[o - engine_objects]);
-	return mm_dump_shm(d);
+	int err = files_dump_finish(d);
+	return err < 0 ? err : mm_dump_shm(d);
 }
 
 int objects_early(struct rst_ctx *r, struct rproc *p)

@@ -6,7 +6,7 @@
  *
  * Restore opens the path again with the saved flags and seeks to the saved
  * offset.  Files must be where they were (the pod's root is shared storage
- * or the node's file system); open-but-deleted files are not handled here.
+ * or the node's file system); open-but-deleted files are memfd.c's.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -62,7 +62,7 @@ static int regfile_restore(struct rst_ctx *r, ImgFile *f)
 		fd = fcntl(inherited_fd(r, f->path), F_DUPFD_CLOEXEC, 0);
 		return fd < 0 ? -errno : fd;
 	}
-	fd = open(f->path, (int)(fl | O_CLOEXEC));
+	fd = rst_open(r, f->path, (int)(fl | O_CLOEXEC), 0);
 	if (fd < 0) {
 		log_err("restore: open %s: %s", f->path, strerror(errno));
 		return -errno;

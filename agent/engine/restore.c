@@ -5,7 +5,7 @@
  * 2. time namespace for the children with offsets that continue the pod's
  *    CLOCK_MONOTONIC/BOOTTIME; the inventory of open files (files.c, pipe.c),
  *    shared memory filled from SHM_PAGES;
- * 3. fork the pod's init with clone3(CLONE_NEWPID|NEWNS|NEWUTS|NEWIPC[|NEWNET],
+ * 3. fork the pod's init with clone3(CLONE_NEWPID|NEWNS|NEWUTS|NEWIPC (netns: joined or unshared before 2),
  *    set_tid={1}); each task (still engine code) forks its children with
  *    their pids, sets session/group, fds, cwd, ...; zombies exit at once;
  *    every task maps a scratch page, reports ready and blocks;
@@ -38,6 +38,7 @@
 #include <unistd.h>
 
 #include "agent/engine/control.h"
+#include "agent/pod.h"
 #include "agent/engine/engine.h"
 #include "agent/engine/inet.h"
 #include "agent/engine/objects.h"
@@ -75,6 +76,30 @@ static void rec_unread(uint32_t type, uint32_t len)
 	la_valid = 1;
 	la_type = type;
 	la_len = len;
+}
+
+/*
+ * An indexed or incremental image (docs/incremental.md) is restored through
+ * its squash: chain.c reads and verifies every link here, then a child
+ * streams the whole memory as a plain image into a pipe that replaces *in.
+ */
+static int open_chain(struct image_reader **in, int infd, const char *name)
+{
+	if (!(image_reader_header(*in)->flags & (IMAGE_FLAG_INDEXED | IMAGE_FLAG_INCREMENTAL)))
+		return 0;
+	pid_t child;
+	int fd = chain_restore_pipe(infd, strcmp(name, "-") ? name : "the image", &child);
+	if (fd < 0)
+		return fd;
+	char ebuf[256];
+	image_reader_free(*in);
+	*in = image_reader_fd(fd, ebuf, sizeof(ebuf));
+	if (!*in) {
+		log_err("restore: squashed chain: %s", ebuf);
+		return -EIO;
+	}
+	image_reader_set_namer(*in, rec_name);
+	return 0;
 }
 
 int mm_next(struct rst_ctx *r, uint32_t *type, uint32_t *len)
@@ -165,20 +190,24 @@ static void report(int32_t pid, int32_t err)
 	(void)n;
 }
 
-/*
- * The pod's own mounts.  TODO(lead): switch to the agent's
- * pod_setup_mounts(root) (own /proc, devpts, /dev/shm, mqueue) when it lands;
- * this is the minimal equivalent: a private mount tree and a /proc of the
- * new pid namespace.
- */
-static int pod_mounts_minimal(void)
+static int make_shm_mount(struct rst_ctx *r)
 {
-	if (mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) < 0 ||
-	    mount("proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL) < 0) {
-		log_err("restore: mounts of the new pod: %s", strerror(errno));
-		return -errno;
+	int fs = fsopen("tmpfs", FSOPEN_CLOEXEC), m = -1;
+
+	if (fs < 0 || fsconfig(fs, FSCONFIG_SET_STRING, "mode", "1777", 0) < 0 ||
+	    fsconfig(fs, FSCONFIG_SET_STRING, "size", "65536k", 0) < 0 ||
+	    fsconfig(fs, FSCONFIG_CMD_CREATE, NULL, NULL, 0) < 0 ||
+	    (m = fsmount(fs, FSMOUNT_CLOEXEC, MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV)) < 0) {
+		int e = errno;
+		log_err("restore: the pod's /dev/shm tmpfs: %s", strerror(e));
+		if (fs >= 0)
+			close(fs);
+		return -e;
 	}
-	return 0;
+	close(fs);
+	/* above the image's fd numbers, so the init still has it when it mounts */
+	r->shm_mnt = inv_move(r, m);
+	return r->shm_mnt < 0 ? -errno : 0;
 }
 
 static pid_t clone_with_pid(uint64_t flags, pid_t pid)
@@ -238,8 +267,16 @@ static void run_task(struct rst_ctx *r, int idx)
 	if (idx == 0) {
 		char c;
 		prctl(PR_SET_PDEATHSIG, SIGKILL);
-		if ((err = pod_mounts_minimal()) < 0)
+		/* The same mounts as a pod the agent starts: own /proc, /sys, devpts,
+		 * /dev/shm, mqueue (we are pid 1 of the new pid and mount ns, in the
+		 * pod's netns). */
+		if ((err = pod_setup_mounts_flags(NULL, POD_MOUNTS_SHM_DONE)) < 0)
 			goto fail;
+		if (move_mount(r->shm_mnt, "", AT_FDCWD, "/dev/shm", MOVE_MOUNT_F_EMPTY_PATH) < 0) {
+			err = -errno;
+			log_err("restore: attach the pod's /dev/shm: %s", strerror(errno));
+			goto fail;
+		}
 		if (r->info->hostname && sethostname(r->info->hostname, strlen(r->info->hostname)) < 0)
 			err = -errno;
 		if (r->info->domainname && setdomainname(r->info->domainname, strlen(r->info->domainname)) < 0)
@@ -295,7 +332,8 @@ static void run_task(struct rst_ctx *r, int idx)
 	free(kids);
 	if ((err = objects_early(r, p)) < 0)
 		goto fail;
-	void *sc = mmap((void *)r->scratch_addr, 4 * PAGE, PROT_READ | PROT_WRITE,
+	/* executable too: page 3 holds the batch loop of inject.c */
+	void *sc = mmap((void *)r->scratch_addr, 4 * PAGE, PROT_READ | PROT_WRITE | PROT_EXEC,
 			MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED_NOREPLACE, -1, 0);
 	if (sc != (void *)r->scratch_addr) {
 		err = -EEXIST;
@@ -466,6 +504,10 @@ static int restore_process(struct rst_ctx *r, struct rproc *p)
 		p->th[i] = read_msg(REC_THREAD, &img_thread__descriptor);
 		if (!p->th[i])
 			return -EBADMSG;
+		if (p->th[i]->n_pending > 65536) {
+			log_err("restore: record 'thread' of tid %u: too many pending signals", p->th[i]->tid);
+			return -EINVAL;
+		}
 		if (p->th[i]->tid != p->tree->tids[i]) {
 			log_err("restore: record 'thread': tid %u where %u was expected", p->th[i]->tid,
 				p->tree->tids[i]);
@@ -513,21 +555,22 @@ int restore_main(int argc, char **argv)
 		{ "input", required_argument, 0, 'i' }, { "netns", required_argument, 0, 'N' },
 		{ "cgroup", required_argument, 0, 'c' }, { "name", required_argument, 0, 'n' },
 		{ "inherit-fd", required_argument, 0, 'I' }, { "control", required_argument, 0, 'C' },
-		{ 0, 0, 0, 0 } };
+		{ "sync", no_argument, 0, 'S' }, { 0, 0, 0, 0 } };
 	struct control_done done = { 0 };
 	char *in = NULL, *netns = NULL, *cgroups[16];
 	int ncg = 0, c, err = -EINVAL, infd = -1, netfd = -1;
 	pid_t root = -1;
-	struct rst_ctx R = { 0 }, *r = &R;
+	struct rst_ctx R = { .shm_mnt = -1 }, *r = &R;
 	struct pod_net net = { 0 };
 	g_r = r;
-	while ((c = getopt_long(argc, argv, "i:N:c:n:I:C:", opts, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, "i:N:c:n:I:C:S", opts, NULL)) != -1) {
 		switch (c) {
 		case 'i': in = optarg; break;
 		case 'N': netns = optarg; break;
 		case 'c': if (ncg < 16) cgroups[ncg++] = optarg; break;
 		case 'n': break;
 		case 'C': if (control_open(optarg) < 0) return 2; break;
+		case 'S': control_sync_enable(); break;	/* manager: sync point */
 		case 'I': {
 			char *colon = strchr(optarg, ':');
 			if (!colon || r->ninherit == 16 || fcntl(atoi(optarg), F_GETFD) < 0) {
@@ -567,6 +610,8 @@ int restore_main(int argc, char **argv)
 		return 1;
 	}
 	image_reader_set_namer(g_in, rec_name);
+	if ((err = open_chain(&g_in, infd, in)) < 0)
+		goto fail;
 	struct utsname u;
 	uname(&u);
 	if (!(r->info = read_msg(REC_INFO, &img_info__descriptor)))
@@ -610,7 +655,8 @@ int restore_main(int argc, char **argv)
 		if (!(p->core = read_msg(REC_PROC, &img_proc_core__descriptor)))
 			goto fail;
 		if (p->core->pid != p->tree->pid || !p->core->mm || !p->core->creds || p->core->n_fds > MAX_FDS ||
-		    p->core->n_vmas > MAX_VMAS) {
+		    p->core->n_vmas > MAX_VMAS || p->core->n_sigactions > 64 || p->core->n_itimers > 3 ||
+		    p->core->n_timers > 65536 || p->core->n_shared_pending > 65536 || p->core->n_rlimits > 64) {
 			log_err("restore: record 'proc' of pid %u: does not match the tree", p->core->pid);
 			goto fail;
 		}
@@ -667,19 +713,30 @@ int restore_main(int argc, char **argv)
 	r->go_r = inv_move(r, p2[0]);
 	r->go_w = inv_move(r, p2[1]);
 	timing("records_read");
-	/* Into the pod's netns first: sockets of the inventory are created there. */
+	/* Into the pod's netns first: sockets of the inventory are created there
+	 * (without --netns a new one, made before the inventory so that bound
+	 * abstract unix sockets and connections live in the pod's netns). */
 	if (netfd >= 0 && setns(netfd, CLONE_NEWNET) < 0) {
 		log_err("restore: join netns %s: %s", netns, strerror(errno));
 		goto fail;
 	}
+	if (netfd < 0 && unshare(CLONE_NEWNET) < 0) {
+		log_err("restore: new netns: %s", strerror(errno));
+		goto fail;
+	}
+	/* The pod's own /dev/shm: a tmpfs made here as a detached mount, filled
+	 * and opened through its fd (rst_open), then attached at /dev/shm by the
+	 * pod's init in its new mount namespace, so every file opened on it
+	 * belongs to the pod's namespace and outlives this process. */
+	if ((err = make_shm_mount(r)) < 0)
+		goto fail;
 	if ((err = files_restore_inventory(r)) < 0 || (err = fill_shm(r)) < 0)
 		goto fail;
 	timing("inventory");
 	if ((err = set_time_offsets(r)) < 0)
 		goto fail;
 	fflush(NULL);
-	root = clone_with_pid(CLONE_NEWPID | CLONE_NEWNS | CLONE_NEWUTS | CLONE_NEWIPC |
-			      (netfd >= 0 ? 0 : CLONE_NEWNET), 1);
+	root = clone_with_pid(CLONE_NEWPID | CLONE_NEWNS | CLONE_NEWUTS | CLONE_NEWIPC, 1);
 	if (root < 0) {
 		log_err("restore: create the pod's init: %s", strerror(errno));
 		goto fail;
@@ -744,6 +801,9 @@ int restore_main(int argc, char **argv)
 		goto fail;
 	}
 	timing("trailer");
+	/* --sync: no pod of the job runs before every pod is restored. */
+	if ((err = control_sync("restored", 0)) < 0)
+		goto fail;
 	/* sockets leave repair mode, held packets are delivered, then the pod runs */
 	if ((err = inet_restore_finish(r)) < 0)
 		goto fail;
@@ -772,8 +832,15 @@ int restore_main(int argc, char **argv)
 fail:
 	inet_restore_abort(r);
 	if (root > 0) {
+		/* Killing init kills the pid namespace, but init only finishes
+		 * once every task of it is reaped — and the ones we trace are
+		 * reported to us first: reap everything until init is gone. */
 		kill(root, SIGKILL);
-		waitpid(root, NULL, 0);
+		for (;;) {
+			pid_t w = waitpid(-1, NULL, __WALL);
+			if (w == root || (w < 0 && errno != EINTR))
+				break;
+		}
 	}
 	if (g_in)
 		image_reader_free(g_in);

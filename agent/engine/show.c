@@ -27,6 +27,9 @@ static const char *fkind_name(int k)
 	switch (k) {
 	case FK_REG: return "file"; case FK_DIR: return "dir"; case FK_CHR: return "chr";
 	case FK_PIPE: return "pipe"; case FK_FIFO: return "fifo"; case FK_MAPPED: return "mapped";
+	case FK_EVENTFD: return "eventfd"; case FK_UNIX: return "unix"; case FK_EPOLL: return "epoll";
+	case FK_TIMERFD: return "timerfd"; case FK_SIGNALFD: return "signalfd"; case FK_PIDFD: return "pidfd";
+	case FK_INOTIFY: return "inotify"; case FK_MEMFD: return "memfd"; case FK_DELETED: return "deleted";
 	default: return "?";
 	}
 }
@@ -52,6 +55,10 @@ static const char *file_key(const ImgFile *f)
 		return "";
 	if (f->kind == FK_PIPE) {
 		snprintf(key, sizeof(key), "pipe:[%u]", f->pipe_id);
+		return key;
+	}
+	if (f->kind == FK_UNIX && f->unix_sock) {
+		snprintf(key, sizeof(key), "socket:[%u]", f->unix_sock->ino);
 		return key;
 	}
 	return f->path ? f->path : "";
@@ -96,11 +103,45 @@ int show_main(int argc, char **argv)
 	ImgFiles *files = NULL;
 	ImgProcCore **cores = NULL;
 	size_t ncores = 0;
-	uint64_t pagebytes = 0, shmbytes = 0, nthreads = 0;
+	uint64_t pagebytes = 0, shmbytes = 0, nthreads = 0, storedbytes = 0, storedpages = 0, presentpages = 0;
+	ImgParent *parent = NULL;
 	uint64_t *procpages = NULL;
 	uint32_t type, len;
 	int n, rc = 0;
 	while ((n = image_next(in, &type, &len)) > 0) {
+		if (type == REC_ZPAGES) {
+			struct zpage_prefix zp;
+			if (len < sizeof(zp) || image_read(in, &zp, sizeof(zp)) < 0) {
+				n = -EPROTO;
+				break;
+			}
+			pagebytes += (uint64_t)zp.npages * PAGE;
+			storedbytes += len - sizeof(zp);
+			storedpages += zp.npages;
+			for (size_t i = 0; i < ncores; i++)
+				if (cores[i]->pid == zp.owner)
+					procpages[i] += (uint64_t)zp.npages * PAGE;
+			continue;
+		}
+		if (type == REC_PARENT || type == REC_PAGE_INDEX) {
+			void *b;
+			if (image_read_all(in, &b, &len) < 0) {
+				n = -EBADMSG;
+				break;
+			}
+			if (type == REC_PARENT) {
+				if (!parent)
+					parent = img_parent__unpack(NULL, len, b);
+			} else {
+				ImgPageIndex *ix = img_page_index__unpack(NULL, len, b);
+				for (size_t i = 1; ix && i < ix->n_present; i += 2)
+					presentpages += ix->present[i];
+				if (ix)
+					img_page_index__free_unpacked(ix, NULL);
+			}
+			free(b);
+			continue;
+		}
 		if (type == REC_PAGES || type == REC_SHM_PAGES) {
 			struct page_prefix pp;
 			if (len < sizeof(pp) || image_read(in, &pp, sizeof(pp)) < 0) {
@@ -109,6 +150,9 @@ int show_main(int argc, char **argv)
 			}
 			if (type == REC_PAGES) {
 				pagebytes += len - sizeof(pp);
+				storedbytes += len - sizeof(pp);
+				storedpages += (len - sizeof(pp)) / PAGE;
+				presentpages += (len - sizeof(pp)) / PAGE;
 				for (size_t i = 0; i < ncores; i++)
 					if (cores[i]->pid == pp.owner)
 						procpages[i] += len - sizeof(pp);
@@ -160,9 +204,25 @@ int show_main(int argc, char **argv)
 		json_str(info->pod_name ? info->pod_name : "");
 		printf(",\"ctime\":%llu,\"tool\":", (unsigned long long)info->ctime);
 		json_str(info->tool_version);
-		printf(",\"page_bytes\":%llu,\"shm_bytes\":%llu,\"image_bytes\":%llu,\"threads\":%llu,\"processes\":[",
+		printf(",\"page_bytes\":%llu,\"shm_bytes\":%llu,\"image_bytes\":%llu,\"threads\":%llu",
 		       (unsigned long long)pagebytes, (unsigned long long)shmbytes,
 		       (unsigned long long)image_reader_offset(in), (unsigned long long)nthreads);
+		/* incremental / compressed images (docs/incremental.md): page_bytes is
+		 * raw, stored_bytes what the page data takes in the image */
+		printf(",\"stream_id\":\"%016llx\",\"flags\":%u,\"stored_pages\":%llu,\"stored_bytes\":%llu,"
+		       "\"present_pages\":%llu,\"parent\":",
+		       (unsigned long long)image_reader_header(in)->stream_id, image_reader_header(in)->flags,
+		       (unsigned long long)storedpages, (unsigned long long)storedbytes,
+		       (unsigned long long)presentpages);
+		if (parent) {
+			printf("{\"stream_id\":\"%016llx\",\"depth\":%u,\"path\":", (unsigned long long)parent->stream_id,
+			       parent->depth);
+			json_str(parent->path);
+			printf("}");
+		} else {
+			printf("null");
+		}
+		printf(",\"processes\":[");
 		for (size_t i = 0; i < tree->n_procs; i++) {
 			ImgProc *p = tree->procs[i];
 			ImgProcCore *c = NULL;
@@ -203,6 +263,13 @@ int show_main(int argc, char **argv)
 		       info->pod_name ? info->pod_name : "-", (unsigned long long)info->ctime, tree->n_procs,
 		       (unsigned long long)nthreads, (unsigned long long)pagebytes >> 10,
 		       (unsigned long long)shmbytes >> 10);
+		printf("pages: %llu present, %llu stored here, raw %llu KiB, stored %llu KiB%s\n",
+		       (unsigned long long)presentpages, (unsigned long long)storedpages,
+		       (unsigned long long)pagebytes >> 10, (unsigned long long)storedbytes >> 10,
+		       image_reader_header(in)->flags & IMAGE_FLAG_INDEXED ? " (indexed)" : "");
+		if (parent)
+			printf("parent: %s (stream %016llx), increment %u of its chain\n", parent->path,
+			       (unsigned long long)parent->stream_id, parent->depth);
 		for (size_t i = 0; i < tree->n_procs; i++) {
 			ImgProc *p = tree->procs[i];
 			ImgProcCore *c = NULL;
@@ -230,6 +297,8 @@ int show_main(int argc, char **argv)
 		}
 	}
 out:
+	if (parent)
+		img_parent__free_unpacked(parent, NULL);
 	image_reader_free(in);
 	if (fd)
 		close(fd);

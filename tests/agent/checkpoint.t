@@ -7,7 +7,7 @@
 # user cannot checkpoint root's pod or restore.
 . "${ZAPC_SRC:-.}/tests/lib.sh"
 need_root
-plan 33
+plan 35
 
 Z="t_timeout 30 $ZBIN/zapc"
 agent_start zk || exit 1
@@ -43,6 +43,15 @@ ok $? "restored with its name and IP ($(cat "$d/rs.out"))"
 is "$(pod_field cnt state)" running "pod list shows it running"
 init=$(pod_field cnt init_pid)
 is "$(awk '/^NSpid/ {print $NF}' /proc/$init/status)" 1 "its init is pid 1 of a new pid namespace"
+is "$($Z pod exec cnt -- cat /proc/1/comm)" zapc-init "pod exec reaches the restored pod: its pid 1 is the restored zapc-init"
+$Z pod create fresh -- sleep 1000 > /dev/null
+# What a pod sees of its own mounts: its /dev/shm tmpfs (64 MiB, not the
+# node's), its own devpts instance, a /sys showing only its interfaces.
+view='echo "shm $(stat -f -c %b /dev/shm) pts-is-node $([ "$(stat -c %d /dev/pts)" = "$1" ] && echo yes || echo no) net $(ls /sys/class/net | tr "\n" " ")"'
+node_pts=$(stat -c %d /dev/pts)
+is "$($Z pod exec cnt -- sh -c "$view" sh "$node_pts")" "$($Z pod exec fresh -- sh -c "$view" sh "$node_pts")" \
+	"the restored pod sees its own /dev/shm, devpts and /sys, as a new pod does"
+$Z pod destroy fresh > /dev/null
 wait_for 5 grows "$cons" 0.1
 ok $? "the counter runs again (was $last)"
 is "$(breaks "$cons")" "" "its output has no gap and no repeat"

@@ -10,8 +10,8 @@ need_root
 plan 14
 
 d=$(mktemp -d /tmp/zeng-bad.XXXXXX); on_exit "rm -rf $d"
-pod_start zb "$ZBIN/zt-counter" 3 > "$d/out" || exit 1
-sleep 0.2
+pod_start zb "$ZBIN/zt-tree" > "$d/out" || exit 1
+sleep 0.5
 t_timeout 30 "$ENGINE" dump --cgroup "$POD_CG" --init "$POD_INIT" -o "$d/img" || exit 1
 size=$(stat -c %s "$d/img")
 cg=$CGROOT/$(uniq zbr); mkdir -p "$cg"; on_exit "_pod_cleanup_cg $cg"

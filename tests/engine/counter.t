@@ -7,7 +7,7 @@
 . "$(dirname "$0")/pod.sh"
 need_root
 [ -d $CGROOT ] || skip_all "no cgroup v2 at $CGROOT"
-plan 14
+plan 15
 
 d=$(mktemp -d /tmp/zeng-counter.XXXXXX); on_exit "rm -rf $d"
 pod_start zc "$ZBIN/zt-counter" 3 > "$d/out"; ok $? "pod started"
@@ -19,6 +19,8 @@ pod_restore "$d/img" zr; ok $? "restore"
 ns=$(awk '/^NSpid/ {print $NF}' /proc/$RPOD_INIT/status 2>/dev/null)
 is "$ns" 1 "restored init is pid 1 of its own pid namespace"
 grep -qx "$RPOD_INIT" "$RPOD_CG/cgroup.procs"; ok $? "restored init is in the given cgroup"
+[ "$(readlink /proc/$RPOD_INIT/exe)" = "$ZBIN/zt-counter" ] && [ "$(tr '\0' ' ' < /proc/$RPOD_INIT/cmdline)" = "$ZBIN/zt-counter 3 " ]
+ok $? "exe link and command line are the program's ($(readlink /proc/$RPOD_INIT/exe))"
 wait_for 5 sh -c "[ \$(tail -1 $d/out) -gt $((last + 20)) ]"; ok $? "the counter runs again (was $last, now $(tail -1 "$d/out"))"
 is "$(seq_breaks "$d/out")" "" "the sequence has no gap and no repeat"
 kill -9 "$RPOD_INIT"

@@ -1,13 +1,16 @@
 /*
  * threads.c — a multi-threaded program whose threads must keep their TLS,
  * their own vector registers (AVX-512 zmm31 where the CPU has it, else
- * ymm15) and keep running.  Workers touch nothing but their counter and
- * nanosleep; main prints "i c1 c2 c3 c4 OK|BAD" every 5 ms.
+ * ymm15), their rseq registration (the kernel must keep rewriting cpu_id
+ * in each thread's rseq area after every sleep) and keep running.  Workers
+ * touch nothing but their counter and nanosleep; main prints
+ * "i c1 c2 c3 c4 OK|BAD" every 5 ms.
  */
 #include <pthread.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/rseq.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -46,7 +49,15 @@ static void *worker(void *arg)
 	struct timespec ts = { 0, 2000000 };
 	tls_id = id;
 	vload(pat);
+	struct rseq *rs = (struct rseq *)((char *)__builtin_thread_pointer() + __rseq_offset);
+	int miss = 0;
 	for (;;) {
+		if (__rseq_size) {
+			miss = rs->cpu_id == 0xfffffff0u ? miss + 1 : 0;
+			if (miss > 3)
+				bad = 2;            /* rseq not registered: nobody updates cpu_id */
+			rs->cpu_id = 0xfffffff0u;
+		}
 		tls_count++;
 		if (tls_id != id || !vcheck(pat) || tls_count != progress[id] + 1)
 			bad = 1;

@@ -1,6 +1,7 @@
 #!/bin/bash
 # threads.t — a 5-thread program keeps its threads (same TIDs), each with its
-# TLS and its own AVX-512 (or AVX2) register contents, and all keep running.
+# TLS, its own AVX-512 (or AVX2) register contents and its rseq registration,
+# and all keep running.
 . "$(dirname "$0")/../lib.sh"
 . "$(dirname "$0")/pod.sh"
 need_root
@@ -20,5 +21,5 @@ now=$(tail -1 "$d/out")
 set -- $last; l1=$2 l2=$3 l3=$4 l4=$5
 set -- $now
 [ "$2" -gt "$l1" ] && [ "$3" -gt "$l2" ] && [ "$4" -gt "$l3" ] && [ "$5" -gt "$l4" ]; ok $? "every thread runs on ($last → $now)"
-is "$(grep -c BAD "$d/out")" 0 "TLS and vector registers intact in every thread ($7)"
+is "$(grep -c BAD "$d/out")" 0 "TLS, vector registers and rseq intact in every thread ($7)"
 is "$(awk 'NR-1 != $1' "$d/out" | head -1)" "" "main thread's sequence continues"

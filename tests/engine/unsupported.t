@@ -15,7 +15,7 @@ s = socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_ICMP)
 i = 0
 while True:
     print(i, flush=True); i += 1; time.sleep(0.003)' > "$d/out"; ok $? "pod started"
-sleep 0.5
+wait_for 30 test -s "$d/out"    # python may take more than a second to start on a loaded machine
 t_timeout 30 "$ENGINE" dump --cgroup "$POD_CG" --init "$POD_INIT" -o "$d/img" 2> "$d/err"; rc=$?
 [ $rc -ne 0 ] && [ "$(wc -l < "$d/err")" = 1 ]; ok $? "dump fails with one line: $(cat "$d/err")"
 grep -q 'pid 1 fd [0-9]*: socket:' "$d/err"; ok $? "the line names pid, fd and type"

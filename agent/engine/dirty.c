@@ -1,0 +1,502 @@
+/*
+ * dirty.c — which pages a process wrote since the last checkpoint, on kernels
+ * without soft-dirty (research/probe-netstate.md §6 G).
+ *
+ * Arm (frozen, after injection is ready): inject userfaultfd(O_CLOEXEC|
+ * O_NONBLOCK) into the process, take a copy with pidfd_getfd, close the
+ * target's fd (the application never sees it), UFFDIO_API with WP_ASYNC,
+ * then UFFDIO_REGISTER(MODE_WP) + UFFDIO_WRITEPROTECT every writable private
+ * anonymous VMA.  In async mode a write to a protected page never blocks: the
+ * kernel just clears the pte's uffd-wp bit.
+ *
+ * Scan (next checkpoint, frozen): PAGEMAP_SCAN on /proc/PID/pagemap with
+ * PAGE_IS_WRITTEN and PM_SCAN_WP_MATCHING returns the written pages and
+ * write-protects them again in the same walk.  A VMA without the "uw"
+ * VmFlag (new since the last checkpoint, or recreated) is not tracked: all
+ * its pages count as dirty.
+ *
+ * The registration lives as long as the uffd, and the engine runs once per
+ * checkpoint: after a successful snapshot the engine forks a small keeper
+ * process that holds the uffd copies (and nothing else) and hands them to
+ * the next dump over an abstract unix socket named after the pod's init
+ * (host pid + start time), root peers only.  The keeper exits on handover,
+ * when the pod's init exits, or after a day.  Tracking is used only if the
+ * keeper armed it at the very image the new one names as its parent;
+ * otherwise every page is read and dedupe by hash keeps the image small.
+ *
+ * Not used: WP_UNPOPULATED (it would build page tables for huge sparse
+ * reservations); a never-populated page that gets written gets a fresh pte
+ * without the uffd-wp bit, which PAGEMAP_SCAN reports as written anyway.
+ * Soft-dirty (/proc/PID/clear_refs "4" + pagemap bit 55) is not on this
+ * kernel (probe §6 H) and is not implemented.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <linux/userfaultfd.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/mman.h>
+#include <sys/socket.h>
+#include <sys/syscall.h>
+#include <sys/un.h>
+#include <sys/wait.h>
+#include <dirent.h>
+#include <unistd.h>
+
+#include "agent/engine/engine.h"
+#include "lib/log.h"
+
+/* Debian's linux-libc-dev is 6.1: the 6.7 PAGEMAP_SCAN ABI by hand. */
+#ifndef UFFD_FEATURE_WP_ASYNC
+#define UFFD_FEATURE_WP_ASYNC (1 << 15)
+#endif
+struct pm_scan_arg_ {
+	uint64_t size, flags, start, end, walk_end, vec, vec_len, max_pages;
+	uint64_t category_inverted, category_mask, category_anyof_mask, return_mask;
+};
+struct page_region_ {
+	uint64_t start, end, categories;
+};
+#define PAGEMAP_SCAN_ _IOWR('f', 16, struct pm_scan_arg_)
+#define PM_SCAN_WP_MATCHING_   (1 << 0)
+#define PM_SCAN_CHECK_WPASYNC_ (1 << 1)
+#define PAGE_IS_WRITTEN_ (1 << 1)
+#define PAGE_IS_PRESENT_ (1 << 3)
+#define PAGE_IS_SWAPPED_ (1 << 4)
+
+#define KEEP_MAX 250          /* fds in one SCM_RIGHTS message (kernel max 253) */
+#define KEEP_IDLE_MS (24 * 3600 * 1000)
+
+struct keep_hdr {
+	uint64_t stream_id;
+	uint32_t n;
+	uint32_t pad;
+};
+struct keep_ent {
+	int32_t hpid;
+	uint32_t pad;
+	uint64_t start;
+};
+
+static uint64_t start_time(pid_t pid)
+{
+	char path[64];
+	snprintf(path, sizeof(path), "/proc/%d/stat", pid);
+	char *s = read_file_str(path, NULL), *q = s ? strrchr(s, ')') : NULL;
+	uint64_t v = 0;
+	/* field 22 (starttime); fields after ')' start at 3 */
+	for (int f = 3; q && f <= 22; f++)
+		if ((q = strchr(q + 1, ' ')))
+			v = strtoull(q + 1, NULL, 10);
+	free(s);
+	return v;
+}
+
+static void sock_name(struct sockaddr_un *a, socklen_t *len, pid_t init)
+{
+	memset(a, 0, sizeof(*a));
+	a->sun_family = AF_UNIX;
+	int n = snprintf(a->sun_path + 1, sizeof(a->sun_path) - 1, "zapc-uffd-%d-%llu", init,
+			 (unsigned long long)start_time(init));
+	*len = (socklen_t)(offsetof(struct sockaddr_un, sun_path) + 1 + (size_t)n);
+}
+
+/* Scan [start,end) of the process's pagemap: written pages (re-protecting
+ * them) or present/swapped pages.  Appends ranges; -errno on failure. */
+static int scan(int pmfd, uint64_t start, uint64_t end, bool written, struct range **out, int *n)
+{
+	struct page_region_ vec[512];
+	struct pm_scan_arg_ a = { 0 };
+	a.size = sizeof(a);
+	a.vec = (uint64_t)(uintptr_t)vec;
+	a.vec_len = 512;
+	if (written) {
+		/* report only: PM_SCAN_WP_MATCHING measured ~60 ms per GiB here
+		 * (it re-protects while walking); the caller re-protects just
+		 * the written ranges with UFFDIO_WRITEPROTECT instead */
+		a.category_mask = a.return_mask = PAGE_IS_WRITTEN_;
+		if (getenv("ZAPC_DIRTY_WP_MATCHING"))     /* bench: the one-walk variant */
+			a.flags = PM_SCAN_WP_MATCHING_ | PM_SCAN_CHECK_WPASYNC_;
+	} else {
+		a.category_anyof_mask = a.return_mask = PAGE_IS_PRESENT_ | PAGE_IS_SWAPPED_;
+	}
+	for (uint64_t at = start; at < end;) {
+		a.start = at;
+		a.end = end;
+		long got = ioctl(pmfd, PAGEMAP_SCAN_, &a);
+		if (got < 0)
+			return -errno;
+		for (long i = 0; i < got; i++) {
+			*out = realloc(*out, (size_t)(*n + 1) * sizeof(**out));
+			(*out)[(*n)++] = (struct range){ vec[i].start, vec[i].end };
+		}
+		if (a.walk_end <= at)
+			break;
+		at = a.walk_end;
+	}
+	return 0;
+}
+
+/* Written ranges of a tracked VMA, write-protected again (the pod is frozen:
+ * protecting before the copy is the same as after it). */
+int dirty_written(struct dproc *p, int pmfd, uint64_t start, uint64_t end, struct range **out, int *n)
+{
+	int first = *n;
+	int err = scan(pmfd, start, end, true, out, n);
+	for (int i = first; !err && !getenv("ZAPC_DIRTY_WP_MATCHING") && i < *n; i++) {
+		struct uffdio_writeprotect wp = { .range = { (*out)[i].s, (*out)[i].e - (*out)[i].s },
+						  .mode = UFFDIO_WRITEPROTECT_MODE_WP };
+		if (ioctl(p->uffd, UFFDIO_WRITEPROTECT, &wp) < 0)
+			err = -errno;
+	}
+	if (err < 0)
+		log_warn("dump: pid %u: dirty pages of %#llx: %s; reading the whole area", p->tree->pid,
+			 (unsigned long long)start, strerror(-err));
+	return err;
+}
+
+int dirty_present(struct dproc *p, int pmfd, uint64_t start, uint64_t end, struct range **out, int *n)
+{
+	(void)p;
+	return scan(pmfd, start, end, false, out, n);
+}
+
+/* Before the freeze: take the uffds a keeper holds for this pod. */
+int dirty_fetch(struct dump_ctx *d, pid_t init)
+{
+	struct sockaddr_un a;
+	socklen_t alen;
+	sock_name(&a, &alen, init);
+	int s = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (s < 0)
+		return -errno;
+	if (connect(s, (struct sockaddr *)&a, alen) < 0) {
+		close(s);
+		return 0;       /* nobody keeps tracking for this pod */
+	}
+	static struct {
+		struct keep_hdr h;
+		struct keep_ent e[KEEP_MAX];
+	} msg;
+	union {
+		char buf[CMSG_SPACE(KEEP_MAX * sizeof(int))];
+		struct cmsghdr align;
+	} cb;
+	struct iovec iov = { &msg, sizeof(msg) };
+	struct msghdr mh = { .msg_iov = &iov, .msg_iovlen = 1, .msg_control = cb.buf, .msg_controllen = sizeof(cb.buf) };
+	struct pollfd pf = { s, POLLIN, 0 };
+	ssize_t got = poll(&pf, 1, 2000) == 1 ? recvmsg(s, &mh, MSG_CMSG_CLOEXEC | MSG_WAITALL) : -1;
+	close(s);
+	int nfds = 0, *fds = NULL;
+	for (struct cmsghdr *c = CMSG_FIRSTHDR(&mh); c; c = CMSG_NXTHDR(&mh, c))
+		if (c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_RIGHTS) {
+			fds = (int *)CMSG_DATA(c);
+			nfds = (int)((c->cmsg_len - CMSG_LEN(0)) / sizeof(int));
+		}
+	if (got < (ssize_t)sizeof(msg.h) || msg.h.n > KEEP_MAX || (int)msg.h.n != nfds ||
+	    (size_t)got < sizeof(msg.h) + msg.h.n * sizeof(struct keep_ent)) {
+		for (int i = 0; i < nfds; i++)
+			close(fds[i]);
+		log_warn("dump: dirty tracking keeper of pid %d sent a bad message; reading all pages", init);
+		return 0;
+	}
+	d->kept = xcalloc(msg.h.n + 1, sizeof(*d->kept));
+	for (uint32_t i = 0; i < msg.h.n; i++)
+		d->kept[i] = (struct kept_uffd){ msg.e[i].hpid, msg.e[i].start, fds[i] };
+	d->nkept = (int)msg.h.n;
+	d->track_stream = msg.h.stream_id;
+	return 0;
+}
+
+/* After collect_tree: give each process its kept uffd (same pid, same start time). */
+void dirty_attach(struct dump_ctx *d)
+{
+	for (int i = 0; i < d->nprocs; i++) {
+		struct dproc *p = &d->procs[i];
+		p->uffd = -1;
+		p->tracked = false;
+		for (int k = 0; k < d->nkept; k++)
+			if (d->kept[k].fd >= 0 && d->kept[k].hpid == p->hpid && d->kept[k].start == start_time(p->hpid)) {
+				p->uffd = d->kept[k].fd;
+				d->kept[k].fd = -1;
+				p->tracked = d->parent && d->track_stream == d->parent->stream_id;
+			}
+	}
+	for (int k = 0; k < d->nkept; k++)
+		if (d->kept[k].fd >= 0)
+			close(d->kept[k].fd);
+	d->nkept = 0;
+}
+
+/* Estimated bytes the dump will read: written pages (untracked VMAs report
+ * every present page as written), so the buffer is populated before the freeze. */
+uint64_t dirty_estimate(struct dump_ctx *d)
+{
+	uint64_t bytes = 0;
+	for (int i = 0; i < d->nprocs; i++) {
+		struct dproc *p = &d->procs[i];
+		if (p->tree && p->tree->zombie)
+			continue;
+		char path[64];
+		snprintf(path, sizeof(path), "/proc/%d/pagemap", p->hpid);
+		int fd = open(path, O_RDONLY | O_CLOEXEC);
+		if (fd < 0)
+			return UINT64_MAX;
+		struct page_region_ vec[512];
+		struct pm_scan_arg_ a = { .size = sizeof(a), .start = 0, .end = MAX_ADDR - PAGE, .vec = (uint64_t)(uintptr_t)vec,
+					  .vec_len = 512, .category_mask = PAGE_IS_WRITTEN_,
+					  .return_mask = PAGE_IS_WRITTEN_ };
+		for (;;) {
+			long got = ioctl(fd, PAGEMAP_SCAN_, &a);
+			if (got < 0) {
+				close(fd);
+				return UINT64_MAX;
+			}
+			for (long k = 0; k < got; k++)
+				bytes += vec[k].end - vec[k].start;
+			if (a.walk_end >= MAX_ADDR - PAGE || a.walk_end <= a.start)
+				break;
+			a.start = a.walk_end;
+		}
+		close(fd);
+	}
+	return bytes;
+}
+
+static int new_uffd(struct dproc *p)
+{
+	long tfd = inj_call(&p->inj, "dirty: inject userfaultfd", SYS_userfaultfd, O_CLOEXEC | O_NONBLOCK, 0, 0, 0,
+			    0, 0);
+	if (tfd < 0)
+		return (int)tfd;
+	int pidfd = (int)syscall(SYS_pidfd_open, p->hpid, 0), fd = -1, err = 0;
+	if (pidfd >= 0)
+		fd = (int)syscall(SYS_pidfd_getfd, pidfd, (int)tfd, 0);
+	if (fd < 0)
+		err = -errno;
+	if (pidfd >= 0)
+		close(pidfd);
+	/* the application must never see it */
+	long x = inj_call(&p->inj, "dirty: close injected userfaultfd", SYS_close, (uint64_t)tfd, 0, 0, 0, 0, 0);
+	if (err < 0 || x < 0) {
+		if (fd >= 0)
+			close(fd);
+		return err < 0 ? err : (int)x;
+	}
+	struct uffdio_api api = { .api = UFFD_API, .features = UFFD_FEATURE_WP_ASYNC };
+	if (ioctl(fd, UFFDIO_API, &api) < 0) {
+		err = -errno;
+		close(fd);
+		return err;
+	}
+	p->uffd = fd;
+	return 0;
+}
+
+static bool trackable(const ImgVma *v)
+{
+	return v->kind == VK_ANON && (v->prot & PROT_WRITE) && !(v->flags & MAP_SHARED);
+}
+
+/* Frozen, after the pages were read: (re-)protect every writable private
+ * anonymous VMA for the next increment. */
+int dirty_arm(struct dump_ctx *d, struct dproc *p)
+{
+	if (!d->track || p->tree->zombie)
+		return 0;
+	for (int attempt = 0; attempt < 2; attempt++) {
+		int err = p->uffd < 0 ? new_uffd(p) : 0;
+		if (err < 0) {
+			log_warn("dump: pid %u: no dirty tracking (userfaultfd: %s)", p->tree->pid, strerror(-err));
+			return 0;
+		}
+		bool stale = false;
+		for (size_t i = 0; i < p->core->n_vmas; i++) {
+			ImgVma *v = p->core->vmas[i];
+			if (!trackable(v) || (p->vscan && p->vscan[i] == 1))
+				continue;     /* the scan already re-protected it */
+			if (!p->vscan || p->vscan[i] == 0) {
+				struct uffdio_register reg = { .range = { v->start, v->end - v->start },
+							       .mode = UFFDIO_REGISTER_MODE_WP };
+				if (ioctl(p->uffd, UFFDIO_REGISTER, &reg) < 0) {
+					if (errno == ESRCH) {      /* the uffd's mm is gone (exec) */
+						stale = true;
+						break;
+					}
+					continue;               /* e.g. someone else's uffd */
+				}
+			}
+			struct uffdio_writeprotect wp = { .range = { v->start, v->end - v->start },
+							  .mode = UFFDIO_WRITEPROTECT_MODE_WP };
+			ioctl(p->uffd, UFFDIO_WRITEPROTECT, &wp);
+		}
+		if (!stale)
+			return 0;
+		close(p->uffd);
+		p->uffd = -1;
+	}
+	return 0;
+}
+
+void dirty_drop(struct dump_ctx *d)
+{
+	for (int i = 0; i < d->nprocs; i++)
+		if (d->procs[i].uffd > 0) {
+			close(d->procs[i].uffd);
+			d->procs[i].uffd = -1;
+		}
+}
+
+static void keeper_run(int ls, pid_t init, uint64_t stream_id, struct keep_ent *e, int *fds, int n)
+{
+	int pidfd = (int)syscall(SYS_pidfd_open, init, 0);
+	struct pollfd pf[2] = { { ls, POLLIN, 0 }, { pidfd, POLLIN, 0 } };
+	for (;;) {
+		int r = poll(pf, pidfd >= 0 ? 2 : 1, KEEP_IDLE_MS);
+		if (r <= 0 || (pidfd >= 0 && pf[1].revents))
+			return;                 /* idle for a day, or the pod is gone */
+		int c = accept4(ls, NULL, NULL, SOCK_CLOEXEC);
+		if (c < 0)
+			continue;
+		struct ucred cr;
+		socklen_t cl = sizeof(cr);
+		if (getsockopt(c, SOL_SOCKET, SO_PEERCRED, &cr, &cl) < 0 || cr.uid != 0) {
+			close(c);               /* a uffd gives control over the pod's memory */
+			continue;
+		}
+		static struct {
+			struct keep_hdr h;
+			struct keep_ent e[KEEP_MAX];
+		} msg;
+		msg.h.stream_id = stream_id;
+		msg.h.n = (uint32_t)n;
+		memcpy(msg.e, e, (size_t)n * sizeof(*e));
+		union {
+			char buf[CMSG_SPACE(KEEP_MAX * sizeof(int))];
+			struct cmsghdr align;
+		} cb;
+		memset(&cb, 0, sizeof(cb));
+		struct iovec iov = { &msg, sizeof(msg.h) + (size_t)n * sizeof(*e) };
+		struct msghdr mh = { .msg_iov = &iov, .msg_iovlen = 1, .msg_control = cb.buf,
+				     .msg_controllen = CMSG_SPACE((size_t)n * sizeof(int)) };
+		struct cmsghdr *cm = CMSG_FIRSTHDR(&mh);
+		cm->cmsg_level = SOL_SOCKET;
+		cm->cmsg_type = SCM_RIGHTS;
+		cm->cmsg_len = CMSG_LEN((size_t)n * sizeof(int));
+		memcpy(CMSG_DATA(cm), fds, (size_t)n * sizeof(int));
+		ssize_t w = sendmsg(c, &mh, MSG_NOSIGNAL);
+		close(c);
+		if (w > 0)
+			return;                 /* handed over: the new dump owns tracking */
+	}
+}
+
+/* zapc-engine keep-uffd LISTENFD INITPID STREAMID FD:HPID:START... (exec'd by
+ * dirty_keep only). */
+int keep_main(int argc, char **argv)
+{
+	struct keep_ent e[KEEP_MAX];
+	int fds[KEEP_MAX], n = 0;
+	if (argc < 4)
+		return 2;
+	int ls = atoi(argv[1]);
+	pid_t init = atoi(argv[2]);
+	uint64_t stream = strtoull(argv[3], NULL, 10);
+	for (int i = 4; i < argc && n < KEEP_MAX; i++) {
+		int fd, hpid;
+		unsigned long long st;
+		if (sscanf(argv[i], "%d:%d:%llu", &fd, &hpid, &st) != 3)
+			return 2;
+		fcntl(fd, F_SETFD, FD_CLOEXEC);
+		fds[n] = fd;
+		e[n++] = (struct keep_ent){ hpid, 0, st };
+	}
+	fcntl(ls, F_SETFD, FD_CLOEXEC);
+	signal(SIGPIPE, SIG_IGN);
+	keeper_run(ls, init, stream, e, fds, n);
+	return 0;
+}
+
+/* After a successful snapshot: leave the uffds with a keeper process. */
+void dirty_keep(struct dump_ctx *d, pid_t init)
+{
+	struct keep_ent e[KEEP_MAX];
+	int fds[KEEP_MAX], n = 0;
+	for (int i = 0; i < d->nprocs && n < KEEP_MAX; i++)
+		if (d->procs[i].uffd > 0) {
+			e[n] = (struct keep_ent){ d->procs[i].hpid, 0, start_time(d->procs[i].hpid) };
+			fds[n++] = d->procs[i].uffd;
+		}
+	if (!n)
+		return;
+	struct sockaddr_un a;
+	socklen_t alen;
+	sock_name(&a, &alen, init);
+	int ls = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (ls < 0 || bind(ls, (struct sockaddr *)&a, alen) < 0 || listen(ls, 4) < 0) {
+		log_warn("dump: cannot keep dirty tracking for pid %d: %s", init, strerror(errno));
+		if (ls >= 0)
+			close(ls);
+		return;
+	}
+	fflush(NULL);
+	pid_t c = fork();
+	if (c == 0) {
+		setsid();
+		if (fork() != 0)
+			_exit(0);
+		/* the keeper: only the listening socket and the uffds stay open */
+		signal(SIGPIPE, SIG_IGN);
+		DIR *dir = opendir("/proc/self/fd");
+		int dfd = dir ? dirfd(dir) : -1;
+		struct dirent *de;
+		while (dir && (de = readdir(dir))) {
+			int fd = atoi(de->d_name);
+			bool keep = fd == ls || fd == dfd || de->d_name[0] == '.';
+			for (int i = 0; i < n && !keep; i++)
+				keep = fds[i] == fd;
+			if (!keep)
+				close(fd);
+		}
+		if (dir)
+			closedir(dir);
+		int nul = open("/dev/null", O_RDWR);
+		if (nul >= 0) {
+			dup2(nul, 0);
+			dup2(nul, 1);
+			dup2(nul, 2);
+			if (nul > 2)
+				close(nul);
+		}
+		/* exec a fresh engine as the keeper: a fork would keep the dump's
+		 * page buffers (the whole pod's memory) alive as long as it lives */
+		static char args[KEEP_MAX + 8][48];
+		char *argv[KEEP_MAX + 10];
+		int a = 0;
+		argv[a++] = "zapc-engine";
+		argv[a++] = "keep-uffd";
+		snprintf(args[0], sizeof(args[0]), "%d", ls);
+		snprintf(args[1], sizeof(args[1]), "%d", init);
+		snprintf(args[2], sizeof(args[2]), "%llu", (unsigned long long)d->stream_id);
+		argv[a++] = args[0];
+		argv[a++] = args[1];
+		argv[a++] = args[2];
+		fcntl(ls, F_SETFD, 0);
+		for (int i = 0; i < n; i++) {
+			fcntl(fds[i], F_SETFD, 0);
+			snprintf(args[3 + i], sizeof(args[3 + i]), "%d:%d:%llu", fds[i], e[i].hpid,
+				 (unsigned long long)e[i].start);
+			argv[a++] = args[3 + i];
+		}
+		argv[a] = NULL;
+		execv("/proc/self/exe", argv);
+		_exit(1);
+	}
+	close(ls);
+	if (c > 0)
+		waitpid(c, NULL, 0);
+}
