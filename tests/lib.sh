@@ -23,14 +23,16 @@ plan() { _t_planned=$1; echo "1..$1"; }
 diag() { printf '# %s\n' "$*"; }
 
 # ok STATUS WHAT — STATUS is an exit status (0 = pass): `cmd; ok $? "what"`.
+# Returns the check's result, so `ok $? "what" || diag "why"` works.
 ok() {
 	_t_n=$((_t_n + 1))
 	if [ "$1" -eq 0 ]; then
 		echo "ok $_t_n - $2"
-	else
-		echo "not ok $_t_n - $2"
-		_t_failed=$((_t_failed + 1))
+		return 0
 	fi
+	echo "not ok $_t_n - $2"
+	_t_failed=$((_t_failed + 1))
+	return 1
 }
 
 # is GOT WANT WHAT

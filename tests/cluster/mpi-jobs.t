@@ -76,7 +76,7 @@ t_timeout 30 "$ZBIN/zapc" job destroy r0 > /dev/null
 
 mpijob r1 ${N}1,${N}2 $RING; pause
 t_timeout 120 "$ZBIN/zapc" job checkpoint r1 -o "$T/r1" > "$T/r1.ck" 2>&1
-ok $? "ring checkpointed at a random moment"
+ok $? "ring checkpointed at a random moment" || sed "s/^/# /" "$T/r1.ck"
 t_timeout 120 "$ZBIN/zapc" job restart r1 --from "$T/r1" --nodes ${N}3,${N}5,${N}6 > "$T/r1.rs" 2>&1
 ok $? "ring restarted on 3 other nodes (more, another subnet)"
 is "$(result r1 ring)" "$ref_ring" "ring result equals the reference"
