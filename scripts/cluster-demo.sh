@@ -5,8 +5,8 @@
 # 3 other nodes, a live migration, the job finishing with the right answer, and a
 # timeline of every step.  Everything is removed at the end (also on failure).
 #
-# The job is MPI (cpi, 4 ranks in 4 pods) when the engine can checkpoint TCP sockets;
-# until then it is a job of counter pods (no network connections), and the demo says so.
+# The job is 4 counter pods; ZAPC_DEMO_MPI=1 runs MPI cpi instead (not yet
+# checkpointable: see the comment at "MPI or counters?"), and the demo says so.
 set -u
 SRC=$(cd "$(dirname "$0")/.." && pwd)
 export ZBIN=${ZAPC_BUILD:-$SRC/build}/bin ZAPC_SRC=$SRC
@@ -60,18 +60,16 @@ timed "cluster up (4 nodes, agents, CA, manager)" "$SC" up 4 --agents --manager 
 timed "3 more nodes in 10.78.0.0/24" "$SC" up 3 --agents --tls --subnet 10.78.0.0/24 || fail "simcluster up"
 show "$SC" status
 
-# MPI or counters?
+# MPI or counters?  TCP sockets checkpoint, but hydra's proxies are started
+# through `zapc pod exec` and are not under their pod's init, which the engine
+# refuses (docs/manager-protocol.md, "MPI"): MPI stays opt-in until the launcher
+# starts them as pod processes.
 MPI=0
-S1=$ST/${N}1/agent.sock
-"$ZBIN/zapc" --socket "$S1" pod create tcpprobe -- \
-	sh -c 'nc -l -p 5000 > /dev/null & sleep 0.3; sleep 100000 | nc 127.0.0.1 5000' > /dev/null 2>&1
-sleep 0.6
-mkdir -p "$IMG/probe"
-if why=$(timeout 30 "$ZBIN/zapc" --socket "$S1" checkpoint tcpprobe -o "$IMG/probe" --leave-running 2>&1) &&
-	command -v mpiexec > /dev/null && [ -x "$SRC/build/tests/cluster/mpi/cpi" ]; then
+why="hydra's proxies are started by 'zapc pod exec', outside their pod's process tree"
+if [ "${ZAPC_DEMO_MPI:-0}" = 1 ] && command -v mpiexec > /dev/null &&
+	[ -x "$SRC/build/tests/cluster/mpi/cpi" ]; then
 	MPI=1
 fi
-"$ZBIN/zapc" --socket "$S1" pod destroy tcpprobe > /dev/null 2>&1
 
 if [ $MPI = 1 ]; then
 	M=$SRC/build/tests/cluster/mpi
@@ -85,9 +83,9 @@ if [ $MPI = 1 ]; then
 	RESULT_FILE=$ST/${N}1/demo-0.log
 	RESULT_PAT='^cpi '
 else
-	step "The job: 4 counter pods on 4 nodes.  (The engine cannot checkpoint TCP sockets yet:"
-	echo "    ${why#zapc: }"
-	echo "    so this is a job whose pods have no network connections; with sockets it is MPI.)"
+	step "The job: 4 counter pods on 4 nodes.  (MPI jobs are not checkpointable yet:"
+	echo "    $why;"
+	echo "    ZAPC_DEMO_MPI=1 tries the MPI job anyway.)"
 	# Each pod counts 0..299, one line per 30 ms, then prints the sum: 44850.
 	timed "job run (4 pods)" "$ZBIN/zapc" job run demo --nodes ${N}1,${N}2,${N}3,${N}4 -- sh -c \
 		's=0; i=0; while [ $i -lt 300 ]; do echo "{pod} $i"; s=$((s+i)); i=$((i+1)); sleep 0.03; done; echo "{pod} sum=$s"' ||
