@@ -68,7 +68,7 @@ $(BUILD)/%.o: %.c | $(BUILD)/.deps-ok $(GEN_HDRS)
 # Tests. The shell tests find the programs through ZAPC_BUILD.
 export ZAPC_BUILD := $(abspath $(BUILD))
 export ZAPC_SRC   := $(CURDIR)
-PROVE := prove --exec '' --timer
+PROVE := prove --exec '' --timer --failures
 
 unit: $(UNIT_TESTS)
 	$(PROVE) $(UNIT_TESTS)
