@@ -17,6 +17,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/time.h>
 #include <sys/wait.h>
@@ -381,6 +382,10 @@ static int op_spawn(struct op *op, char *const argv[], int io_fd, int io_target)
 	}
 	if (pid == 0) {
 		int null = open("/dev/null", O_RDWR);
+
+		/* An engine must not outlive its agent (nobody would answer it); a
+		 * restored init dies with its engine until the restore completes. */
+		prctl(PR_SET_PDEATHSIG, SIGKILL);
 
 		/* SIGPIPE stays ignored (inherited): a reader that goes away must
 		 * become a write error, never kill an engine holding a seized pod. */

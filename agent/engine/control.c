@@ -3,6 +3,7 @@
  * agent answers quickly, and the engine has nothing else to do meanwhile.
  */
 #include <errno.h>
+#include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -14,6 +15,8 @@
 #include "lib/frame.h"
 #include "lib/log.h"
 #include "proto/engine.pb-c.h"
+
+#define SYNC_WAIT_MAX_MS 120000
 
 static int ctl = -1;
 
@@ -157,8 +160,15 @@ int control_sync(const char *phase, uint64_t frozen_us)
 	m.sync = &sy;
 	if ((rc = send_msg(&m)) < 0)
 		return rc;
-	/* No timeout here: the agent owns the phase timeout and answers Abort,
-	 * and a dead agent closes the channel (ENODATA). */
+	/* The agent owns the phase timeout and answers Abort, and a dead agent
+	 * closes the channel (ENODATA).  A safety net all the same: an engine
+	 * whose channel stays silent this long aborts instead of holding a pod
+	 * (seen: an agent end kept open by another process after the agent died). */
+	struct pollfd pf = { .fd = ctl, .events = POLLIN };
+	if (poll(&pf, 1, SYNC_WAIT_MAX_MS) == 0) {
+		log_err("%s: no answer from the agent within %d s; aborting", phase, SYNC_WAIT_MAX_MS / 1000);
+		return -ETIMEDOUT;
+	}
 	struct timeval none = { 0, 0 };
 	setsockopt(ctl, SOL_SOCKET, SO_RCVTIMEO, &none, sizeof(none));
 	rc = frame_recv(ctl, 64 << 10, &p, &len, NULL, 0, &nfds);
