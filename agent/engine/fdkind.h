@@ -61,6 +61,9 @@ int inherited_fd(struct rst_ctx *r, const char *key);
  * the pod's own tmpfs (a detached mount the init attaches), the rest to
  * the node's file system.  fd or -1 with errno. */
 int rst_open(struct rst_ctx *r, const char *path, int flags, mode_t mode);
+/* End of a kind's restore: give fd the saved O_NONBLOCK/O_ASYNC status flags.
+ * Returns fd, or closes it and returns -errno. */
+int rst_status_flags(int fd, uint32_t flags);
 /* /proc/PID/fdinfo/FD of the dumped fd as a malloc'd string (NULL: logged). */
 char *fd_src_fdinfo(const struct fd_src *s);
 /* The value after "key" in an fdinfo text (strtoull in base), or dflt. */

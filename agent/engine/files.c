@@ -212,6 +212,16 @@ int rst_open(struct rst_ctx *r, const char *path, int flags, mode_t mode)
 	return open(path, flags, mode);
 }
 
+int rst_status_flags(int fd, uint32_t flags)
+{
+	if (fcntl(fd, F_SETFL, (int)(flags & (O_NONBLOCK | O_ASYNC))) < 0) {
+		int e = errno;
+		close(fd);
+		return -e;
+	}
+	return fd;
+}
+
 /* Move fd into the inventory range (>= inv_base). */
 int inv_move(struct rst_ctx *r, int fd)
 {

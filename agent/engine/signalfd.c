@@ -49,11 +49,7 @@ static int signalfd_restore(struct rst_ctx *r, ImgFile *f)
 		log_err("restore: file %u: signalfd mask %#llx: %s", f->id, (unsigned long long)mask, strerror(errno));
 		return -errno;
 	}
-	if (fcntl(fd, F_SETFL, (int)(f->flags & (O_NONBLOCK | O_ASYNC))) < 0) {
-		close(fd);
-		return -errno;
-	}
-	return fd;
+	return rst_status_flags(fd, f->flags);
 }
 
 const struct fd_kind fdkind_signalfd = {

@@ -104,11 +104,7 @@ static int timerfd_restore(struct rst_ctx *r, ImgFile *f)
 		close(fd);
 		return -EINVAL;
 	}
-	if (fcntl(fd, F_SETFL, (int)(f->flags & (O_NONBLOCK | O_ASYNC))) < 0) {
-		close(fd);
-		return -errno;
-	}
-	return fd;
+	return rst_status_flags(fd, f->flags);
 }
 
 const struct fd_kind fdkind_timerfd = {
