@@ -533,6 +533,13 @@ static int skip_payload(struct image_reader *r)
 	return 0;
 }
 
+int image_skip(struct image_reader *r)
+{
+	if (r->failed)
+		return -r->failed;
+	return skip_payload(r);
+}
+
 static int check_trailer(struct image_reader *r)
 {
 	uint8_t t[TRAILER_LEN], want[32];

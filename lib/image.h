@@ -97,6 +97,11 @@ int image_next(struct image_reader *r, uint32_t *type, uint32_t *len);
  * record's CRC is checked when its last byte has been read; a mismatch
  * returns -EBADMSG from that call. */
 int image_read(struct image_reader *r, void *buf, size_t len);
+/* Read and discard the rest of the current payload, checking its CRC: 0, or
+ * -EBADMSG/-EPROTO with the reader's error set.  A consumer that finds a
+ * record's prefix malformed calls this first, so that a flipped byte is
+ * reported as the checksum error it is and not as a bogus field. */
+int image_skip(struct image_reader *r);
 /* Convenience: whole payload into a malloc'd buffer (caller frees). */
 int image_read_all(struct image_reader *r, void **buf, uint32_t *len);
 

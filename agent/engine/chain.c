@@ -433,6 +433,10 @@ static int load_pages(struct chain *c, struct image_reader *in, uint32_t type, u
 	}
 	return 0;
 bad:
+	if (image_skip(in) < 0) {
+		log_err("chain link %d (%s): %s", depth, name, image_reader_error(in));
+		return -EBADMSG;
+	}
 	log_err("chain link %d (%s): record %llu '%s': malformed page record", depth, name,
 		(unsigned long long)image_reader_record_index(in), rec_name(type));
 	return -EBADMSG;

@@ -857,6 +857,10 @@ int mm_restore_late(struct rst_ctx *r, struct rproc *p, struct image_reader *in,
 		ImgVma *v = vma_of(p, pp.addr, dlen);
 		if (pp.owner != p->tree->pid || dlen + sizeof(pp) != len || !pp.npages || !v || !v->has_pages ||
 		    pp.npages > PAGES_PER_RECORD || (v->kind != VK_ANON && v->kind != VK_FILE)) {
+			if ((err = image_skip(in)) < 0) {
+				log_err("%s", image_reader_error(in));
+				return err;
+			}
 			log_err("restore: pid %u: page record %#llx+%u pages does not fit the process's memory",
 				p->tree->pid, (unsigned long long)pp.addr, pp.npages);
 			return -EPROTO;

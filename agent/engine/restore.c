@@ -403,6 +403,10 @@ static int fill_shm(struct rst_ctx *r)
 		uint64_t dlen = (uint64_t)pp.npages * PAGE;
 		if (fd < 0 || pp.npages > PAGES_PER_RECORD || dlen + sizeof(pp) != len ||
 		    pp.addr % PAGE || pp.addr + dlen > r->files->shms[k]->size) {
+			if (image_skip(g_in) < 0) {
+				log_err("%s", image_reader_error(g_in));
+				return -EBADMSG;
+			}
 			log_err("restore: record %llu 'shm-pages': does not fit shared memory %u",
 				(unsigned long long)image_reader_record_index(g_in), pp.owner);
 			return -EPROTO;
