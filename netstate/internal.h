@@ -34,6 +34,7 @@ int ns_addr_validate(const Netstate__Addr *a, uint32_t family);
 /* sockopt.c — phases of ns_opts_apply */
 enum ns_opt_phase { NS_OPT_BEFORE_BIND, NS_OPT_AFTER_REPAIR };
 int ns_opts_capture(int fd, Netstate__Socket *s);
+int ns_buf_lock_restore(int fd, const Netstate__Socket *s);
 int ns_opts_apply(int fd, const Netstate__Socket *s, enum ns_opt_phase phase);
 int ns_opts_validate(const Netstate__Socket *s);
 int ns_opt_get_int(const Netstate__Socket *s, int level, int name, int *val);

@@ -10,6 +10,7 @@
 #include <netinet/ip.h>
 #include <netinet/tcp.h>
 #include <netinet/udp.h>
+#include <linux/socket.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -47,8 +48,11 @@ static const struct opt_desc opt_table[] = {
 	O(SOL_SOCKET, SO_KEEPALIVE, K_INT, F_TCP | F_BOTHFAM),
 	O(SOL_SOCKET, SO_BROADCAST, K_INT, F_UDP | F_BOTHFAM),
 	O(SOL_SOCKET, SO_OOBINLINE, K_INT, F_TCP | F_BOTHFAM),
-	O(SOL_SOCKET, SO_SNDBUF, K_BUF, F_ANY | F_BOTHFAM | F_SKIP_DEFAULT),
-	O(SOL_SOCKET, SO_RCVBUF, K_BUF, F_ANY | F_BOTHFAM | F_SKIP_DEFAULT),
+	/* Saved only when the program set them (their SO_BUF_LOCK bit): an
+	 * autotuned size is the kernel's, not the program's.  Re-applied after
+	 * repair, since the restore forces sizes to fit the saved queues. */
+	O(SOL_SOCKET, SO_SNDBUF, K_BUF, F_ANY | F_BOTHFAM | F_SKIP_DEFAULT | F_AFTER_REPAIR),
+	O(SOL_SOCKET, SO_RCVBUF, K_BUF, F_ANY | F_BOTHFAM | F_SKIP_DEFAULT | F_AFTER_REPAIR),
 	O(SOL_SOCKET, SO_LINGER, K_LINGER, F_ANY | F_BOTHFAM),
 	O(SOL_SOCKET, SO_MARK, K_INT, F_ANY | F_BOTHFAM),
 	O(SOL_SOCKET, SO_RCVLOWAT, K_INT, F_ANY | F_BOTHFAM),
@@ -202,12 +206,18 @@ int ns_opts_capture(int fd, Netstate__Socket *s)
 {
 	int kind = sock_kind_flags(s);
 	char buf[OPT_STR_MAX + 16], def[OPT_STR_MAX + 16];
-	int fl, n, dn, r;
+	int fl, n, dn, r, lock = 0;
+	socklen_t ll = sizeof(lock);
 
+	if (getsockopt(fd, SOL_SOCKET, SO_BUF_LOCK, &lock, &ll) < 0)
+		lock = SOCK_BUF_LOCK_MASK;   /* old kernel: keep the sizes, as before */
 	for (size_t i = 0; i < sizeof(opt_table) / sizeof(opt_table[0]); i++) {
 		const struct opt_desc *d = &opt_table[i];
 
 		if (!applies(d, kind))
+			continue;
+		if (d->kind == K_BUF &&
+		    !(lock & (d->name == SO_SNDBUF ? SOCK_SNDBUF_LOCK : SOCK_RCVBUF_LOCK)))
 			continue;
 		n = get_raw(fd, d, buf, d->kind == K_STR ? OPT_STR_MAX : sizeof(buf));
 		if (n < 0) {
@@ -232,6 +242,25 @@ int ns_opts_capture(int fd, Netstate__Socket *s)
 		return -errno;
 	s->has_file_flags = 1;
 	s->file_flags = fl & O_NONBLOCK;
+	return 0;
+}
+
+/* After a restore forced buffer sizes to fit saved queues: the lock bits
+ * go back to what the program had (SO_BUF_LOCK, Linux 5.14), so sizes it
+ * never set are autotuned again. */
+int ns_buf_lock_restore(int fd, const Netstate__Socket *s)
+{
+	int lock = 0;
+
+	for (size_t i = 0; i < s->n_opts; i++)
+		if (s->opts[i]->level == SOL_SOCKET && s->opts[i]->has_ival)
+			lock |= s->opts[i]->name == SO_SNDBUF ? SOCK_SNDBUF_LOCK :
+				s->opts[i]->name == SO_RCVBUF ? SOCK_RCVBUF_LOCK : 0;
+	if (setsockopt(fd, SOL_SOCKET, SO_BUF_LOCK, &lock, sizeof(lock)) < 0 && errno != ENOPROTOOPT) {
+		int e = errno;
+		log_err("netstate: restore option SO_BUF_LOCK: %s", strerror(e));
+		return -e;
+	}
 	return 0;
 }
 

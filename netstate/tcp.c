@@ -473,6 +473,25 @@ int ns_tcp_validate(const Netstate__Socket *s)
 
 #undef BAD
 
+/* Make room for len queued bytes: a fresh socket's buffer (tcp_rmem[1])
+ * is often smaller than an autotuned one held at dump time, and the kernel
+ * refuses repair writes beyond it (ENOBUFS/ENOMEM).  Forcing a size locks
+ * the buffer; ns_buf_lock_restore() gives autotuning back at the end. */
+static void ensure_room(int fd, int queue, size_t len)
+{
+	int opt = queue == TCP_RECV_QUEUE ? SO_RCVBUF : SO_SNDBUF, cur = 0;
+	/* skbs cost about twice their payload (truesize); the kernel doubles
+	 * what is set, so len + slack asks for ~2 * len */
+	size_t want = len + (256u << 10);
+
+	if (want > (size_t)INT32_MAX / 4)
+		want = (size_t)INT32_MAX / 4;
+	if (get_int(fd, SOL_SOCKET, opt, &cur) == 0 && (size_t)cur >= 2 * want)
+		return;
+	int w = (int)want;
+	setsockopt(fd, SOL_SOCKET, queue == TCP_RECV_QUEUE ? SO_RCVBUFFORCE : SO_SNDBUFFORCE, &w, sizeof(w));
+}
+
 static int repair_send(int fd, int queue, const uint8_t *p, size_t len)
 {
 	size_t chunk = 1 << 20;
@@ -482,10 +501,11 @@ static int repair_send(int fd, int queue, const uint8_t *p, size_t len)
 		return 0;
 	if ((r = set_int(fd, IPPROTO_TCP, TCP_REPAIR_QUEUE, queue, "select repair queue")))
 		return r;
+	ensure_room(fd, queue, len);
 	while (len) {
 		ssize_t n = send(fd, p, len < chunk ? len : chunk, MSG_DONTWAIT | MSG_NOSIGNAL);
 
-		if (n < 0 && (errno == ENOMEM || errno == EAGAIN) && chunk > 4096) {
+		if (n < 0 && (errno == ENOMEM || errno == ENOBUFS || errno == EAGAIN) && chunk > 4096) {
 			/* Queue memory: a large linear skb may not be allocatable, and the
 			 * fresh socket's buffer may be smaller than the saved queue. */
 			int cur = 0, want;
@@ -775,5 +795,5 @@ int ns_tcp_finish(const Netstate__Socket *s, int fd)
 	if (c->our_fin_acked &&
 	    (r = forge_from_peer(s, c->rcv_seq + (c->peer_fin ? 1 : 0), c->snd_seq + 1, TH_ACK, NULL, 0, 0)))
 		return r;
-	return 0;
+	return ns_buf_lock_restore(fd, s);
 }

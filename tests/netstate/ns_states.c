@@ -11,6 +11,7 @@
 #include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <linux/socket.h>
 #include <linux/sockios.h>
 #include <netinet/in.h>
 #include <netinet/ip.h>
@@ -601,6 +602,83 @@ static int open_ns(const char *name)
 	return open(p, O_RDONLY | O_CLOEXEC);
 }
 
+/* A receive queue bigger than a fresh socket's buffer: the app read fast
+ * (autotuning grew its buffer to megabytes) and then stopped reading.  The
+ * restore must fit the whole queue and leave the buffer autotuned (no
+ * SO_RCVBUF lock the app never asked for). */
+static void test_big_rcvq(int port)
+{
+	int pod, peer, fl;
+	size_t chunk = 1 << 16, sent = 0, got = 0;
+	uint8_t *buf = malloc(chunk);
+	struct timeval tv5 = { 5, 0 };
+
+	if (tcp_pair(AF_INET, pod_ip, peer_ip, port, &pod, &peer)) {
+		ok(0, "big receive queue: connection");
+		free(buf);
+		return;
+	}
+	setsockopt(pod, SOL_SOCKET, SO_RCVTIMEO, &tv5, sizeof(tv5));
+	setsockopt(peer, SOL_SOCKET, SO_SNDTIMEO, &tv5, sizeof(tv5));
+	/* stream 64 MiB through, read at once: autotuning grows the buffer */
+	for (int i = 0; i < 1024; i++) {
+		for (size_t k = 0; k < chunk; k++)
+			buf[k] = pat(sent + k);
+		if (send(peer, buf, chunk, 0) != (ssize_t)chunk)
+			break;
+		sent += chunk;
+		if (read_n(pod, buf, chunk) != (ssize_t)chunk)
+			break;
+		got += chunk;
+	}
+	/* now the app stops reading; the peer fills the queue */
+	fl = fcntl(peer, F_GETFL);
+	fcntl(peer, F_SETFL, fl | O_NONBLOCK);
+	for (;;) {
+		for (size_t k = 0; k < chunk; k++)
+			buf[k] = pat(sent + k);
+		ssize_t n = send(peer, buf, chunk, 0);
+		if (n <= 0) {
+			struct pollfd pf = { peer, POLLOUT, 0 };
+			if (poll(&pf, 1, 300) <= 0)
+				break;
+			continue;
+		}
+		sent += (size_t)n;
+	}
+	fcntl(peer, F_SETFL, fl);
+	int q = 0;
+	ioctl(pod, FIONREAD, &q);
+	int rcvbuf = getint(pod, SOL_SOCKET, SO_RCVBUF);
+	ok(q > 400000, "big receive queue: %d bytes unread (autotuned buffer %d)", q, rcvbuf);
+	netstate_sock_t *img = NULL;
+	int r = checkpoint(&pod, 1, &img);
+	ok(r == 0, "big receive queue: checkpoint and restore");
+	netstate_sock_free(img);
+	int lock = -1;
+	socklen_t ll = sizeof(lock);
+	getsockopt(pod, SOL_SOCKET, SO_BUF_LOCK, &lock, &ll);
+	ok(lock == 0, "big receive queue: the restored buffer is not locked (SO_BUF_LOCK %d)", lock);
+	struct timeval tv = { 5, 0 };
+	setsockopt(pod, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+	/* the app reads everything, in order */
+	int bad = 0;
+	while (got < sent) {
+		size_t want = sent - got < chunk ? sent - got : chunk;
+		ssize_t n = read_n(pod, buf, want);
+		if (n <= 0)
+			break;
+		for (ssize_t k = 0; k < n; k++)
+			bad += buf[k] != pat(got + (size_t)k);
+		got += (size_t)n;
+	}
+	ok(got == sent && !bad, "big receive queue: every byte read once, in order (%zu of %zu, %d wrong)",
+	   got, sent, bad);
+	close(pod);
+	close(peer);
+	free(buf);
+}
+
 int main(int argc, char **argv)
 {
 	if (argc < 5) {
@@ -623,6 +701,7 @@ int main(int argc, char **argv)
 	test_established(AF_INET, pod_ip, peer_ip, 7202, 0);
 	if (argc >= 7)
 		test_established(AF_INET6, argv[5], argv[6], 7203, 1);
+	test_big_rcvq(7205);
 	test_close_wait(AF_INET, pod_ip, peer_ip, 7210);
 	if (argc >= 7)
 		test_close_wait(AF_INET6, argv[5], argv[6], 7214);
