@@ -11,6 +11,7 @@
  * client.
  */
 #include <arpa/inet.h>
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <signal.h>
@@ -383,9 +384,13 @@ static int op_spawn(struct op *op, char *const argv[], int io_fd, int io_target)
 	if (pid == 0) {
 		int null = open("/dev/null", O_RDWR);
 
-		/* An engine must not outlive its agent (nobody would answer it); a
-		 * restored init dies with its engine until the restore completes. */
-		prctl(PR_SET_PDEATHSIG, SIGKILL);
+		/* A restore engine must not outlive its agent (nobody would take
+		 * the pod; its restored init dies with it until the restore
+		 * completes).  A dump engine must: killed while it holds a frozen,
+		 * seized pod it would leave the pod frozen — it sees the control
+		 * channel close instead, releases the pod and exits. */
+		if (op->kind == OP_RESTORE)
+			prctl(PR_SET_PDEATHSIG, SIGKILL);
 
 		/* SIGPIPE stays ignored (inherited): a reader that goes away must
 		 * become a write error, never kill an engine holding a seized pod. */
@@ -605,11 +610,53 @@ int ops_sync_answer(void *ctx, int go, const char *why)
 	return -ENOENT;
 }
 
+/* One log line per thread of a wedged engine: where it waits (the kernel
+ * stack's top frames), so a hang can be diagnosed from the agent's log. */
+static void log_wedged(pid_t pid)
+{
+	char path[320], buf[2048];
+	DIR *d;
+	struct dirent *e;
+
+	snprintf(path, sizeof(path), "/proc/%d/task", pid);
+	if (!(d = opendir(path)))
+		return;
+	while ((e = readdir(d))) {
+		if (e->d_name[0] == '.')
+			continue;
+		char line[600] = "";
+		size_t used = 0;
+		snprintf(path, sizeof(path), "/proc/%d/task/%s/stack", pid, e->d_name);
+		FILE *f = fopen(path, "re");
+		for (int k = 0; f && k < 6 && fgets(buf, sizeof(buf), f); k++) {
+			buf[strcspn(buf, "\n")] = 0;
+			char *fn = strchr(buf, ' ');
+			used += (size_t)snprintf(line + used, used < sizeof(line) ? sizeof(line) - used : 0,
+						 "%s%s", k ? " < " : "", fn ? fn + 1 : buf);
+			if (used >= sizeof(line))
+				break;
+		}
+		if (f)
+			fclose(f);
+		snprintf(path, sizeof(path), "/proc/%d/task/%s/syscall", pid, e->d_name);
+		f = fopen(path, "re");
+		if (!f || !fgets(buf, sizeof(buf), f))
+			buf[0] = 0;
+		if (f)
+			fclose(f);
+		buf[strcspn(buf, " \n")] = 0;
+		log_warn("zapc-engine %d thread %s: syscall %s, kernel stack: %s", pid, e->d_name, buf, line);
+	}
+	closedir(d);
+}
+
 void ops_kill_ctx(void *ctx)
 {
 	for (struct op *op = g.ops; op; op = op->next)
-		if (op->ctx == ctx && !op->exited)
+		if (op->ctx == ctx && !op->exited) {
+			log_wedged(op->pid);
 			kill(op->pid, SIGKILL);
+		}
 }
 
 int ops_pod_busy(const struct pod *pod)

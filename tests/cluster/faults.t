@@ -29,6 +29,7 @@ export SIMCLUSTER_MANAGER_ARGS="--timeout 10000"
 on_exit "rm -rf '$T'"
 for k in 1 2 3 4 5 6; do on_exit "cgroup_purge zapc-$P-n$k"; done
 on_exit "$SC down --prefix $P"
+on_exit "sim_logs $ST"
 
 t_timeout 60 "$SC" up 6 --agents --manager > /dev/null
 ok $? "6 nodes with agents and a manager"
