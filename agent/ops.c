@@ -610,6 +610,42 @@ int ops_sync_answer(void *ctx, int go, const char *why)
 	return -ENOENT;
 }
 
+/* The state, wait channel and kernel stack of one task, in one line. */
+static void log_wedged_task(pid_t tid)
+{
+	char path[64], st[1200] = "", stack[600] = "", buf[512];
+	size_t used = 0;
+	FILE *f;
+
+	snprintf(path, sizeof(path), "/proc/%d/status", tid);
+	if ((f = fopen(path, "re"))) {
+		while (fgets(buf, sizeof(buf), f))
+			if (!strncmp(buf, "State:", 6) || !strncmp(buf, "TracerPid:", 10) ||
+			    !strncmp(buf, "Name:", 5) || !strncmp(buf, "SigPnd:", 7) || !strncmp(buf, "ShdPnd:", 7)) {
+				buf[strcspn(buf, "\n")] = 0;
+				for (char *c = buf; *c; c++)
+					if (*c == '\t')
+						*c = ' ';
+				size_t l = strlen(st);
+				snprintf(st + l, sizeof(st) - l, "%s%s", l ? ", " : "", buf);
+			}
+		fclose(f);
+	}
+	snprintf(path, sizeof(path), "/proc/%d/stack", tid);
+	if ((f = fopen(path, "re"))) {
+		for (int k = 0; k < 6 && fgets(buf, sizeof(buf), f); k++) {
+			buf[strcspn(buf, "\n")] = 0;
+			char *fn = strchr(buf, ' ');
+			used += (size_t)snprintf(stack + used, used < sizeof(stack) ? sizeof(stack) - used : 0,
+						 "%s%s", k ? " < " : "", fn ? fn + 1 : buf);
+			if (used >= sizeof(stack))
+				break;
+		}
+		fclose(f);
+	}
+	log_warn("  awaited task %d: %s; kernel stack: %s", tid, st[0] ? st : "gone", stack);
+}
+
 /* One log line per thread of a wedged engine: where it waits (the kernel
  * stack's top frames), so a hang can be diagnosed from the agent's log. */
 static void log_wedged(pid_t pid)
@@ -644,8 +680,12 @@ static void log_wedged(pid_t pid)
 			buf[0] = 0;
 		if (f)
 			fclose(f);
-		buf[strcspn(buf, " \n")] = 0;
+		buf[strcspn(buf, "\n")] = 0;
 		log_warn("zapc-engine %d thread %s: syscall %s, kernel stack: %s", pid, e->d_name, buf, line);
+		/* waiting for one task (wait4 on a tracee): say what that task does */
+		long nr = 0, arg = 0;
+		if (sscanf(buf, "%ld %lx", &nr, &arg) == 2 && nr == 61 && (pid_t)arg > 0)
+			log_wedged_task((pid_t)arg);
 	}
 	closedir(d);
 }

@@ -125,10 +125,12 @@ void pod_exited(struct pod_node *node, struct pod *pod, int status);
  * Run argv in the pod (all its namespaces and cgroups) with stdio fds[0..2]
  * (-1 = /dev/null), as uid/gid, env envp, in cwd ("" = /).  Returns the pid
  * of a helper child of the caller that exits with the command's shell-style
- * exit code (status, or 128+signal); 0/-errno.
+ * exit code (status, or 128+signal); 0/-errno.  With detach the command
+ * becomes a child of the pod's init in its own session (a process of the pod
+ * that a checkpoint saves) and the helper exits 0 as soon as it is exec'd.
  */
 int pod_exec(struct pod_node *node, struct pod *pod, char *const argv[], char *const envp[],
-	     const char *cwd, uid_t uid, gid_t gid, const int fds[3], pid_t *helper);
+	     const char *cwd, uid_t uid, gid_t gid, const int fds[3], int detach, pid_t *helper);
 
 /* MAC of a pod IP: 02:5a:a.b.c.d — locally administered, same on every node. */
 void pod_mac_of_ip(struct in_addr ip, uint8_t mac[6]);

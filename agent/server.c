@@ -315,13 +315,14 @@ static void cmd_pod_exec(struct conn *c, Zapc__PodExec *pe)
 		free(w);
 		goto out;
 	}
-	rc = pod_exec(srv.node, pod, argv, envp, pe->cwd, c->uid, c->gid, fds, &helper);
+	rc = pod_exec(srv.node, pod, argv, envp, pe->cwd, c->uid, c->gid, fds, pe->detach, &helper);
 	if (rc < 0) {
 		respond_fail(c, rc, "pod exec");
 		free(w);
 		goto out;
 	}
-	log_info("pod %s: exec %s by uid %u (helper %d)", pod->name, argv[0], (unsigned)c->uid, helper);
+	log_info("pod %s: exec %s by uid %u (helper %d)%s", pod->name, argv[0], (unsigned)c->uid, helper,
+		 pe->detach ? ", detached" : "");
 	w->pid = helper;
 	w->conn = c;
 	snprintf(w->pod, sizeof(w->pod), "%s", pod->name);

@@ -7,7 +7,7 @@
 # user cannot checkpoint root's pod or restore.
 . "${ZAPC_SRC:-.}/tests/lib.sh"
 need_root
-plan 35
+plan 40
 
 Z="t_timeout 30 $ZBIN/zapc"
 agent_start zk || exit 1
@@ -119,4 +119,23 @@ setpriv --reuid=65534 --regid=65534 --clear-groups "$ZBIN/zapc" checkpoint mine 
 st=$?
 [ $st -ne 0 ] && grep -q "permission denied" "$d/perm.err"
 ok $? "a non-root user cannot checkpoint root's pod"
+$Z pod destroy mine > /dev/null
+
+# 7. exec --detach: a command started in a running pod becomes one of its
+# processes (child of its init, own session) and is saved and restored with it.
+$Z pod create host --ip 10.200.0.78 -- sleep 100000 > /dev/null
+$Z pod exec host --detach -- sh -c 'i=0; while :; do echo $i >> '"$d/det.out"'; i=$((i+1)); sleep 0.05; done' \
+	< /dev/null > /dev/null 2>&1
+ok $? "pod exec --detach returns at once with status 0"
+wait_for 5 test -s "$d/det.out"
+is "$($Z pod exec host -- sh -c 'for p in /proc/[0-9]*; do [ "${p#/proc/}" != $$ ] && [ "$(cat $p/comm)" = sh ] && grep -q det.out $p/cmdline 2>/dev/null && awk "{print \$4, (\$6 == \$1)}" $p/stat; done' | sort -u | head -1)" \
+	"1 1" "the detached command's parent is the pod's init and it leads its own session"
+$Z checkpoint host -o "$d/det" > /dev/null && $Z restore "$d/det" > /dev/null
+ok $? "the pod with the detached command is checkpointed and restored"
+n=$(wc -l < "$d/det.out"); sleep 0.5
+[ "$(wc -l < "$d/det.out")" -gt "$n" ] && [ -z "$(steps "$d/det.out")" ]
+ok $? "the detached command counts on after the restore, no gap, no repeat $(steps "$d/det.out" | head -1)"
+$Z pod exec host --detach -- /no/such/program > /dev/null 2>&1
+is $? 127 "pod exec --detach of a missing program fails with 127"
+$Z pod destroy host > /dev/null
 done_testing
