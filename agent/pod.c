@@ -253,8 +253,19 @@ static int ip_in_use(struct pod_node *node, struct in_addr ip)
 	return 0;
 }
 
-static int pick_ip(struct pod_node *node, const char *want, struct in_addr *ip)
+static int avoided(const struct pod_spec *spec, struct in_addr ip)
 {
+	struct in_addr a;
+
+	for (size_t i = 0; i < spec->n_avoid; i++)
+		if (inet_pton(AF_INET, spec->avoid[i], &a) == 1 && a.s_addr == ip.s_addr)
+			return 1;
+	return 0;
+}
+
+static int pick_ip(struct pod_node *node, const struct pod_spec *spec, struct in_addr *ip)
+{
+	const char *want = spec->ip;
 	uint32_t size = 1u << (32 - node->prefix), h;
 
 	if (want && want[0]) {
@@ -277,7 +288,7 @@ static int pick_ip(struct pod_node *node, const char *want, struct in_addr *ip)
 	}
 	for (h = node->pool_lo; h <= node->pool_hi; h++) {
 		ip->s_addr = htonl(h);
-		if (!ip_in_use(node, *ip))
+		if (!ip_in_use(node, *ip) && !avoided(spec, *ip))
 			return 0;
 	}
 	log_err("pod network %s/%d: no free address", inet_ntoa(node->net), node->prefix);
@@ -336,7 +347,7 @@ int pod_prepare(struct pod_node *node, const struct pod_spec *spec, struct pod *
 	pod->uid = spec->uid;
 	pod->gid = spec->gid;
 	pod->created = time(NULL);
-	rc = pick_ip(node, spec->ip, &pod->ip);
+	rc = pick_ip(node, spec, &pod->ip);
 	if (rc < 0)
 		goto fail;
 	pod_mac_of_ip(pod->ip, pod->mac);

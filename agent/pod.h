@@ -83,6 +83,8 @@ struct pod_node {
 struct pod_spec {
 	const char *name;
 	const char *ip;			/* NULL/"" = allocate */
+	char **avoid;			/* addresses not to allocate (n_avoid) */
+	size_t n_avoid;
 	const char *root;		/* NULL/"" = node file system */
 	uid_t uid;
 	gid_t gid;

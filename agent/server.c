@@ -228,7 +228,7 @@ static char **strv(char **v, size_t n)
 static void cmd_pod_create(struct conn *c, Zapc__PodCreate *pc)
 {
 	struct pod_spec spec = { .name = pc->name, .ip = pc->ip, .root = pc->root,
-				 .uid = c->uid, .gid = c->gid };
+				 .uid = c->uid, .gid = c->gid, .avoid = pc->avoid, .n_avoid = pc->n_avoid };
 	Zapc__Response r = ZAPC__RESPONSE__INIT;
 	Zapc__PodInfo pi;
 	struct info_bufs b;
