@@ -610,11 +610,30 @@ int ops_sync_answer(void *ctx, int go, const char *why)
 	return -ENOENT;
 }
 
+/* The top frames of a kernel stack file (/proc/.../stack) in one line. */
+static void read_stack(const char *path, char *out, size_t len)
+{
+	char buf[512];
+	size_t used = 0;
+	FILE *f = fopen(path, "re");
+
+	out[0] = 0;
+	for (int k = 0; f && k < 6 && fgets(buf, sizeof(buf), f); k++) {
+		buf[strcspn(buf, "\n")] = 0;
+		char *fn = strchr(buf, ' ');
+		used += (size_t)snprintf(out + used, used < len ? len - used : 0, "%s%s", k ? " < " : "",
+					 fn ? fn + 1 : buf);
+		if (used >= len)
+			break;
+	}
+	if (f)
+		fclose(f);
+}
+
 /* The state, wait channel and kernel stack of one task, in one line. */
 static void log_wedged_task(pid_t tid)
 {
 	char path[64], st[1200] = "", stack[600] = "", buf[512];
-	size_t used = 0;
 	FILE *f;
 
 	snprintf(path, sizeof(path), "/proc/%d/status", tid);
@@ -632,17 +651,7 @@ static void log_wedged_task(pid_t tid)
 		fclose(f);
 	}
 	snprintf(path, sizeof(path), "/proc/%d/stack", tid);
-	if ((f = fopen(path, "re"))) {
-		for (int k = 0; k < 6 && fgets(buf, sizeof(buf), f); k++) {
-			buf[strcspn(buf, "\n")] = 0;
-			char *fn = strchr(buf, ' ');
-			used += (size_t)snprintf(stack + used, used < sizeof(stack) ? sizeof(stack) - used : 0,
-						 "%s%s", k ? " < " : "", fn ? fn + 1 : buf);
-			if (used >= sizeof(stack))
-				break;
-		}
-		fclose(f);
-	}
+	read_stack(path, stack, sizeof(stack));
 	log_warn("  awaited task %d: %s; kernel stack: %s", tid, st[0] ? st : "gone", stack);
 }
 
@@ -660,20 +669,10 @@ static void log_wedged(pid_t pid)
 	while ((e = readdir(d))) {
 		if (e->d_name[0] == '.')
 			continue;
-		char line[600] = "";
-		size_t used = 0;
+		char line[600];
 		snprintf(path, sizeof(path), "/proc/%d/task/%s/stack", pid, e->d_name);
-		FILE *f = fopen(path, "re");
-		for (int k = 0; f && k < 6 && fgets(buf, sizeof(buf), f); k++) {
-			buf[strcspn(buf, "\n")] = 0;
-			char *fn = strchr(buf, ' ');
-			used += (size_t)snprintf(line + used, used < sizeof(line) ? sizeof(line) - used : 0,
-						 "%s%s", k ? " < " : "", fn ? fn + 1 : buf);
-			if (used >= sizeof(line))
-				break;
-		}
-		if (f)
-			fclose(f);
+		read_stack(path, line, sizeof(line));
+		FILE *f;
 		snprintf(path, sizeof(path), "/proc/%d/task/%s/syscall", pid, e->d_name);
 		f = fopen(path, "re");
 		if (!f || !fgets(buf, sizeof(buf), f))
