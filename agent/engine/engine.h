@@ -46,6 +46,7 @@
 #define VK_VVAR   VMA_KIND__VK_VVAR
 #define VK_VCLOCK VMA_KIND__VK_VCLOCK
 #define VK_VSYSCALL VMA_KIND__VK_VSYSCALL
+#define VK_SYSV   VMA_KIND__VK_SYSV
 
 #define ENGINE_VERSION "zapc-engine 0.1"
 #define PAGE 4096ull

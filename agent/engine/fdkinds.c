@@ -7,7 +7,7 @@
 extern const struct fd_kind fdkind_pipe, fdkind_regfile, fdkind_inet;
 extern const struct fd_kind fdkind_eventfd, fdkind_epoll, fdkind_timerfd, fdkind_signalfd,
 	fdkind_unix, fdkind_pidfd, fdkind_inotify, fdkind_memfd,
-	fdkind_shmfile;
+	fdkind_shmfile, fdkind_sysv;
 
 const struct fd_kind *const fd_kinds[] = {
 	&fdkind_pipe,      /* pipe.c: anonymous pipes and FIFOs with their data */
@@ -22,5 +22,6 @@ const struct fd_kind *const fd_kinds[] = {
 	&fdkind_shmfile,   /* shmfile.c: content of the pod's /dev/shm files (hooks only) */
 	&fdkind_epoll,     /* epoll.c: interest list (re-added once all files exist) */
 	&fdkind_inet,      /* inet.c: TCP and UDP sockets (netstate) */
+	&fdkind_sysv,      /* sysv*.c: SysV IPC of the pod's IPC namespace (hooks only) */
 	NULL,
 };

@@ -20,6 +20,8 @@
 #include "lib/log.h"
 
 int inject_prepare(struct dump_ctx *d, struct dproc *p);
+int sysv_restore_early(struct rst_ctx *r, struct rproc *p);
+int sysv_shm_restore_late(struct rst_ctx *r, struct rproc *p);
 
 const struct engine_object engine_objects[] = {
 	{ "creds",   creds_dump,   creds_restore_early, NULL },
@@ -31,6 +33,7 @@ const struct engine_object engine_objects[] = {
 	{ "signals", signals_dump, NULL,                signals_restore_late },
 	{ "timers",  timers_dump,  NULL,                timers_restore_late },
 	{ "pidfd",   NULL,         NULL,                pidfd_restore_late },
+	{ "sysv",    NULL,         sysv_restore_early,  sysv_shm_restore_late },   /* sysv*.c */
 	{ "creds-late", NULL,      NULL,                creds_restore_late },
 	{ NULL, NULL, NULL, NULL },
 };

@@ -18,7 +18,7 @@ static const char *kind_name(int k)
 	switch (k) {
 	case VK_ANON: return "anon"; case VK_FILE: return "file"; case VK_SHM: return "shm";
 	case VK_VDSO: return "vdso"; case VK_VVAR: return "vvar"; case VK_VCLOCK: return "vvar_vclock";
-	case VK_VSYSCALL: return "vsyscall"; default: return "?";
+	case VK_VSYSCALL: return "vsyscall"; case VK_SYSV: return "sysv-shm"; default: return "?";
 	}
 }
 
