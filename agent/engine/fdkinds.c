@@ -7,10 +7,11 @@
 extern const struct fd_kind fdkind_pipe, fdkind_regfile, fdkind_inet;
 extern const struct fd_kind fdkind_eventfd, fdkind_epoll, fdkind_timerfd, fdkind_signalfd,
 	fdkind_unix, fdkind_pidfd, fdkind_inotify, fdkind_memfd,
-	fdkind_shmfile, fdkind_sysv;
+	fdkind_shmfile, fdkind_sysv, fdkind_pty;
 
 const struct fd_kind *const fd_kinds[] = {
 	&fdkind_pipe,      /* pipe.c: anonymous pipes and FIFOs with their data */
+	&fdkind_pty,       /* pty.c: ptys of the pod's devpts (before regfile: they are char devices) */
 	&fdkind_regfile,   /* regfile.c: regular files, directories, a few devices */
 	&fdkind_eventfd,   /* eventfd.c: counter, semaphore */
 	&fdkind_timerfd,   /* timerfd.c: clock, time left, interval, ticks */

@@ -45,6 +45,7 @@
 #include "lib/log.h"
 
 int inv_move(struct rst_ctx *r, int fd);
+int pty_devpts_fd(void);   /* pty.c */
 
 struct ready_msg {
 	int32_t pid;
@@ -270,7 +271,19 @@ static void run_task(struct rst_ctx *r, int idx)
 		/* The same mounts as a pod the agent starts: own /proc, /sys, devpts,
 		 * /dev/shm, mqueue (we are pid 1 of the new pid and mount ns, in the
 		 * pod's netns). */
-		if ((err = pod_setup_mounts_flags(NULL, POD_MOUNTS_SHM_DONE)) < 0)
+		unsigned mflags = POD_MOUNTS_SHM_DONE;
+		/* the pod's devpts with its ptys re-created (pty.c): mounted
+		 * first, so /dev/ptmx gets bound to its ptmx */
+		if (pty_devpts_fd() >= 0) {
+			if (mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) < 0 ||
+			    move_mount(pty_devpts_fd(), "", AT_FDCWD, "/dev/pts", MOVE_MOUNT_F_EMPTY_PATH) < 0) {
+				err = -errno;
+				log_err("restore: attach the pod's devpts: %s", strerror(errno));
+				goto fail;
+			}
+			mflags |= POD_MOUNTS_PTS_DONE;
+		}
+		if ((err = pod_setup_mounts_flags(NULL, mflags)) < 0)
 			goto fail;
 		if (move_mount(r->shm_mnt, "", AT_FDCWD, "/dev/shm", MOVE_MOUNT_F_EMPTY_PATH) < 0) {
 			err = -errno;

@@ -30,6 +30,7 @@ static const char *fkind_name(int k)
 	case FK_EVENTFD: return "eventfd"; case FK_UNIX: return "unix"; case FK_EPOLL: return "epoll";
 	case FK_TIMERFD: return "timerfd"; case FK_SIGNALFD: return "signalfd"; case FK_PIDFD: return "pidfd";
 	case FK_INOTIFY: return "inotify"; case FK_MEMFD: return "memfd"; case FK_DELETED: return "deleted";
+	case FK_PTY_MASTER: return "pty-master"; case FK_PTY_SLAVE: return "pty";
 	default: return "?";
 	}
 }
