@@ -7,9 +7,10 @@
 extern const struct fd_kind fdkind_pipe, fdkind_regfile, fdkind_inet;
 extern const struct fd_kind fdkind_eventfd, fdkind_epoll, fdkind_timerfd, fdkind_signalfd,
 	fdkind_unix, fdkind_pidfd, fdkind_inotify, fdkind_memfd,
-	fdkind_shmfile, fdkind_sysv, fdkind_pty;
+	fdkind_shmfile, fdkind_sysv, fdkind_pty, fdkind_mounts;
 
 const struct fd_kind *const fd_kinds[] = {
+	&fdkind_mounts,    /* mounts.c: the pod's own mounts, made before any file is reopened (hooks only) */
 	&fdkind_pipe,      /* pipe.c: anonymous pipes and FIFOs with their data */
 	&fdkind_pty,       /* pty.c: ptys of the pod's devpts (before regfile: they are char devices) */
 	&fdkind_regfile,   /* regfile.c: regular files, directories, a few devices */

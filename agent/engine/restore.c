@@ -46,6 +46,7 @@
 
 int inv_move(struct rst_ctx *r, int fd);
 int pty_devpts_fd(void);   /* pty.c */
+int mounts_attach(void);   /* mounts.c */
 
 struct ready_msg {
 	int32_t pid;
@@ -290,6 +291,8 @@ static void run_task(struct rst_ctx *r, int idx)
 			log_err("restore: attach the pod's /dev/shm: %s", strerror(errno));
 			goto fail;
 		}
+		if ((err = mounts_attach()) < 0)     /* the pod's own mounts */
+			goto fail;
 		if (r->info->hostname && sethostname(r->info->hostname, strlen(r->info->hostname)) < 0)
 			err = -errno;
 		if (r->info->domainname && setdomainname(r->info->domainname, strlen(r->info->domainname)) < 0)
