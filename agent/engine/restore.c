@@ -371,6 +371,11 @@ fail:
 
 /* ------------------------------------------------------------------ engine side */
 
+/* The pod's CLOCK_MONOTONIC/BOOTTIME continue from their values at the dump
+ * (default) or, with --shift-clocks, also count the time the pod was down
+ * (CLOCK_REALTIME now minus at the dump, as ZapC's time virtualization). */
+static bool shift_clocks;
+
 static int set_time_offsets(struct rst_ctx *r)
 {
 	if (unshare(CLONE_NEWTIME) < 0) {
@@ -382,6 +387,16 @@ static int set_time_offsets(struct rst_ctx *r)
 	clock_gettime(CLOCK_BOOTTIME, &b);
 	int64_t mo = (int64_t)r->info->mono_ns - ((int64_t)m.tv_sec * 1000000000ll + m.tv_nsec);
 	int64_t bo = (int64_t)r->info->boot_ns - ((int64_t)b.tv_sec * 1000000000ll + b.tv_nsec);
+	if (shift_clocks) {
+		struct timespec w;
+		clock_gettime(CLOCK_REALTIME, &w);
+		int64_t then = r->info->has_real_ns ? (int64_t)r->info->real_ns : (int64_t)r->info->ctime * 1000000000ll;
+		int64_t down = ((int64_t)w.tv_sec * 1000000000ll + w.tv_nsec) - then;
+		if (down > 0 && down < (int64_t)100 * 365 * 86400 * 1000000000ll) {
+			mo += down;
+			bo += down;
+		}
+	}
 	/* boottime must stay >= monotonic inside the namespace */
 	char buf[160];
 	int64_t ms = mo >= 0 ? mo / 1000000000ll : -((-mo + 999999999ll) / 1000000000ll);
@@ -566,7 +581,7 @@ static void timing(const char *what)
 static void usage(void)
 {
 	fprintf(stderr, "usage: zapc-engine restore -i FILE|- [--netns PATH] [--cgroup DIR...] [--name NEWNAME] "
-		"[--inherit-fd N:pipe:[INODE]|N:PATH ...] [--control FD]\n");
+		"[--inherit-fd N:pipe:[INODE]|N:PATH ...] [--control FD] [--shift-clocks]\n");
 }
 
 int restore_main(int argc, char **argv)
@@ -575,7 +590,7 @@ int restore_main(int argc, char **argv)
 		{ "input", required_argument, 0, 'i' }, { "netns", required_argument, 0, 'N' },
 		{ "cgroup", required_argument, 0, 'c' }, { "name", required_argument, 0, 'n' },
 		{ "inherit-fd", required_argument, 0, 'I' }, { "control", required_argument, 0, 'C' },
-		{ "sync", no_argument, 0, 'S' }, { 0, 0, 0, 0 } };
+		{ "sync", no_argument, 0, 'S' }, { "shift-clocks", no_argument, 0, 'T' }, { 0, 0, 0, 0 } };
 	struct control_done done = { 0 };
 	char *in = NULL, *netns = NULL, *cgroups[16];
 	int ncg = 0, c, err = -EINVAL, infd = -1, netfd = -1;
@@ -583,7 +598,7 @@ int restore_main(int argc, char **argv)
 	struct rst_ctx R = { .shm_mnt = -1 }, *r = &R;
 	struct pod_net net = { 0 };
 	g_r = r;
-	while ((c = getopt_long(argc, argv, "i:N:c:n:I:C:S", opts, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, "i:N:c:n:I:C:ST", opts, NULL)) != -1) {
 		switch (c) {
 		case 'i': in = optarg; break;
 		case 'N': netns = optarg; break;
@@ -591,6 +606,7 @@ int restore_main(int argc, char **argv)
 		case 'n': break;
 		case 'C': if (control_open(optarg) < 0) return 2; break;
 		case 'S': control_sync_enable(); break;	/* manager: sync point */
+		case 'T': shift_clocks = true; break;
 		case 'I': {
 			char *colon = strchr(optarg, ':');
 			if (!colon || r->ninherit == 16 || fcntl(atoi(optarg), F_GETFD) < 0) {
