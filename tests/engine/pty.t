@@ -24,6 +24,7 @@ sleep 0.3
 printf 'typed-after\n' > "$_d/cmd3"
 wait_for 10 grep -q "^D-typed-after" "$_d/out"
 tr -d '\r' < "$_d/out" > "$_d/clean"
+[ -n "$ZT_KEEP" ] && cp "$_d/out" "$ZT_KEEP"
 grep -q "^B-remembered-/dev/pts/1-40 132$" "$_d/clean"; ok $? "variables, tty name and window size kept" || diag "$(tail -5 "$_d/clean")"
 grep -q "^intr = ^G$" "$_d/clean"; ok $? "terminal settings kept"
 grep -q "^C-ctty$" "$_d/clean"; ok $? "the shell still has its controlling tty"
