@@ -10,7 +10,7 @@
  * forks /bin/sh -i as a session leader whose controlling tty is the slave.
  * Then forever: every byte the shell writes is copied to stdout; when
  * DIR/cmdN appears (N = 1, 2, ...) its content is typed into the master.
- * Prints "ready" first.
+ * Prints "ready" once the shell printed its first prompt.
  */
 #include <fcntl.h>
 #include <poll.h>
@@ -52,6 +52,12 @@ int main(int argc, char **argv)
 		execl("/bin/sh", "sh", "-i", (char *)NULL);
 		_exit(127);
 	}
+	/* the shell's first prompt: it is reading its terminal (input typed
+	 * before its start-up could be flushed) */
+	char prompt[256];
+	struct pollfd pf0 = { m, POLLIN, 0 };
+	if (poll(&pf0, 1, 10000) <= 0 || read(m, prompt, sizeof(prompt)) <= 0)
+		return 1;
 	printf("ready %s\n", slave);
 	fflush(stdout);
 	for (int n = 1;;) {
