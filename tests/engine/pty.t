@@ -7,7 +7,7 @@
 . "$(dirname "$0")/../lib.sh"
 . "$(dirname "$0")/pod.sh"
 need_root
-plan 10
+plan 13
 _d=$(mktemp -d /tmp/zeng-pty.XXXXXX); on_exit "rm -rf $_d"
 pod_start zpty "$ZBIN/zt-ptydrv" "$_d" > "$_d/out"
 wait_for 10 grep -q ready "$_d/out"
@@ -29,3 +29,14 @@ grep -q "^B-remembered-/dev/pts/1-40 132$" "$_d/clean"; ok $? "variables, tty na
 grep -q "^intr = ^G$" "$_d/clean"; ok $? "terminal settings kept"
 grep -q "^C-ctty$" "$_d/clean"; ok $? "the shell still has its controlling tty"
 grep -q "^D-typed-after$" "$_d/clean"; ok $? "a foreground read gets the typed line (job control intact)" || diag "$(tail -c 600 "$_d/clean")"
+
+# a pty of the node's devpts cannot be re-created: the dump says so, the pod runs on
+mkdir "$_d/n"
+pod_start zptyn "$ZBIN/zt-ptydrv" "$_d/n" node > "$_d/n/out"
+wait_for 10 grep -q ready "$_d/n/out"
+err=$(t_timeout 30 "$ENGINE" dump --cgroup "$POD_CG" --init "$POD_INIT" -o "$_d/n/img" 2>&1)
+[ $? -ne 0 ]; ok $? "dump of a pod using the node's ptys fails"
+echo "$err" | grep -Eq "dump: pid 1 fd [0-9]+: /dev/(ptmx|pts/[0-9]+) is a pty of the node's devpts, not the pod's: not supported"
+ok $? "the error names pid, fd and the pty" || diag "$err"
+printf 'echo "E$((6*7))"\n' > "$_d/n/cmd1"
+wait_for 10 grep -q E42 "$_d/n/out"; ok $? "the shell of that pod still answers"

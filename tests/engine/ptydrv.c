@@ -2,7 +2,7 @@
  * ptydrv.c — drives an interactive shell over a pty inside a pod, for
  * tests/engine/pty.t.
  *
- *   zt-ptydrv DIR
+ *   zt-ptydrv DIR [node]
  * Mounts the pod's own devpts first (as the agent does for a pod: a new
  * devpts instance on /dev/pts, /dev/ptmx bound to its ptmx; we are pid 1 of
  * new pid and mount namespaces).  Opens two ptys of the pod's /dev/ptmx and closes the first, so the shell's
@@ -10,6 +10,7 @@
  * forks /bin/sh -i as a session leader whose controlling tty is the slave.
  * Then forever: every byte the shell writes is copied to stdout; when
  * DIR/cmdN appears (N = 1, 2, ...) its content is typed into the master.
+ * "node": no devpts of its own, the ptys are the node's (a dump must refuse).
  * Prints "ready" once the shell printed its first prompt.
  */
 #include <fcntl.h>
@@ -25,10 +26,10 @@
 
 int main(int argc, char **argv)
 {
-	if (argc != 2)
+	if (argc < 2)
 		return 2;
-	if (mount("devpts", "/dev/pts", "devpts", MS_NOSUID | MS_NOEXEC, "newinstance,ptmxmode=0666,mode=0620,gid=5") < 0 ||
-	    mount("/dev/pts/ptmx", "/dev/ptmx", NULL, MS_BIND, NULL) < 0) {
+	if (argc == 2 && (mount("devpts", "/dev/pts", "devpts", MS_NOSUID | MS_NOEXEC, "newinstance,ptmxmode=0666,mode=0620,gid=5") < 0 ||
+	    mount("/dev/pts/ptmx", "/dev/ptmx", NULL, MS_BIND, NULL) < 0)) {
 		perror("devpts");
 		return 1;
 	}
