@@ -6,7 +6,7 @@
 . "$(dirname "$0")/../lib.sh"
 . "$(dirname "$0")/pod.sh"
 need_root
-plan 13
+plan 16
 _d=$(mktemp -d /tmp/zeng-mnt.XXXXXX); on_exit "rm -rf $_d"
 mkdir -p "$_d/mnt" "$_d/bind" "$_d/hostdir" "$_d/hb" "$_d/p2"
 echo node-file > "$_d/hostdir/n.txt"
@@ -63,3 +63,15 @@ n1=$(echo "$log" | head -1); nl=$(echo "$log" | wc -l)
 [ "$n1" = "line 1" ] && [ "$nl" -gt 5 ] && [ -z "$(echo "$log" | awk '$2 != NR')" ]
 ok $? "the log kept open in the tmpfs goes on in the same file (line 1..$nl)"
 [ -n "$before_md5" ]; ok $? "the blob was read before the checkpoint"
+
+# a mount of another kind (here a second devpts instance) fails the dump
+# with the mount named; the pod runs on
+mkdir -p "$_d/u/pts2"
+pod_start zmntu sh -c 'mount -t devpts -o newinstance devpts "$1/pts2" && echo ready > "$1/state" && while :; do date +%s%N > "$1/tick"; sleep 0.05; done' sh "$_d/u"
+wait_for 10 grep -q ready "$_d/u/state"
+err=$(t_timeout 30 "$ENGINE" dump --cgroup "$POD_CG" --init "$POD_INIT" -o "$_d/u/img" 2>&1)
+[ $? -ne 0 ]; ok $? "dump of a pod with a devpts mount of its own fails"
+echo "$err" | grep -q "dump: mount at $_d/u/pts2 (devpts from devpts, root /) made in the pod: not supported"
+ok $? "the error names the mount" || diag "$err"
+t1=$(cat "$_d/u/tick"); sleep 0.3
+[ "$(cat "$_d/u/tick")" != "$t1" ]; ok $? "the pod runs on"
