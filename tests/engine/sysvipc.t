@@ -8,7 +8,7 @@
 . "$(dirname "$0")/../lib.sh"
 . "$(dirname "$0")/pod.sh"
 need_root
-plan 9
+plan 10
 _d=$(mktemp -d /tmp/zeng-sysv.XXXXXX); on_exit "rm -rf $_d"
 pod_start zsysv "$ZBIN/zt-sysvipc" "$_d/trigger" > "$_d/out"
 wait_for 10 grep -q ready "$_d/out"
@@ -18,6 +18,7 @@ before=$(ipcs_of "$POD_INIT")
 [ $(echo "$before" | wc -l) -eq 5 ]; ok $? "five objects in the pod's IPC namespace" || diag "$before"
 t_timeout 30 "$ENGINE" dump --cgroup "$POD_CG" --init "$POD_INIT" -o "$_d/img"; ok $? "dump"
 wait_for 10 pod_gone "$POD_CG"
+is "$(t_timeout 10 "$ENGINE" show "$_d/img" | grep -c '^sysv \(shm\|sem\|msg\): key')" 5 "zapc-engine show lists the five objects"
 pod_restore "$_d/img" zsysvr; ok $? "restore"
 after=$(ipcs_of "$RPOD_INIT")
 is "$after" "$before" "ipcs in the restored pod shows the same objects" || diag "$before"
