@@ -26,9 +26,11 @@
  * of the process's controlling pty and restored as a file of that slave:
  * reads, writes and ioctls go to the same terminal; fstat shows the slave.
  *
- * Not kept: bytes queued in either direction (input not read by the slave
- * side — including a partly typed canonical line — and output not read by
- * the master); they are lost.  Exclusive mode (TIOCEXCL), the master's own
+ * The slave's output the master has not read yet is kept (read at dump and
+ * put back at once; written again at restore, see save_output).  Not kept:
+ * input not read by the slave side (including a partly typed canonical
+ * line: there is no way to read it back without consuming it as the
+ * program would), output queued in packet mode.  Exclusive mode (TIOCEXCL), the master's own
  * termios, ptys of the node's devpts (opened through the node's /dev/ptmx
  * or held from outside) are refused at dump.
  */
@@ -49,6 +51,7 @@
 #include "lib/log.h"
 
 #define PTY_INDEX_MAX 4096       /* kernel.pty.max default */
+#define OUTPUT_MAX (1u << 20)    /* a master's read queue is far smaller (N_TTY_BUF_SIZE + flip buffers) */
 #define UNIX98_PTY_SLAVE_MAJOR 136
 
 static int pts_mnt = -1;         /* restore: the pod's devpts, detached until init mounts it */
@@ -109,6 +112,8 @@ static int pod_devpts(pid_t init, dev_t *dev)
 	return 0;
 }
 
+static int save_output(const struct fd_src *s, ImgFile *f, int pkt);
+
 static int pty_dump(struct dump_ctx *d, const struct fd_src *s, ImgFile *f)
 {
 	dev_t pts = 0;
@@ -157,7 +162,69 @@ static int pty_dump(struct dump_ctx *d, const struct fd_src *s, ImgFile *f)
 	memcpy(f->winsize.data, &ws, sizeof(ws));
 	SETOPT(f, pty_locked, locked != 0);
 	SETOPT(f, pty_packet, pkt != 0);
-	return 0;
+	return save_output(s, f, pkt);
+}
+
+/* Write bytes into the master's read queue, as the slave's output with no
+ * output processing (OPOST off for the time of the write: ONLCR and the
+ * like were applied when the program wrote them).  master: an fd of the
+ * master; the termios ioctls on it act on the slave. */
+static int queue_output(int master, const uint8_t *data, size_t len)
+{
+	struct termios t, raw;
+	int s = ioctl(master, TIOCGPTPEER, O_WRONLY | O_NOCTTY | O_CLOEXEC | O_NONBLOCK), err = 0;
+	if (s < 0 || tcgetattr(master, &t) < 0) {
+		err = -errno;
+		goto out;
+	}
+	raw = t;
+	raw.c_oflag &= ~(tcflag_t)OPOST;
+	if (tcsetattr(master, TCSANOW, &raw) < 0) {
+		err = -errno;
+		goto out;
+	}
+	for (size_t off = 0; off < len;) {
+		ssize_t n = write(s, data + off, len - off);
+		if (n <= 0) {
+			err = n < 0 ? -errno : -EIO;
+			break;
+		}
+		off += (size_t)n;
+	}
+	if (tcsetattr(master, TCSANOW, &t) < 0 && !err)
+		err = -errno;
+out:
+	if (s >= 0)
+		close(s);
+	return err;
+}
+
+/* The slave's output the master has not read: read from our copy of the
+ * master (the pod is stopped) and put back at once the same way the restore
+ * will, so the pod's queue is what it was whether the dump goes on, fails
+ * or leaves the pod running.  Not in packet mode (a read there starts with
+ * a status byte). */
+static int save_output(const struct fd_src *s, ImgFile *f, int pkt)
+{
+	int n = 0;
+	if (pkt || ioctl(s->lfd, FIONREAD, &n) < 0 || n <= 0)
+		return 0;
+	if ((unsigned)n > OUTPUT_MAX) {
+		log_err("dump: pid %u fd %d: pty master with %d bytes unread: not supported", s->p->tree->pid, s->fd, n);
+		return -ENOTSUP;
+	}
+	uint8_t *buf = xcalloc(1, (size_t)n + 1);
+	ssize_t got = read(s->lfd, buf, (size_t)n);    /* n are there: does not block */
+	if (got <= 0) {
+		free(buf);
+		return got < 0 ? -errno : 0;
+	}
+	SETOPT(f, pty_output, ((ProtobufCBinaryData){ (size_t)got, buf }));
+	int err = queue_output(s->lfd, buf, (size_t)got);
+	if (err < 0)
+		log_err("dump: pid %u fd %d: put back the pty's unread output: %s", s->p->tree->pid, s->fd,
+			strerror(-err));
+	return err;
 }
 
 static ImgFile *master_of(ImgFiles *fs, uint32_t idx)
@@ -301,6 +368,12 @@ static int pty_prepare(struct rst_ctx *r)
 		int pkt = f->has_pty_packet && f->pty_packet;
 		if (!err && (ioctl(fd, TIOCSPTLCK, &unlock) < 0 || (pkt && ioctl(fd, TIOCPKT, &pkt) < 0)))
 			err = -errno;
+		/* unlocked: the slave (TIOCGPTPEER) can be opened to queue the output */
+		if (!err && f->has_pty_output && f->pty_output.len <= OUTPUT_MAX &&
+		    (err = queue_output(fd, f->pty_output.data, f->pty_output.len)) < 0) {
+			log_err("restore: pty %u: unread output: %s", want, strerror(-err));
+			break;
+		}
 		if (err)
 			log_err("restore: pty %u: settings: %s", want, strerror(-err));
 	}

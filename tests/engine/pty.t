@@ -3,25 +3,32 @@
 # program in the pod through the master, is checkpointed and restored: the
 # pty keeps its index (/dev/pts/1, with 0 free), window size and settings;
 # the shell keeps its controlling tty (it can open /dev/tty), its job
-# control (a foreground command reads the tty) and its variables.
+# control (a foreground command reads the tty) and its variables; output the
+# driver had not read yet at the checkpoint is read after the restore.
 . "$(dirname "$0")/../lib.sh"
 . "$(dirname "$0")/pod.sh"
 need_root
-plan 13
+plan 15
 _d=$(mktemp -d /tmp/zeng-pty.XXXXXX); on_exit "rm -rf $_d"
 pod_start zpty "$ZBIN/zt-ptydrv" "$_d" > "$_d/out"
 wait_for 10 grep -q ready "$_d/out"
 is "$(sed -n 1p "$_d/out")" "ready /dev/pts/1" "the shell's pty is /dev/pts/1"
 printf 'X=remembered; stty intr ^G; echo "A$((40+2))"\n' > "$_d/cmd1"
 wait_for 10 grep -q A42 "$_d/out"; ok $? "the shell answers before the checkpoint"
+echo "#pause" > "$_d/cmd2"; sleep 0.1
+printf 'echo "Q$((3*7))"\n' > "$_d/cmd3"
+sleep 0.5           # the shell runs it; its output waits in the pty
+! grep -q Q21 "$_d/out"; ok $? "the output waits unread in the pty at the checkpoint"
 t_timeout 30 "$ENGINE" dump --cgroup "$POD_CG" --init "$POD_INIT" -o "$_d/img"; ok $? "dump"
 wait_for 10 pod_gone "$POD_CG"; ok $? "the checkpointed pod is gone"
 pod_restore "$_d/img" zptyr; ok $? "restore"
 # the restored pod's own devpts has exactly the shell's pty
 is "$(t_timeout 10 nsenter -t "$RPOD_INIT" -m ls /dev/pts | tr '\n' ' ')" "1 ptmx " "the restored devpts has pts 1 only"
-printf 'echo "B-$X-$(tty)-$(stty size)"; stty -a | grep -o "intr = ^G"; echo C-ctty >/dev/tty; read v; echo "D-$v"\n' > "$_d/cmd2"
+echo "#resume" > "$_d/cmd4"
+wait_for 10 grep -q Q21 "$_d/out"; ok $? "the output the driver had not read comes after the restore"
+printf 'echo "B-$X-$(tty)-$(stty size)"; stty -a | grep -o "intr = ^G"; echo C-ctty >/dev/tty; read v; echo "D-$v"\n' > "$_d/cmd5"
 sleep 0.3
-printf 'typed-after\n' > "$_d/cmd3"
+printf 'typed-after\n' > "$_d/cmd6"
 wait_for 10 grep -q "^D-typed-after" "$_d/out"
 tr -d '\r' < "$_d/out" > "$_d/clean"
 [ -n "$ZT_KEEP" ] && cp "$_d/out" "$ZT_KEEP"

@@ -9,7 +9,9 @@
  * is /dev/pts/1 (an index a restore must choose); sets a 40x132 window;
  * forks /bin/sh -i as a session leader whose controlling tty is the slave.
  * Then forever: every byte the shell writes is copied to stdout; when
- * DIR/cmdN appears (N = 1, 2, ...) its content is typed into the master.
+ * DIR/cmdN appears (N = 1, 2, ...) its content is typed into the master —
+ * except "#pause" / "#resume", which stop / restart reading the master (the
+ * shell's output then waits in the pty).
  * "node": no devpts of its own, the ptys are the node's (a dump must refuse).
  * Prints "ready" once the shell printed its first prompt.
  */
@@ -61,9 +63,12 @@ int main(int argc, char **argv)
 		return 1;
 	printf("ready %s\n", slave);
 	fflush(stdout);
+	int paused = 0;
 	for (int n = 1;;) {
 		struct pollfd pf = { m, POLLIN, 0 };
-		if (poll(&pf, 1, 20) > 0) {
+		if (paused)
+			usleep(20000);
+		else if (poll(&pf, 1, 20) > 0) {
 			char buf[4096];
 			ssize_t r = read(m, buf, sizeof(buf));
 			if (r <= 0)
@@ -79,8 +84,12 @@ int main(int argc, char **argv)
 		char cmd[4096];
 		size_t len = fread(cmd, 1, sizeof(cmd), f);
 		fclose(f);
-		if (write(m, cmd, len) != (ssize_t)len)
-			return 1;
 		n++;
+		if (len >= 6 && !memcmp(cmd, "#pause", 6))
+			paused = 1;
+		else if (len >= 7 && !memcmp(cmd, "#resume", 7))
+			paused = 0;
+		else if (write(m, cmd, len) != (ssize_t)len)
+			return 1;
 	}
 }
