@@ -15,8 +15,8 @@
  * A segment removed while attached is removed again (IPC_RMID) by an
  * injected shmctl once every process is mapped.
  *
- * Not kept: creator uid/gid and pid (the restorer's), last attach/detach
- * times and pid, SHM_LOCK.  The dump's own attach updates shm_atime/dtime
+ * SHM_LOCK is applied again.  Not kept: creator uid/gid and pid (the
+ * restorer's), last attach/detach times and pid.  The dump's own attach updates shm_atime/dtime
  * and shm_lpid of a pod that goes on running (--leave-running).
  */
 #include <errno.h>
@@ -72,6 +72,8 @@ int sysv_shm_dump(struct dump_ctx *d)
 		memcpy(s->content.data, m, s->content.len);
 		if (ds.shm_perm.mode & SHM_DEST)
 			SETOPT(s, dest, 1);
+		if (ds.shm_perm.mode & SHM_LOCKED)
+			SETOPT(s, locked, 1);
 		shmdt(m);
 	}
 	return 0;
@@ -132,6 +134,10 @@ int sysv_shm_restore(struct rst_ctx *r)
 		ds.shm_perm.mode = pm->mode & 0777;
 		if (shmctl(id, IPC_SET, &ds) < 0) {
 			log_err("restore: SysV shared memory id %d: owner %u:%u: %s", id, pm->uid, pm->gid, strerror(errno));
+			return -errno;
+		}
+		if (s->has_locked && s->locked && shmctl(id, SHM_LOCK, NULL) < 0) {
+			log_err("restore: SysV shared memory id %d: SHM_LOCK: %s", id, strerror(errno));
 			return -errno;
 		}
 		if (s->content.len) {

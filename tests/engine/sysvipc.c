@@ -5,7 +5,8 @@
  * Creates (keys 0x5a5a0001..): a 3-page+100-byte shm segment (mode 0640,
  * owner 1234:5678) attached by this process and by a child that increments
  * a counter in it; a private segment attached read-only at a fixed address;
- * a segment removed (IPC_RMID) while attached; a set of 3 semaphores; a
+ * a segment removed (IPC_RMID) while attached; the private one SHM_LOCKed;
+ * a set of 3 semaphores; a
  * message queue with 3 messages of types 1, 7, 2.  Prints "ready ..." with
  * the ids, then waits for TRIGGER to exist and prints one line: "ok ..." or
  * the first thing that differs.  The ids are kept in memory only, so after a
@@ -77,6 +78,7 @@ int main(int argc, char **argv)
 	ds.shm_perm.gid = 5678;
 	ds.shm_perm.mode = 0640;
 	shmctl(shm, IPC_SET, &ds);
+	shmctl(priv, SHM_LOCK, NULL);
 	unsigned short vals[3] = { 1, 5, 9 };
 	semctl(sem, 0, SETALL, vals);
 	struct sembuf op = { 0, 1, 0 };          /* 1 -> 2 */
@@ -131,6 +133,7 @@ int main(int argc, char **argv)
 	/* read-only attach at its address, still read-only */
 	CHECK(ro == RO_ADDR && ro[0] == 'R' && ro[8191] == 'R', "read-only attach lost");
 	CHECK(shmctl(priv, IPC_STAT, &ds) == 0 && ds.shm_perm.__key == IPC_PRIVATE, "private segment lost");
+	CHECK(ds.shm_perm.mode & SHM_LOCKED, "SHM_LOCK lost");
 	/* removed segment: still attached, content kept, marked for destruction */
 	CHECK(!memcmp((void *)g, "removed but attached", 21), "removed segment content lost");
 	CHECK(shmctl(gone, IPC_STAT, &ds) == 0 && (ds.shm_perm.mode & SHM_DEST), "removed segment not SHM_DEST");
