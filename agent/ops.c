@@ -529,17 +529,27 @@ static int checkpoint_run(struct pod *pod, int out_fd, int leave_running, const 
 	return 0;
 }
 
+static int restore_start(int in_fd, const char *name, const char *ip, uid_t uid, gid_t gid,
+			 op_done_fn done, op_sync_fn sync, bool shift_clocks, void *ctx);
+
 int ops_restore(int in_fd, const char *name, const char *ip, uid_t uid, gid_t gid,
-		op_done_fn done, void *ctx)
+		bool shift_clocks, op_done_fn done, void *ctx)
 {
-	return ops_restore_sync(in_fd, name, ip, uid, gid, done, NULL, ctx);
+	return restore_start(in_fd, name, ip, uid, gid, done, NULL, shift_clocks, ctx);
 }
 
 int ops_restore_sync(int in_fd, const char *name, const char *ip, uid_t uid, gid_t gid,
 		     op_done_fn done, op_sync_fn sync, void *ctx)
 {
+	return restore_start(in_fd, name, ip, uid, gid, done, sync, false, ctx);
+}
+
+static int restore_start(int in_fd, const char *name, const char *ip, uid_t uid, gid_t gid,
+			 op_done_fn done, op_sync_fn sync, bool shift_clocks, void *ctx)
+{
 	char *argv[] = { "zapc-engine", "restore", "--control", "3", "-i", "-",
-			 sync ? "--sync" : NULL, NULL };
+			 sync ? "--sync" : shift_clocks ? "--shift-clocks" : NULL,
+			 sync && shift_clocks ? "--shift-clocks" : NULL, NULL };
 	struct op *op;
 	int rc;
 

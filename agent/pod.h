@@ -148,6 +148,9 @@ int pod_setup_mounts(const char *root);
 /* The same; POD_MOUNTS_SHM_DONE: /dev/shm already holds the pod's tmpfs (a
  * restore fills it before the pod's init exists and the init inherits it). */
 #define POD_MOUNTS_SHM_DONE 1u
+/* POD_MOUNTS_PTS_DONE: /dev/pts already holds the pod's devpts (a restore
+ * re-creates the pod's ptys in it first); /dev/ptmx is still bound to it. */
+#define POD_MOUNTS_PTS_DONE 2u
 int pod_setup_mounts_flags(const char *root, unsigned flags);
 /* Mount a pod's /dev/shm tmpfs (mode 1777, 64 MiB) on dir.  0/-errno. */
 int pod_mount_shm(const char *dir);

@@ -478,7 +478,7 @@ static void cmd_restore(struct conn *c, Zapc__Restore *rs)
 		return;
 	}
 	log_last_err_clear();
-	rc = ops_restore(fd, rs->name, rs->ip, c->uid, c->gid, op_answer, c);
+	rc = ops_restore(fd, rs->name, rs->ip, c->uid, c->gid, rs->shift_clocks, op_answer, c);
 	if (rc < 0) {
 		respond_fail(c, rc, "restore");
 		return;

@@ -271,6 +271,7 @@ static void pod_clocks(struct dump_ctx *d, pid_t init)
 	free(s);
 	d->info->mono_ns = clock_ns(CLOCK_MONOTONIC) + (uint64_t)mono_off;
 	d->info->boot_ns = clock_ns(CLOCK_BOOTTIME) + (uint64_t)boot_off;
+	SETOPT(d->info, real_ns, clock_ns(CLOCK_REALTIME));
 }
 
 static void pod_uts(struct dump_ctx *d, pid_t init)

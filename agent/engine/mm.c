@@ -30,6 +30,7 @@
 #include <sys/mman.h>
 #include <sys/prctl.h>
 #include <sys/ptrace.h>
+#include <sys/shm.h>
 #include <sys/syscall.h>
 #include <sys/uio.h>
 #include <time.h>
@@ -471,13 +472,9 @@ int mm_dump(struct dump_ctx *d, struct dproc *p)
 				v->kind = VK_VSYSCALL;
 			} else if (perms[3] == 's' && (!strncmp(name, "/dev/zero (deleted)", 19) ||
 						       !strncmp(name, "/memfd:", 7) || !strncmp(name, "/SYSV", 5))) {
-				if (!strncmp(name, "/SYSV", 5)) {
-					log_err("dump: pid %u vma %#llx: SysV shared memory is not supported",
-						p->tree->pid, s);
-					err = -ENOTSUP;
-					break;
-				}
-				v->kind = VK_SHM;
+				/* SysV shm: the inode is the segment id; its content is
+				 * sysv_shm.c's, restore re-attaches it with shmat */
+				v->kind = !strncmp(name, "/SYSV", 5) ? VK_SYSV : VK_SHM;
 				SETOPT(v, shm_id, (uint32_t)ino);
 			} else if (ino == 0) {
 				v->kind = VK_ANON;
@@ -821,6 +818,11 @@ int mm_restore_late(struct rst_ctx *r, struct rproc *p, struct image_reader *in,
 			}
 			fl |= MAP_SHARED;
 			break;
+		case VK_SYSV:   /* shmat(id, start, flags) returns start, like mmap */
+			opv[nops] = v;
+			ops[nops++] = (struct inj_op){ SYS_shmat, { v->shm_id, v->start,
+				(v->prot & PROT_WRITE ? 0 : SHM_RDONLY) | (v->prot & PROT_EXEC ? SHM_EXEC : 0), 0, 0, 0 }, 0 };
+			continue;
 		default:
 			continue;
 		}
@@ -895,6 +897,8 @@ int mm_restore_late(struct rst_ctx *r, struct rproc *p, struct image_reader *in,
 		ImgVma *v = p->core->vmas[i];
 		if ((v->kind == VK_ANON || (v->kind == VK_FILE && !(v->flags & MAP_SHARED))) &&
 		    v->has_pages && !(v->prot & PROT_WRITE))
+			fin[nfin++] = (struct inj_op){ SYS_mprotect, { v->start, v->end - v->start, v->prot, 0, 0, 0 }, 0 };
+		if (v->kind == VK_SYSV && !(v->prot & PROT_READ))   /* shmat always gives read */
 			fin[nfin++] = (struct inj_op){ SYS_mprotect, { v->start, v->end - v->start, v->prot, 0, 0, 0 }, 0 };
 		if (v->has_madv) {
 			static const int adv[5] = { MADV_DONTFORK, MADV_WIPEONFORK, MADV_DONTDUMP, MADV_HUGEPAGE,

@@ -20,6 +20,11 @@
 #include "lib/log.h"
 
 int inject_prepare(struct dump_ctx *d, struct dproc *p);
+int sysv_restore_early(struct rst_ctx *r, struct rproc *p);
+int sysv_shm_restore_late(struct rst_ctx *r, struct rproc *p);
+int pty_ctty_dump(struct dump_ctx *d, struct dproc *p);
+int pty_restore_early(struct rst_ctx *r, struct rproc *p);
+int pty_restore_late(struct rst_ctx *r, struct rproc *p);
 
 const struct engine_object engine_objects[] = {
 	{ "creds",   creds_dump,   creds_restore_early, NULL },
@@ -31,6 +36,8 @@ const struct engine_object engine_objects[] = {
 	{ "signals", signals_dump, NULL,                signals_restore_late },
 	{ "timers",  timers_dump,  NULL,                timers_restore_late },
 	{ "pidfd",   NULL,         NULL,                pidfd_restore_late },
+	{ "sysv",    NULL,         sysv_restore_early,  sysv_shm_restore_late },   /* sysv*.c */
+	{ "ctty",    pty_ctty_dump, pty_restore_early,  pty_restore_late },        /* pty.c */
 	{ "creds-late", NULL,      NULL,                creds_restore_late },
 	{ NULL, NULL, NULL, NULL },
 };
