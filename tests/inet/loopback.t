@@ -20,7 +20,7 @@ cons=$(pod_field lo console)
 # moving: the peer's byte counts grow within 2 s
 moving() {
 	_s=$(cut -d' ' -f1,2 "$T/peer.progress" 2>/dev/null)
-	wait_for 3 sh -c "[ \"\$(cut -d' ' -f1,2 '$T/peer.progress' 2>/dev/null)\" != '$_s' ]"
+	wait_for 10 sh -c "[ \"\$(cut -d' ' -f1,2 '$T/peer.progress' 2>/dev/null)\" != '$_s' ]"
 }
 wait_for 5 test -s "$T/peer.progress" && moving
 ok $? "the stream runs"
