@@ -138,6 +138,8 @@ static void finish_checkpoint(struct op *op, Zapc__Response *r, char *why, size_
 	static Zapc__CheckpointResult cr;
 	struct pod *pod = pod_find(g.node, op->pod_name);
 
+	if (pod && pod->init_pid == op->pod_init && op->done && op->done->hold_kept)
+		pod->hold_kept = 1;
 	if (!op_ok(op)) {
 		op_reason(op, why, whylen);
 		log_err("pod %s: checkpoint failed: %s", op->pod_name, why);
@@ -189,6 +191,7 @@ static struct pod *finish_restore(struct op *op, Zapc__Response *r, char *why, s
 		r->error = why;
 		return NULL;
 	}
+	pod->hold_kept = op->done->hold_kept;
 	zapc__restore_result__init(&rr);
 	rr.total_us = since_us(&op->t0);
 	rr.processes = op->done->processes;
@@ -515,6 +518,8 @@ static int checkpoint_run(struct pod *pod, int out_fd, int leave_running, const 
 	}
 	if (o && o->track)
 		argv[n++] = "--track";
+	if (pod->hold_kept)
+		argv[n++] = "--hold-kept";
 	argv[n] = NULL;
 	op->sync_cb = sync;
 	rc = op_spawn(op, argv, out_fd, 1);

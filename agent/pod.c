@@ -631,6 +631,32 @@ out:
 	return rc;
 }
 
+/* The workload of a restored pod, for `pod list`: the restored zapc-init's
+ * command line is "zapc-init [options] -- CMD ARGS". */
+static char **workload_of(pid_t init_pid)
+{
+	char path[64], buf[4096], *argv[64];
+	ssize_t n;
+	int fd, na = 0, after = 0;
+
+	snprintf(path, sizeof(path), "/proc/%d/cmdline", init_pid);
+	if ((fd = open(path, O_RDONLY | O_CLOEXEC)) < 0)
+		return NULL;
+	n = read(fd, buf, sizeof(buf) - 1);
+	close(fd);
+	if (n <= 0)
+		return NULL;
+	buf[n] = 0;
+	for (char *a = buf; a < buf + n && na < 63; a += strlen(a) + 1) {
+		if (after)
+			argv[na++] = a;
+		else if (!strcmp(a, "--"))
+			after = 1;
+	}
+	argv[na] = NULL;
+	return na ? strv_dup(argv) : NULL;
+}
+
 int pod_adopt(struct pod_node *node, struct pod *pod, pid_t init_pid)
 {
 	int fd = pidfd_open_(init_pid);
@@ -644,6 +670,8 @@ int pod_adopt(struct pod_node *node, struct pod *pod, pid_t init_pid)
 	pod->init_pid = init_pid;
 	pod->pidfd = fd;
 	pod->state = POD_RUNNING;
+	if (!pod->argv)
+		pod->argv = workload_of(init_pid);
 	return node->watch ? node->watch(node, pod) : 0;
 }
 

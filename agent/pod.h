@@ -44,6 +44,8 @@ struct pod {
 	int host_route;			/* ip/32 dev bridge added on the node */
 	char root[PATH_MAX];		/* "" = the node's file system */
 	char console[PATH_MAX];		/* workload stdout/stderr log */
+	int hold_kept;			/* its netns has kept hold rules (the engine's
+					 * Done said so): dumps hold without iptables */
 	int console_owned;		/* destroy unlinks it (not after a checkpoint:
 					 * the image's processes still write to it) */
 	uid_t uid;			/* owner: the caller that created it */

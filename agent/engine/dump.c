@@ -378,7 +378,7 @@ int dump_main(int argc, char **argv)
 		{ "sync", no_argument, 0, 'S' },
 		{ "parent", required_argument, 0, 'p' }, { "full-every", required_argument, 0, 'F' },
 		{ "track", no_argument, 0, 't' }, { "compress", optional_argument, 0, 'z' },
-		{ "write-frozen", no_argument, 0, 'W' },
+		{ "write-frozen", no_argument, 0, 'W' }, { "hold-kept", no_argument, 0, 'H' },
 		{ 0, 0, 0, 0 } };
 	const char *parent = NULL;
 	unsigned full_every = 10;
@@ -390,7 +390,7 @@ int dump_main(int argc, char **argv)
 	struct dump_ctx D = { 0 }, *d = &D;
 	struct timespec t0, t1, t2;
 
-	while ((c = getopt_long(argc, argv, "c:i:o:ln:P:C:Sp:F:tz::W", opts, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, "c:i:o:ln:P:C:Sp:F:tz::WH", opts, NULL)) != -1) {
 		switch (c) {
 		case 'c': if (ncg < 16) cgroups[ncg++] = optarg; break;
 		case 'i': init = atoi(optarg); break;
@@ -405,6 +405,7 @@ int dump_main(int argc, char **argv)
 		case 't': d->track = true; break;
 		case 'z': d->compress = optarg ? atoi(optarg) : 3; if (d->compress < 1) d->compress = 1; break;
 		case 'W': d->write_frozen = true; break;
+		case 'H': inet_set_hold_kept(true); break;	/* the agent: kept rules there */
 		default: usage(); return 2;
 		}
 	}
@@ -535,6 +536,7 @@ out:
 	if (err < 0 && strcmp(out, "-"))
 		unlink(out);
 	done.status = err < 0 ? err : 0;
+	done.hold_kept = inet_hold_kept();
 	done.image_bytes = d->image_bytes;
 	done.processes = (uint32_t)d->nprocs;
 	for (int i = 0; i < d->nprocs; i++)
@@ -558,6 +560,7 @@ fail:
 		unlink(out);
 	}
 	done.status = err < 0 ? err : -EIO;
+	done.hold_kept = inet_hold_kept();
 	control_done(&done);
 	return 1;
 }

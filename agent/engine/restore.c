@@ -859,6 +859,7 @@ int restore_main(int argc, char **argv)
 	fflush(stdout);
 	image_reader_free(g_in);
 	done.init_pid = root;
+	done.hold_kept = inet_hold_kept();
 	for (int i = 0; i < r->nprocs; i++) {
 		done.processes += !r->procs[i].tree->zombie;
 		done.threads += (uint32_t)(r->procs[i].tree->zombie ? 0 : r->procs[i].nth);

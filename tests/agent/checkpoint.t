@@ -7,7 +7,7 @@
 # user cannot checkpoint root's pod or restore.
 . "${ZAPC_SRC:-.}/tests/lib.sh"
 need_root
-plan 40
+plan 41
 
 Z="t_timeout 30 $ZBIN/zapc"
 agent_start zk || exit 1
@@ -41,6 +41,7 @@ ok $? "restore DIR"
 grep -q "pod cnt restored from $d/img/image.zapc: ip 10.200.0.77" "$d/rs.out"
 ok $? "restored with its name and IP ($(cat "$d/rs.out"))"
 is "$(pod_field cnt state)" running "pod list shows it running"
+is "$(pod_field cnt argv)" "$ZBIN/zt-counter 3" "and its workload's command"
 init=$(pod_field cnt init_pid)
 is "$(awk '/^NSpid/ {print $NF}' /proc/$init/status)" 1 "its init is pid 1 of a new pid namespace"
 is "$($Z pod exec cnt -- cat /proc/1/comm)" zapc-init "pod exec reaches the restored pod: its pid 1 is the restored zapc-init"
