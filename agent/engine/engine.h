@@ -134,6 +134,12 @@ struct dproc {
 	bool tracked;                /* uffd valid since the parent image */
 	uint8_t *vscan;              /* per VMA: 1 scanned (re-protected), 2 has "uw", 0 not */
 	int npresent_cap;
+	/* copy-on-write capture (cowsnap.c): pages read after the resume from a
+	 * stopped fork of the process instead of while frozen */
+	bool cow_ok;                 /* mm_dump: nothing a fork would not copy privately */
+	bool cow_defer;              /* runs known, pages not read yet */
+	pid_t cow_child;             /* host pid of the snapshot child, 0 if none */
+	pid_t cow_child_ns;          /* its pid in the pod */
 };
 
 struct dump_ctx {
@@ -155,6 +161,7 @@ struct dump_ctx {
 	int compress;                /* zstd level, 0 = store raw */
 	bool track;                  /* keep dirty tracking for the next increment */
 	bool write_frozen;           /* bench only: write the image before resuming */
+	bool cow;                    /* --leave-running: capture pages copy-on-write (cowsnap.c) */
 	ImgParent *parent;           /* NULL: a full image */
 	struct chain_index *pindex;  /* hashes of the parent chain's pages */
 	uint64_t track_stream;       /* stream the kept uffds were armed at (0 none) */
@@ -210,6 +217,13 @@ int status_field_ids(const char *status, const char *key, uint32_t *out, int max
 /* per-object dump sides (called with every thread of the pod ptrace-stopped) */
 int mm_dump(struct dump_ctx *d, struct dproc *p);
 int mm_dump_shm(struct dump_ctx *d);
+/* Read p's runs (p->runs) from the memory of pid (p itself or its snapshot child). */
+int mm_read_pages(struct dproc *p, pid_t pid);
+
+/* cowsnap.c — copy-on-write capture for --leave-running (docs/engine.md) */
+int cow_fork_all(struct dump_ctx *d);        /* frozen: fork a stopped snapshot of each big process */
+int cow_read_all(struct dump_ctx *d);        /* resumed: read pages from the snapshots, end them */
+void cow_abort_all(struct dump_ctx *d);      /* frozen, on failure: end the snapshots */
 int files_dump(struct dump_ctx *d, struct dproc *p);
 int signals_dump(struct dump_ctx *d, struct dproc *p);
 int creds_dump(struct dump_ctx *d, struct dproc *p);

@@ -260,6 +260,7 @@ static int pagemap_runs(struct dproc *p, int pmfd, ImgVma *v, struct pagerun **r
 }
 
 static int cmp_range(const void *a, const void *b);
+static size_t cow_min_bytes(void);
 
 /* Indexed images: the VMA's present pages go to the index; the pages to read
  * are the written ones when the VMA is tracked since the parent, else all. */
@@ -434,6 +435,7 @@ int mm_dump(struct dump_ctx *d, struct dproc *p)
 	}
 	ImgVma *v = NULL;
 	uint64_t rss = 0, swap = 0;
+	p->cow_ok = d->cow && p->uffd < 0;
 	struct pagerun *runs = NULL;
 	int nruns = 0, cap = 0;
 	while (fgets(line, sizeof(line), f)) {
@@ -502,6 +504,12 @@ int mm_dump(struct dump_ctx *d, struct dproc *p)
 			char *q = line + 8;
 			uint32_t madv = 0;
 			for (char *t = strtok(q, " \n"); t; t = strtok(NULL, " \n")) {
+				/* a fork does not copy these privately, or blocks on a
+				 * userfaultfd monitor (UFFD_FEATURE_EVENT_FORK): such a
+				 * process is read while frozen (cowsnap.c) */
+				if (!strcmp(t, "um") || !strcmp(t, "uw") || !strcmp(t, "ui") ||
+				    (v->kind != VK_SHM && (!strcmp(t, "dc") || !strcmp(t, "wf"))))
+					p->cow_ok = false;
 				if (!strcmp(t, "uw")) p->vscan[p->core->n_vmas - 1] = 2;
 				else if (!strcmp(t, "gd")) v->flags |= MAP_GROWSDOWN;
 				else if (!strcmp(t, "nr")) v->flags |= MAP_NORESERVE;
@@ -549,15 +557,39 @@ int mm_dump(struct dump_ctx *d, struct dproc *p)
 		free(runs);
 		return err;
 	}
+	p->runs = runs;
+	p->nruns = nruns;
+	/* copy-on-write capture pays a fork (page tables) while frozen: worth it
+	 * only for big processes; small ones are copied right away */
+	size_t bytes = 0;
+	for (int i = 0; i < nruns; i++)
+		bytes += (size_t)runs[i].npages * PAGE;
+	if (p->cow_ok && bytes >= cow_min_bytes()) {
+		p->cow_defer = true;
+		return 0;
+	}
+	return mm_read_pages(p, p->hpid);
+}
+
+/* Smallest page volume captured copy-on-write (ZAPC_ENGINE_COW_MIN_KB, tests). */
+static size_t cow_min_bytes(void)
+{
+	const char *e = getenv("ZAPC_ENGINE_COW_MIN_KB");
+	return e ? (size_t)strtoull(e, NULL, 10) << 10 : 16u << 20;
+}
+
+int mm_read_pages(struct dproc *p, pid_t pid)
+{
+	struct pagerun *runs = p->runs;
+	int nruns = p->nruns, err;
 	struct timespec t0, t1;
 	clock_gettime(CLOCK_MONOTONIC, &t0);
-	err = read_runs(p->hpid, runs, nruns, &p->pagebuf, &p->pagebuf_len, p->core);
+	err = read_runs(pid, runs, nruns, &p->pagebuf, &p->pagebuf_len, p->core);
 	clock_gettime(CLOCK_MONOTONIC, &t1);
 	double ms = (t1.tv_sec - t0.tv_sec) * 1e3 + (t1.tv_nsec - t0.tv_nsec) / 1e6;
 	if (getenv("ZAPC_ENGINE_TIMING") && ms > 5)
-		fprintf(stderr, "TIMING dump_mm_read_ms %.3f (pid %u, %d runs)\n", ms, p->tree->pid, nruns);
-	p->runs = runs;
-	p->nruns = nruns;
+		fprintf(stderr, "TIMING dump_mm_read_ms %.3f (pid %u, %d runs%s)\n", ms, p->tree->pid, nruns,
+			pid != p->hpid ? ", from the snapshot child" : "");
 	if (err < 0)
 		log_err("dump: pid %u: reading memory: %s", p->tree->pid, strerror(-err));
 	return err;
