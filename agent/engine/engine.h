@@ -140,6 +140,25 @@ struct dproc {
 	bool cow_defer;              /* runs known, pages not read yet */
 	pid_t cow_child;             /* host pid of the snapshot child, 0 if none */
 	pid_t cow_child_ns;          /* its pid in the pod */
+	struct dump_prefetch *pre;   /* batched injected queries (objects.c), NULL if none */
+};
+
+/*
+ * One batch of injected queries run in the leader right after the scratch
+ * mapping (objects.c inject_prepare): one ptrace round trip instead of one
+ * per call.  The objects read their answers here; ret < 0 is -errno.
+ * Output layout in the scratch mapping (copied into out[]):
+ */
+#define PF_ITIMER(w)   ((w) * 32)              /* struct itimerval, which 0..2 */
+#define PF_ALTSTACK    0x100                   /* stack_t of the leader */
+#define PF_TIDADDR     0x140                   /* PR_GET_TID_ADDRESS of the leader */
+#define PF_SIGACT(sig) (0x200 + ((sig) - 1) * 32)   /* struct ksigaction, sig 1..64 */
+#define PF_OUT_LEN     0xa00
+struct dump_prefetch {
+	uint64_t sigwant;            /* SigCgt | SigIgn of /proc/PID/status */
+	int64_t brk;
+	int64_t itimer_ret[3], altstack_ret, tidaddr_ret, sigaction_ret[65];
+	uint8_t out[PF_OUT_LEN];
 };
 
 struct dump_ctx {

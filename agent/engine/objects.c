@@ -12,6 +12,7 @@
 #include <stdio.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/prctl.h>
 #include <sys/ptrace.h>
 #include <sys/syscall.h>
 
@@ -95,8 +96,28 @@ int objects_late(struct rst_ctx *r, struct rproc *p)
 	return 0;
 }
 
+/* SigCgt | SigIgn of /proc/PID/status (hex masks), or ~0 if unreadable. */
+static uint64_t signals_wanted(pid_t hpid)
+{
+	char path[64];
+	snprintf(path, sizeof(path), "/proc/%d/status", hpid);
+	char *st = read_file_str(path, NULL);
+	if (!st)
+		return ~0ull;
+	uint64_t m = 0;
+	const char *k;
+	if ((k = strstr(st, "SigCgt:\t")))
+		m |= strtoull(k + 8, NULL, 16);
+	if ((k = strstr(st, "SigIgn:\t")))
+		m |= strtoull(k + 8, NULL, 16);
+	free(st);
+	return m;
+}
+
 /* Injection needs a `syscall` (the vdso's) and a scratch page for in/out
- * structures.  Signals stay blocked except SIGTRAP (see inject.c). */
+ * structures.  Signals stay blocked except SIGTRAP (see inject.c).  Then
+ * the leader's queries of the other objects (brk, itimers, sigaltstack,
+ * tid address, sigactions) go as one batch (struct dump_prefetch). */
 int inject_prepare(struct dump_ctx *d, struct dproc *p)
 {
 	long off = vdso_syscall_offset();
@@ -110,16 +131,68 @@ int inject_prepare(struct dump_ctx *d, struct dproc *p)
 	uint64_t mask = ~(1ull << (SIGTRAP - 1));
 	if (ptrace(PTRACE_SETSIGMASK, p->hpid, (void *)8, &mask) < 0)
 		return -errno;
-	long r = inj_call(&p->inj, "dump: map scratch", SYS_mmap, 0, 4 * PAGE, PROT_READ | PROT_WRITE,
-			  MAP_PRIVATE | MAP_ANONYMOUS, (uint64_t)-1, 0);
-	if (r < 0)
+	/* executable for the batch loop (inject.c); a process under
+	 * PR_SET_MDWE (or an LSM) refuses W+X: then one injection per query */
+	long r;
+	int err = inj_syscall(&p->inj, &r, SYS_mmap, 0, 4 * PAGE, PROT_READ | PROT_WRITE | PROT_EXEC,
+			      MAP_PRIVATE | MAP_ANONYMOUS, (uint64_t)-1, 0);
+	if (err < 0)
+		return err;
+	bool batch = r > 0 || r < -4095;
+	if (!batch)
+		r = inj_call(&p->inj, "dump: map scratch", SYS_mmap, 0, 4 * PAGE, PROT_READ | PROT_WRITE,
+			     MAP_PRIVATE | MAP_ANONYMOUS, (uint64_t)-1, 0);
+	if (r < 0 && r > -4096)
 		return (int)r;
 	p->scratch = (uint64_t)r;
+	if (!batch) {
+		/* /proc/PID/stat has start_brk but not brk (research/cr-mechanics.md §2.4) */
+		r = inj_call(&p->inj, "dump: brk", SYS_brk, 0, 0, 0, 0, 0, 0);
+		if (r < 0)
+			return (int)r;
+		p->core->mm->brk = (uint64_t)r;
+		return 0;
+	}
+
+	struct dump_prefetch *pf = xcalloc(1, sizeof(*pf));
+	struct inj_op ops[INJ_BATCH_MAX];
+	int n = 0, sig_at[65] = { 0 };
+	uint64_t sc = p->scratch;
+	pf->sigwant = signals_wanted(p->hpid);
 	/* /proc/PID/stat has start_brk but not brk (research/cr-mechanics.md §2.4) */
-	r = inj_call(&p->inj, "dump: brk", SYS_brk, 0, 0, 0, 0, 0, 0);
-	if (r < 0)
-		return (int)r;
-	p->core->mm->brk = (uint64_t)r;
+	ops[n++] = (struct inj_op){ SYS_brk, { 0 }, 0 };
+	for (int w = 0; w < 3; w++)
+		ops[n++] = (struct inj_op){ SYS_getitimer, { (uint64_t)w, sc + PF_ITIMER(w) }, 0 };
+	ops[n++] = (struct inj_op){ SYS_sigaltstack, { 0, sc + PF_ALTSTACK }, 0 };
+	ops[n++] = (struct inj_op){ SYS_prctl, { PR_GET_TID_ADDRESS, sc + PF_TIDADDR }, 0 };
+	for (int sig = 1; sig <= 64 && n < INJ_BATCH_MAX; sig++) {
+		if (sig == SIGKILL || sig == SIGSTOP || !(pf->sigwant & (1ull << (sig - 1))))
+			continue;
+		sig_at[sig] = n;
+		ops[n++] = (struct inj_op){ SYS_rt_sigaction, { (uint64_t)sig, 0, sc + PF_SIGACT(sig), 8 }, 0 };
+	}
+	err = inj_batch(&p->inj, sc + 3 * PAGE, ops, n);
+	if (err == 0)
+		err = mem_read(p->hpid, sc, pf->out, sizeof(pf->out));
+	if (err < 0) {
+		log_err("dump: pid %u: batch of queries: %s", p->tree->pid, strerror(-err));
+		free(pf);
+		return err;
+	}
+	if (ops[0].ret < 0) {
+		log_err("dump: pid %u: brk: %s", p->tree->pid, strerror((int)-ops[0].ret));
+		free(pf);
+		return (int)ops[0].ret;
+	}
+	p->core->mm->brk = (uint64_t)ops[0].ret;
+	pf->brk = ops[0].ret;
+	for (int w = 0; w < 3; w++)
+		pf->itimer_ret[w] = ops[1 + w].ret;
+	pf->altstack_ret = ops[4].ret;
+	pf->tidaddr_ret = ops[5].ret;
+	for (int sig = 1; sig <= 64; sig++)
+		pf->sigaction_ret[sig] = sig_at[sig] ? ops[sig_at[sig]].ret : -ENOENT;
+	p->pre = pf;
 	(void)d;
 	return 0;
 }

@@ -113,6 +113,19 @@ int threads_dump(struct dump_ctx *d, struct dproc *p)
 		ti.tid = th->htid;
 		ti.base = th->regs;
 		uint64_t mask = ~(1ull << (SIGTRAP - 1));
+		if (!j && p->pre && p->pre->altstack_ret == 0 && p->pre->tidaddr_ret == 0) {
+			/* the leader's: batched by inject_prepare (objects.c) */
+			stack_t ss;
+			uint64_t tidaddr;
+			memcpy(&ss, p->pre->out + PF_ALTSTACK, sizeof(ss));
+			memcpy(&tidaddr, p->pre->out + PF_TIDADDR, 8);
+			t->ss_sp = (uint64_t)ss.ss_sp;
+			t->ss_flags = (uint32_t)ss.ss_flags;
+			t->ss_size = ss.ss_size;
+			if (tidaddr)
+				SETOPT(t, tid_address, tidaddr);
+			continue;
+		}
 		if (j && ptrace(PTRACE_SETSIGMASK, th->htid, (void *)8, &mask) < 0)
 			return -errno;
 		long r = inj_call(&ti, "dump: sigaltstack", SYS_sigaltstack, 0, p->scratch, 0, 0, 0, 0);
