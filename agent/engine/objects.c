@@ -139,9 +139,12 @@ int inject_prepare(struct dump_ctx *d, struct dproc *p)
 	if (err < 0)
 		return err;
 	bool batch = r > 0 || r < -4095;
-	if (!batch)
+	if (!batch) {
+		log_debug("dump: pid %u: no W+X scratch (%s): one injection per query", p->tree->pid,
+			  strerror((int)-r));
 		r = inj_call(&p->inj, "dump: map scratch", SYS_mmap, 0, 4 * PAGE, PROT_READ | PROT_WRITE,
 			     MAP_PRIVATE | MAP_ANONYMOUS, (uint64_t)-1, 0);
+	}
 	if (r < 0 && r > -4096)
 		return (int)r;
 	p->scratch = (uint64_t)r;
