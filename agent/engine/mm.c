@@ -262,6 +262,30 @@ static int pagemap_runs(struct dproc *p, int pmfd, ImgVma *v, struct pagerun **r
 static int cmp_range(const void *a, const void *b);
 static size_t cow_min_bytes(void);
 
+/* Present or swapped pages of an anonymous VMA as ranges, by one
+ * PAGEMAP_SCAN walk (dirty.c) instead of 8 bytes of pagemap per page.
+ * -ENOTTY: no PAGEMAP_SCAN (kernel < 6.7), the caller reads pagemap. */
+static int scan_runs(struct dproc *p, int pmfd, ImgVma *v, struct pagerun **runs, int *n, int *cap)
+{
+	struct range *pr = NULL;
+	int npr = 0, err = dirty_present(p, pmfd, v->start, v->end, &pr, &npr);
+	if (err < 0) {
+		free(pr);
+		if (err != -ENOTTY && err != -EINVAL)
+			log_err("dump: pid %u vma %#llx: PAGEMAP_SCAN: %s", p->tree->pid,
+				(unsigned long long)v->start, strerror(-err));
+		return err == -EINVAL ? -ENOTTY : err;
+	}
+	for (int i = 0; i < npr; i++)
+		for (uint64_t a = pr[i].s; a < pr[i].e; a += PAGES_PER_RECORD * PAGE) {
+			uint64_t np = (pr[i].e - a) / PAGE;
+			add_run(runs, n, cap, a, (uint32_t)(np < PAGES_PER_RECORD ? np : PAGES_PER_RECORD),
+				p->tree->pid, v->start);
+		}
+	free(pr);
+	return 0;
+}
+
 /* Indexed images: the VMA's present pages go to the index; the pages to read
  * are the written ones when the VMA is tracked since the parent, else all. */
 static int indexed_vma_runs(struct dump_ctx *d, struct dproc *p, int pmfd, ImgVma *v, size_t vi,
@@ -538,7 +562,9 @@ int mm_dump(struct dump_ctx *d, struct dproc *p)
 				err = indexed_vma_runs(d, p, pmfd, v, p->core->n_vmas - 1, &runs, &nruns, &cap);
 			} else if ((v->kind == VK_ANON || (v->kind == VK_FILE && !(v->flags & MAP_SHARED))) && (rss || swap)) {
 				int before = nruns;
-				err = pagemap_runs(p, pmfd, v, &runs, &nruns, &cap);
+				err = v->kind == VK_ANON ? scan_runs(p, pmfd, v, &runs, &nruns, &cap) : -ENOTTY;
+				if (err == -ENOTTY)
+					err = pagemap_runs(p, pmfd, v, &runs, &nruns, &cap);
 				if (nruns > before)
 					SETOPT(v, has_pages, 1);
 				for (int k = before; d->indexed && k < nruns; k++)   /* all present pages read */
