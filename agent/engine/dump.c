@@ -515,6 +515,8 @@ int dump_main(int argc, char **argv)
 		err = cow_read_all(d);
 	if (!wrote && err >= 0)
 		err = dump_write(d, outfd);
+	if (getenv("ZAPC_ENGINE_TIMING"))
+		fprintf(stderr, "TIMING written_ms %.3f\n", ms_since(&t0));
 	if (d->indexed && err >= 0)
 		log_info("dump: %llu KiB read, %llu pages stored, %llu unchanged pages not stored (dedupe)",
 			 (unsigned long long)d->raw_bytes >> 10, (unsigned long long)d->stored_pages,
@@ -537,6 +539,8 @@ int dump_main(int argc, char **argv)
 		/* the tracees die with SIGKILL; our ptrace links go with them */
 		release_pod(d, true);
 		inet_dump_drop(d);       /* once they are dead: held packets dropped */
+		if (getenv("ZAPC_ENGINE_TIMING"))
+			fprintf(stderr, "TIMING ended_ms %.3f\n", ms_since(&t0));
 	}
 out:
 	if (outfd != STDOUT_FILENO)
