@@ -804,7 +804,7 @@ struct page_writer {
 	pthread_t th;
 	pthread_mutex_t mu;
 	pthread_cond_t cv;
-	bool started, has_job, busy, quit;
+	bool started, tried, has_job, busy, quit;
 	pid_t pid;
 	uint64_t addr;
 	const uint8_t *buf;
@@ -855,11 +855,21 @@ static int page_writer_drain(struct page_writer *w)
 	return e;
 }
 
-/* Queue a write; without a thread (creation failed) write it here. */
+/* Queue a write.  Small ones (under 1 MiB: most processes have no more)
+ * are written right here — handing them over costs a thread wake-up each;
+ * the thread is created with the first big one (or, if that fails, big
+ * ones are written here too). */
 static int page_writer_submit(struct page_writer *w, pid_t pid, uint64_t addr, const uint8_t *buf, size_t len)
 {
-	if (!w->started) {
-		int e = write_parallel(pid, addr, buf, len);
+	if (!w->started && len >= (1u << 20) && !w->tried) {
+		w->tried = true;
+		w->started = pthread_create(&w->th, NULL, page_writer_main, w) == 0;
+	}
+	if (!w->started || len < (1u << 20)) {
+		/* the thread idle first: the buffer read next may be the one it has */
+		int e = page_writer_drain(w);
+		if (e == 0)
+			e = write_parallel(pid, addr, buf, len);
 		if (e < 0 && !w->err) {
 			w->err = e;
 			w->err_addr = addr;
@@ -887,7 +897,6 @@ static void page_writer_start(struct page_writer *w)
 	memset(w, 0, sizeof(*w));
 	pthread_mutex_init(&w->mu, NULL);
 	pthread_cond_init(&w->cv, NULL);
-	w->started = pthread_create(&w->th, NULL, page_writer_main, w) == 0;
 }
 
 /* Drain, stop the thread; the first write error (0 if none). */
