@@ -32,9 +32,11 @@
  * Only processes with at least 16 MiB of pages use it: for small ones the
  * fork and the second seize cost more than the copy.
  */
+#include <elf.h>
 #include <errno.h>
 #include <signal.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/ptrace.h>
 #include <sys/syscall.h>
@@ -154,6 +156,22 @@ void cow_abort_all(struct dump_ctx *d)
 	}
 }
 
+/* AT_SYSINFO_EHDR of a process (its vdso now), 0 if unknown. */
+static uint64_t vdso_now(pid_t pid)
+{
+	char path[64];
+	size_t len = 0;
+	snprintf(path, sizeof(path), "/proc/%d/auxv", pid);
+	uint64_t *av = (uint64_t *)read_file_str(path, &len), at = 0;
+	for (size_t i = 0; av && i + 1 < len / 8; i += 2)
+		if (av[i] == AT_SYSINFO_EHDR) {
+			at = av[i + 1];
+			break;
+		}
+	free(av);
+	return at;
+}
+
 /* The pod runs again: stop the parent's leader thread briefly (seize +
  * interrupt, as for a dump) to wait4 the child, then put it back. */
 static void reap_running(struct dproc *p, pid_t child)
@@ -175,10 +193,15 @@ static void reap_running(struct dproc *p, pid_t child)
 		if (ptrace(PTRACE_CONT, tid, 0, WSTOPSIG(st)) < 0)
 			return;
 	}
+	/* it ran meanwhile and may have exec'd: find its vdso again */
+	uint64_t vdso = vdso_now(tid);
 	struct user_regs_struct saved;
 	uint64_t mask, inj_mask = ~(1ull << (SIGTRAP - 1));
-	if (regs_get(tid, &saved) == 0 && ptrace(PTRACE_GETSIGMASK, tid, (void *)8, &mask) == 0) {
-		struct inj t = { .tid = tid, .base = saved, .syscall_ip = p->inj.syscall_ip };
+	if (!vdso)
+		log_warn("dump: pid %u: no vdso to reap snapshot child %d with", p->tree->pid, child);
+	else if (regs_get(tid, &saved) == 0 && ptrace(PTRACE_GETSIGMASK, tid, (void *)8, &mask) == 0) {
+		struct inj t = { .tid = tid, .base = saved,
+				 .syscall_ip = vdso + (uint64_t)vdso_syscall_offset() };
 		if (ptrace(PTRACE_SETSIGMASK, tid, (void *)8, &inj_mask) == 0)
 			parent_reap(&t, child, p->tree->pid);
 		regs_set(tid, &saved);
