@@ -473,8 +473,16 @@ int dump_main(int argc, char **argv)
 		goto fail;
 	pod_clocks(d, init);
 	pod_uts(d, init);
+	/* a snapshot reads big processes' pages after the resume (cowsnap.c) */
+	d->cow = leave && !d->indexed && !d->write_frozen && !getenv("ZAPC_ENGINE_NO_COW");
 	if ((err = objects_dump(d)) < 0)
 		goto fail;
+	if (getenv("ZAPC_ENGINE_TIMING"))
+		fprintf(stderr, "TIMING objects_ms %.3f\n", ms_since(&t0));
+	if ((err = cow_fork_all(d)) < 0)
+		goto fail;
+	if (getenv("ZAPC_ENGINE_TIMING") && d->cow)
+		fprintf(stderr, "TIMING cow_forked_ms %.3f\n", ms_since(&t0));
 	if (leave && d->write_frozen) {      /* bench: the direct-write baseline */
 		if ((err = dump_write(d, outfd)) < 0)
 			goto fail;
@@ -505,8 +513,12 @@ int dump_main(int argc, char **argv)
 		fprintf(stderr, "TIMING frozen_ms %.3f\n",
 			((t2.tv_sec - t0.tv_sec) * 1e9 + (t2.tv_nsec - t0.tv_nsec)) / 1e6);
 	control_progress(leave ? "resumed" : "captured", 0);
-	if (!wrote)
+	if (leave)
+		err = cow_read_all(d);
+	if (!wrote && err >= 0)
 		err = dump_write(d, outfd);
+	if (getenv("ZAPC_ENGINE_TIMING"))
+		fprintf(stderr, "TIMING written_ms %.3f\n", ms_since(&t0));
 	if (d->indexed && err >= 0)
 		log_info("dump: %llu KiB read, %llu pages stored, %llu unchanged pages not stored (dedupe)",
 			 (unsigned long long)d->raw_bytes >> 10, (unsigned long long)d->stored_pages,
@@ -529,6 +541,8 @@ int dump_main(int argc, char **argv)
 		/* the tracees die with SIGKILL; our ptrace links go with them */
 		release_pod(d, true);
 		inet_dump_drop(d);       /* once they are dead: held packets dropped */
+		if (getenv("ZAPC_ENGINE_TIMING"))
+			fprintf(stderr, "TIMING ended_ms %.3f\n", ms_since(&t0));
 	}
 out:
 	if (outfd != STDOUT_FILENO)
@@ -546,6 +560,7 @@ out:
 
 fail:
 	dirty_drop(d);
+	cow_abort_all(d);
 	release_pod(d, false);
 	for (int i = 0; i < frozen; i++)
 		cg_freeze(cgroups[i], 0);
