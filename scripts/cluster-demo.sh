@@ -79,8 +79,8 @@ if [ $MPI = 1 ]; then
 		env SIMCLUSTER_PREFIX="$P" ZBIN="$ZBIN" PATH=/usr/bin:/bin \
 		mpiexec -f {hosts} -n 4 -launcher ssh -launcher-exec "$SRC/tests/cluster/simcluster-launch" \
 		-localhost {ip0} -genv UCX_TLS tcp,self -genv UCX_NET_DEVICES eth0 -genv MPIR_CVAR_NOLOCAL 1 \
-		-genv LD_PRELOAD "$M/libucxforceclose.so" "$M/cpi" --rounds 600 || fail "job run"
-	WANT=$("$M/cpi" --rounds 600 2>/dev/null | grep '^cpi ' || true)
+		-genv LD_PRELOAD "$M/libucxforceclose.so" "$M/cpi" --rounds 2400 || fail "job run"
+	WANT=$("$M/cpi" --rounds 2400 2>/dev/null | grep '^cpi ' || true)
 	RESULT_FILE=$ST/${N}1/demo-0.log
 	RESULT_PAT='^cpi '
 else
