@@ -147,12 +147,14 @@ int dirty_written(struct dproc *p, int pmfd, uint64_t start, uint64_t end, struc
 {
 	int first = *n;
 	int err = scan(pmfd, start, end, true, out, n);
+	phase_mark("mm_scan_written");
 	for (int i = first; !err && !getenv("ZAPC_DIRTY_WP_MATCHING") && i < *n; i++) {
 		struct uffdio_writeprotect wp = { .range = { (*out)[i].s, (*out)[i].e - (*out)[i].s },
 						  .mode = UFFDIO_WRITEPROTECT_MODE_WP };
 		if (ioctl(p->uffd, UFFDIO_WRITEPROTECT, &wp) < 0)
 			err = -errno;
 	}
+	phase_mark("mm_reprotect");
 	if (err < 0)
 		log_warn("dump: pid %u: dirty pages of %#llx: %s; reading the whole area", p->tree->pid,
 			 (unsigned long long)start, strerror(-err));

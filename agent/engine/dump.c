@@ -446,6 +446,7 @@ int dump_main(int argc, char **argv)
 	}
 	inet_dump_early(init);       /* the traffic hold, out of the frozen window */
 	clock_gettime(CLOCK_MONOTONIC, &t0);
+	phase_start();
 	for (int i = 0; i < ncg; i++) {
 		if ((err = cg_freeze(cgroups[i], 1)) < 0)
 			goto fail;
@@ -453,16 +454,21 @@ int dump_main(int argc, char **argv)
 	}
 	if (getenv("ZAPC_ENGINE_TIMING"))
 		fprintf(stderr, "TIMING freeze_ms %.3f\n", ms_since(&t0));
+	phase_mark("freeze");
 	if ((err = collect_tree(d, init)) < 0)
 		goto fail;
 	dirty_attach(d);
+	phase_mark("tree");
 	if ((err = seize_pod(d, cgroups, ncg)) < 0)
 		goto fail;
+	phase_mark("seize");
 	for (int i = 0; i < ncg; i++)
 		cg_freeze(cgroups[i], 0);
 	frozen = 0;
+	phase_mark("thaw");
 	if ((err = seize_wait_all(d)) < 0)
 		goto fail;
+	phase_mark("traps");
 	if (getenv("ZAPC_ENGINE_TIMING"))
 		fprintf(stderr, "TIMING seized_ms %.3f\n", ms_since(&t0));
 	for (int i = 0; i < d->nprocs && !err; i++)
@@ -471,6 +477,7 @@ int dump_main(int argc, char **argv)
 		goto fail;
 	pod_clocks(d, init);
 	pod_uts(d, init);
+	phase_mark("tids_regs");
 	if ((err = objects_dump(d)) < 0)
 		goto fail;
 	if (leave && d->write_frozen) {      /* bench: the direct-write baseline */
@@ -492,11 +499,14 @@ int dump_main(int argc, char **argv)
 	 * then kills it: if the write fails (full disk, reader gone) the pod
 	 * resumes untouched instead of being lost with a half image.
 	 */
+	phase_mark("objects");
 	if (leave) {
 		release_pod(d, false);
 		inet_dump_release();     /* held packets go to the running pod */
 	}
 	clock_gettime(CLOCK_MONOTONIC, &t2);
+	phase_mark("release");
+	phase_report();
 	done.frozen_us = (uint64_t)(((t1.tv_sec - t0.tv_sec) * 1000000000ll + (t1.tv_nsec - t0.tv_nsec)) / 1000);
 	log_info("dump: frozen %.3f ms", done.frozen_us / 1000.0);
 	if (getenv("ZAPC_ENGINE_TIMING"))

@@ -270,6 +270,7 @@ static int indexed_vma_runs(struct dump_ctx *d, struct dproc *p, int pmfd, ImgVm
 	int npr = 0, nwr = 0, err;
 	(void)d;
 	struct timespec q0, q1, q2;
+	phase_mark("mm_smaps");
 	clock_gettime(CLOCK_MONOTONIC, &q0);
 	/* two walks: present (no write-protect), then the written ones with the
 	 * kernel's fast path (category and return mask exactly PAGE_IS_WRITTEN);
@@ -279,10 +280,12 @@ static int indexed_vma_runs(struct dump_ctx *d, struct dproc *p, int pmfd, ImgVm
 			strerror(-err));
 		return err;
 	}
+	phase_mark("mm_scan_present");
 	bool scanned = p->tracked && p->uffd >= 0 && p->vscan[vi] == 2 &&
 		       dirty_written(p, pmfd, v->start, v->end, &wr, &nwr) == 0;
 	if (scanned)
 		p->vscan[vi] = 1;
+	phase_mark("mm_scan_written");
 	clock_gettime(CLOCK_MONOTONIC, &q2);
 	if (getenv("ZAPC_ENGINE_TIMING") && v->end - v->start > (64u << 20)) {
 		q1 = q2;
@@ -419,6 +422,7 @@ int mm_dump(struct dump_ctx *d, struct dproc *p)
 	if (read_link(path, exe, sizeof(exe)) > 0 && !strstr(exe, " (deleted)"))
 		SETOPT(p->core->mm, exe_file_id, mapped_file_id(d, exe, O_RDONLY));
 
+	phase_mark("mm_stat");
 	snprintf(path, sizeof(path), "/proc/%d/smaps", p->hpid);
 	FILE *f = fopen(path, "re");
 	if (!f) {
@@ -550,9 +554,11 @@ int mm_dump(struct dump_ctx *d, struct dproc *p)
 		return err;
 	}
 	struct timespec t0, t1;
+	phase_mark("mm_smaps");
 	clock_gettime(CLOCK_MONOTONIC, &t0);
 	err = read_runs(p->hpid, runs, nruns, &p->pagebuf, &p->pagebuf_len, p->core);
 	clock_gettime(CLOCK_MONOTONIC, &t1);
+	phase_mark("mm_read");
 	double ms = (t1.tv_sec - t0.tv_sec) * 1e3 + (t1.tv_nsec - t0.tv_nsec) / 1e6;
 	if (getenv("ZAPC_ENGINE_TIMING") && ms > 5)
 		fprintf(stderr, "TIMING dump_mm_read_ms %.3f (pid %u, %d runs)\n", ms, p->tree->pid, nruns);

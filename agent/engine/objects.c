@@ -60,6 +60,7 @@ int objects_dump(struct dump_ctx *d)
 			int err = o->dump(d, p);
 			if (timing)
 				spent[o - engine_objects] += now_ms() - t0;
+			phase_mark(o->name);
 			if (err < 0)
 				return err;
 		}
@@ -115,6 +116,7 @@ int inject_prepare(struct dump_ctx *d, struct dproc *p)
 	if (r < 0)
 		return (int)r;
 	p->scratch = (uint64_t)r;
+	phase_mark("inject_mmap");
 	/* /proc/PID/stat has start_brk but not brk (research/cr-mechanics.md §2.4) */
 	r = inj_call(&p->inj, "dump: brk", SYS_brk, 0, 0, 0, 0, 0, 0);
 	if (r < 0)
