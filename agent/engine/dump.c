@@ -356,6 +356,7 @@ static int lowdown_prepare(struct dump_ctx *d, const char *parent, unsigned full
 		for (int i = 0; i < d->nkept; i++)
 			k.procs[i].hpid = d->kept[i].hpid;
 		k.nprocs = d->nkept;
+		dirty_precopy(d);
 		uint64_t est = dirty_estimate(&k);
 		free(k.procs);
 		if (est != UINT64_MAX) {

@@ -134,6 +134,8 @@ struct dproc {
 	bool tracked;                /* uffd valid since the parent image */
 	uint8_t *vscan;              /* per VMA: 1 scanned (re-protected), 2 has "uw", 0 not */
 	int npresent_cap;
+	struct pagerun *preruns;     /* pre-copied pages used (data in d->pre) */
+	int npreruns, npreruns_cap;
 };
 
 struct dump_ctx {
