@@ -357,6 +357,7 @@ static int lowdown_prepare(struct dump_ctx *d, const char *parent, unsigned full
 			k.procs[i].hpid = d->kept[i].hpid;
 		k.nprocs = d->nkept;
 		dirty_precopy(d);
+		d->rt = true;              /* a short frozen window (rtprio.c) */
 		uint64_t est = dirty_estimate(&k);
 		free(k.procs);
 		if (est != UINT64_MAX) {
@@ -446,6 +447,8 @@ int dump_main(int argc, char **argv)
 		return 1;
 	}
 	inet_dump_early(init);       /* the traffic hold, out of the frozen window */
+	if (d->rt)
+		rt_enter();
 	clock_gettime(CLOCK_MONOTONIC, &t0);
 	phase_start();
 	for (int i = 0; i < ncg; i++) {
@@ -507,6 +510,7 @@ int dump_main(int argc, char **argv)
 	}
 	clock_gettime(CLOCK_MONOTONIC, &t2);
 	phase_mark("release");
+	rt_leave();
 	phase_report();
 	done.frozen_us = (uint64_t)(((t1.tv_sec - t0.tv_sec) * 1000000000ll + (t1.tv_nsec - t0.tv_nsec)) / 1000);
 	log_info("dump: frozen %.3f ms", done.frozen_us / 1000.0);
@@ -553,6 +557,7 @@ out:
 	return err < 0 ? 1 : 0;
 
 fail:
+	rt_leave();
 	dirty_drop(d);
 	release_pod(d, false);
 	for (int i = 0; i < frozen; i++)

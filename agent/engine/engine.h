@@ -176,6 +176,7 @@ struct dump_ctx {
 		size_t smaps_len;
 	} *pre;
 	int npre;
+	bool rt;                     /* SCHED_FIFO while frozen (rtprio.c) */
 };
 
 /* chain.c */
@@ -212,6 +213,9 @@ int mm_read_pages(pid_t pid, struct pagerun *runs, int n);
 void phase_start(void);
 void phase_mark(const char *name);
 void phase_report(void);
+/* rtprio.c — SCHED_FIFO for the frozen window of a tracked increment */
+void rt_enter(void);
+void rt_leave(void);
 
 int dump_main(int argc, char **argv);
 int restore_main(int argc, char **argv);
