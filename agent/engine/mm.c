@@ -387,14 +387,17 @@ static int indexed_vma_runs(struct dump_ctx *d, struct dproc *p, int pmfd, ImgVm
 	const struct precopy *pc = scanned ? dirty_precopy_of(d, p->hpid) : NULL;
 	struct range *rd = NULL;
 	int nrd = 0;
-	if (pc && pc->lost)                   /* protected, not copied: read now */
-		for (int j = 0; j < pc->nruns; j++) {
-			uint64_t s = pc->runs[j].addr, e = s + pc->runs[j].npages * PAGE;
-			if (s < v->end && e > v->start) {
-				rd = realloc(rd, (size_t)(nrd + 1) * sizeof(*rd));
-				rd[nrd++] = (struct range){ s > v->start ? s : v->start, e < v->end ? e : v->end };
+	if (pc && pc->lost)                   /* protected, not copied: read the present ones now */
+		for (int j = 0; j < pc->nruns; j++)
+			for (int i = 0; i < npr; i++) {
+				uint64_t s = pc->runs[j].addr, e = s + pc->runs[j].npages * PAGE;
+				s = s > pr[i].s ? s : pr[i].s;
+				e = e < pr[i].e ? e : pr[i].e;
+				if (s < e) {
+					rd = realloc(rd, (size_t)(nrd + 1) * sizeof(*rd));
+					rd[nrd++] = (struct range){ s, e };
+				}
 			}
-		}
 	for (int i = 0; i < npr; i++) {
 		for (uint64_t a = pr[i].s; a < pr[i].e; a += PAGES_PER_RECORD * PAGE) {
 			uint64_t np = (pr[i].e - a) / PAGE < PAGES_PER_RECORD ? (pr[i].e - a) / PAGE : PAGES_PER_RECORD;
