@@ -48,28 +48,37 @@ for i in 1 2 3 4 5 6 7; do
 	j=0; while [ ! -e "$d1/done.$i" ] && [ $j -lt 500 ]; do sleep 0.01; j=$((j + 1)); done
 	dump -o "$d1/img$i" --parent "$d1/img$((i - 1))" 2> "$d1/t$i" > /dev/null
 	frozen_of "$d1/t$i" >> "$d1/frozen"
-	
 done
 echo "incremental frozen times (ms): $(tr '\n' ' ' < "$d1/frozen")"
-echo "last increment, frozen-window parts (ms): $(awk '/^TIMING (seized|dump_scan|dump_mm_read|dump_mm|dump_inject|dump_files|dump_threads)_ms/ { printf "%s=%s ", $2, $3 }' "$d1/t7")"
+echo "last increment, frozen-window phases (ms): $(awk '/^TIMING phase/ { printf "%s=%s ", $3, $4 }' "$d1/t7")"
 echo "load average: $(cut -d' ' -f1-3 /proc/loadavg) on $(nproc) cpus"
 echo "BENCH lowdown_incr_frozen_${MB}MiB_4MiB $(median < "$d1/frozen") ms target<5"
+echo "BENCH lowdown_incr_frozen_${MB}MiB_4MiB_best $(sort -n "$d1/frozen" | head -1) ms (best of 7)"
 echo "BENCH lowdown_full_frozen_${MB}MiB_tracked $(frozen_of "$d1/t0") ms (full, arming the tracking)"
 echo 1 > "$POD_CG/cgroup.kill"
 
 # 2. storage: 1% of the memory rewritten per second, a compressed increment per second
 d2=$tmp/sto; mkdir "$d2"
 pages=$((MB * 256 / 100))
+# The reference must cover exactly the steps the chain holds: the rewriter's
+# steps are held (DIR/hold) until the full image is written, and held again
+# before the last increment, so no step is in the chain but not in ref
+# (steps during the long write of img0 used to land in img1 uncounted).
+touch "$d2/hold"
 start_pod zlds "$d2" "$ZBIN/zt-lowdown-rewriter" "$d2" "$MB" "$pages" 1000
 dump -o "$d2/img0" --track --compress 2> /dev/null > /dev/null
-: > "$d2/ref"          # count only what changes from the full image on
+: > "$d2/ref"
+rm -f "$d2/hold"
 t_end=$(( $(date +%s) + SECS ))
 i=0
-while [ "$(date +%s)" -lt "$t_end" ]; do
+while :; do
+	last=0
+	[ "$(date +%s)" -lt "$t_end" ] || { touch "$d2/hold"; sleep 0.3; last=1; }
 	i=$((i + 1))
 	dump -o "$d2/img$i" --parent "$d2/img$((i - 1))" --compress --full-every 1000 2> "$d2/t$i" > /dev/null ||
 		{ echo "increment $i failed: $(tail -1 "$d2/t$i")"; break; }
 	frozen_of "$d2/t$i" >> "$d2/frozen"
+	[ $last = 1 ] && break
 	sleep 0.7
 done
 chain=0

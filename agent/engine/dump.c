@@ -357,6 +357,8 @@ static int lowdown_prepare(struct dump_ctx *d, const char *parent, unsigned full
 		for (int i = 0; i < d->nkept; i++)
 			k.procs[i].hpid = d->kept[i].hpid;
 		k.nprocs = d->nkept;
+		dirty_precopy(d);
+		d->rt = true;              /* a short frozen window (rtprio.c) */
 		uint64_t est = dirty_estimate(&k);
 		free(k.procs);
 		if (est != UINT64_MAX) {
@@ -447,7 +449,10 @@ int dump_main(int argc, char **argv)
 		return 1;
 	}
 	inet_dump_early(init);       /* the traffic hold, out of the frozen window */
+	if (d->rt)
+		rt_enter();
 	clock_gettime(CLOCK_MONOTONIC, &t0);
+	phase_start();
 	for (int i = 0; i < ncg; i++) {
 		if ((err = cg_freeze(cgroups[i], 1)) < 0)
 			goto fail;
@@ -455,16 +460,21 @@ int dump_main(int argc, char **argv)
 	}
 	if (getenv("ZAPC_ENGINE_TIMING"))
 		fprintf(stderr, "TIMING freeze_ms %.3f\n", ms_since(&t0));
+	phase_mark("freeze");
 	if ((err = collect_tree(d, init)) < 0)
 		goto fail;
 	dirty_attach(d);
+	phase_mark("tree");
 	if ((err = seize_pod(d, cgroups, ncg)) < 0)
 		goto fail;
+	phase_mark("seize");
 	for (int i = 0; i < ncg; i++)
 		cg_freeze(cgroups[i], 0);
 	frozen = 0;
+	phase_mark("thaw");
 	if ((err = seize_wait_all(d)) < 0)
 		goto fail;
+	phase_mark("traps");
 	if (getenv("ZAPC_ENGINE_TIMING"))
 		fprintf(stderr, "TIMING seized_ms %.3f\n", ms_since(&t0));
 	for (int i = 0; i < d->nprocs && !err; i++)
@@ -473,6 +483,7 @@ int dump_main(int argc, char **argv)
 		goto fail;
 	pod_clocks(d, init);
 	pod_uts(d, init);
+	phase_mark("tids_regs");
 	/* a snapshot reads big processes' pages after the resume (cowsnap.c) */
 	d->cow = leave && !d->indexed && !d->write_frozen && !getenv("ZAPC_ENGINE_NO_COW");
 	if ((err = objects_dump(d)) < 0)
@@ -502,11 +513,15 @@ int dump_main(int argc, char **argv)
 	 * then kills it: if the write fails (full disk, reader gone) the pod
 	 * resumes untouched instead of being lost with a half image.
 	 */
+	phase_mark("objects");
 	if (leave) {
 		release_pod(d, false);
 		inet_dump_release();     /* held packets go to the running pod */
 	}
 	clock_gettime(CLOCK_MONOTONIC, &t2);
+	phase_mark("release");
+	rt_leave();
+	phase_report();
 	done.frozen_us = (uint64_t)(((t1.tv_sec - t0.tv_sec) * 1000000000ll + (t1.tv_nsec - t0.tv_nsec)) / 1000);
 	log_info("dump: frozen %.3f ms", done.frozen_us / 1000.0);
 	if (getenv("ZAPC_ENGINE_TIMING"))
@@ -559,6 +574,7 @@ out:
 	return err < 0 ? 1 : 0;
 
 fail:
+	rt_leave();
 	dirty_drop(d);
 	cow_abort_all(d);
 	release_pod(d, false);

@@ -144,6 +144,8 @@ struct dproc {
 	pid_t cow_child;             /* host pid of the snapshot child, 0 if none */
 	pid_t cow_child_ns;          /* its pid in the pod */
 	struct dump_prefetch *pre;   /* batched injected queries (objects.c), NULL if none */
+	struct pagerun *preruns;     /* pre-copied pages used (data in d->pre) */
+	int npreruns, npreruns_cap;
 };
 
 /*
@@ -190,6 +192,20 @@ struct dump_ctx {
 	struct kept_uffd { pid_t hpid; uint64_t start; int fd; } *kept;
 	int nkept;
 	uint64_t raw_bytes, stored_pages, deduped_pages;
+	/* pre-copy (dirty.c): pages written since the parent, copied and
+	 * write-protected again before the freeze, and smaps read then */
+	struct precopy {
+		pid_t hpid;
+		struct pagerun *runs;    /* sorted; data in buf */
+		int nruns;
+		uint8_t *buf;
+		size_t len;
+		bool lost;               /* protected but not copied: read them frozen */
+		char *smaps;             /* /proc/PID/smaps before the freeze */
+		size_t smaps_len;
+	} *pre;
+	int npre;
+	bool rt;                     /* SCHED_FIFO while frozen (rtprio.c) */
 };
 
 /* chain.c */
@@ -218,6 +234,17 @@ int chain_restore_pipe(int fd, const char *name, pid_t *child);
 void dirty_keep(struct dump_ctx *d, pid_t init);
 int keep_main(int argc, char **argv);
 void dirty_drop(struct dump_ctx *d);
+void dirty_precopy(struct dump_ctx *d);
+const struct precopy *dirty_precopy_of(const struct dump_ctx *d, pid_t hpid);
+int mm_read_runs(pid_t pid, struct pagerun *runs, int n);
+
+/* phase.c — frozen-window timing (TIMING phase lines, debug summary) */
+void phase_start(void);
+void phase_mark(const char *name);
+void phase_report(void);
+/* rtprio.c — SCHED_FIFO for the frozen window of a tracked increment */
+void rt_enter(void);
+void rt_leave(void);
 
 int dump_main(int argc, char **argv);
 int restore_main(int argc, char **argv);

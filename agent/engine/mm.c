@@ -233,6 +233,14 @@ static int read_some(pid_t pid, struct pagerun *runs, int n, const ImgProcCore *
 	return 0;
 }
 
+/* For the pre-copy (dirty.c): read runs whose data pointers are set. */
+int mm_read_runs(pid_t pid, struct pagerun *runs, int n)
+{
+	ImgProcCore c = IMG_PROC_CORE__INIT;
+	c.pid = (uint32_t)pid;
+	return read_some(pid, runs, n, &c);
+}
+
 static int pagemap_runs(struct dproc *p, int pmfd, ImgVma *v, struct pagerun **runs, int *n, int *cap)
 {
 	uint64_t npages = (v->end - v->start) / PAGE;
@@ -287,6 +295,87 @@ static int scan_runs(struct dproc *p, int pmfd, ImgVma *v, struct pagerun **runs
 	return 0;
 }
 
+static bool in_ranges(const struct range *r, int n, uint64_t a)
+{
+	int lo = 0, hi = n;                 /* sorted, disjoint */
+	while (lo < hi) {
+		int mid = (lo + hi) / 2;
+		if (a < r[mid].s)
+			hi = mid;
+		else if (a >= r[mid].e)
+			lo = mid + 1;
+		else
+			return true;
+	}
+	return false;
+}
+
+/* [s,e) minus the pages pre-copied before the freeze (dirty.c): those were
+ * write-protected then, so unless the frozen scan says written they still
+ * hold the copied content. */
+static void add_not_precopied(struct range **rd, int *nrd, uint64_t s, uint64_t e, const struct precopy *pc)
+{
+	for (int j = 0; pc && !pc->lost && j < pc->nruns && s < e; j++) {
+		uint64_t cs = pc->runs[j].addr, ce = cs + pc->runs[j].npages * PAGE;
+		if (ce <= s || cs >= e)
+			continue;
+		if (cs > s) {
+			*rd = realloc(*rd, (size_t)(*nrd + 1) * sizeof(**rd));
+			(*rd)[(*nrd)++] = (struct range){ s, cs };
+		}
+		s = ce;
+	}
+	if (s < e) {
+		*rd = realloc(*rd, (size_t)(*nrd + 1) * sizeof(**rd));
+		(*rd)[(*nrd)++] = (struct range){ s, e };
+	}
+}
+
+/* Pre-copied pages of VMA v that are present and not read while frozen
+ * (md: the merged ranges read now) go to p->preruns, data in the copy. */
+static void use_precopied(struct dproc *p, const ImgVma *v, const struct precopy *pc, const struct range *pr,
+			  int npr, const struct range *md, int nmd)
+{
+	for (int j = 0; j < pc->nruns; j++) {
+		const struct pagerun *c = &pc->runs[j];
+		for (uint32_t k = 0; k < c->npages; k++) {
+			uint64_t a = c->addr + (uint64_t)k * PAGE;
+			if (a < v->start || a >= v->end || !in_ranges(pr, npr, a) || in_ranges(md, nmd, a))
+				continue;
+			uint8_t *data = c->data + (size_t)k * PAGE;
+			struct pagerun *l = p->npreruns ? &p->preruns[p->npreruns - 1] : NULL;
+			if (l && l->addr + l->npages * PAGE == a && l->data + (size_t)l->npages * PAGE == data &&
+			    l->npages < PAGES_PER_RECORD) {
+				l->npages++;
+				continue;
+			}
+			if (p->npreruns == p->npreruns_cap) {
+				p->npreruns_cap = p->npreruns_cap ? p->npreruns_cap * 2 : 64;
+				p->preruns = realloc(p->preruns, (size_t)p->npreruns_cap * sizeof(*p->preruns));
+			}
+			p->preruns[p->npreruns++] = (struct pagerun){ a, 1, p->tree->pid, data };
+		}
+	}
+}
+
+/* runs (read while frozen) and preruns, both sorted, into one sorted list */
+static void merge_preruns(struct dproc *p)
+{
+	if (!p->npreruns)
+		return;
+	int n = p->nruns + p->npreruns, i = 0, j = 0, k = 0;
+	struct pagerun *m = xcalloc((size_t)n, sizeof(*m));
+	while (i < p->nruns || j < p->npreruns)
+		m[k++] = j >= p->npreruns || (i < p->nruns && p->runs[i].addr < p->preruns[j].addr) ? p->runs[i++]
+												  : p->preruns[j++];
+	free(p->runs);
+	p->runs = m;
+	p->nruns = n;
+	free(p->preruns);
+	p->preruns = NULL;
+	p->npreruns = p->npreruns_cap = 0;
+}
+
 /* Indexed images: the VMA's present pages go to the index; the pages to read
  * are the written ones when the VMA is tracked since the parent, else all. */
 static int indexed_vma_runs(struct dump_ctx *d, struct dproc *p, int pmfd, ImgVma *v, size_t vi,
@@ -296,6 +385,7 @@ static int indexed_vma_runs(struct dump_ctx *d, struct dproc *p, int pmfd, ImgVm
 	int npr = 0, nwr = 0, err;
 	(void)d;
 	struct timespec q0, q1, q2;
+	phase_mark("mm_smaps");
 	clock_gettime(CLOCK_MONOTONIC, &q0);
 	/* two walks: present (no write-protect), then the written ones with the
 	 * kernel's fast path (category and return mask exactly PAGE_IS_WRITTEN);
@@ -305,10 +395,12 @@ static int indexed_vma_runs(struct dump_ctx *d, struct dproc *p, int pmfd, ImgVm
 			strerror(-err));
 		return err;
 	}
+	phase_mark("mm_scan_present");
 	bool scanned = p->tracked && p->uffd >= 0 && p->vscan[vi] == 2 &&
 		       dirty_written(p, pmfd, v->start, v->end, &wr, &nwr) == 0;
 	if (scanned)
 		p->vscan[vi] = 1;
+	phase_mark("mm_scan_written");
 	clock_gettime(CLOCK_MONOTONIC, &q2);
 	if (getenv("ZAPC_ENGINE_TIMING") && v->end - v->start > (64u << 20)) {
 		q1 = q2;
@@ -318,8 +410,20 @@ static int indexed_vma_runs(struct dump_ctx *d, struct dproc *p, int pmfd, ImgVm
 	}
 	size_t npp = 0;
 	const uint64_t *pp = scanned ? chain_parent_present(d->pindex, p->tree->pid, &npp) : NULL;
+	const struct precopy *pc = scanned ? dirty_precopy_of(d, p->hpid) : NULL;
 	struct range *rd = NULL;
 	int nrd = 0;
+	if (pc && pc->lost)                   /* protected, not copied: read the present ones now */
+		for (int j = 0; j < pc->nruns; j++)
+			for (int i = 0; i < npr; i++) {
+				uint64_t s = pc->runs[j].addr, e = s + pc->runs[j].npages * PAGE;
+				s = s > pr[i].s ? s : pr[i].s;
+				e = e < pr[i].e ? e : pr[i].e;
+				if (s < e) {
+					rd = realloc(rd, (size_t)(nrd + 1) * sizeof(*rd));
+					rd[nrd++] = (struct range){ s, e };
+				}
+			}
 	for (int i = 0; i < npr; i++) {
 		for (uint64_t a = pr[i].s; a < pr[i].e; a += PAGES_PER_RECORD * PAGE) {
 			uint64_t np = (pr[i].e - a) / PAGE < PAGES_PER_RECORD ? (pr[i].e - a) / PAGE : PAGES_PER_RECORD;
@@ -345,32 +449,33 @@ static int indexed_vma_runs(struct dump_ctx *d, struct dproc *p, int pmfd, ImgVm
 			uint64_t s = pp[2 * j], e = s + pp[2 * j + 1] * PAGE;
 			if (e <= at || s >= pr[i].e)
 				continue;
-			if (s > at) {
-				rd = realloc(rd, (size_t)(nrd + 1) * sizeof(*rd));
-				rd[nrd++] = (struct range){ at, s };
-			}
+			if (s > at)
+				add_not_precopied(&rd, &nrd, at, s, pc);
 			at = e;
 		}
 		if (at < pr[i].e) {
 			log_debug("dump: pid %u: %#llx-%#llx present, not in the parent (vma %s)", p->tree->pid,
 				  (unsigned long long)at, (unsigned long long)pr[i].e, v->name ? v->name : "");
-			rd = realloc(rd, (size_t)(nrd + 1) * sizeof(*rd));
-			rd[nrd++] = (struct range){ at, pr[i].e };
+			add_not_precopied(&rd, &nrd, at, pr[i].e, pc);
 		}
 	}
 	if (nrd > 1)
 		qsort(rd, (size_t)nrd, sizeof(*rd), cmp_range);
+	int nmd = 0;
 	for (int i = 0; i < nrd; i++) {
 		uint64_t s = rd[i].s, e = rd[i].e;
 		while (i + 1 < nrd && rd[i + 1].s <= e) {     /* merge overlaps */
 			e = rd[i + 1].e > e ? rd[i + 1].e : e;
 			i++;
 		}
+		rd[nmd++] = (struct range){ s, e };      /* in place: nmd <= i */
 		for (uint64_t a = s; a < e; a += PAGES_PER_RECORD * PAGE) {
 			uint64_t np = (e - a) / PAGE < PAGES_PER_RECORD ? (e - a) / PAGE : PAGES_PER_RECORD;
 			add_run(runs, n, cap, a, (uint32_t)np, p->tree->pid, v->start);
 		}
 	}
+	if (pc && !pc->lost)
+		use_precopied(p, v, pc, pr, npr, rd, nmd);
 	free(rd);
 	if (npr)
 		SETOPT(v, has_pages, 1);
@@ -428,6 +533,59 @@ int mm_dump_shm(struct dump_ctx *d)
 	return 0;
 }
 
+static bool is_vma_line(const char *l, const char *end)
+{
+	const char *dash = memchr(l, '-', (size_t)(end - l)), *sp = memchr(l, ' ', (size_t)(end - l));
+	return dash && sp && dash < sp && ((*l >= '0' && *l <= '9') || (*l >= 'a' && *l <= 'f'));
+}
+
+/* Do the VMA lines of an smaps text equal a maps text (same format)? */
+static bool same_vmas(const char *smaps, const char *maps)
+{
+	const char *m = maps;
+	for (const char *l = smaps; *l;) {
+		const char *nl = strchr(l, '\n');
+		const char *end = nl ? nl + 1 : l + strlen(l);
+		if (is_vma_line(l, end)) {
+			size_t n = (size_t)(end - l);
+			if (strncmp(m, l, n))
+				return false;
+			m += n;
+		}
+		l = end;
+	}
+	return *m == 0;
+}
+
+/*
+ * smaps as read before the freeze (dirty.c pre-copy) when /proc/PID/maps
+ * still shows exactly the same VMAs: smaps walks every pte for its Rss
+ * (~6 ms per GiB of 4 KiB pages here, several times that under load), maps
+ * does not.  *stale: its Rss/Swap are old, so every VMA is looked up.  Not
+ * seen this way: a madvise flag (VmFlags) set on a whole VMA in the few ms
+ * between that read and the freeze.
+ */
+static FILE *smaps_open(struct dump_ctx *d, struct dproc *p, bool *stale)
+{
+	char path[64];
+	const struct precopy *pc = dirty_precopy_of(d, p->hpid);
+	if (pc && pc->smaps && p->tracked && !getenv("ZAPC_NO_SMAPS_REUSE")) {
+		snprintf(path, sizeof(path), "/proc/%d/maps", p->hpid);
+		char *maps = read_file_str(path, NULL);
+		bool same = maps && same_vmas(pc->smaps, maps);
+		free(maps);
+		if (same) {
+			FILE *f = fmemopen(pc->smaps, pc->smaps_len, "r");
+			if (f) {
+				*stale = true;
+				return f;
+			}
+		}
+	}
+	snprintf(path, sizeof(path), "/proc/%d/smaps", p->hpid);
+	return fopen(path, "re");
+}
+
 int mm_dump(struct dump_ctx *d, struct dproc *p)
 {
 	char path[64], line[4096];
@@ -445,8 +603,10 @@ int mm_dump(struct dump_ctx *d, struct dproc *p)
 	if (read_link(path, exe, sizeof(exe)) > 0 && !strstr(exe, " (deleted)"))
 		SETOPT(p->core->mm, exe_file_id, mapped_file_id(d, exe, O_RDONLY));
 
+	phase_mark("mm_stat");
+	bool stale = false;
+	FILE *f = smaps_open(d, p, &stale);
 	snprintf(path, sizeof(path), "/proc/%d/smaps", p->hpid);
-	FILE *f = fopen(path, "re");
 	if (!f) {
 		log_err("dump: pid %u: %s: %s", p->tree->pid, path, strerror(errno));
 		return -errno;
@@ -555,6 +715,8 @@ int mm_dump(struct dump_ctx *d, struct dproc *p)
 			/* the VMA is complete: decide what to save */
 			/* no resident or swapped page: nothing to look up (big sparse
 			 * reservations would cost a pagemap walk of their whole range) */
+			if (stale)
+				rss = 1;      /* smaps read before the freeze: look every VMA up */
 			if (d->indexed && v->kind == VK_ANON && (rss || swap)) {
 				err = indexed_vma_runs(d, p, pmfd, v, p->core->n_vmas - 1, &runs, &nruns, &cap);
 			} else if ((v->kind == VK_ANON || (v->kind == VK_FILE && !(v->flags & MAP_SHARED))) && (rss || swap)) {
@@ -606,13 +768,16 @@ int mm_read_pages(struct dproc *p, pid_t pid)
 	struct pagerun *runs = p->runs;
 	int nruns = p->nruns, err;
 	struct timespec t0, t1;
+	phase_mark("mm_smaps");
 	clock_gettime(CLOCK_MONOTONIC, &t0);
 	err = read_runs(pid, runs, nruns, &p->pagebuf, &p->pagebuf_len, p->core);
 	clock_gettime(CLOCK_MONOTONIC, &t1);
+	phase_mark("mm_read");
 	double ms = (t1.tv_sec - t0.tv_sec) * 1e3 + (t1.tv_nsec - t0.tv_nsec) / 1e6;
 	if (getenv("ZAPC_ENGINE_TIMING") && ms > 5)
 		fprintf(stderr, "TIMING dump_mm_read_ms %.3f (pid %u, %d runs%s)\n", ms, p->tree->pid, nruns,
 			pid != p->hpid ? ", from the snapshot child" : "");
+	merge_preruns(p);
 	if (err < 0)
 		log_err("dump: pid %u: reading memory: %s", p->tree->pid, strerror(-err));
 	return err;

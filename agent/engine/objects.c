@@ -71,6 +71,7 @@ int objects_dump(struct dump_ctx *d)
 			for (const struct engine_object *o = engine_objects; timing && o->name; o++)
 				if (o->dump == inject_prepare)
 					spent[o - engine_objects] += now_ms() - t0;
+			phase_mark("inject");
 			if (err < 0)
 				return err;
 		}
@@ -90,6 +91,7 @@ int objects_dump(struct dump_ctx *d)
 				int err = o->dump(d, p);
 				if (timing)
 					spent[o - engine_objects] += now_ms() - t0;
+				phase_mark(o->name);
 				if (err < 0)
 					return err;
 			}

@@ -212,6 +212,7 @@ void release_pod(struct dump_ctx *d, bool killed)
 			long r;
 			inj_syscall(&p->inj, &r, SYS_munmap, p->scratch, 4 * PAGE, 0, 0, 0, 0);
 			p->scratch = 0;
+			phase_mark("release_munmap");
 		}
 		for (int j = 0; j < p->nth; j++) {
 			struct dthread *t = &p->th[j];
