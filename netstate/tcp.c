@@ -327,25 +327,41 @@ out:
 	return r ? r : rr;
 }
 
-int ns_tcp_capture(int fd, Netstate__Socket *s)
+int ns_tcp_capture(int fd, Netstate__Socket *s, const struct ns_diag_sock *dg)
 {
 	struct tcp_info ti;
 	union ns_sockaddr sa;
 	socklen_t len = sizeof(ti);
+	bool has_local, has_peer;
 	int r;
 
-	if (getsockopt(fd, IPPROTO_TCP, TCP_INFO, &ti, &len) < 0)
+	/* dg: sock_diag's tcp_info, and the addresses asked once already */
+	if (dg && dg->valid)
+		ti = dg->ti;
+	else if (getsockopt(fd, IPPROTO_TCP, TCP_INFO, &ti, &len) < 0)
 		return -errno;
 	s->has_tcp_state = 1;
 	s->tcp_state = ti.tcpi_state;
-	len = sizeof(sa);
-	if (getsockname(fd, &sa.sa, &len) == 0 &&
-	    (sa.sa.sa_family == AF_INET ? sa.in4.sin_port : sa.in6.sin6_port) != 0 &&
+	if (dg && dg->named) {
+		sa = dg->local;
+		has_local = dg->has_local;
+	} else {
+		len = sizeof(sa);
+		has_local = getsockname(fd, &sa.sa, &len) == 0;
+	}
+	if (has_local && (sa.sa.sa_family == AF_INET ? sa.in4.sin_port : sa.in6.sin6_port) != 0 &&
 	    !(s->local = ns_addr_new(&sa)))
 		return -ENOMEM;
-	len = sizeof(sa);
-	if (ti.tcpi_state != TCP_LISTEN && getpeername(fd, &sa.sa, &len) == 0 &&
-	    !(s->peer = ns_addr_new(&sa)))
+	if (ti.tcpi_state == TCP_LISTEN) {
+		has_peer = false;
+	} else if (dg && dg->named) {
+		sa = dg->peer;
+		has_peer = dg->has_peer;
+	} else {
+		len = sizeof(sa);
+		has_peer = getpeername(fd, &sa.sa, &len) == 0;
+	}
+	if (has_peer && !(s->peer = ns_addr_new(&sa)))
 		return -ENOMEM;
 
 	switch (ti.tcpi_state) {
