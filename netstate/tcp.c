@@ -175,7 +175,8 @@ static bool repairable(unsigned st)
 	return false;
 }
 
-static int capture_conn(int fd, const struct tcp_info *ti, Netstate__Socket *s, Netstate__TcpConn *c)
+static int capture_conn(int fd, const struct tcp_info *ti, const struct ns_diag_sock *dg, Netstate__Socket *s,
+			Netstate__TcpConn *c)
 {
 	bool peek_off_set;
 	struct tcp_repair_window win;
@@ -218,7 +219,19 @@ static int capture_conn(int fd, const struct tcp_info *ti, Netstate__Socket *s, 
 	r = set_int(fd, IPPROTO_TCP, TCP_REPAIR, TCP_REPAIR_ON, "capture: TCP_REPAIR on");
 	if (r)
 		return r;
-	if (ioctl(fd, SIOCINQ, &inq) < 0 || ioctl(fd, SIOCOUTQ, &outq) < 0 ||
+	if (dg && dg->valid && dg->has_notsent) {
+		/* sock_diag's counters are what the ioctls compute (tcp_inq with
+		 * urgent data inline, as here; our FIN counted alike), and they
+		 * cannot have moved: owner stopped, incoming segments held. */
+		inq = (int)dg->rqueue - (dg->rqueue > 0 && c->peer_fin ? 1 : 0);
+		outq = (int)dg->wqueue;
+		unsq = (int)dg->notsent;
+		if (get_int(fd, IPPROTO_TCP, TCP_MAXSEG, &mss)) {
+			r = -errno;
+			log_err("netstate tcp capture: TCP_MAXSEG: %s", strerror(errno));
+			goto out;
+		}
+	} else if (ioctl(fd, SIOCINQ, &inq) < 0 || ioctl(fd, SIOCOUTQ, &outq) < 0 ||
 	    ioctl(fd, SIOCOUTQNSD, &unsq) < 0 || get_int(fd, IPPROTO_TCP, TCP_MAXSEG, &mss)) {
 		r = -errno;
 		log_err("netstate tcp capture: queue sizes: %s", strerror(errno));
@@ -417,7 +430,7 @@ int ns_tcp_capture(int fd, Netstate__Socket *s, const struct ns_diag_sock *dg)
 		if (!s->conn)
 			return -ENOMEM;
 		netstate__tcp_conn__init(s->conn);
-		return capture_conn(fd, &ti, s, s->conn);
+		return capture_conn(fd, &ti, dg, s, s->conn);
 	}
 }
 
