@@ -201,6 +201,9 @@ static int bench_capture(const char *pod_ip, const char *peer_ip, int n)
 		       "CPU median %.3f ms; target < 1 ms\n",
 		       modes[mi].what, n, t[0] * 1e3, t[10] * 1e3, t[10] * 1e6 / n, cpu[10] * 1e3);
 	}
+	free(ino);
+	free(pod);
+	free(peer);
 	return 0;
 }
 
