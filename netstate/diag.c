@@ -140,10 +140,15 @@ static void fill_req(struct diag_req *q, const struct ns_diag_sock *e, uint32_t 
 }
 
 /* Requests for e[idx[0..n)] (one sendmsg), then their n replies. */
-static int ask_chunk(int nl, struct ns_diag_sock *e, const size_t *idx, size_t n)
+struct diag_bufs {
+	struct diag_req q[CHUNK];
+	char buf[CHUNK * REPLY_MAX];
+};
+
+static int ask_chunk(int nl, struct diag_bufs *b, struct ns_diag_sock *e, const size_t *idx, size_t n)
 {
-	static __thread struct diag_req q[CHUNK];
-	static __thread char buf[CHUNK * REPLY_MAX];
+	struct diag_req *q = b->q;
+	char *buf = b->buf;
 	size_t answered = 0;
 
 	for (size_t k = 0; k < n; k++)
@@ -190,11 +195,14 @@ int ns_diag_ask(int netns_fd, struct ns_diag_sock *e, size_t n)
 {
 	size_t idx[CHUNK], k = 0;
 	int nl = -1, self = -1, r = 0;
+	struct diag_bufs *b;
 
 	for (size_t i = 0; i < n; i++)
 		k += e[i].ask;
 	if (!k)
 		return 0;
+	if (!(b = malloc(sizeof(*b))))
+		return -ENOMEM;
 	if (netns_fd >= 0) {
 		self = open("/proc/thread-self/ns/net", O_RDONLY | O_CLOEXEC);
 		if (self < 0 || setns(netns_fd, CLONE_NEWNET) < 0) {
@@ -215,12 +223,12 @@ int ns_diag_ask(int netns_fd, struct ns_diag_sock *e, size_t n)
 			continue;
 		idx[k++] = i;
 		if (k == CHUNK || i == n - 1) {
-			r = ask_chunk(nl, e, idx, k);
+			r = ask_chunk(nl, b, e, idx, k);
 			k = 0;
 		}
 	}
 	if (!r && k)
-		r = ask_chunk(nl, e, idx, k);
+		r = ask_chunk(nl, b, e, idx, k);
 out:
 	if (r)
 		log_warn("netstate: sock_diag: %s (sockets are asked one by one)", strerror(-r));
@@ -228,5 +236,6 @@ out:
 		close(nl);
 	if (self >= 0)
 		close(self);
+	free(b);
 	return r;
 }

@@ -238,7 +238,8 @@ static int capture_conn(int fd, const struct tcp_info *ti, const struct ns_diag_
 		goto out;
 	}
 	len = sizeof(ts);
-	if (getsockopt(fd, IPPROTO_TCP, TCP_TIMESTAMP, &ts, &len) < 0)
+	/* kept only with the timestamps option (below): else not asked */
+	if (!(ti->tcpi_options & TCPI_OPT_TIMESTAMPS) || getsockopt(fd, IPPROTO_TCP, TCP_TIMESTAMP, &ts, &len) < 0)
 		ts = 0;
 	len = sizeof(win);
 	if (getsockopt(fd, IPPROTO_TCP, TCP_REPAIR_WINDOW, &win, &len) < 0) {
