@@ -403,6 +403,7 @@ static int stream_send(int in, const Zapc__Mgr__Target *tg, const char *pod, uin
 	}
 	if ((rc = tls_connect_fd(P.cli, fd, tg->stream_node, 5000, &ssl)) < 0)
 		goto out;
+	log_debug("migrate pod %s: streaming with %s", pod, SSL_get_cipher_name(ssl));
 	sh.token.data = tg->token.data;
 	sh.token.len = tg->token.len;
 	sh.pod = (char *)pod;
