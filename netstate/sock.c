@@ -1,6 +1,7 @@
 /*
  * sock.c — the public socket entry points: pick the kind of socket,
- * validate image records, pack and unpack them.
+ * validate image records, pack and unpack them; capture many sockets of
+ * a pod at once (netstate_sock_capture_many: sock_diag + threads).
  */
 #include <errno.h>
 #include <stdbool.h>
@@ -42,20 +43,38 @@ static int capture_as(int fd, int domain, int type, int proto, const struct ns_d
 	return 0;
 }
 
-static int sock_kind(int fd, int *domain, int *type, int *proto)
+/* TCP or UDP over IPv4/IPv6, or -EOPNOTSUPP (logged). */
+static int check_kind(int fd, int domain, int type, int proto)
 {
-	socklen_t len = sizeof(int);
-
-	if ((*domain < 0 && getsockopt(fd, SOL_SOCKET, SO_DOMAIN, domain, &len) < 0) ||
-	    (len = sizeof(int), *proto < 0 && getsockopt(fd, SOL_SOCKET, SO_PROTOCOL, proto, &len) < 0))
-		return -errno;
-	/* TCP is always a stream, UDP a datagram socket */
-	*type = *proto == IPPROTO_TCP ? SOCK_STREAM : *proto == IPPROTO_UDP ? SOCK_DGRAM : -1;
-	if ((*domain != AF_INET && *domain != AF_INET6) || *type < 0) {
-		log_err("netstate: fd %d: socket family %d protocol %d is not TCP/UDP over IP", fd, *domain, *proto);
+	if ((domain != AF_INET && domain != AF_INET6) ||
+	    !((type == SOCK_STREAM && proto == IPPROTO_TCP) || (type == SOCK_DGRAM && proto == IPPROTO_UDP))) {
+		log_err("netstate: fd %d: socket family %d type %d protocol %d is not TCP/UDP over IP",
+			fd, domain, type, proto);
 		return -EOPNOTSUPP;
 	}
 	return 0;
+}
+
+/* What the caller did not know yet (-1): SO_DOMAIN, SO_TYPE, SO_PROTOCOL.
+ * With skip_tcp_type, a known TCP socket's type is left to be checked
+ * later (*type -1): a sock_diag answer proves it is a TCP stream. */
+static int sock_kind(int fd, int *domain, int *type, int *proto, bool skip_tcp_type)
+{
+	socklen_t len = sizeof(int);
+
+	if (*domain < 0 && getsockopt(fd, SOL_SOCKET, SO_DOMAIN, domain, &len) < 0)
+		return -errno;
+	len = sizeof(int);
+	if (*proto < 0 && getsockopt(fd, SOL_SOCKET, SO_PROTOCOL, proto, &len) < 0)
+		return -errno;
+	if (skip_tcp_type && *proto == IPPROTO_TCP && (*domain == AF_INET || *domain == AF_INET6)) {
+		*type = -1;
+		return 0;
+	}
+	len = sizeof(int);
+	if (getsockopt(fd, SOL_SOCKET, SO_TYPE, type, &len) < 0)
+		return -errno;
+	return check_kind(fd, *domain, *type, *proto);
 }
 
 int netstate_sock_capture(int fd, netstate_sock_t **out)
@@ -63,7 +82,7 @@ int netstate_sock_capture(int fd, netstate_sock_t **out)
 	int domain = -1, type, proto = -1, r;
 
 	*out = NULL;
-	if ((r = sock_kind(fd, &domain, &type, &proto)) < 0)
+	if ((r = sock_kind(fd, &domain, &type, &proto, false)) < 0)
 		return r;
 	return capture_as(fd, domain, type, proto, NULL, out);
 }
@@ -84,11 +103,19 @@ static int one(struct many *m, size_t i)
 	int fd = m->fd[i], r;
 	socklen_t len;
 
-	if (m->pass == 1)
+	if (m->pass == 1) {
+		if (e->type < 0) {   /* a raw socket has protocol 6 too; sock_diag did not vouch */
+			len = sizeof(int);
+			if (getsockopt(fd, SOL_SOCKET, SO_TYPE, &e->type, &len) < 0)
+				return -errno;
+			if ((r = check_kind(fd, e->family, e->type, e->protocol)) < 0)
+				return r;
+		}
 		return capture_as(fd, e->family, e->type, e->protocol, e, &m->out[i]);
-	if ((r = sock_kind(fd, &e->family, &e->type, &e->protocol)) < 0)
+	}
+	if ((r = sock_kind(fd, &e->family, &e->type, &e->protocol, true)) < 0)
 		return r;
-	if (e->type != SOCK_STREAM)
+	if (e->protocol != IPPROTO_TCP)
 		return 0;
 	e->named = true;
 	len = sizeof(e->local);
@@ -154,6 +181,9 @@ int netstate_sock_capture_many(int netns_fd, const int *fd, const uint64_t *ino,
 	run_pass(&m, threads);
 	if (!m.err) {
 		ns_diag_ask(netns_fd, m.e, n);   /* on failure every socket is asked itself */
+		for (size_t i = 0; i < n; i++)
+			if (m.e[i].valid)
+				m.e[i].type = SOCK_STREAM;   /* found in the TCP table by its inode */
 		m.pass = 1;
 		run_pass(&m, threads);
 	}
