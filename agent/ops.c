@@ -11,6 +11,7 @@
  * client.
  */
 #include <arpa/inet.h>
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <signal.h>
@@ -137,6 +138,8 @@ static void finish_checkpoint(struct op *op, Zapc__Response *r, char *why, size_
 	static Zapc__CheckpointResult cr;
 	struct pod *pod = pod_find(g.node, op->pod_name);
 
+	if (pod && pod->init_pid == op->pod_init && op->done && op->done->hold_kept)
+		pod->hold_kept = 1;
 	if (!op_ok(op)) {
 		op_reason(op, why, whylen);
 		log_err("pod %s: checkpoint failed: %s", op->pod_name, why);
@@ -188,6 +191,7 @@ static struct pod *finish_restore(struct op *op, Zapc__Response *r, char *why, s
 		r->error = why;
 		return NULL;
 	}
+	pod->hold_kept = op->done->hold_kept;
 	zapc__restore_result__init(&rr);
 	rr.total_us = since_us(&op->t0);
 	rr.processes = op->done->processes;
@@ -383,9 +387,13 @@ static int op_spawn(struct op *op, char *const argv[], int io_fd, int io_target)
 	if (pid == 0) {
 		int null = open("/dev/null", O_RDWR);
 
-		/* An engine must not outlive its agent (nobody would answer it); a
-		 * restored init dies with its engine until the restore completes. */
-		prctl(PR_SET_PDEATHSIG, SIGKILL);
+		/* A restore engine must not outlive its agent (nobody would take
+		 * the pod; its restored init dies with it until the restore
+		 * completes).  A dump engine must: killed while it holds a frozen,
+		 * seized pod it would leave the pod frozen — it sees the control
+		 * channel close instead, releases the pod and exits. */
+		if (op->kind == OP_RESTORE)
+			prctl(PR_SET_PDEATHSIG, SIGKILL);
 
 		/* SIGPIPE stays ignored (inherited): a reader that goes away must
 		 * become a write error, never kill an engine holding a seized pod. */
@@ -510,6 +518,8 @@ static int checkpoint_run(struct pod *pod, int out_fd, int leave_running, const 
 	}
 	if (o && o->track)
 		argv[n++] = "--track";
+	if (pod->hold_kept)
+		argv[n++] = "--hold-kept";
 	argv[n] = NULL;
 	op->sync_cb = sync;
 	rc = op_spawn(op, argv, out_fd, 1);
@@ -524,17 +534,27 @@ static int checkpoint_run(struct pod *pod, int out_fd, int leave_running, const 
 	return 0;
 }
 
+static int restore_start(int in_fd, const char *name, const char *ip, uid_t uid, gid_t gid,
+			 op_done_fn done, op_sync_fn sync, bool shift_clocks, void *ctx);
+
 int ops_restore(int in_fd, const char *name, const char *ip, uid_t uid, gid_t gid,
-		op_done_fn done, void *ctx)
+		bool shift_clocks, op_done_fn done, void *ctx)
 {
-	return ops_restore_sync(in_fd, name, ip, uid, gid, done, NULL, ctx);
+	return restore_start(in_fd, name, ip, uid, gid, done, NULL, shift_clocks, ctx);
 }
 
 int ops_restore_sync(int in_fd, const char *name, const char *ip, uid_t uid, gid_t gid,
 		     op_done_fn done, op_sync_fn sync, void *ctx)
 {
+	return restore_start(in_fd, name, ip, uid, gid, done, sync, false, ctx);
+}
+
+static int restore_start(int in_fd, const char *name, const char *ip, uid_t uid, gid_t gid,
+			 op_done_fn done, op_sync_fn sync, bool shift_clocks, void *ctx)
+{
 	char *argv[] = { "zapc-engine", "restore", "--control", "3", "-i", "-",
-			 sync ? "--sync" : NULL, NULL };
+			 sync ? "--sync" : shift_clocks ? "--shift-clocks" : NULL,
+			 sync && shift_clocks ? "--shift-clocks" : NULL, NULL };
 	struct op *op;
 	int rc;
 
@@ -605,11 +625,92 @@ int ops_sync_answer(void *ctx, int go, const char *why)
 	return -ENOENT;
 }
 
+/* The top frames of a kernel stack file (/proc/.../stack) in one line. */
+static void read_stack(const char *path, char *out, size_t len)
+{
+	char buf[512];
+	size_t used = 0;
+	FILE *f = fopen(path, "re");
+
+	out[0] = 0;
+	for (int k = 0; f && k < 6 && fgets(buf, sizeof(buf), f); k++) {
+		buf[strcspn(buf, "\n")] = 0;
+		char *fn = strchr(buf, ' ');
+		used += (size_t)snprintf(out + used, used < len ? len - used : 0, "%s%s", k ? " < " : "",
+					 fn ? fn + 1 : buf);
+		if (used >= len)
+			break;
+	}
+	if (f)
+		fclose(f);
+}
+
+/* The state, wait channel and kernel stack of one task, in one line. */
+static void log_wedged_task(pid_t tid)
+{
+	char path[64], st[1200] = "", stack[600] = "", buf[512];
+	FILE *f;
+
+	snprintf(path, sizeof(path), "/proc/%d/status", tid);
+	if ((f = fopen(path, "re"))) {
+		while (fgets(buf, sizeof(buf), f))
+			if (!strncmp(buf, "State:", 6) || !strncmp(buf, "TracerPid:", 10) ||
+			    !strncmp(buf, "Name:", 5) || !strncmp(buf, "SigPnd:", 7) || !strncmp(buf, "ShdPnd:", 7)) {
+				buf[strcspn(buf, "\n")] = 0;
+				for (char *c = buf; *c; c++)
+					if (*c == '\t')
+						*c = ' ';
+				size_t l = strlen(st);
+				snprintf(st + l, sizeof(st) - l, "%s%s", l ? ", " : "", buf);
+			}
+		fclose(f);
+	}
+	snprintf(path, sizeof(path), "/proc/%d/stack", tid);
+	read_stack(path, stack, sizeof(stack));
+	log_warn("  awaited task %d: %s; kernel stack: %s", tid, st[0] ? st : "gone", stack);
+}
+
+/* One log line per thread of a wedged engine: where it waits (the kernel
+ * stack's top frames), so a hang can be diagnosed from the agent's log. */
+static void log_wedged(pid_t pid)
+{
+	char path[320], buf[2048];
+	DIR *d;
+	struct dirent *e;
+
+	snprintf(path, sizeof(path), "/proc/%d/task", pid);
+	if (!(d = opendir(path)))
+		return;
+	while ((e = readdir(d))) {
+		if (e->d_name[0] == '.')
+			continue;
+		char line[600];
+		snprintf(path, sizeof(path), "/proc/%d/task/%s/stack", pid, e->d_name);
+		read_stack(path, line, sizeof(line));
+		FILE *f;
+		snprintf(path, sizeof(path), "/proc/%d/task/%s/syscall", pid, e->d_name);
+		f = fopen(path, "re");
+		if (!f || !fgets(buf, sizeof(buf), f))
+			buf[0] = 0;
+		if (f)
+			fclose(f);
+		buf[strcspn(buf, "\n")] = 0;
+		log_warn("zapc-engine %d thread %s: syscall %s, kernel stack: %s", pid, e->d_name, buf, line);
+		/* waiting for one task (wait4 on a tracee): say what that task does */
+		long nr = 0, arg = 0;
+		if (sscanf(buf, "%ld %lx", &nr, &arg) == 2 && nr == 61 && (pid_t)arg > 0)
+			log_wedged_task((pid_t)arg);
+	}
+	closedir(d);
+}
+
 void ops_kill_ctx(void *ctx)
 {
 	for (struct op *op = g.ops; op; op = op->next)
-		if (op->ctx == ctx && !op->exited)
+		if (op->ctx == ctx && !op->exited) {
+			log_wedged(op->pid);
 			kill(op->pid, SIGKILL);
+		}
 }
 
 int ops_pod_busy(const struct pod *pod)

@@ -12,6 +12,7 @@
 #ifndef ZAPC_AGENT_OPS_H
 #define ZAPC_AGENT_OPS_H
 
+#include <stdbool.h>
 #include <stdint.h>
 #include <sys/types.h>
 
@@ -41,9 +42,11 @@ int ops_checkpoint(struct pod *pod, int out_fd, int leave_running, uid_t uid,
 		   op_done_fn done, void *ctx);
 
 /* Restore the image read from in_fd (taken) into a new pod owned by uid/gid;
- * name and ip ("" = the image's) override the image's.  0 or -errno. */
+ * name and ip ("" = the image's) override the image's; shift_clocks: the
+ * pod's monotonic clocks count the downtime (engine --shift-clocks).
+ * 0 or -errno. */
 int ops_restore(int in_fd, const char *name, const char *ip, uid_t uid, gid_t gid,
-		op_done_fn done, void *ctx);
+		bool shift_clocks, op_done_fn done, void *ctx);
 
 /*
  * Coordinated variants (the manager, agent/peer.c): the engine runs with

@@ -253,8 +253,19 @@ static int ip_in_use(struct pod_node *node, struct in_addr ip)
 	return 0;
 }
 
-static int pick_ip(struct pod_node *node, const char *want, struct in_addr *ip)
+static int avoided(const struct pod_spec *spec, struct in_addr ip)
 {
+	struct in_addr a;
+
+	for (size_t i = 0; i < spec->n_avoid; i++)
+		if (inet_pton(AF_INET, spec->avoid[i], &a) == 1 && a.s_addr == ip.s_addr)
+			return 1;
+	return 0;
+}
+
+static int pick_ip(struct pod_node *node, const struct pod_spec *spec, struct in_addr *ip)
+{
+	const char *want = spec->ip;
 	uint32_t size = 1u << (32 - node->prefix), h;
 
 	if (want && want[0]) {
@@ -277,7 +288,7 @@ static int pick_ip(struct pod_node *node, const char *want, struct in_addr *ip)
 	}
 	for (h = node->pool_lo; h <= node->pool_hi; h++) {
 		ip->s_addr = htonl(h);
-		if (!ip_in_use(node, *ip))
+		if (!ip_in_use(node, *ip) && !avoided(spec, *ip))
 			return 0;
 	}
 	log_err("pod network %s/%d: no free address", inet_ntoa(node->net), node->prefix);
@@ -336,7 +347,7 @@ int pod_prepare(struct pod_node *node, const struct pod_spec *spec, struct pod *
 	pod->uid = spec->uid;
 	pod->gid = spec->gid;
 	pod->created = time(NULL);
-	rc = pick_ip(node, spec->ip, &pod->ip);
+	rc = pick_ip(node, spec, &pod->ip);
 	if (rc < 0)
 		goto fail;
 	pod_mac_of_ip(pod->ip, pod->mac);
@@ -620,6 +631,32 @@ out:
 	return rc;
 }
 
+/* The workload of a restored pod, for `pod list`: the restored zapc-init's
+ * command line is "zapc-init [options] -- CMD ARGS". */
+static char **workload_of(pid_t init_pid)
+{
+	char path[64], buf[4096], *argv[64];
+	ssize_t n;
+	int fd, na = 0, after = 0;
+
+	snprintf(path, sizeof(path), "/proc/%d/cmdline", init_pid);
+	if ((fd = open(path, O_RDONLY | O_CLOEXEC)) < 0)
+		return NULL;
+	n = read(fd, buf, sizeof(buf) - 1);
+	close(fd);
+	if (n <= 0)
+		return NULL;
+	buf[n] = 0;
+	for (char *a = buf; a < buf + n && na < 63; a += strlen(a) + 1) {
+		if (after)
+			argv[na++] = a;
+		else if (!strcmp(a, "--"))
+			after = 1;
+	}
+	argv[na] = NULL;
+	return na ? strv_dup(argv) : NULL;
+}
+
 int pod_adopt(struct pod_node *node, struct pod *pod, pid_t init_pid)
 {
 	int fd = pidfd_open_(init_pid);
@@ -633,6 +670,8 @@ int pod_adopt(struct pod_node *node, struct pod *pod, pid_t init_pid)
 	pod->init_pid = init_pid;
 	pod->pidfd = fd;
 	pod->state = POD_RUNNING;
+	if (!pod->argv)
+		pod->argv = workload_of(init_pid);
 	return node->watch ? node->watch(node, pod) : 0;
 }
 
@@ -680,13 +719,91 @@ static void forward_signal(int sig)
 	kill(exec_child, sig);
 }
 
+/* In the pod: stdio from fds, privileges dropped, exec.  On failure the
+ * reason goes to stderr and, with report >= 0, "errno" to report. */
+static void __attribute__((noreturn)) exec_command(char *const argv[], char *const envp[], const char *cwd,
+						   uid_t uid, gid_t gid, const int fds[3], int report)
+{
+	static char *default_env[] = { DEFAULT_PATH, NULL };
+	int null_fd = open("/dev/null", O_RDWR), e;
+	const char *what = argv[0];
+
+	for (int i = 0; i < 3; i++)
+		if (dup2(fds[i] >= 0 ? fds[i] : null_fd, i) < 0)
+			_exit(126);
+	syscall(SYS_close_range, 3, ~0U, CLOSE_RANGE_CLOEXEC);
+	if (report >= 0)
+		fcntl(report, F_SETFD, FD_CLOEXEC);
+	if (uid != 0 && (setgroups(0, NULL) < 0 || setgid(gid) < 0 || setuid(uid) < 0)) {
+		what = "drop privileges";
+		goto fail;
+	}
+	if (chdir(cwd && cwd[0] ? cwd : "/") < 0) {
+		what = cwd;
+		goto fail;
+	}
+	execvpe(argv[0], argv, envp && envp[0] ? envp : default_env);
+fail:
+	e = errno;
+	dprintf(2, "zapc: %s: %s\n", what, strerror(e));
+	if (report >= 0)
+		dprintf(report, "%d", e);
+	_exit(e == ENOENT ? 127 : 126);
+}
+
+/*
+ * Detached: the command becomes a process of the pod like any other — the
+ * child of the pod's init (an intermediate child exits at once, so the
+ * orphan is re-parented to the namespace's init) in a session of its own.
+ * Only such processes can be checkpointed with the pod: an attached exec's
+ * command has its parent (this helper) and session outside the pod.  The
+ * helper returns 0 once the command has been exec'd, or its exec error.
+ */
+static void __attribute__((noreturn)) exec_detached(char *const argv[], char *const envp[], const char *cwd,
+						    uid_t uid, gid_t gid, const int fds[3])
+{
+	int rep[2], st, e = 0;
+	char msg[32];
+	ssize_t n;
+	pid_t pid;
+
+	if (pipe2(rep, O_CLOEXEC) < 0)
+		_exit(126);
+	pid = fork();
+	if (pid < 0)
+		_exit(126);
+	if (pid == 0) {
+		pid_t c = fork();
+
+		if (c == 0) {
+			close(rep[0]);
+			setsid();
+			exec_command(argv, envp, cwd, uid, gid, fds, rep[1]);
+		}
+		_exit(c < 0 ? 126 : 0);
+	}
+	close(rep[1]);
+	while (waitpid(pid, &st, 0) < 0)
+		if (errno != EINTR)
+			_exit(126);
+	do
+		n = read(rep[0], msg, sizeof(msg) - 1);
+	while (n < 0 && errno == EINTR);
+	if (n > 0) {
+		msg[n] = 0;
+		e = atoi(msg);
+	}
+	if (!WIFEXITED(st) || WEXITSTATUS(st) != 0)
+		_exit(126);
+	_exit(e ? (e == ENOENT ? 127 : 126) : 0);
+}
+
 /* The exec helper (a child of the agent): join the pod, fork, wait.  Never returns. */
 static void __attribute__((noreturn)) exec_helper(struct pod *pod, char *const argv[],
 						  char *const envp[], const char *cwd,
-						  uid_t uid, gid_t gid, const int fds[3])
+						  uid_t uid, gid_t gid, const int fds[3], int detach)
 {
-	static char *default_env[] = { DEFAULT_PATH, NULL };
-	int st, null_fd;
+	int st;
 	pid_t pid;
 
 	reset_signals();
@@ -696,27 +813,13 @@ static void __attribute__((noreturn)) exec_helper(struct pod *pod, char *const a
 		dprintf(fds[2] >= 0 ? fds[2] : 2, "zapc: pod %s: join: %s\n", pod->name, strerror(errno));
 		_exit(126);
 	}
+	if (detach)
+		exec_detached(argv, envp, cwd, uid, gid, fds);
 	pid = fork();
 	if (pid < 0)
 		_exit(126);
-	if (pid == 0) {
-		null_fd = open("/dev/null", O_RDWR);
-		for (int i = 0; i < 3; i++)
-			if (dup2(fds[i] >= 0 ? fds[i] : null_fd, i) < 0)
-				_exit(126);
-		syscall(SYS_close_range, 3, ~0U, CLOSE_RANGE_CLOEXEC);
-		if (uid != 0 && (setgroups(0, NULL) < 0 || setgid(gid) < 0 || setuid(uid) < 0)) {
-			dprintf(2, "zapc: drop to uid %u: %s\n", (unsigned)uid, strerror(errno));
-			_exit(126);
-		}
-		if (chdir(cwd && cwd[0] ? cwd : "/") < 0) {
-			dprintf(2, "zapc: chdir %s: %s\n", cwd, strerror(errno));
-			_exit(126);
-		}
-		execvpe(argv[0], argv, envp && envp[0] ? envp : default_env);
-		dprintf(2, "zapc: %s: %s\n", argv[0], strerror(errno));
-		_exit(errno == ENOENT ? 127 : 126);
-	}
+	if (pid == 0)
+		exec_command(argv, envp, cwd, uid, gid, fds, -1);
 	/* Hold none of the agent's sockets: clients must see EOF when it closes them. */
 	syscall(SYS_close_range, 0, ~0U, 0);
 	/* The agent sends SIGHUP when the client has gone: pass it (and TERM/INT) on. */
@@ -731,7 +834,7 @@ static void __attribute__((noreturn)) exec_helper(struct pod *pod, char *const a
 }
 
 int pod_exec(struct pod_node *node, struct pod *pod, char *const argv[], char *const envp[],
-	     const char *cwd, uid_t uid, gid_t gid, const int fds[3], pid_t *helper)
+	     const char *cwd, uid_t uid, gid_t gid, const int fds[3], int detach, pid_t *helper)
 {
 	pid_t pid;
 
@@ -747,7 +850,7 @@ int pod_exec(struct pod_node *node, struct pod *pod, char *const argv[], char *c
 		return rc;
 	}
 	if (pid == 0)
-		exec_helper(pod, argv, envp, cwd, uid, gid, fds);
+		exec_helper(pod, argv, envp, cwd, uid, gid, fds, detach);
 	*helper = pid;
 	return 0;
 }

@@ -44,6 +44,8 @@ struct pod {
 	int host_route;			/* ip/32 dev bridge added on the node */
 	char root[PATH_MAX];		/* "" = the node's file system */
 	char console[PATH_MAX];		/* workload stdout/stderr log */
+	int hold_kept;			/* its netns has kept hold rules (the engine's
+					 * Done said so): dumps hold without iptables */
 	int console_owned;		/* destroy unlinks it (not after a checkpoint:
 					 * the image's processes still write to it) */
 	uid_t uid;			/* owner: the caller that created it */
@@ -83,6 +85,8 @@ struct pod_node {
 struct pod_spec {
 	const char *name;
 	const char *ip;			/* NULL/"" = allocate */
+	char **avoid;			/* addresses not to allocate (n_avoid) */
+	size_t n_avoid;
 	const char *root;		/* NULL/"" = node file system */
 	uid_t uid;
 	gid_t gid;
@@ -125,10 +129,12 @@ void pod_exited(struct pod_node *node, struct pod *pod, int status);
  * Run argv in the pod (all its namespaces and cgroups) with stdio fds[0..2]
  * (-1 = /dev/null), as uid/gid, env envp, in cwd ("" = /).  Returns the pid
  * of a helper child of the caller that exits with the command's shell-style
- * exit code (status, or 128+signal); 0/-errno.
+ * exit code (status, or 128+signal); 0/-errno.  With detach the command
+ * becomes a child of the pod's init in its own session (a process of the pod
+ * that a checkpoint saves) and the helper exits 0 as soon as it is exec'd.
  */
 int pod_exec(struct pod_node *node, struct pod *pod, char *const argv[], char *const envp[],
-	     const char *cwd, uid_t uid, gid_t gid, const int fds[3], pid_t *helper);
+	     const char *cwd, uid_t uid, gid_t gid, const int fds[3], int detach, pid_t *helper);
 
 /* MAC of a pod IP: 02:5a:a.b.c.d — locally administered, same on every node. */
 void pod_mac_of_ip(struct in_addr ip, uint8_t mac[6]);
@@ -144,6 +150,9 @@ int pod_setup_mounts(const char *root);
 /* The same; POD_MOUNTS_SHM_DONE: /dev/shm already holds the pod's tmpfs (a
  * restore fills it before the pod's init exists and the init inherits it). */
 #define POD_MOUNTS_SHM_DONE 1u
+/* POD_MOUNTS_PTS_DONE: /dev/pts already holds the pod's devpts (a restore
+ * re-creates the pod's ptys in it first); /dev/ptmx is still bound to it. */
+#define POD_MOUNTS_PTS_DONE 2u
 int pod_setup_mounts_flags(const char *root, unsigned flags);
 /* Mount a pod's /dev/shm tmpfs (mode 1777, 64 MiB) on dir.  0/-errno. */
 int pod_mount_shm(const char *dir);

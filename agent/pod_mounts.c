@@ -100,8 +100,8 @@ static int pod_dev_proc(const char *base, int own_dev, unsigned flags)
 	}
 	mkdir_p(base, "/dev/pts", 0755);
 	snprintf(p, sizeof(p), "%s/dev/pts", base);
-	rc = mnt("devpts", p, "devpts", MS_NOSUID | MS_NOEXEC,
-		 "newinstance,ptmxmode=0666,mode=0620,gid=5");
+	rc = flags & POD_MOUNTS_PTS_DONE ? 0 : mnt("devpts", p, "devpts", MS_NOSUID | MS_NOEXEC,
+						  "newinstance,ptmxmode=0666,mode=0620,gid=5");
 	if (rc < 0)
 		return rc;
 	/* /dev/ptmx must open the new instance's ptmx, not the node's. */

@@ -228,7 +228,7 @@ static char **strv(char **v, size_t n)
 static void cmd_pod_create(struct conn *c, Zapc__PodCreate *pc)
 {
 	struct pod_spec spec = { .name = pc->name, .ip = pc->ip, .root = pc->root,
-				 .uid = c->uid, .gid = c->gid };
+				 .uid = c->uid, .gid = c->gid, .avoid = pc->avoid, .n_avoid = pc->n_avoid };
 	Zapc__Response r = ZAPC__RESPONSE__INIT;
 	Zapc__PodInfo pi;
 	struct info_bufs b;
@@ -315,13 +315,14 @@ static void cmd_pod_exec(struct conn *c, Zapc__PodExec *pe)
 		free(w);
 		goto out;
 	}
-	rc = pod_exec(srv.node, pod, argv, envp, pe->cwd, c->uid, c->gid, fds, &helper);
+	rc = pod_exec(srv.node, pod, argv, envp, pe->cwd, c->uid, c->gid, fds, pe->detach, &helper);
 	if (rc < 0) {
 		respond_fail(c, rc, "pod exec");
 		free(w);
 		goto out;
 	}
-	log_info("pod %s: exec %s by uid %u (helper %d)", pod->name, argv[0], (unsigned)c->uid, helper);
+	log_info("pod %s: exec %s by uid %u (helper %d)%s", pod->name, argv[0], (unsigned)c->uid, helper,
+		 pe->detach ? ", detached" : "");
 	w->pid = helper;
 	w->conn = c;
 	snprintf(w->pod, sizeof(w->pod), "%s", pod->name);
@@ -477,7 +478,7 @@ static void cmd_restore(struct conn *c, Zapc__Restore *rs)
 		return;
 	}
 	log_last_err_clear();
-	rc = ops_restore(fd, rs->name, rs->ip, c->uid, c->gid, op_answer, c);
+	rc = ops_restore(fd, rs->name, rs->ip, c->uid, c->gid, rs->shift_clocks, op_answer, c);
 	if (rc < 0) {
 		respond_fail(c, rc, "restore");
 		return;

@@ -213,10 +213,12 @@ out:
 
 static void restore_usage(FILE *f)
 {
-	fprintf(f, "usage: zapc restore DIR|FILE|- [--pod NAME] [--ip ADDR]\n"
+	fprintf(f, "usage: zapc restore DIR|FILE|- [--pod NAME] [--ip ADDR] [--shift-clocks]\n"
 		   "  Restore an image into a new pod.  --pod and --ip override the name and\n"
 		   "  virtual IP recorded in the image (two restores of one image on one node\n"
-		   "  need different ones).  Restores all or nothing.\n");
+		   "  need different ones).  Restores all or nothing.  The pod's monotonic and\n"
+		   "  boot-time clocks continue from the checkpoint; --shift-clocks makes them\n"
+		   "  count the time the pod was down too.\n");
 }
 
 int cmd_restore(int argc, char **argv)
@@ -241,6 +243,8 @@ int cmd_restore(int argc, char **argv)
 				name = argv[++i];
 			else
 				ip = argv[++i];
+		} else if (strcmp(argv[i], "--shift-clocks") == 0) {
+			rs.shift_clocks = 1;
 		} else if (argv[i][0] == '-' && argv[i][1]) {
 			cli_err("restore: unknown option %s", argv[i]);
 			return 2;

@@ -2,14 +2,16 @@
  * pod.c — `zapc pod ...`: create, exec, list, destroy.
  *
  *   zapc pod create NAME [--ip ADDR] [--root DIR] [--cwd DIR] -- CMD [ARGS...]
- *   zapc pod exec NAME [--cwd DIR] -- CMD [ARGS...]
+ *   zapc pod exec NAME [--cwd DIR] [--detach] -- CMD [ARGS...]
  *   zapc pod list [--json]
  *   zapc pod destroy NAME
  *   zapc pod log NAME        (the workload's stdout/stderr, read from the console file)
  *
  * The caller's environment goes with create and exec; exec passes the
  * caller's stdin, stdout and stderr to the command (SCM_RIGHTS) and exits
- * with the command's exit code.
+ * with the command's exit code; with --detach the command becomes a process
+ * of the pod (child of its init, saved by a checkpoint) and exec returns as
+ * soon as it started.
  */
 #include <arpa/inet.h>
 #include <stdio.h>
@@ -24,7 +26,7 @@ extern char **environ;
 static void usage(FILE *f)
 {
 	fprintf(f, "usage: zapc pod create NAME [--ip ADDR] [--root DIR] [--cwd DIR] -- CMD [ARGS...]\n"
-		   "       zapc pod exec NAME [--cwd DIR] -- CMD [ARGS...]\n"
+		   "       zapc pod exec NAME [--cwd DIR] [--detach] -- CMD [ARGS...]\n"
 		   "       zapc pod list [--json]\n"
 		   "       zapc pod destroy NAME\n"
 		   "       zapc pod log NAME\n");
@@ -45,8 +47,9 @@ static size_t env_count(void)
 }
 
 /*
- * Parse NAME, options with a value (names in opts, values stored in vals),
- * then "--" and the command.  Returns 0, or prints an error and returns 2.
+ * Parse NAME, options with a value (names in opts, values stored in vals;
+ * a name written "+--flag" takes no value and stores "1"), then "--" and
+ * the command.  Returns 0, or prints an error and returns 2.
  */
 static int parse_cmdline(int argc, char **argv, const char *const opts[], const char **vals,
 			 const char **name, char ***cmd, int *ncmd)
@@ -68,6 +71,11 @@ static int parse_cmdline(int argc, char **argv, const char *const opts[], const 
 			exit(0);
 		}
 		for (k = 0; opts[k]; k++) {
+			if (opts[k][0] == '+' && strcmp(argv[i], opts[k] + 1) == 0) {
+				vals[k] = "1";
+				matched = 1;
+				break;
+			}
 			if (strcmp(argv[i], opts[k]) == 0) {
 				if (i + 1 >= argc) {
 					cli_err("pod %s: %s needs a value", argv[1], opts[k]);
@@ -151,8 +159,8 @@ static int pod_create(int argc, char **argv)
 
 static int pod_exec(int argc, char **argv)
 {
-	static const char *const opts[] = { "--cwd", NULL };
-	const char *vals[1] = { NULL }, *name;
+	static const char *const opts[] = { "--cwd", "+--detach", NULL };
+	const char *vals[2] = { NULL, NULL }, *name;
 	Zapc__PodExec pe = ZAPC__POD_EXEC__INIT;
 	Zapc__Request req = ZAPC__REQUEST__INIT;
 	Zapc__Response *resp = NULL;
@@ -166,6 +174,7 @@ static int pod_exec(int argc, char **argv)
 	pe.name = (char *)name;
 	if (vals[0])
 		pe.cwd = (char *)vals[0];
+	pe.detach = vals[1] != NULL;
 	pe.argv = cmd;
 	pe.n_argv = (size_t)ncmd;
 	pe.env = environ;

@@ -650,6 +650,12 @@ int job_run(const Zapc__Mgr__JobRequest *rq, out_fn out, void *ctx, char *err, s
 		snprintf(j->pods[i].name, sizeof(j->pods[i].name), "%s-%d", rq->job, i);
 		snprintf(j->pods[i].node, sizeof(j->pods[i].node), "%s", rq->nodes[i / k]);
 	}
+	char **avoid = NULL;
+	size_t navoid = 0;
+	for (struct job *o = jobs_all(); o; o = o->next)
+		for (int i = 0; o != j && i < o->npods; i++)
+			if (o->pods[i].ip[0] && (avoid = realloc(avoid, (navoid + 1) * sizeof(*avoid))))
+				avoid[navoid++] = o->pods[i].ip;
 	for (int i = 0; i < n && rc == 0; i++) {
 		Zapc__Request req = ZAPC__REQUEST__INIT;
 		Zapc__PodCreate pc = ZAPC__POD_CREATE__INIT;
@@ -659,6 +665,10 @@ int job_run(const Zapc__Mgr__JobRequest *rq, out_fn out, void *ctx, char *err, s
 		size_t na = 0;
 
 		pc.name = j->pods[i].name;
+		/* Pods that moved keep their addresses, which may come from this
+		 * node's pool: the agent must not hand them out again. */
+		pc.avoid = avoid;
+		pc.n_avoid = navoid;
 		if (rq->mpi && i > 0) {
 			pc.argv = idle;
 			pc.n_argv = 2;
@@ -724,6 +734,7 @@ int job_run(const Zapc__Mgr__JobRequest *rq, out_fn out, void *ctx, char *err, s
 			outf(out, ctx, "launcher started in pod %s (hosts %s)", j->pods[0].name, hosts);
 		}
 	}
+	free(avoid);
 	if (rc < 0) {
 		for (int i = 0; i < j->npods; i++)
 			pod_destroy(j->pods[i].node, j->pods[i].name);

@@ -8,6 +8,11 @@
  * re-injects them); drop gives NF_DROP (peers retransmit).  Then the holder
  * removes the rules and exits.
  *
+ * Kept rules (netstate_hold_begin_keep): the NFQUEUE rule has --queue-bypass
+ * and stays in the netns; binding the queue is what starts a hold, and the
+ * end sets the queue fail-open (length 0) before unbinding, so a packet that
+ * arrives in between passes instead of being dropped with the instance.
+ *
  * Why a process: it owns the rules.  If the caller dies, the holder sees EOF
  * on its control socket, drops, removes the rules and exits; if the holder
  * dies, unverdicted packets are dropped by the kernel (no queue listener, no
@@ -45,6 +50,7 @@ struct netstate_hold {
 	int ctl;          /* our end of the control socketpair */
 	int netns_fd;     /* dup of the pod's netns, for cleanup if the holder died */
 	enum netstate_hold_mode mode;
+	int keep;         /* the rules stay in the netns (--queue-bypass) */
 };
 
 /* --- the holder process ------------------------------------------------- */
@@ -57,6 +63,7 @@ struct holder {
 	uint32_t *ids;      /* their ids, in arrival order */
 	int holding;
 	int after;          /* verdict for packets once the hold has ended */
+	int keep;           /* rules stay: end by failing the queue open, not removing them */
 };
 
 static int nfq_send(struct holder *h, struct nlmsghdr *nlh)
@@ -85,6 +92,20 @@ static int nfq_config(struct holder *h)
 		return -errno;
 	mnl_socket_setsockopt(h->nl, NETLINK_NO_ENOBUFS, &one, sizeof(one));
 	return 0;
+}
+
+/* The end of a kept hold: from now on the kernel lets every packet pass
+ * the queue (length 0, fail-open) instead of queueing it; the socket can
+ * then be closed without the kernel dropping a straggler. */
+static int nfq_fail_open(struct holder *h)
+{
+	char buf[MNL_SOCKET_BUFFER_SIZE];
+	struct nlmsghdr *nlh = nfq_nlmsg_put(buf, NFQNL_MSG_CONFIG, h->queue);
+
+	nfq_nlmsg_cfg_put_qmaxlen(nlh, 0);
+	mnl_attr_put_u32(nlh, NFQA_CFG_FLAGS, htonl(NFQA_CFG_F_FAIL_OPEN));
+	mnl_attr_put_u32(nlh, NFQA_CFG_MASK, htonl(NFQA_CFG_F_FAIL_OPEN));
+	return nfq_send(h, nlh);
 }
 
 /* Verdict for one packet, or (batch) for every queued packet up to id. */
@@ -158,14 +179,22 @@ static int holder_finish(struct holder *h, int verdict)
 	}
 	h->holding = 0;
 	h->after = verdict;
-	r = ns_rules_remove(-1);
+	if (h->keep && h->nl) {
+		r = nfq_fail_open(h) ? -errno : 0;
+		if (r)
+			log_err("netstate hold: fail-open queue %u: %s", h->queue, strerror(-r));
+	} else {
+		r = ns_rules_remove(-1);
+	}
 	if (h->nl) {
 		nfq_pump(h, 0);   /* on_packet now gives each the same verdict */
 	}
 	return r;
 }
 
-static void holder_main(int ctl, int netns_fd, unsigned queue, enum netstate_hold_mode mode)
+/* keep: 0 classic (rules installed and removed), 1 kept rules to install,
+ * 2 kept rules already present. */
+static void holder_main(int ctl, int netns_fd, unsigned queue, enum netstate_hold_mode mode, int keep)
 {
 	struct holder h = { .queue = queue, .holding = 1 };
 	h.ids = malloc(HOLD_QMAXLEN * sizeof(*h.ids));
@@ -192,19 +221,23 @@ static void holder_main(int ctl, int netns_fd, unsigned queue, enum netstate_hol
 			mode = NETSTATE_HOLD_DROP;
 		}
 	}
-	r = ns_rules_apply(-1, queue, mode);
+	if (mode != NETSTATE_HOLD_NFQUEUE)
+		keep = 0;   /* DROP rules cannot be left in place */
+	r = keep == 2 ? 0 : ns_rules_apply(-1, queue, mode, keep != 0);
 	if (r && mode == NETSTATE_HOLD_NFQUEUE) {
 		log_warn("netstate hold: NFQUEUE rule refused: falling back to DROP rules");
 		mnl_socket_close(h.nl);
 		h.nl = NULL;
 		mode = NETSTATE_HOLD_DROP;
-		r = ns_rules_apply(-1, queue, mode);
+		keep = 0;
+		r = ns_rules_apply(-1, queue, mode, 0);
 	}
 	if (r) {
 		reply(ctl, r);
 		_exit(1);
 	}
-	reply(ctl, (int32_t)mode);
+	h.keep = keep != 0;
+	reply(ctl, (int32_t)mode | (h.keep ? 0x100 : 0));
 
 	for (;;) {
 		struct pollfd p[2] = { { .fd = ctl, .events = POLLIN },
@@ -277,8 +310,8 @@ static void hold_free(struct netstate_hold *h)
 	free(h);
 }
 
-int netstate_hold_begin(int netns_fd, unsigned queue_num, enum netstate_hold_mode mode,
-			struct netstate_hold **out)
+static int hold_start(int netns_fd, unsigned queue_num, enum netstate_hold_mode mode, int keep,
+		      struct netstate_hold **out)
 {
 	struct netstate_hold *h;
 	int sv[2], r;
@@ -314,7 +347,7 @@ int netstate_hold_begin(int netns_fd, unsigned queue_num, enum netstate_hold_mod
 	if (h->pid == 0) {
 		close(sv[0]);
 		close_other_fds(sv[1], h->netns_fd);
-		holder_main(sv[1], h->netns_fd, queue_num, mode);
+		holder_main(sv[1], h->netns_fd, queue_num, mode, keep);
 		_exit(1);
 	}
 	close(sv[1]);
@@ -323,13 +356,26 @@ int netstate_hold_begin(int netns_fd, unsigned queue_num, enum netstate_hold_mod
 	if (r || v < 0) {
 		r = r ? r : v;
 		log_err("netstate hold: holder for queue %u did not start: %s", queue_num, strerror(-r));
-		ns_rules_remove(h->netns_fd);
+		if (keep != 2)
+			ns_rules_remove(h->netns_fd);
 		hold_free(h);
 		return r;
 	}
-	h->mode = (enum netstate_hold_mode)v;
+	h->mode = (enum netstate_hold_mode)(v & 0xff);
+	h->keep = (v & 0x100) != 0;
 	*out = h;
 	return 0;
+}
+
+int netstate_hold_begin(int netns_fd, unsigned queue_num, enum netstate_hold_mode mode,
+			struct netstate_hold **out)
+{
+	return hold_start(netns_fd, queue_num, mode, 0, out);
+}
+
+int netstate_hold_begin_keep(int netns_fd, int rules_present, struct netstate_hold **out)
+{
+	return hold_start(netns_fd, NETSTATE_KEEP_QUEUE, NETSTATE_HOLD_NFQUEUE, rules_present ? 2 : 1, out);
 }
 
 static int hold_end(struct netstate_hold *h, char cmd)
@@ -345,9 +391,11 @@ static int hold_end(struct netstate_hold *h, char cmd)
 	if (r) {
 		/* The holder is gone: its queued packets were dropped by the kernel;
 		 * the rules are still ours to remove. */
-		log_err("netstate hold: holder pid %d lost (%s); removing the rules here", h->pid, strerror(-r));
+		log_err("netstate hold: holder pid %d lost (%s)%s", h->pid, strerror(-r),
+			h->keep ? "" : "; removing the rules here");
 		kill(h->pid, SIGKILL);
-		ns_rules_remove(h->netns_fd);
+		if (!h->keep)   /* kept rules bypass the queue once nobody listens */
+			ns_rules_remove(h->netns_fd);
 	} else {
 		r = v;
 	}
@@ -380,6 +428,11 @@ int netstate_hold_count(struct netstate_hold *h)
 enum netstate_hold_mode netstate_hold_mode(const struct netstate_hold *h)
 {
 	return h->mode;
+}
+
+int netstate_hold_kept(const struct netstate_hold *h)
+{
+	return h->keep;
 }
 
 int netstate_hold_pid(const struct netstate_hold *h)

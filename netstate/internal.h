@@ -90,7 +90,7 @@ int ns_inject_udp(const union ns_sockaddr *from, const union ns_sockaddr *to,
 		  const void *data, size_t len);
 
 /* rules.c */
-int ns_rules_apply(int netns_fd, unsigned queue_num, enum netstate_hold_mode mode);
+int ns_rules_apply(int netns_fd, unsigned queue_num, enum netstate_hold_mode mode, int bypass);
 int ns_rules_remove(int netns_fd);
 int ns_run_in_netns(int netns_fd, const char *const argv[], const char *stdin_text, int timeout_s);
 

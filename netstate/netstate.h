@@ -82,6 +82,21 @@ enum netstate_hold_mode {
  * ~20-40 ms (iptables-restore runs twice). */
 int netstate_hold_begin(int netns_fd, unsigned queue_num, enum netstate_hold_mode mode,
 			struct netstate_hold **out);
+/*
+ * The same hold with rules that stay in the netns between holds: the
+ * NFQUEUE rule (queue NETSTATE_KEEP_QUEUE) carries --queue-bypass, so while
+ * no holder is bound the pod's packets pass untouched, and a hold is just a
+ * holder binding the queue (no iptables run).  rules_present: a previous
+ * hold left them (the caller remembers it per pod, e.g. the agent); else
+ * they are installed (~20-40 ms) and left.  End with release or drop: the
+ * rules stay, the queue is unbound without losing a packet (fail-open).  A
+ * DROP fallback is a classic hold (rules removed at the end): check
+ * netstate_hold_mode() before remembering the rules as present.
+ */
+#define NETSTATE_KEEP_QUEUE 7001u
+int netstate_hold_begin_keep(int netns_fd, int rules_present, struct netstate_hold **out);
+/* Are h's rules kept (left in the netns when h ends)? */
+int netstate_hold_kept(const struct netstate_hold *h);
 /* Re-inject every held packet in arrival order, remove the rules, free h. */
 int netstate_hold_release(struct netstate_hold *h);
 /* Discard every held packet (peers retransmit), remove the rules, free h. */

@@ -99,14 +99,15 @@ int ns_run_in_netns(int netns_fd, const char *const argv[], const char *stdin_te
 	return wait_child(pid, timeout_s);
 }
 
-int ns_rules_apply(int netns_fd, unsigned queue_num, enum netstate_hold_mode mode)
+int ns_rules_apply(int netns_fd, unsigned queue_num, enum netstate_hold_mode mode, int bypass)
 {
 	static const char *const tools[2] = { "iptables-restore", "ip6tables-restore" };
 	char text[512], target[64];
 	int r;
 
 	if (mode == NETSTATE_HOLD_NFQUEUE)
-		snprintf(target, sizeof(target), "NFQUEUE --queue-num %u", queue_num);
+		snprintf(target, sizeof(target), "NFQUEUE --queue-num %u%s", queue_num,
+			 bypass ? " --queue-bypass" : "");
 	else
 		snprintf(target, sizeof(target), "DROP");
 	snprintf(text, sizeof(text),

@@ -627,8 +627,12 @@ static int restore_conn(const Netstate__Socket *s, int fd)
 	    (r = set_int(fd, IPPROTO_TCP, TCP_QUEUE_SEQ, (int)snd_una, "send queue seq")))
 		return r;
 	/* Before connect, or mss_cache stays at the 536 default clamp for the
-	 * life of the connection (probe-netstate §3 pitfall 1). */
-	if ((r = set_int(fd, IPPROTO_TCP, TCP_MAXSEG, (int)c->mss, "TCP_MAXSEG")))
+	 * life of the connection (probe-netstate §3 pitfall 1).  TCP_MAXSEG
+	 * refuses values above MAX_TCP_WINDOW (32767), which a loopback
+	 * connection's MSS (65483 with lo's 64 KiB MTU) exceeds: such a
+	 * connection goes on with 32 KiB segments (REPAIR_OPTIONS below still
+	 * gives the peer's real MSS clamp). */
+	if ((r = set_int(fd, IPPROTO_TCP, TCP_MAXSEG, c->mss > 32767 ? 32767 : (int)c->mss, "TCP_MAXSEG")))
 		return r;
 	if (ns_addr_to_sockaddr(s->peer, &peer, &len))
 		return -EINVAL;

@@ -150,6 +150,17 @@ agent_stop() {
 	rm -rf "$_s_dir"
 }
 
+# sim_logs STATEDIR — after a failure, the simulated cluster's agent and manager logs
+# (register with on_exit after the cluster's "down", so it runs before it).
+sim_logs() {
+	[ "$_t_failed" -gt 0 ] || return 0
+	for _l in "$1"/*/agent.log "$1"/manager/manager.log; do
+		[ -f "$_l" ] || continue
+		echo "# --- $_l:" >&8
+		tail -n 60 "$_l" | sed 's/^/#   /' >&8
+	done
+}
+
 # cgroup_purge PARENT — kill every process under PARENT in every hierarchy, remove it.
 cgroup_purge() {
 	for _c_root in /sys/fs/cgroup/unified /sys/fs/cgroup/freezer /sys/fs/cgroup/memory \

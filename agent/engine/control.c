@@ -130,6 +130,7 @@ void control_done(const struct control_done *d)
 	dn.image_bytes = d->image_bytes;
 	dn.processes = d->processes;
 	dn.threads = d->threads;
+	dn.hold_kept = d->hold_kept;
 	m.msg_case = ZAPC__ENGINE__TO_AGENT__MSG_DONE;
 	m.done = &dn;
 	send_msg(&m);

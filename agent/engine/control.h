@@ -37,6 +37,7 @@ struct control_done {
 	pid_t init_pid;
 	uint64_t frozen_us, image_bytes;
 	uint32_t processes, threads;
+	bool hold_kept;         /* the pod's netns has kept hold rules now */
 };
 /*
  * Coordinated operations (--sync): tell the agent this engine reached

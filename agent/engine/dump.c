@@ -271,6 +271,7 @@ static void pod_clocks(struct dump_ctx *d, pid_t init)
 	free(s);
 	d->info->mono_ns = clock_ns(CLOCK_MONOTONIC) + (uint64_t)mono_off;
 	d->info->boot_ns = clock_ns(CLOCK_BOOTTIME) + (uint64_t)boot_off;
+	SETOPT(d->info, real_ns, clock_ns(CLOCK_REALTIME));
 }
 
 static void pod_uts(struct dump_ctx *d, pid_t init)
@@ -377,7 +378,7 @@ int dump_main(int argc, char **argv)
 		{ "sync", no_argument, 0, 'S' },
 		{ "parent", required_argument, 0, 'p' }, { "full-every", required_argument, 0, 'F' },
 		{ "track", no_argument, 0, 't' }, { "compress", optional_argument, 0, 'z' },
-		{ "write-frozen", no_argument, 0, 'W' },
+		{ "write-frozen", no_argument, 0, 'W' }, { "hold-kept", no_argument, 0, 'H' },
 		{ 0, 0, 0, 0 } };
 	const char *parent = NULL;
 	unsigned full_every = 10;
@@ -389,7 +390,7 @@ int dump_main(int argc, char **argv)
 	struct dump_ctx D = { 0 }, *d = &D;
 	struct timespec t0, t1, t2;
 
-	while ((c = getopt_long(argc, argv, "c:i:o:ln:P:C:Sp:F:tz::W", opts, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, "c:i:o:ln:P:C:Sp:F:tz::WH", opts, NULL)) != -1) {
 		switch (c) {
 		case 'c': if (ncg < 16) cgroups[ncg++] = optarg; break;
 		case 'i': init = atoi(optarg); break;
@@ -404,6 +405,7 @@ int dump_main(int argc, char **argv)
 		case 't': d->track = true; break;
 		case 'z': d->compress = optarg ? atoi(optarg) : 3; if (d->compress < 1) d->compress = 1; break;
 		case 'W': d->write_frozen = true; break;
+		case 'H': inet_set_hold_kept(true); break;	/* the agent: kept rules there */
 		default: usage(); return 2;
 		}
 	}
@@ -471,8 +473,16 @@ int dump_main(int argc, char **argv)
 		goto fail;
 	pod_clocks(d, init);
 	pod_uts(d, init);
+	/* a snapshot reads big processes' pages after the resume (cowsnap.c) */
+	d->cow = leave && !d->indexed && !d->write_frozen && !getenv("ZAPC_ENGINE_NO_COW");
 	if ((err = objects_dump(d)) < 0)
 		goto fail;
+	if (getenv("ZAPC_ENGINE_TIMING"))
+		fprintf(stderr, "TIMING objects_ms %.3f\n", ms_since(&t0));
+	if ((err = cow_fork_all(d)) < 0)
+		goto fail;
+	if (getenv("ZAPC_ENGINE_TIMING") && d->cow)
+		fprintf(stderr, "TIMING cow_forked_ms %.3f\n", ms_since(&t0));
 	if (leave && d->write_frozen) {      /* bench: the direct-write baseline */
 		if ((err = dump_write(d, outfd)) < 0)
 			goto fail;
@@ -503,8 +513,12 @@ int dump_main(int argc, char **argv)
 		fprintf(stderr, "TIMING frozen_ms %.3f\n",
 			((t2.tv_sec - t0.tv_sec) * 1e9 + (t2.tv_nsec - t0.tv_nsec)) / 1e6);
 	control_progress(leave ? "resumed" : "captured", 0);
-	if (!wrote)
+	if (leave)
+		err = cow_read_all(d);
+	if (!wrote && err >= 0)
 		err = dump_write(d, outfd);
+	if (getenv("ZAPC_ENGINE_TIMING"))
+		fprintf(stderr, "TIMING written_ms %.3f\n", ms_since(&t0));
 	if (d->indexed && err >= 0)
 		log_info("dump: %llu KiB read, %llu pages stored, %llu unchanged pages not stored (dedupe)",
 			 (unsigned long long)d->raw_bytes >> 10, (unsigned long long)d->stored_pages,
@@ -527,6 +541,8 @@ int dump_main(int argc, char **argv)
 		/* the tracees die with SIGKILL; our ptrace links go with them */
 		release_pod(d, true);
 		inet_dump_drop(d);       /* once they are dead: held packets dropped */
+		if (getenv("ZAPC_ENGINE_TIMING"))
+			fprintf(stderr, "TIMING ended_ms %.3f\n", ms_since(&t0));
 	}
 out:
 	if (outfd != STDOUT_FILENO)
@@ -534,6 +550,7 @@ out:
 	if (err < 0 && strcmp(out, "-"))
 		unlink(out);
 	done.status = err < 0 ? err : 0;
+	done.hold_kept = inet_hold_kept();
 	done.image_bytes = d->image_bytes;
 	done.processes = (uint32_t)d->nprocs;
 	for (int i = 0; i < d->nprocs; i++)
@@ -543,6 +560,7 @@ out:
 
 fail:
 	dirty_drop(d);
+	cow_abort_all(d);
 	release_pod(d, false);
 	for (int i = 0; i < frozen; i++)
 		cg_freeze(cgroups[i], 0);
@@ -557,6 +575,7 @@ fail:
 		unlink(out);
 	}
 	done.status = err < 0 ? err : -EIO;
+	done.hold_kept = inet_hold_kept();
 	control_done(&done);
 	return 1;
 }

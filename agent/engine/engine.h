@@ -39,6 +39,8 @@
 #define FK_INOTIFY  FILE_KIND__FK_INOTIFY
 #define FK_MEMFD    FILE_KIND__FK_MEMFD
 #define FK_DELETED  FILE_KIND__FK_DELETED
+#define FK_PTY_MASTER FILE_KIND__FK_PTY_MASTER
+#define FK_PTY_SLAVE  FILE_KIND__FK_PTY_SLAVE
 #define VK_ANON   VMA_KIND__VK_ANON
 #define VK_FILE   VMA_KIND__VK_FILE
 #define VK_SHM    VMA_KIND__VK_SHM
@@ -46,6 +48,7 @@
 #define VK_VVAR   VMA_KIND__VK_VVAR
 #define VK_VCLOCK VMA_KIND__VK_VCLOCK
 #define VK_VSYSCALL VMA_KIND__VK_VSYSCALL
+#define VK_SYSV   VMA_KIND__VK_SYSV
 
 #define ENGINE_VERSION "zapc-engine 0.1"
 #define PAGE 4096ull
@@ -134,6 +137,31 @@ struct dproc {
 	bool tracked;                /* uffd valid since the parent image */
 	uint8_t *vscan;              /* per VMA: 1 scanned (re-protected), 2 has "uw", 0 not */
 	int npresent_cap;
+	/* copy-on-write capture (cowsnap.c): pages read after the resume from a
+	 * stopped fork of the process instead of while frozen */
+	bool cow_ok;                 /* mm_dump: nothing a fork would not copy privately */
+	bool cow_defer;              /* runs known, pages not read yet */
+	pid_t cow_child;             /* host pid of the snapshot child, 0 if none */
+	pid_t cow_child_ns;          /* its pid in the pod */
+	struct dump_prefetch *pre;   /* batched injected queries (objects.c), NULL if none */
+};
+
+/*
+ * One batch of injected queries run in the leader right after the scratch
+ * mapping (objects.c inject_prepare): one ptrace round trip instead of one
+ * per call.  The objects read their answers here; ret < 0 is -errno.
+ * Output layout in the scratch mapping (copied into out[]):
+ */
+#define PF_ITIMER(w)   ((w) * 32)              /* struct itimerval, which 0..2 */
+#define PF_ALTSTACK    0x100                   /* stack_t of the leader */
+#define PF_TIDADDR     0x140                   /* PR_GET_TID_ADDRESS of the leader */
+#define PF_SIGACT(sig) (0x200 + ((sig) - 1) * 32)   /* struct ksigaction, sig 1..64 */
+#define PF_OUT_LEN     0xa00
+struct dump_prefetch {
+	uint64_t sigwant;            /* SigCgt | SigIgn of /proc/PID/status */
+	int64_t brk;
+	int64_t itimer_ret[3], altstack_ret, tidaddr_ret, sigaction_ret[65];
+	uint8_t out[PF_OUT_LEN];
 };
 
 struct dump_ctx {
@@ -155,6 +183,7 @@ struct dump_ctx {
 	int compress;                /* zstd level, 0 = store raw */
 	bool track;                  /* keep dirty tracking for the next increment */
 	bool write_frozen;           /* bench only: write the image before resuming */
+	bool cow;                    /* --leave-running: capture pages copy-on-write (cowsnap.c) */
 	ImgParent *parent;           /* NULL: a full image */
 	struct chain_index *pindex;  /* hashes of the parent chain's pages */
 	uint64_t track_stream;       /* stream the kept uffds were armed at (0 none) */
@@ -210,6 +239,13 @@ int status_field_ids(const char *status, const char *key, uint32_t *out, int max
 /* per-object dump sides (called with every thread of the pod ptrace-stopped) */
 int mm_dump(struct dump_ctx *d, struct dproc *p);
 int mm_dump_shm(struct dump_ctx *d);
+/* Read p's runs (p->runs) from the memory of pid (p itself or its snapshot child). */
+int mm_read_pages(struct dproc *p, pid_t pid);
+
+/* cowsnap.c — copy-on-write capture for --leave-running (docs/engine.md) */
+int cow_fork_all(struct dump_ctx *d);        /* frozen: fork a stopped snapshot of each big process */
+int cow_read_all(struct dump_ctx *d);        /* resumed: read pages from the snapshots, end them */
+void cow_abort_all(struct dump_ctx *d);      /* frozen, on failure: end the snapshots */
 int files_dump(struct dump_ctx *d, struct dproc *p);
 int signals_dump(struct dump_ctx *d, struct dproc *p);
 int creds_dump(struct dump_ctx *d, struct dproc *p);

@@ -7,10 +7,12 @@
 extern const struct fd_kind fdkind_pipe, fdkind_regfile, fdkind_inet;
 extern const struct fd_kind fdkind_eventfd, fdkind_epoll, fdkind_timerfd, fdkind_signalfd,
 	fdkind_unix, fdkind_pidfd, fdkind_inotify, fdkind_memfd,
-	fdkind_shmfile;
+	fdkind_shmfile, fdkind_sysv, fdkind_pty, fdkind_mounts;
 
 const struct fd_kind *const fd_kinds[] = {
+	&fdkind_mounts,    /* mounts.c: the pod's own mounts, made before any file is reopened (hooks only) */
 	&fdkind_pipe,      /* pipe.c: anonymous pipes and FIFOs with their data */
+	&fdkind_pty,       /* pty.c: ptys of the pod's devpts (before regfile: they are char devices) */
 	&fdkind_regfile,   /* regfile.c: regular files, directories, a few devices */
 	&fdkind_eventfd,   /* eventfd.c: counter, semaphore */
 	&fdkind_timerfd,   /* timerfd.c: clock, time left, interval, ticks */
@@ -22,5 +24,6 @@ const struct fd_kind *const fd_kinds[] = {
 	&fdkind_shmfile,   /* shmfile.c: content of the pod's /dev/shm files (hooks only) */
 	&fdkind_epoll,     /* epoll.c: interest list (re-added once all files exist) */
 	&fdkind_inet,      /* inet.c: TCP and UDP sockets (netstate) */
+	&fdkind_sysv,      /* sysv*.c: SysV IPC of the pod's IPC namespace (hooks only) */
 	NULL,
 };

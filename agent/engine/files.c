@@ -193,9 +193,16 @@ int inv_fd_for_shm(struct rst_ctx *r, uint32_t id)
 	return -1;
 }
 
+int mounts_lookup(const char *path, const char **rel);   /* mounts.c */
+
 int rst_open(struct rst_ctx *r, const char *path, int flags, mode_t mode)
 {
 	static const char shm[] = "/dev/shm";
+	const char *mrel;
+	int mfd = mounts_lookup(path, &mrel);
+
+	if (mfd >= 0)           /* under a mount the pod made (mounts.c) */
+		return openat(mfd, mrel, flags, mode);
 
 	if (r->shm_mnt >= 0 && !strncmp(path, shm, sizeof(shm) - 1) &&
 	    (path[sizeof(shm) - 1] == '/' || !path[sizeof(shm) - 1])) {

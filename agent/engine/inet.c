@@ -85,11 +85,28 @@ out:
 		close(self);
 }
 
+/* Kept hold rules (docs/netstate.md): a pod's first hold installs NFQUEUE
+ * rules with --queue-bypass and leaves them; the agent remembers it and the
+ * pod's next dumps hold by binding the queue only (no iptables run). */
+static bool rules_present, rules_kept;
+
+void inet_set_hold_kept(bool present)
+{
+	rules_present = rules_kept = present;
+}
+
+bool inet_hold_kept(void)
+{
+	return rules_kept;
+}
+
 static int hold_begin(int netns_fd, unsigned queue, struct netstate_hold **h)
 {
-	int err = netstate_hold_begin(netns_fd, queue, NETSTATE_HOLD_NFQUEUE, h);
+	(void)queue;
+	int err = netstate_hold_begin_keep(netns_fd, rules_present, h);
 	if (err < 0)
 		return err;   /* netstate logged it */
+	rules_kept = rules_present || netstate_hold_kept(*h);
 	if (netstate_hold_mode(*h) != NETSTATE_HOLD_NFQUEUE)
 		log_warn("inet: pod traffic held with DROP rules (NFQUEUE unavailable): peers recover by retransmission");
 	return 0;

@@ -19,6 +19,10 @@
 #include "agent/engine/engine.h"
 
 void inet_dump_early(pid_t init);
+/* The pod's netns has kept hold rules (--hold-kept on the dump side: set
+ * before inet_dump_early).  inet_hold_kept() after a hold: they are there. */
+void inet_set_hold_kept(bool present);
+bool inet_hold_kept(void);
 void inet_dump_release(void);
 void inet_dump_detach(void);
 void inet_dump_drop(struct dump_ctx *d);

@@ -51,17 +51,18 @@ int wait_stop(pid_t tid, int *status)
 	}
 }
 
-int inj_syscall(struct inj *t, long *ret, long nr, uint64_t a1, uint64_t a2, uint64_t a3,
-		uint64_t a4, uint64_t a5, uint64_t a6)
+int inj_syscall_start(struct inj *t, long nr, uint64_t a1, uint64_t a2, uint64_t a3, uint64_t a4,
+		      uint64_t a5, uint64_t a6)
 {
 	struct user_regs_struct r = t->base;
-	int st, err;
+	int err;
 
 	r.rax = (uint64_t)nr;
 	r.rdi = a1; r.rsi = a2; r.rdx = a3; r.r10 = a4; r.r8 = a5; r.r9 = a6;
 	r.rip = t->syscall_ip;
 	r.orig_rax = (uint64_t)-1;
 	r.eflags &= ~(0x100ull | 0x400ull);   /* TF, DF */
+	t->nr = nr;
 	if ((err = regs_set(t->tid, &r)) < 0) {
 		log_err("tid %d: set registers for syscall %ld: %s", t->tid, nr, strerror(-err));
 		return err;
@@ -71,6 +72,15 @@ int inj_syscall(struct inj *t, long *ret, long nr, uint64_t a1, uint64_t a2, uin
 		log_err("tid %d: single-step syscall %ld: %s", t->tid, nr, strerror(errno));
 		return err;
 	}
+	return 0;
+}
+
+int inj_syscall_finish(struct inj *t, long *ret)
+{
+	struct user_regs_struct r;
+	long nr = t->nr;
+	int st, err;
+
 	for (;;) {
 		if ((err = wait_stop(t->tid, &st)) < 0) {
 			log_err("tid %d: wait in syscall %ld: %s", t->tid, nr, strerror(-err));
@@ -108,6 +118,13 @@ int inj_syscall(struct inj *t, long *ret, long nr, uint64_t a1, uint64_t a2, uin
 	}
 	*ret = (long)r.rax;
 	return 0;
+}
+
+int inj_syscall(struct inj *t, long *ret, long nr, uint64_t a1, uint64_t a2, uint64_t a3,
+		uint64_t a4, uint64_t a5, uint64_t a6)
+{
+	int err = inj_syscall_start(t, nr, a1, a2, a3, a4, a5, a6);
+	return err < 0 ? err : inj_syscall_finish(t, ret);
 }
 
 long inj_call(struct inj *t, const char *what, long nr, uint64_t a1, uint64_t a2, uint64_t a3,
@@ -179,53 +196,68 @@ static const uint8_t batch_code[] = {
 	0x30, 0x0f, 0x05, 0x48, 0x89, 0x43, 0x38, 0x48, 0x83, 0xc3, 0x40, 0xeb, 0xd3, 0xcc,
 };
 
-int inj_batch(struct inj *t, uint64_t area, struct inj_op *ops, int n)
+int inj_batch_start(struct inj *t, uint64_t area, const struct inj_op *ops, int k)
 {
 	int err;
+	struct inj_op end = { (uint64_t)-1, { 0 }, 0 };
+	if (k > INJ_BATCH_MAX)
+		return -E2BIG;
 	if ((err = mem_write(t->tid, area, batch_code, sizeof(batch_code))) < 0) {
 		log_err("tid %d: write batch code: %s", t->tid, strerror(-err));
 		return err;
 	}
+	if ((err = mem_write(t->tid, area + 64, ops, (size_t)k * sizeof(*ops))) < 0 ||
+	    (err = mem_write(t->tid, area + 64 + (uint64_t)k * sizeof(*ops), &end, sizeof(end))) < 0)
+		return err;
+	struct user_regs_struct r = t->base;
+	r.rip = area;
+	r.rbx = area + 64;
+	r.orig_rax = (uint64_t)-1;
+	r.eflags &= ~(0x100ull | 0x400ull);
+	if ((err = regs_set(t->tid, &r)) < 0 || ptrace(PTRACE_CONT, t->tid, 0, 0) < 0) {
+		err = err < 0 ? err : -errno;
+		log_err("tid %d: run batch: %s", t->tid, strerror(-err));
+		return err;
+	}
+	return 0;
+}
+
+int inj_batch_finish(struct inj *t, uint64_t area, struct inj_op *ops, int k)
+{
+	struct user_regs_struct r;
+	int err;
+	for (;;) {
+		int st;
+		if ((err = wait_stop(t->tid, &st)) < 0)
+			return err;
+		if (!WIFSTOPPED(st)) {
+			log_err("tid %d: died in a batch of syscalls (status 0x%x)", t->tid, st);
+			return -ESRCH;
+		}
+		if (WSTOPSIG(st) == SIGTRAP && (st >> 16) == 0)
+			break;
+		if ((st >> 16) != PTRACE_EVENT_STOP) {
+			log_err("tid %d: unexpected signal %d in a batch of syscalls", t->tid, WSTOPSIG(st));
+			return -EINTR;
+		}
+		if (ptrace(PTRACE_CONT, t->tid, 0, 0) < 0)
+			return -errno;
+	}
+	if ((err = regs_get(t->tid, &r)) < 0)
+		return err;
+	if (r.rip != area + sizeof(batch_code)) {
+		log_err("tid %d: batch of syscalls stopped at %#llx", t->tid, (unsigned long long)r.rip);
+		return -EIO;
+	}
+	return mem_read(t->tid, area + 64, ops, (size_t)k * sizeof(*ops));
+}
+
+int inj_batch(struct inj *t, uint64_t area, struct inj_op *ops, int n)
+{
 	for (int done = 0; done < n;) {
-		int k = n - done < INJ_BATCH_MAX ? n - done : INJ_BATCH_MAX;
-		struct inj_op end = { (uint64_t)-1, { 0 }, 0 };
-		if ((err = mem_write(t->tid, area + 64, ops + done, (size_t)k * sizeof(*ops))) < 0 ||
-		    (err = mem_write(t->tid, area + 64 + (uint64_t)k * sizeof(*ops), &end, sizeof(end))) < 0)
-			return err;
-		struct user_regs_struct r = t->base;
-		r.rip = area;
-		r.rbx = area + 64;
-		r.orig_rax = (uint64_t)-1;
-		r.eflags &= ~(0x100ull | 0x400ull);
-		if ((err = regs_set(t->tid, &r)) < 0 || ptrace(PTRACE_CONT, t->tid, 0, 0) < 0) {
-			err = err < 0 ? err : -errno;
-			log_err("tid %d: run batch: %s", t->tid, strerror(-err));
-			return err;
-		}
-		for (;;) {
-			int st;
-			if ((err = wait_stop(t->tid, &st)) < 0)
-				return err;
-			if (!WIFSTOPPED(st)) {
-				log_err("tid %d: died in a batch of syscalls (status 0x%x)", t->tid, st);
-				return -ESRCH;
-			}
-			if (WSTOPSIG(st) == SIGTRAP && (st >> 16) == 0)
-				break;
-			if ((st >> 16) != PTRACE_EVENT_STOP) {
-				log_err("tid %d: unexpected signal %d in a batch of syscalls", t->tid, WSTOPSIG(st));
-				return -EINTR;
-			}
-			if (ptrace(PTRACE_CONT, t->tid, 0, 0) < 0)
-				return -errno;
-		}
-		if ((err = regs_get(t->tid, &r)) < 0)
-			return err;
-		if (r.rip != area + sizeof(batch_code)) {
-			log_err("tid %d: batch of syscalls stopped at %#llx", t->tid, (unsigned long long)r.rip);
-			return -EIO;
-		}
-		if ((err = mem_read(t->tid, area + 64, ops + done, (size_t)k * sizeof(*ops))) < 0)
+		int k = n - done < INJ_BATCH_MAX ? n - done : INJ_BATCH_MAX, err;
+		if ((err = inj_batch_start(t, area, ops + done, k)) < 0 ||
+		    (err = inj_batch_finish(t, area, ops + done, k)) < 0)
 			return err;
 		done += k;
 	}

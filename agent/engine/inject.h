@@ -21,12 +21,18 @@ struct inj {
 	struct user_regs_struct base;    /* template for every injected call */
 	uint64_t syscall_ip;             /* address of a 0f 05 in the target */
 	pid_t new_tid;                   /* host tid of a thread/child a clone created */
+	long nr;                         /* syscall in flight (inj_syscall_start) */
 };
 
 /* Runs the syscall; *ret gets the raw return (negative = -errno in the target).
  * Returns 0, or -errno if the tracee could not be driven (logged). */
 int inj_syscall(struct inj *t, long *ret, long nr, uint64_t a1, uint64_t a2, uint64_t a3,
 		uint64_t a4, uint64_t a5, uint64_t a6);
+/* The two halves of inj_syscall, so that calls in many tracees run at the
+ * same time: start sets registers and steps; finish waits and reads rax. */
+int inj_syscall_start(struct inj *t, long nr, uint64_t a1, uint64_t a2, uint64_t a3, uint64_t a4,
+		      uint64_t a5, uint64_t a6);
+int inj_syscall_finish(struct inj *t, long *ret);
 /* Same, but a negative result of the call itself is an error too (logged with what). */
 long inj_call(struct inj *t, const char *what, long nr, uint64_t a1, uint64_t a2, uint64_t a3,
 	      uint64_t a4, uint64_t a5, uint64_t a6);
@@ -43,6 +49,9 @@ struct inj_op {
 };
 #define INJ_BATCH_MAX 62
 int inj_batch(struct inj *t, uint64_t area, struct inj_op *ops, int n);
+/* Halves of one round (k <= INJ_BATCH_MAX) of inj_batch, as for inj_syscall_start. */
+int inj_batch_start(struct inj *t, uint64_t area, const struct inj_op *ops, int k);
+int inj_batch_finish(struct inj *t, uint64_t area, struct inj_op *ops, int k);
 
 int regs_get(pid_t tid, struct user_regs_struct *r);
 int regs_set(pid_t tid, const struct user_regs_struct *r);

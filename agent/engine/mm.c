@@ -30,6 +30,7 @@
 #include <sys/mman.h>
 #include <sys/prctl.h>
 #include <sys/ptrace.h>
+#include <sys/shm.h>
 #include <sys/syscall.h>
 #include <sys/uio.h>
 #include <time.h>
@@ -260,6 +261,31 @@ static int pagemap_runs(struct dproc *p, int pmfd, ImgVma *v, struct pagerun **r
 }
 
 static int cmp_range(const void *a, const void *b);
+static size_t cow_min_bytes(void);
+
+/* Present or swapped pages of an anonymous VMA as ranges, by one
+ * PAGEMAP_SCAN walk (dirty.c) instead of 8 bytes of pagemap per page.
+ * -ENOTTY: no PAGEMAP_SCAN (kernel < 6.7), the caller reads pagemap. */
+static int scan_runs(struct dproc *p, int pmfd, ImgVma *v, struct pagerun **runs, int *n, int *cap)
+{
+	struct range *pr = NULL;
+	int npr = 0, err = dirty_present(p, pmfd, v->start, v->end, &pr, &npr);
+	if (err < 0) {
+		free(pr);
+		if (err != -ENOTTY && err != -EINVAL)
+			log_err("dump: pid %u vma %#llx: PAGEMAP_SCAN: %s", p->tree->pid,
+				(unsigned long long)v->start, strerror(-err));
+		return err == -EINVAL ? -ENOTTY : err;
+	}
+	for (int i = 0; i < npr; i++)
+		for (uint64_t a = pr[i].s; a < pr[i].e; a += PAGES_PER_RECORD * PAGE) {
+			uint64_t np = (pr[i].e - a) / PAGE;
+			add_run(runs, n, cap, a, (uint32_t)(np < PAGES_PER_RECORD ? np : PAGES_PER_RECORD),
+				p->tree->pid, v->start);
+		}
+	free(pr);
+	return 0;
+}
 
 /* Indexed images: the VMA's present pages go to the index; the pages to read
  * are the written ones when the VMA is tracked since the parent, else all. */
@@ -434,6 +460,7 @@ int mm_dump(struct dump_ctx *d, struct dproc *p)
 	}
 	ImgVma *v = NULL;
 	uint64_t rss = 0, swap = 0;
+	p->cow_ok = d->cow && p->uffd < 0;
 	struct pagerun *runs = NULL;
 	int nruns = 0, cap = 0;
 	while (fgets(line, sizeof(line), f)) {
@@ -471,13 +498,9 @@ int mm_dump(struct dump_ctx *d, struct dproc *p)
 				v->kind = VK_VSYSCALL;
 			} else if (perms[3] == 's' && (!strncmp(name, "/dev/zero (deleted)", 19) ||
 						       !strncmp(name, "/memfd:", 7) || !strncmp(name, "/SYSV", 5))) {
-				if (!strncmp(name, "/SYSV", 5)) {
-					log_err("dump: pid %u vma %#llx: SysV shared memory is not supported",
-						p->tree->pid, s);
-					err = -ENOTSUP;
-					break;
-				}
-				v->kind = VK_SHM;
+				/* SysV shm: the inode is the segment id; its content is
+				 * sysv_shm.c's, restore re-attaches it with shmat */
+				v->kind = !strncmp(name, "/SYSV", 5) ? VK_SYSV : VK_SHM;
 				SETOPT(v, shm_id, (uint32_t)ino);
 			} else if (ino == 0) {
 				v->kind = VK_ANON;
@@ -502,6 +525,12 @@ int mm_dump(struct dump_ctx *d, struct dproc *p)
 			char *q = line + 8;
 			uint32_t madv = 0;
 			for (char *t = strtok(q, " \n"); t; t = strtok(NULL, " \n")) {
+				/* a fork does not copy these privately, or blocks on a
+				 * userfaultfd monitor (UFFD_FEATURE_EVENT_FORK): such a
+				 * process is read while frozen (cowsnap.c) */
+				if (!strcmp(t, "um") || !strcmp(t, "uw") || !strcmp(t, "ui") ||
+				    (v->kind != VK_SHM && (!strcmp(t, "dc") || !strcmp(t, "wf"))))
+					p->cow_ok = false;
 				if (!strcmp(t, "uw")) p->vscan[p->core->n_vmas - 1] = 2;
 				else if (!strcmp(t, "gd")) v->flags |= MAP_GROWSDOWN;
 				else if (!strcmp(t, "nr")) v->flags |= MAP_NORESERVE;
@@ -530,7 +559,9 @@ int mm_dump(struct dump_ctx *d, struct dproc *p)
 				err = indexed_vma_runs(d, p, pmfd, v, p->core->n_vmas - 1, &runs, &nruns, &cap);
 			} else if ((v->kind == VK_ANON || (v->kind == VK_FILE && !(v->flags & MAP_SHARED))) && (rss || swap)) {
 				int before = nruns;
-				err = pagemap_runs(p, pmfd, v, &runs, &nruns, &cap);
+				err = v->kind == VK_ANON ? scan_runs(p, pmfd, v, &runs, &nruns, &cap) : -ENOTTY;
+				if (err == -ENOTTY)
+					err = pagemap_runs(p, pmfd, v, &runs, &nruns, &cap);
 				if (nruns > before)
 					SETOPT(v, has_pages, 1);
 				for (int k = before; d->indexed && k < nruns; k++)   /* all present pages read */
@@ -549,15 +580,39 @@ int mm_dump(struct dump_ctx *d, struct dproc *p)
 		free(runs);
 		return err;
 	}
+	p->runs = runs;
+	p->nruns = nruns;
+	/* copy-on-write capture pays a fork (page tables) while frozen: worth it
+	 * only for big processes; small ones are copied right away */
+	size_t bytes = 0;
+	for (int i = 0; i < nruns; i++)
+		bytes += (size_t)runs[i].npages * PAGE;
+	if (p->cow_ok && bytes >= cow_min_bytes()) {
+		p->cow_defer = true;
+		return 0;
+	}
+	return mm_read_pages(p, p->hpid);
+}
+
+/* Smallest page volume captured copy-on-write (ZAPC_ENGINE_COW_MIN_KB, tests). */
+static size_t cow_min_bytes(void)
+{
+	const char *e = getenv("ZAPC_ENGINE_COW_MIN_KB");
+	return e ? (size_t)strtoull(e, NULL, 10) << 10 : 16u << 20;
+}
+
+int mm_read_pages(struct dproc *p, pid_t pid)
+{
+	struct pagerun *runs = p->runs;
+	int nruns = p->nruns, err;
 	struct timespec t0, t1;
 	clock_gettime(CLOCK_MONOTONIC, &t0);
-	err = read_runs(p->hpid, runs, nruns, &p->pagebuf, &p->pagebuf_len, p->core);
+	err = read_runs(pid, runs, nruns, &p->pagebuf, &p->pagebuf_len, p->core);
 	clock_gettime(CLOCK_MONOTONIC, &t1);
 	double ms = (t1.tv_sec - t0.tv_sec) * 1e3 + (t1.tv_nsec - t0.tv_nsec) / 1e6;
 	if (getenv("ZAPC_ENGINE_TIMING") && ms > 5)
-		fprintf(stderr, "TIMING dump_mm_read_ms %.3f (pid %u, %d runs)\n", ms, p->tree->pid, nruns);
-	p->runs = runs;
-	p->nruns = nruns;
+		fprintf(stderr, "TIMING dump_mm_read_ms %.3f (pid %u, %d runs%s)\n", ms, p->tree->pid, nruns,
+			pid != p->hpid ? ", from the snapshot child" : "");
 	if (err < 0)
 		log_err("dump: pid %u: reading memory: %s", p->tree->pid, strerror(-err));
 	return err;
@@ -735,6 +790,128 @@ static int write_parallel(pid_t pid, uint64_t addr, const uint8_t *buf, size_t l
 	return err < 0 ? err : j.err;
 }
 
+/*
+ * Restore pipeline: the main thread reads (and CRC-checks) the next page
+ * record into one buffer while this writer puts the previous one into the
+ * target with process_vm_writev — the two halves of the work, on two cores.
+ * One job at a time: submitting waits for the previous job, so the buffer
+ * the reader fills next is never the one being written.
+ */
+struct page_writer {
+	pthread_t th;
+	pthread_mutex_t mu;
+	pthread_cond_t cv;
+	bool started, tried, has_job, busy, quit;
+	pid_t pid;
+	uint64_t addr;
+	const uint8_t *buf;
+	size_t len;
+	int err;
+	uint64_t err_addr;
+};
+
+static void *page_writer_main(void *arg)
+{
+	struct page_writer *w = arg;
+	pthread_mutex_lock(&w->mu);
+	for (;;) {
+		while (!w->has_job && !w->quit)
+			pthread_cond_wait(&w->cv, &w->mu);
+		if (!w->has_job)
+			break;
+		w->has_job = false;
+		w->busy = true;
+		pid_t pid = w->pid;
+		uint64_t addr = w->addr;
+		const uint8_t *buf = w->buf;
+		size_t len = w->len;
+		pthread_mutex_unlock(&w->mu);
+		int e = mem_write(pid, addr, buf, len);
+		pthread_mutex_lock(&w->mu);
+		if (e < 0 && !w->err) {
+			w->err = e;
+			w->err_addr = addr;
+		}
+		w->busy = false;
+		pthread_cond_broadcast(&w->cv);
+	}
+	pthread_mutex_unlock(&w->mu);
+	return NULL;
+}
+
+/* Wait until the writer is idle; its first error (0 if none). */
+static int page_writer_drain(struct page_writer *w)
+{
+	if (!w->started)
+		return w->err;
+	pthread_mutex_lock(&w->mu);
+	while (w->has_job || w->busy)
+		pthread_cond_wait(&w->cv, &w->mu);
+	int e = w->err;
+	pthread_mutex_unlock(&w->mu);
+	return e;
+}
+
+/* Queue a write.  Small ones (under 1 MiB: most processes have no more)
+ * are written right here — handing them over costs a thread wake-up each;
+ * the thread is created with the first big one (or, if that fails, big
+ * ones are written here too). */
+static int page_writer_submit(struct page_writer *w, pid_t pid, uint64_t addr, const uint8_t *buf, size_t len)
+{
+	if (!w->started && len >= (1u << 20) && !w->tried) {
+		w->tried = true;
+		w->started = pthread_create(&w->th, NULL, page_writer_main, w) == 0;
+	}
+	if (!w->started || len < (1u << 20)) {
+		/* the thread idle first: the buffer read next may be the one it has */
+		int e = page_writer_drain(w);
+		if (e == 0)
+			e = write_parallel(pid, addr, buf, len);
+		if (e < 0 && !w->err) {
+			w->err = e;
+			w->err_addr = addr;
+		}
+		return w->err;
+	}
+	pthread_mutex_lock(&w->mu);
+	while (w->has_job || w->busy)
+		pthread_cond_wait(&w->cv, &w->mu);
+	int e = w->err;
+	if (!e) {
+		w->pid = pid;
+		w->addr = addr;
+		w->buf = buf;
+		w->len = len;
+		w->has_job = true;
+		pthread_cond_broadcast(&w->cv);
+	}
+	pthread_mutex_unlock(&w->mu);
+	return e;
+}
+
+static void page_writer_start(struct page_writer *w)
+{
+	memset(w, 0, sizeof(*w));
+	pthread_mutex_init(&w->mu, NULL);
+	pthread_cond_init(&w->cv, NULL);
+}
+
+/* Drain, stop the thread; the first write error (0 if none). */
+static int page_writer_stop(struct page_writer *w)
+{
+	int e = page_writer_drain(w);
+	if (w->started) {
+		pthread_mutex_lock(&w->mu);
+		w->quit = true;
+		pthread_cond_broadcast(&w->cv);
+		pthread_mutex_unlock(&w->mu);
+		pthread_join(w->th, NULL);
+	}
+	pthread_mutex_destroy(&w->mu);
+	pthread_cond_destroy(&w->cv);
+	return e;
+}
+
 static ImgVma *vma_of(struct rproc *p, uint64_t addr, uint64_t len)
 {
 	for (size_t i = 0; i < p->core->n_vmas; i++) {
@@ -821,6 +998,11 @@ int mm_restore_late(struct rst_ctx *r, struct rproc *p, struct image_reader *in,
 			}
 			fl |= MAP_SHARED;
 			break;
+		case VK_SYSV:   /* shmat(id, start, flags) returns start, like mmap */
+			opv[nops] = v;
+			ops[nops++] = (struct inj_op){ SYS_shmat, { v->shm_id, v->start,
+				(v->prot & PROT_WRITE ? 0 : SHM_RDONLY) | (v->prot & PROT_EXEC ? SHM_EXEC : 0), 0, 0, 0 }, 0 };
+			continue;
 		default:
 			continue;
 		}
@@ -843,15 +1025,33 @@ int mm_restore_late(struct rst_ctx *r, struct rproc *p, struct image_reader *in,
 	free(opv);
 	if (err < 0)
 		return err;
-	/* pages */
+	/* pages: read record i+1 while record i is written (page_writer) */
 	uint32_t type, len;
-	static uint8_t *buf;
+	static uint8_t *bufs[2];
 	static size_t bufcap;
+	int cur = 0;
+	struct page_writer w;
+	if (!bufcap) {
+		for (int b = 0; b < 2; b++) {
+			bufs[b] = mmap(NULL, PAGES_PER_RECORD * PAGE, PROT_READ | PROT_WRITE,
+				       MAP_PRIVATE | MAP_ANONYMOUS | MAP_POPULATE, -1, 0);
+			if (bufs[b] == MAP_FAILED) {
+				if (b)
+					munmap(bufs[0], PAGES_PER_RECORD * PAGE);
+				return -ENOMEM;
+			}
+		}
+		bufcap = PAGES_PER_RECORD * PAGE;
+	}
+	page_writer_start(&w);
+	struct timespec q0, q1, q2;
+	double t_read = 0, t_wait = 0;
 	while ((err = next(r, &type, &len)) > 0 && type == REC_PAGES) {
 		struct page_prefix pp;
 		if (len < sizeof(pp) || (err = image_read(in, &pp, sizeof(pp))) < 0) {
 			log_err("restore: pid %u: bad page record", p->tree->pid);
-			return err < 0 ? err : -EPROTO;
+			err = err < 0 ? err : -EPROTO;
+			break;
 		}
 		uint64_t dlen = (uint64_t)pp.npages * PAGE;
 		ImgVma *v = vma_of(p, pp.addr, dlen);
@@ -859,32 +1059,38 @@ int mm_restore_late(struct rst_ctx *r, struct rproc *p, struct image_reader *in,
 		    pp.npages > PAGES_PER_RECORD || (v->kind != VK_ANON && v->kind != VK_FILE)) {
 			if ((err = image_skip(in)) < 0) {
 				log_err("%s", image_reader_error(in));
-				return err;
+				break;
 			}
 			log_err("restore: pid %u: page record %#llx+%u pages does not fit the process's memory",
 				p->tree->pid, (unsigned long long)pp.addr, pp.npages);
-			return -EPROTO;
+			err = -EPROTO;
+			break;
 		}
-		if (bufcap < dlen) {
-			if (buf)
-				munmap(buf, bufcap);
-			bufcap = PAGES_PER_RECORD * PAGE;
-			buf = mmap(NULL, bufcap, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-			if (buf == MAP_FAILED) {
-				buf = NULL;
-				bufcap = 0;
-				return -ENOMEM;
-			}
-		}
-		if ((err = image_read(in, buf, dlen)) < 0) {
+		/* the writer is busy with bufs[cur ^ 1] at most */
+		clock_gettime(CLOCK_MONOTONIC, &q0);
+		if ((err = image_read(in, bufs[cur], dlen)) < 0) {
 			log_err("%s", image_reader_error(in));
-			return err;
+			break;
 		}
-		if ((err = write_parallel(p->hpid, pp.addr, buf, dlen)) < 0) {
-			log_err("restore: pid %u: write pages at %#llx: %s", p->tree->pid,
-				(unsigned long long)pp.addr, strerror(-err));
-			return err;
-		}
+		clock_gettime(CLOCK_MONOTONIC, &q1);
+		if ((err = page_writer_submit(&w, p->hpid, pp.addr, bufs[cur], dlen)) < 0)
+			break;
+		clock_gettime(CLOCK_MONOTONIC, &q2);
+		t_read += (q1.tv_sec - q0.tv_sec) * 1e3 + (q1.tv_nsec - q0.tv_nsec) / 1e6;
+		t_wait += (q2.tv_sec - q1.tv_sec) * 1e3 + (q2.tv_nsec - q1.tv_nsec) / 1e6;
+		cur ^= 1;
+	}
+	clock_gettime(CLOCK_MONOTONIC, &q0);
+	int werr = page_writer_stop(&w);
+	clock_gettime(CLOCK_MONOTONIC, &q1);
+	if (getenv("ZAPC_ENGINE_TIMING") && t_read + t_wait > 5)
+		fprintf(stderr, "TIMING restore_pages_read_ms %.3f wait_writer_ms %.3f last_write_ms %.3f (pid %u)\n",
+			t_read, t_wait, (q1.tv_sec - q0.tv_sec) * 1e3 + (q1.tv_nsec - q0.tv_nsec) / 1e6,
+			p->tree->pid);
+	if (werr < 0) {
+		log_err("restore: pid %u: write pages at %#llx: %s", p->tree->pid,
+			(unsigned long long)w.err_addr, strerror(-werr));
+		return werr;
 	}
 	if (err < 0)
 		return err;
@@ -895,6 +1101,8 @@ int mm_restore_late(struct rst_ctx *r, struct rproc *p, struct image_reader *in,
 		ImgVma *v = p->core->vmas[i];
 		if ((v->kind == VK_ANON || (v->kind == VK_FILE && !(v->flags & MAP_SHARED))) &&
 		    v->has_pages && !(v->prot & PROT_WRITE))
+			fin[nfin++] = (struct inj_op){ SYS_mprotect, { v->start, v->end - v->start, v->prot, 0, 0, 0 }, 0 };
+		if (v->kind == VK_SYSV && !(v->prot & PROT_READ))   /* shmat always gives read */
 			fin[nfin++] = (struct inj_op){ SYS_mprotect, { v->start, v->end - v->start, v->prot, 0, 0, 0 }, 0 };
 		if (v->has_madv) {
 			static const int adv[5] = { MADV_DONTFORK, MADV_WIPEONFORK, MADV_DONTDUMP, MADV_HUGEPAGE,

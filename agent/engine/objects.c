@@ -12,6 +12,7 @@
 #include <stdio.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/prctl.h>
 #include <sys/ptrace.h>
 #include <sys/syscall.h>
 
@@ -20,6 +21,12 @@
 #include "lib/log.h"
 
 int inject_prepare(struct dump_ctx *d, struct dproc *p);
+int sysv_restore_early(struct rst_ctx *r, struct rproc *p);
+int sysv_shm_restore_late(struct rst_ctx *r, struct rproc *p);
+int pty_ctty_dump(struct dump_ctx *d, struct dproc *p);
+int pty_restore_early(struct rst_ctx *r, struct rproc *p);
+int pty_restore_late(struct rst_ctx *r, struct rproc *p);
+static int inject_prepare_all(struct dump_ctx *d);
 
 const struct engine_object engine_objects[] = {
 	{ "creds",   creds_dump,   creds_restore_early, NULL },
@@ -31,6 +38,8 @@ const struct engine_object engine_objects[] = {
 	{ "signals", signals_dump, NULL,                signals_restore_late },
 	{ "timers",  timers_dump,  NULL,                timers_restore_late },
 	{ "pidfd",   NULL,         NULL,                pidfd_restore_late },
+	{ "sysv",    NULL,         sysv_restore_early,  sysv_shm_restore_late },   /* sysv*.c */
+	{ "ctty",    pty_ctty_dump, pty_restore_early,  pty_restore_late },        /* pty.c */
 	{ "creds-late", NULL,      NULL,                creds_restore_late },
 	{ NULL, NULL, NULL, NULL },
 };
@@ -45,23 +54,45 @@ static double now_ms(void)
 	return ts.tv_sec * 1e3 + ts.tv_nsec / 1e6;
 }
 
+/*
+ * Per process, the objects before "inject" (they read /proc and memory,
+ * before any scratch mapping exists), then the injection set-up of every
+ * process at once (inject_prepare_all: the ptrace round trips of all the
+ * processes overlap), then the objects after it.
+ */
 int objects_dump(struct dump_ctx *d)
 {
 	double spent[16] = { 0 };
 	int timing = getenv("ZAPC_ENGINE_TIMING") != NULL;
-	for (int i = 0; i < d->nprocs; i++) {
-		struct dproc *p = &d->procs[i];
-		if (p->tree->zombie)
-			continue;
-		for (const struct engine_object *o = engine_objects; o->name; o++) {
-			if (!o->dump)
-				continue;
+	for (int pass = 0; pass < 2; pass++) {
+		if (pass == 1) {
 			double t0 = timing ? now_ms() : 0;
-			int err = o->dump(d, p);
-			if (timing)
-				spent[o - engine_objects] += now_ms() - t0;
+			int err = inject_prepare_all(d);
+			for (const struct engine_object *o = engine_objects; timing && o->name; o++)
+				if (o->dump == inject_prepare)
+					spent[o - engine_objects] += now_ms() - t0;
 			if (err < 0)
 				return err;
+		}
+		for (int i = 0; i < d->nprocs; i++) {
+			struct dproc *p = &d->procs[i];
+			if (p->tree->zombie)
+				continue;
+			bool after = false;
+			for (const struct engine_object *o = engine_objects; o->name; o++) {
+				if (o->dump == inject_prepare) {
+					after = true;
+					continue;
+				}
+				if (!o->dump || after != (pass == 1))
+					continue;
+				double t0 = timing ? now_ms() : 0;
+				int err = o->dump(d, p);
+				if (timing)
+					spent[o - engine_objects] += now_ms() - t0;
+				if (err < 0)
+					return err;
+			}
 		}
 	}
 	for (const struct engine_object *o = engine_objects; timing && o->name; o++)
@@ -95,9 +126,46 @@ int objects_late(struct rst_ctx *r, struct rproc *p)
 	return 0;
 }
 
+/* SigCgt | SigIgn of /proc/PID/status (hex masks), or ~0 if unreadable. */
+static uint64_t signals_wanted(pid_t hpid)
+{
+	char path[64];
+	snprintf(path, sizeof(path), "/proc/%d/status", hpid);
+	char *st = read_file_str(path, NULL);
+	if (!st)
+		return ~0ull;
+	uint64_t m = 0;
+	const char *k;
+	if ((k = strstr(st, "SigCgt:\t")))
+		m |= strtoull(k + 8, NULL, 16);
+	if ((k = strstr(st, "SigIgn:\t")))
+		m |= strtoull(k + 8, NULL, 16);
+	free(st);
+	return m;
+}
+
 /* Injection needs a `syscall` (the vdso's) and a scratch page for in/out
- * structures.  Signals stay blocked except SIGTRAP (see inject.c). */
+ * structures.  Signals stay blocked except SIGTRAP (see inject.c).  Then
+ * the leader's queries of the other objects (brk, itimers, sigaltstack,
+ * tid address, sigactions) go as one batch (struct dump_prefetch).
+ * inject_prepare_all does it for every process at once, in two waves (map
+ * the scratch everywhere, then run every batch): each wave starts the call
+ * in every process before waiting for any.  The table entry itself is only
+ * a marker for where this happens among the objects. */
 int inject_prepare(struct dump_ctx *d, struct dproc *p)
+{
+	(void)d;
+	(void)p;
+	return 0;
+}
+
+struct prep {
+	bool started;
+	int n, sig_at[65];
+	struct inj_op ops[INJ_BATCH_MAX];
+};
+
+static int prep_map_start(struct dproc *p)
 {
 	long off = vdso_syscall_offset();
 	if (!p->vdso_start || off < 0) {
@@ -110,16 +178,117 @@ int inject_prepare(struct dump_ctx *d, struct dproc *p)
 	uint64_t mask = ~(1ull << (SIGTRAP - 1));
 	if (ptrace(PTRACE_SETSIGMASK, p->hpid, (void *)8, &mask) < 0)
 		return -errno;
-	long r = inj_call(&p->inj, "dump: map scratch", SYS_mmap, 0, 4 * PAGE, PROT_READ | PROT_WRITE,
-			  MAP_PRIVATE | MAP_ANONYMOUS, (uint64_t)-1, 0);
-	if (r < 0)
-		return (int)r;
+	/* executable for the batch loop (inject.c) */
+	return inj_syscall_start(&p->inj, SYS_mmap, 0, 4 * PAGE, PROT_READ | PROT_WRITE | PROT_EXEC,
+				 MAP_PRIVATE | MAP_ANONYMOUS, (uint64_t)-1, 0);
+}
+
+/* The scratch mapping is there (r): start the batch of queries, or — a
+ * process under PR_SET_MDWE (or an LSM) refuses W+X — map it without exec
+ * and ask for brk alone (the objects then inject one call per query). */
+static int prep_batch_start(struct dproc *p, long r, struct prep *w)
+{
+	if (r < 0 && r > -4096) {
+		log_debug("dump: pid %u: no W+X scratch (%s): one injection per query", p->tree->pid,
+			  strerror((int)-r));
+		r = inj_call(&p->inj, "dump: map scratch", SYS_mmap, 0, 4 * PAGE, PROT_READ | PROT_WRITE,
+			     MAP_PRIVATE | MAP_ANONYMOUS, (uint64_t)-1, 0);
+		if (r < 0)
+			return (int)r;
+		p->scratch = (uint64_t)r;
+		/* /proc/PID/stat has start_brk but not brk (research/cr-mechanics.md §2.4) */
+		r = inj_call(&p->inj, "dump: brk", SYS_brk, 0, 0, 0, 0, 0, 0);
+		if (r < 0)
+			return (int)r;
+		p->core->mm->brk = (uint64_t)r;
+		return 0;
+	}
 	p->scratch = (uint64_t)r;
-	/* /proc/PID/stat has start_brk but not brk (research/cr-mechanics.md §2.4) */
-	r = inj_call(&p->inj, "dump: brk", SYS_brk, 0, 0, 0, 0, 0, 0);
-	if (r < 0)
-		return (int)r;
-	p->core->mm->brk = (uint64_t)r;
-	(void)d;
+	p->pre = xcalloc(1, sizeof(*p->pre));
+	uint64_t sc = p->scratch, want = p->pre->sigwant = signals_wanted(p->hpid);
+	int n = 0;
+	w->ops[n++] = (struct inj_op){ SYS_brk, { 0 }, 0 };
+	for (int t = 0; t < 3; t++)
+		w->ops[n++] = (struct inj_op){ SYS_getitimer, { (uint64_t)t, sc + PF_ITIMER(t) }, 0 };
+	w->ops[n++] = (struct inj_op){ SYS_sigaltstack, { 0, sc + PF_ALTSTACK }, 0 };
+	w->ops[n++] = (struct inj_op){ SYS_prctl, { PR_GET_TID_ADDRESS, sc + PF_TIDADDR }, 0 };
+	for (int sig = 1; sig <= 64 && n < INJ_BATCH_MAX; sig++) {
+		if (sig == SIGKILL || sig == SIGSTOP || !(want & (1ull << (sig - 1))))
+			continue;
+		w->sig_at[sig] = n;
+		w->ops[n++] = (struct inj_op){ SYS_rt_sigaction, { (uint64_t)sig, 0, sc + PF_SIGACT(sig), 8 }, 0 };
+	}
+	w->n = n;
+	int err = inj_batch_start(&p->inj, sc + 3 * PAGE, w->ops, n);
+	w->started = err == 0;
+	return err;
+}
+
+static int prep_batch_finish(struct dproc *p, struct prep *w)
+{
+	struct dump_prefetch *pf = p->pre;
+	int err = inj_batch_finish(&p->inj, p->scratch + 3 * PAGE, w->ops, w->n);
+	if (err == 0)
+		err = mem_read(p->hpid, p->scratch, pf->out, sizeof(pf->out));
+	if (err == 0 && w->ops[0].ret < 0) {
+		err = (int)w->ops[0].ret;
+		log_err("dump: pid %u: brk: %s", p->tree->pid, strerror(-err));
+	} else if (err < 0) {
+		log_err("dump: pid %u: batch of queries: %s", p->tree->pid, strerror(-err));
+	}
+	if (err < 0) {
+		free(pf);
+		p->pre = NULL;
+		return err;
+	}
+	p->core->mm->brk = (uint64_t)w->ops[0].ret;
+	pf->brk = w->ops[0].ret;
+	for (int t = 0; t < 3; t++)
+		pf->itimer_ret[t] = w->ops[1 + t].ret;
+	pf->altstack_ret = w->ops[4].ret;
+	pf->tidaddr_ret = w->ops[5].ret;
+	for (int sig = 1; sig <= 64; sig++)
+		pf->sigaction_ret[sig] = w->sig_at[sig] ? w->ops[w->sig_at[sig]].ret : -ENOENT;
 	return 0;
+}
+
+/* Every wave finishes every call it started, error or not: no tracee is
+ * left running injected code when this returns. */
+static int inject_prepare_all(struct dump_ctx *d)
+{
+	int n = d->nprocs, err = 0;
+	struct prep *w = xcalloc((size_t)n, sizeof(*w));
+	long *ret = xcalloc((size_t)n, sizeof(*ret));
+	for (int i = 0; i < n && !err; i++)
+		if (!d->procs[i].tree->zombie) {
+			err = prep_map_start(&d->procs[i]);
+			w[i].started = err == 0;
+		}
+	for (int i = 0; i < n; i++) {
+		if (!w[i].started)
+			continue;
+		w[i].started = false;
+		int e = inj_syscall_finish(&d->procs[i].inj, &ret[i]);
+		if (e < 0 && !err)
+			err = e;
+		if (e == 0 && ret[i] < 0 && ret[i] > -4096 && ret[i] != -EACCES && ret[i] != -EPERM && !err) {
+			log_err("dump: pid %u: map scratch: %s", d->procs[i].tree->pid, strerror((int)-ret[i]));
+			err = (int)ret[i];
+		}
+		if (e == 0 && (ret[i] > 0 || ret[i] < -4095))
+			d->procs[i].scratch = (uint64_t)ret[i];   /* removed on release even if we fail */
+	}
+	for (int i = 0; i < n && !err; i++)
+		if (!d->procs[i].tree->zombie)
+			err = prep_batch_start(&d->procs[i], ret[i], &w[i]);
+	for (int i = 0; i < n; i++) {
+		if (!w[i].started)
+			continue;
+		int e = prep_batch_finish(&d->procs[i], &w[i]);
+		if (e < 0 && !err)
+			err = e;
+	}
+	free(w);
+	free(ret);
+	return err;
 }

@@ -167,7 +167,9 @@ int dump_write(struct dump_ctx *d, int fd)
 		for (int j = 0; j < p->nth; j++)
 			if ((err = put_msg(w, REC_THREAD, &p->th[j].img->base)) < 0)
 				goto out;
-		if (p->pagebuf)
+		/* give big buffers back as soon as written; small ones are not
+		 * worth a munmap each (TLB flush on every CPU the engine ran on) */
+		if (p->pagebuf && p->pagebuf_len >= (4u << 20))
 			munmap(p->pagebuf, p->pagebuf_len);
 		p->pagebuf = NULL;
 	}

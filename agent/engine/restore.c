@@ -45,6 +45,8 @@
 #include "lib/log.h"
 
 int inv_move(struct rst_ctx *r, int fd);
+int pty_devpts_fd(void);   /* pty.c */
+int mounts_attach(void);   /* mounts.c */
 
 struct ready_msg {
 	int32_t pid;
@@ -270,13 +272,27 @@ static void run_task(struct rst_ctx *r, int idx)
 		/* The same mounts as a pod the agent starts: own /proc, /sys, devpts,
 		 * /dev/shm, mqueue (we are pid 1 of the new pid and mount ns, in the
 		 * pod's netns). */
-		if ((err = pod_setup_mounts_flags(NULL, POD_MOUNTS_SHM_DONE)) < 0)
+		unsigned mflags = POD_MOUNTS_SHM_DONE;
+		/* the pod's devpts with its ptys re-created (pty.c): mounted
+		 * first, so /dev/ptmx gets bound to its ptmx */
+		if (pty_devpts_fd() >= 0) {
+			if (mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) < 0 ||
+			    move_mount(pty_devpts_fd(), "", AT_FDCWD, "/dev/pts", MOVE_MOUNT_F_EMPTY_PATH) < 0) {
+				err = -errno;
+				log_err("restore: attach the pod's devpts: %s", strerror(errno));
+				goto fail;
+			}
+			mflags |= POD_MOUNTS_PTS_DONE;
+		}
+		if ((err = pod_setup_mounts_flags(NULL, mflags)) < 0)
 			goto fail;
 		if (move_mount(r->shm_mnt, "", AT_FDCWD, "/dev/shm", MOVE_MOUNT_F_EMPTY_PATH) < 0) {
 			err = -errno;
 			log_err("restore: attach the pod's /dev/shm: %s", strerror(errno));
 			goto fail;
 		}
+		if ((err = mounts_attach()) < 0)     /* the pod's own mounts */
+			goto fail;
 		if (r->info->hostname && sethostname(r->info->hostname, strlen(r->info->hostname)) < 0)
 			err = -errno;
 		if (r->info->domainname && setdomainname(r->info->domainname, strlen(r->info->domainname)) < 0)
@@ -355,6 +371,11 @@ fail:
 
 /* ------------------------------------------------------------------ engine side */
 
+/* The pod's CLOCK_MONOTONIC/BOOTTIME continue from their values at the dump
+ * (default) or, with --shift-clocks, also count the time the pod was down
+ * (CLOCK_REALTIME now minus at the dump, as ZapC's time virtualization). */
+static bool shift_clocks;
+
 static int set_time_offsets(struct rst_ctx *r)
 {
 	if (unshare(CLONE_NEWTIME) < 0) {
@@ -366,6 +387,16 @@ static int set_time_offsets(struct rst_ctx *r)
 	clock_gettime(CLOCK_BOOTTIME, &b);
 	int64_t mo = (int64_t)r->info->mono_ns - ((int64_t)m.tv_sec * 1000000000ll + m.tv_nsec);
 	int64_t bo = (int64_t)r->info->boot_ns - ((int64_t)b.tv_sec * 1000000000ll + b.tv_nsec);
+	if (shift_clocks) {
+		struct timespec w;
+		clock_gettime(CLOCK_REALTIME, &w);
+		int64_t then = r->info->has_real_ns ? (int64_t)r->info->real_ns : (int64_t)r->info->ctime * 1000000000ll;
+		int64_t down = ((int64_t)w.tv_sec * 1000000000ll + w.tv_nsec) - then;
+		if (down > 0 && down < (int64_t)100 * 365 * 86400 * 1000000000ll) {
+			mo += down;
+			bo += down;
+		}
+	}
 	/* boottime must stay >= monotonic inside the namespace */
 	char buf[160];
 	int64_t ms = mo >= 0 ? mo / 1000000000ll : -((-mo + 999999999ll) / 1000000000ll);
@@ -550,7 +581,7 @@ static void timing(const char *what)
 static void usage(void)
 {
 	fprintf(stderr, "usage: zapc-engine restore -i FILE|- [--netns PATH] [--cgroup DIR...] [--name NEWNAME] "
-		"[--inherit-fd N:pipe:[INODE]|N:PATH ...] [--control FD]\n");
+		"[--inherit-fd N:pipe:[INODE]|N:PATH ...] [--control FD] [--shift-clocks]\n");
 }
 
 int restore_main(int argc, char **argv)
@@ -559,7 +590,7 @@ int restore_main(int argc, char **argv)
 		{ "input", required_argument, 0, 'i' }, { "netns", required_argument, 0, 'N' },
 		{ "cgroup", required_argument, 0, 'c' }, { "name", required_argument, 0, 'n' },
 		{ "inherit-fd", required_argument, 0, 'I' }, { "control", required_argument, 0, 'C' },
-		{ "sync", no_argument, 0, 'S' }, { 0, 0, 0, 0 } };
+		{ "sync", no_argument, 0, 'S' }, { "shift-clocks", no_argument, 0, 'T' }, { 0, 0, 0, 0 } };
 	struct control_done done = { 0 };
 	char *in = NULL, *netns = NULL, *cgroups[16];
 	int ncg = 0, c, err = -EINVAL, infd = -1, netfd = -1;
@@ -567,7 +598,7 @@ int restore_main(int argc, char **argv)
 	struct rst_ctx R = { .shm_mnt = -1 }, *r = &R;
 	struct pod_net net = { 0 };
 	g_r = r;
-	while ((c = getopt_long(argc, argv, "i:N:c:n:I:C:S", opts, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, "i:N:c:n:I:C:ST", opts, NULL)) != -1) {
 		switch (c) {
 		case 'i': in = optarg; break;
 		case 'N': netns = optarg; break;
@@ -575,6 +606,7 @@ int restore_main(int argc, char **argv)
 		case 'n': break;
 		case 'C': if (control_open(optarg) < 0) return 2; break;
 		case 'S': control_sync_enable(); break;	/* manager: sync point */
+		case 'T': shift_clocks = true; break;
 		case 'I': {
 			char *colon = strchr(optarg, ':');
 			if (!colon || r->ninherit == 16 || fcntl(atoi(optarg), F_GETFD) < 0) {
@@ -827,6 +859,7 @@ int restore_main(int argc, char **argv)
 	fflush(stdout);
 	image_reader_free(g_in);
 	done.init_pid = root;
+	done.hold_kept = inet_hold_kept();
 	for (int i = 0; i < r->nprocs; i++) {
 		done.processes += !r->procs[i].tree->zombie;
 		done.threads += (uint32_t)(r->procs[i].tree->zombie ? 0 : r->procs[i].nth);

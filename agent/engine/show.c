@@ -18,7 +18,7 @@ static const char *kind_name(int k)
 	switch (k) {
 	case VK_ANON: return "anon"; case VK_FILE: return "file"; case VK_SHM: return "shm";
 	case VK_VDSO: return "vdso"; case VK_VVAR: return "vvar"; case VK_VCLOCK: return "vvar_vclock";
-	case VK_VSYSCALL: return "vsyscall"; default: return "?";
+	case VK_VSYSCALL: return "vsyscall"; case VK_SYSV: return "sysv-shm"; default: return "?";
 	}
 }
 
@@ -30,6 +30,7 @@ static const char *fkind_name(int k)
 	case FK_EVENTFD: return "eventfd"; case FK_UNIX: return "unix"; case FK_EPOLL: return "epoll";
 	case FK_TIMERFD: return "timerfd"; case FK_SIGNALFD: return "signalfd"; case FK_PIDFD: return "pidfd";
 	case FK_INOTIFY: return "inotify"; case FK_MEMFD: return "memfd"; case FK_DELETED: return "deleted";
+	case FK_PTY_MASTER: return "pty-master"; case FK_PTY_SLAVE: return "pty";
 	default: return "?";
 	}
 }
@@ -270,6 +271,23 @@ int show_main(int argc, char **argv)
 		if (parent)
 			printf("parent: %s (stream %016llx), increment %u of its chain\n", parent->path,
 			       (unsigned long long)parent->stream_id, parent->depth);
+		/* the pod's IPC namespace and its own mounts (sysv*.c, mounts.c) */
+		for (size_t i = 0; files && i < files->n_sysv_shm; i++)
+			printf("sysv shm: key %#x id %d size %llu mode %o owner %u:%u%s\n",
+			       (unsigned)files->sysv_shm[i]->perm->key, files->sysv_shm[i]->perm->id,
+			       (unsigned long long)files->sysv_shm[i]->size, files->sysv_shm[i]->perm->mode,
+			       files->sysv_shm[i]->perm->uid, files->sysv_shm[i]->perm->gid,
+			       files->sysv_shm[i]->has_dest && files->sysv_shm[i]->dest ? " removed" : "");
+		for (size_t i = 0; files && i < files->n_sysv_sem; i++)
+			printf("sysv sem: key %#x id %d %zu semaphores\n", (unsigned)files->sysv_sem[i]->perm->key,
+			       files->sysv_sem[i]->perm->id, files->sysv_sem[i]->n_values);
+		for (size_t i = 0; files && i < files->n_sysv_msg; i++)
+			printf("sysv msg: key %#x id %d %zu messages\n", (unsigned)files->sysv_msg[i]->perm->key,
+			       files->sysv_msg[i]->perm->id, files->sysv_msg[i]->n_msgs);
+		for (size_t i = 0; files && i < files->n_mounts; i++)
+			printf("mount: %s %s%s%s%s\n", files->mounts[i]->fstype, files->mounts[i]->mountpoint,
+			       files->mounts[i]->source ? " from " : "", files->mounts[i]->source ? files->mounts[i]->source : "",
+			       files->mounts[i]->n_files ? " (with content)" : "");
 		for (size_t i = 0; i < tree->n_procs; i++) {
 			ImgProc *p = tree->procs[i];
 			ImgProcCore *c = NULL;

@@ -36,23 +36,38 @@ static uint64_t status_hex(const char *st, const char *key)
 
 int signals_dump(struct dump_ctx *d, struct dproc *p)
 {
-	char path[64];
-	snprintf(path, sizeof(path), "/proc/%d/status", p->hpid);
-	char *st = read_file_str(path, NULL);
-	if (!st)
-		return -errno;
-	uint64_t want = status_hex(st, "SigCgt:\t") | status_hex(st, "SigIgn:\t");
-	free(st);
+	uint64_t want;
+	if (p->pre) {
+		want = p->pre->sigwant;
+	} else {
+		char path[64];
+		snprintf(path, sizeof(path), "/proc/%d/status", p->hpid);
+		char *st = read_file_str(path, NULL);
+		if (!st)
+			return -errno;
+		want = status_hex(st, "SigCgt:\t") | status_hex(st, "SigIgn:\t");
+		free(st);
+	}
 	for (int sig = 1; sig <= 64; sig++) {
 		if (sig == SIGKILL || sig == SIGSTOP || !(want & (1ull << (sig - 1))))
 			continue;
-		long r = inj_call(&p->inj, "dump: rt_sigaction", SYS_rt_sigaction, (uint64_t)sig, 0, p->scratch, 8, 0, 0);
-		if (r < 0)
-			return (int)r;
 		struct ksigaction ka;
-		int err = mem_read(p->hpid, p->scratch, &ka, sizeof(ka));
-		if (err < 0)
-			return err;
+		if (p->pre) {      /* batched by inject_prepare (objects.c) */
+			if (p->pre->sigaction_ret[sig] < 0) {
+				log_err("dump: pid %u: rt_sigaction %d: %s", p->tree->pid, sig,
+					strerror((int)-p->pre->sigaction_ret[sig]));
+				return (int)p->pre->sigaction_ret[sig];
+			}
+			memcpy(&ka, p->pre->out + PF_SIGACT(sig), sizeof(ka));
+		} else {
+			long r = inj_call(&p->inj, "dump: rt_sigaction", SYS_rt_sigaction, (uint64_t)sig, 0, p->scratch,
+					  8, 0, 0);
+			if (r < 0)
+				return (int)r;
+			int err = mem_read(p->hpid, p->scratch, &ka, sizeof(ka));
+			if (err < 0)
+				return err;
+		}
 		ImgSigaction *a = PB_PUSH(p->core, sigactions, ImgSigaction, img_sigaction__init);
 		a->sig = (uint32_t)sig;
 		a->handler = ka.handler;

@@ -38,13 +38,23 @@ struct ksigevent {
 int timers_dump(struct dump_ctx *d, struct dproc *p)
 {
 	for (int which = 0; which < 3; which++) {
-		long x = inj_call(&p->inj, "dump: getitimer", SYS_getitimer, (uint64_t)which, p->scratch, 0, 0, 0, 0);
-		if (x < 0)
-			return (int)x;
 		struct itimerval v;
-		int err = mem_read(p->hpid, p->scratch, &v, sizeof(v));
-		if (err < 0)
-			return err;
+		if (p->pre) {      /* batched by inject_prepare (objects.c) */
+			if (p->pre->itimer_ret[which] < 0) {
+				log_err("dump: pid %u: getitimer: %s", p->tree->pid,
+					strerror((int)-p->pre->itimer_ret[which]));
+				return (int)p->pre->itimer_ret[which];
+			}
+			memcpy(&v, p->pre->out + PF_ITIMER(which), sizeof(v));
+		} else {
+			long x = inj_call(&p->inj, "dump: getitimer", SYS_getitimer, (uint64_t)which, p->scratch, 0, 0,
+					  0, 0);
+			if (x < 0)
+				return (int)x;
+			int err = mem_read(p->hpid, p->scratch, &v, sizeof(v));
+			if (err < 0)
+				return err;
+		}
 		/* An expired ITIMER_REAL whose SIGALRM is still pending reads as
 		 * value 0: the kernel re-arms it only when SIGALRM is dequeued
 		 * (dequeue_signal).  Keep it if it has an interval. */

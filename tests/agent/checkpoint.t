@@ -7,7 +7,7 @@
 # user cannot checkpoint root's pod or restore.
 . "${ZAPC_SRC:-.}/tests/lib.sh"
 need_root
-plan 35
+plan 41
 
 Z="t_timeout 30 $ZBIN/zapc"
 agent_start zk || exit 1
@@ -41,6 +41,7 @@ ok $? "restore DIR"
 grep -q "pod cnt restored from $d/img/image.zapc: ip 10.200.0.77" "$d/rs.out"
 ok $? "restored with its name and IP ($(cat "$d/rs.out"))"
 is "$(pod_field cnt state)" running "pod list shows it running"
+is "$(pod_field cnt argv)" "$ZBIN/zt-counter 3" "and its workload's command"
 init=$(pod_field cnt init_pid)
 is "$(awk '/^NSpid/ {print $NF}' /proc/$init/status)" 1 "its init is pid 1 of a new pid namespace"
 is "$($Z pod exec cnt -- cat /proc/1/comm)" zapc-init "pod exec reaches the restored pod: its pid 1 is the restored zapc-init"
@@ -119,4 +120,23 @@ setpriv --reuid=65534 --regid=65534 --clear-groups "$ZBIN/zapc" checkpoint mine 
 st=$?
 [ $st -ne 0 ] && grep -q "permission denied" "$d/perm.err"
 ok $? "a non-root user cannot checkpoint root's pod"
+$Z pod destroy mine > /dev/null
+
+# 7. exec --detach: a command started in a running pod becomes one of its
+# processes (child of its init, own session) and is saved and restored with it.
+$Z pod create host --ip 10.200.0.78 -- sleep 100000 > /dev/null
+$Z pod exec host --detach -- sh -c 'i=0; while :; do echo $i >> '"$d/det.out"'; i=$((i+1)); sleep 0.05; done' \
+	< /dev/null > /dev/null 2>&1
+ok $? "pod exec --detach returns at once with status 0"
+wait_for 5 test -s "$d/det.out"
+is "$($Z pod exec host -- sh -c 'for p in /proc/[0-9]*; do [ "${p#/proc/}" != $$ ] && [ "$(cat $p/comm)" = sh ] && grep -q det.out $p/cmdline 2>/dev/null && awk "{print \$4, (\$6 == \$1)}" $p/stat; done' | sort -u | head -1)" \
+	"1 1" "the detached command's parent is the pod's init and it leads its own session"
+$Z checkpoint host -o "$d/det" > /dev/null && $Z restore "$d/det" > /dev/null
+ok $? "the pod with the detached command is checkpointed and restored"
+n=$(wc -l < "$d/det.out"); sleep 0.5
+[ "$(wc -l < "$d/det.out")" -gt "$n" ] && [ -z "$(steps "$d/det.out")" ]
+ok $? "the detached command counts on after the restore, no gap, no repeat $(steps "$d/det.out" | head -1)"
+$Z pod exec host --detach -- /no/such/program > /dev/null 2>&1
+is $? 127 "pod exec --detach of a missing program fails with 127"
+$Z pod destroy host > /dev/null
 done_testing

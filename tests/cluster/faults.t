@@ -29,6 +29,7 @@ export SIMCLUSTER_MANAGER_ARGS="--timeout 10000"
 on_exit "rm -rf '$T'"
 for k in 1 2 3 4 5 6; do on_exit "cgroup_purge zapc-$P-n$k"; done
 on_exit "$SC down --prefix $P"
+on_exit "sim_logs $ST"
 
 t_timeout 60 "$SC" up 6 --agents --manager > /dev/null
 ok $? "6 nodes with agents and a manager"
@@ -52,8 +53,9 @@ grows() {
 # checkpoint_fault JOB NODE_A NODE_B PHASE VICTIM-COMMAND WHO [--leave-running]
 checkpoint_fault() {
 	local j=$1 a=$2 b=$3 phase=$4 cmd=$5 who=$6 mode=${7:-}
-	job run "$j" --nodes "${N}$a,${N}$b" -- sh -c "$COUNTER" > /dev/null 2>&1 || return 1
-	wait_for 5 test -s "$ST/${N}$b/$j-1.log" || return 1
+	job run "$j" --nodes "${N}$a,${N}$b" -- sh -c "$COUNTER" > "$T/$j.run" 2>&1 ||
+		{ diag "job run $j: $(cat "$T/$j.run")"; return 1; }
+	wait_for 10 test -s "$ST/${N}$b/$j-1.log" || { diag "job $j: no output in 10 s"; return 1; }
 	echo "checkpoint $phase $cmd" > "$ZAPC_MANAGER_FAULT_FILE"
 	job checkpoint "$j" -o "$T/$j" $mode > "$T/$j.out" 2>&1
 	FAIL_RC=$?

@@ -26,6 +26,7 @@ T=$(mktemp -d /tmp/zapc-jobs.XXXXXX)
 on_exit "rm -rf '$T'"
 for k in 1 2 3 4 5 6; do on_exit "cgroup_purge zapc-$P-n$k"; done
 on_exit "$SC down --prefix $P"
+on_exit "sim_logs $ST"
 
 t_timeout 60 "$SC" up 4 --agents --manager > /dev/null
 ok $? "4 nodes with agents (TLS) and a manager"

@@ -55,7 +55,8 @@ pod_restore() {
 	RPOD_INIT=$(t_timeout 60 "$ENGINE" restore -i "$1" --cgroup "$RPOD_CG")
 }
 
-pod_gone() { [ ! -s "$1/cgroup.procs" ]; }
+# (cgroup.procs has size 0 in stat even when it lists pids: read it)
+pod_gone() { [ -z "$(cat "$1/cgroup.procs" 2>/dev/null)" ]; }
 
 # lines of FILE that break the sequence 0,1,2,...  (prints nothing when intact)
 seq_breaks() { awk 'NR-1 != $1 { print "line " NR ": " $0; n++ } n > 5 { exit }' "$1"; }

@@ -14,15 +14,15 @@ cat > "$d/calc.py" <<'PY'
 import hashlib
 h = hashlib.sha256()
 acc = 0
-for i in range(4000000):
+for i in range(12000000):
     acc = (acc * 31 + i * i) % 1000000007
-    if i % 100000 == 0:
+    if i % 300000 == 0:
         h.update(str(acc).encode())
 print(acc, h.hexdigest())
 PY
 want=$("$py" "$d/calc.py")
 pod_start zpy "$py" "$d/calc.py" > "$d/py.out"; ok $? "python3 started"
-sleep 0.5
+sleep 0.3
 t_timeout 30 "$ENGINE" dump --cgroup "$POD_CG" --init "$POD_INIT" -o "$d/py.img"; ok $? "python3 dumped mid-run"
 [ -s "$d/py.out" ] && diag "python finished before the dump"
 pod_restore "$d/py.img" zpyr; ok $? "python3 restored"

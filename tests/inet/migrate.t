@@ -42,7 +42,7 @@ IP=$(echo "$out" | sed -n 's/^pod .*: ip \([0-9.]*\),.*/\1/p')
 
 moving() {
 	set -- $(cut -d' ' -f1,2 "$T/peer.progress" 2>/dev/null)
-	wait_for 3 sh -c "set -- \$(cut -d' ' -f1,2 '$T/peer.progress'); [ \$1 -gt ${1:-0} ] && [ \$2 -gt ${2:-0} ]"
+	wait_for 10 sh -c "set -- \$(cut -d' ' -f1,2 '$T/peer.progress'); [ \$1 -gt ${1:-0} ] && [ \$2 -gt ${2:-0} ]"
 }
 wait_for 5 moving
 ok $? "the stream runs both ways"

@@ -19,11 +19,11 @@ IP=10.200.0.60 PORT=7200
 
 # progress PEERFILE — "sent rcvd" of the peer so far
 progress() { cut -d' ' -f1,2 "$T/peer.progress" 2>/dev/null; }
-# moving — the stream advances both ways within 2 s
+# moving — the stream advances both ways within 10 s
 moving() {
 	_p=$(progress); set -- $_p
 	_s=${1:-0} _r=${2:-0}
-	wait_for 2 sh -c "set -- \$(cut -d' ' -f1,2 '$T/peer.progress'); [ \$1 -gt $_s ] && [ \$2 -gt $_r ]"
+	wait_for 10 sh -c "set -- \$(cut -d' ' -f1,2 '$T/peer.progress'); [ \$1 -gt $_s ] && [ \$2 -gt $_r ]"
 }
 
 agent_netns timeout -k 5 300 tcpdump -i zapcbr0 -n -l -U 'tcp[tcpflags] & tcp-rst != 0' \

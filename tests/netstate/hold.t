@@ -1,11 +1,12 @@
 #!/bin/bash
 # hold.t — the traffic hold: NFQUEUE keeps packets and delivers them late on
 # release; DROP mode drops; the rules disappear on release, on drop, when the
-# caller dies and when the holder dies; stale conntrack entries are removed.
+# caller dies and when the holder dies; kept rules (--queue-bypass) stay and
+# let traffic pass between holds; stale conntrack entries are removed.
 . "${ZAPC_SRC:-.}/tests/lib.sh"
 . "$ZAPC_SRC/tests/netstate/pod.sh"
 need_root
-plan 15
+plan 23
 
 P=$(uniq nsh)
 on_exit "pod_net_down $P"
@@ -69,6 +70,41 @@ tell release; wait $HOLD
 is "$(rules)" 0 "holder killed mid-hold: release removed the rules itself"
 grep -q "lost" $T/err; ok $? "and said so in the log"
 exec 7>&-
+
+# Kept rules: installed by the first hold, left in place; between holds the
+# queue has no listener and --queue-bypass lets traffic pass; a second hold
+# with the rules present holds again without running iptables.
+start_hold keep
+is "$(cat $T/out)" "mode nfqueue" "a hold with kept rules is in force"
+$PING -c 1 -W 3 $POD_IP > $T/ping2 2>&1 &
+PING2=$!
+sleep 1
+tell count; sleep 0.3
+n=$(awk '/^count/{print $2}' $T/out)
+[ "${n:-0}" -ge 1 ]; ok $? "the echo request is held (count $n)"
+tell release; wait $HOLD
+wait $PING2
+ok $? "after release it is answered"
+exec 7>&-
+[ "$(rules)" -ge 3 ]; ok $? "the rules stay after the release"
+$PING -c 3 -i 0.2 -W 2 $POD_IP > /dev/null 2>&1
+ok $? "with no hold, traffic passes the kept rules"
+start_hold kept
+$PING -c 1 -W 3 $POD_IP > $T/ping3 2>&1 &
+PING3=$!
+sleep 1
+tell count; sleep 0.3
+n=$(awk '/^count/{print $2}' $T/out)
+[ "${n:-0}" -ge 1 ]; ok $? "a second hold on the kept rules holds again (count $n)"
+tell release; wait $HOLD
+wait $PING3
+ok $? "and releases"
+exec 7>&-
+ip netns exec $NS_POD iptables -t raw -F ZAPC_HOLD; ip netns exec $NS_POD iptables -t raw -D PREROUTING ! -i lo -j ZAPC_HOLD
+ip netns exec $NS_POD iptables -t raw -D OUTPUT ! -o lo -j ZAPC_HOLD; ip netns exec $NS_POD iptables -t raw -X ZAPC_HOLD
+for t in ip6tables; do ip netns exec $NS_POD $t -t raw -F ZAPC_HOLD; ip netns exec $NS_POD $t -t raw -D PREROUTING ! -i lo -j ZAPC_HOLD
+	ip netns exec $NS_POD $t -t raw -D OUTPUT ! -o lo -j ZAPC_HOLD; ip netns exec $NS_POD $t -t raw -X ZAPC_HOLD; done 2>/dev/null
+is "$(rules)" 0 "(kept rules removed by the test)"
 
 # Stale conntrack entries for the pod's address are deleted.
 ip netns exec $NS_POD conntrack -I -p udp -s $POD_IP -d $PEER_IP --sport 5000 --dport 6000 -t 300 >/dev/null 2>&1

@@ -1,7 +1,8 @@
 /*
  * ns_hold — drive the traffic hold from a shell test.
  *
- *   ns_hold NETNS QUEUE nfqueue|drop   begin a hold, print "mode M" and
+ *   ns_hold NETNS QUEUE nfqueue|drop|keep|kept   begin a hold (keep: kept
+ *       rules, installed now; kept: kept rules already there), print "mode M" and
  *       "holder PID", then obey stdin lines: "release", "drop", "count",
  *       "die" (exit at once without ending the hold: the holder must clean up).
  *   ns_hold ctflush NETNS ADDR         netstate_conntrack_flush
@@ -31,8 +32,11 @@ int main(int argc, char **argv)
 		return 1;
 	if (!strcmp(argv[1], "ctflush"))
 		return netstate_conntrack_flush(ns, argv[3]) ? 1 : 0;
-	r = netstate_hold_begin(ns, (unsigned)atoi(argv[2]),
-				strcmp(argv[3], "drop") ? NETSTATE_HOLD_NFQUEUE : NETSTATE_HOLD_DROP, &h);
+	if (!strcmp(argv[3], "keep") || !strcmp(argv[3], "kept"))
+		r = netstate_hold_begin_keep(ns, !strcmp(argv[3], "kept"), &h);
+	else
+		r = netstate_hold_begin(ns, (unsigned)atoi(argv[2]),
+					strcmp(argv[3], "drop") ? NETSTATE_HOLD_NFQUEUE : NETSTATE_HOLD_DROP, &h);
 	if (r)
 		return 1;
 	printf("mode %s\n", netstate_hold_mode(h) == NETSTATE_HOLD_DROP ? "drop" : "nfqueue");

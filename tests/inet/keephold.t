@@ -1,0 +1,37 @@
+#!/bin/sh
+# keephold.t — kept hold rules: a pod's first checkpoint that holds its traffic
+# leaves NFQUEUE rules with --queue-bypass in the pod's netns (traffic passes
+# them while no holder listens), and the pod's next checkpoints hold by
+# binding the queue only: no iptables runs (seen with strace on the agent).
+. "${ZAPC_SRC:-.}/tests/lib.sh"
+need_root
+command -v strace > /dev/null || skip_all "needs strace"
+plan 6
+
+Z="t_timeout 30 $ZBIN/zapc"
+agent_start zkh || exit 1
+T=$(mktemp -d /tmp/zapc-kh.XXXXXX)
+on_exit "rm -rf '$T'"
+
+$Z pod create kh --ip 10.200.0.93 -- sh -c \
+	'nc -l -p 5000 > /dev/null & sleep 0.3; while :; do date; sleep 0.1; done | nc 127.0.0.1 5000' > /dev/null
+sleep 0.8
+init=$(pod_field kh init_pid)
+$Z checkpoint kh -o "$T/img" --leave-running > /dev/null
+ok $? "a snapshot of a pod with TCP connections"
+nsenter --net=/proc/$init/ns/net iptables -t raw -S > "$T/rules" 2>&1
+grep -q "NFQUEUE .*--queue-bypass" "$T/rules"
+ok $? "the hold rules stay in the pod's netns, with --queue-bypass"
+nsenter --net=/proc/$init/ns/net ss -Htn state established | grep -q ":5000"
+ok $? "its connections run on through the kept rules"
+strace -f -qq -e trace=execve -o "$T/strace" -p "$AGENT_PID" &
+S=$!
+on_exit "kill $S 2>/dev/null"
+wait_for 5 test -s "$T/strace" || sleep 0.5
+$Z checkpoint kh -o "$T/img" --leave-running > /dev/null
+ok $? "a second snapshot"
+sleep 0.2; kill $S; wait $S 2>/dev/null
+grep -q 'execve(".*zapc-engine' "$T/strace" && ! grep -q 'execve(".*iptables' "$T/strace"
+ok $? "it held the pod's traffic without running iptables ($(grep -c execve "$T/strace") execs)"
+$Z checkpoint kh -o "$T/img" > /dev/null && $Z restore "$T/img" > /dev/null
+ok $? "checkpoint (pod killed) and restore still work"
