@@ -49,7 +49,6 @@
 #include "proto/manager.pb-c.h"
 
 #define PROTO_VERSION 1
-#define STREAM_CHUNK (16 << 10)		/* = the TLS record size (docs/tls.md) */
 #define STREAM_ACCEPT_MS 30000
 
 struct pconn;
@@ -362,23 +361,6 @@ static void on_go(struct pop *op, const char *phase, int last)
 
 /* --- migration streams (forked helpers, blocking TLS) ---------------------- */
 
-static int write_all(int fd, const void *buf, size_t len)
-{
-	const char *p = buf;
-
-	while (len) {
-		ssize_t n = write(fd, p, len);
-
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n <= 0)
-			return -errno;
-		p += n;
-		len -= (size_t)n;
-	}
-	return 0;
-}
-
 static int tls_read_full(SSL *ssl, void *buf, size_t len)
 {
 	char *p = buf;
@@ -399,7 +381,7 @@ static int stream_send(int in, const Zapc__Mgr__Target *tg, const char *pod, uin
 {
 	Zapc__Mgr__StreamHello sh = ZAPC__MGR__STREAM_HELLO__INIT;
 	struct sockaddr_in sa = { .sin_family = AF_INET };
-	char host[64], *colon, *buf = malloc(256 << 10);
+	char host[64], *colon;
 	uint8_t hdr[4 + 512];
 	size_t n;
 	SSL *ssl = NULL;
@@ -407,7 +389,7 @@ static int stream_send(int in, const Zapc__Mgr__Target *tg, const char *pod, uin
 
 	snprintf(host, sizeof(host), "%s", tg->stream_addr);
 	colon = strrchr(host, ':');
-	if (!buf || !colon)
+	if (!colon)
 		goto out;
 	*colon = '\0';
 	sa.sin_port = htons((uint16_t)atoi(colon + 1));
@@ -421,6 +403,7 @@ static int stream_send(int in, const Zapc__Mgr__Target *tg, const char *pod, uin
 	}
 	if ((rc = tls_connect_fd(P.cli, fd, tg->stream_node, 5000, &ssl)) < 0)
 		goto out;
+	log_debug("migrate pod %s: streaming with %s", pod, SSL_get_cipher_name(ssl));
 	sh.token.data = tg->token.data;
 	sh.token.len = tg->token.len;
 	sh.pod = (char *)pod;
@@ -434,33 +417,12 @@ static int stream_send(int in, const Zapc__Mgr__Target *tg, const char *pod, uin
 	zapc__mgr__stream_hello__pack(&sh, hdr + 4);
 	if ((rc = tls_write_all(ssl, hdr, 4 + n)) < 0)
 		goto out;
-	for (;;) {
-		ssize_t r = read(in, buf, 256 << 10);
-
-		if (r < 0 && errno == EINTR)
-			continue;
-		if (r < 0) {
-			rc = -errno;
-			goto out;
-		}
-		if (r == 0)
-			break;
-		for (ssize_t off = 0; off < r; off += STREAM_CHUNK) {
-			size_t len = (size_t)(r - off) < STREAM_CHUNK ? (size_t)(r - off) : STREAM_CHUNK;
-
-			if ((rc = tls_write_all(ssl, buf + off, len)) < 0)
-				goto out;
-			if (sent)
-				__atomic_add_fetch(sent, len, __ATOMIC_RELAXED);
-		}
-	}
-	rc = 0;
+	rc = tls_stream_send(in, ssl, fd, sent);
 out:
 	if (ssl)
 		tls_close(ssl);
 	if (fd >= 0)
 		close(fd);
-	free(buf);
 	return rc;
 }
 
@@ -469,14 +431,12 @@ static int stream_receive(int lfd, int out, const struct task *t, const char *fr
 {
 	Zapc__Mgr__StreamHello *sh = NULL;
 	struct pollfd pfd = { .fd = lfd, .events = POLLIN };
-	char name[128], *buf = malloc(256 << 10);
+	char name[128];
 	uint8_t hdr[4], msg[512];
 	uint32_t n;
 	SSL *ssl = NULL;
 	int fd = -1, rc = -EPROTO;
 
-	if (!buf)
-		return -ENOMEM;
 	if (poll(&pfd, 1, STREAM_ACCEPT_MS) != 1) {
 		log_err("migrate pod %s: no stream from %s", t->pod, from);
 		rc = -ETIMEDOUT;
@@ -501,19 +461,7 @@ static int stream_receive(int lfd, int out, const struct task *t, const char *fr
 		log_err("migrate pod %s: stream from %s with a wrong token", t->pod, from);
 		goto out;
 	}
-	for (;;) {
-		ssize_t r = tls_read(ssl, buf, 256 << 10);
-
-		if (r == 0)
-			break;
-		if (r < 0) {
-			rc = (int)r;
-			goto out;
-		}
-		if ((rc = write_all(out, buf, (size_t)r)) < 0)
-			goto out;
-	}
-	rc = 0;
+	rc = tls_stream_recv(ssl, fd, out, NULL);
 out:
 	if (sh)
 		zapc__mgr__stream_hello__free_unpacked(sh, NULL);
@@ -521,7 +469,6 @@ out:
 		tls_close(ssl);
 	if (fd >= 0)
 		close(fd);
-	free(buf);
 	return rc;
 }
 
@@ -638,6 +585,7 @@ static int checkpoint_task(struct task *t, const Zapc__Mgr__Target *tg, int leav
 			task_fail(t, -errno, "pod %s%s: pipe: %s", "");
 			return -1;
 		}
+		tls_stream_pipe_size(pfd[1]);
 		t->sent = mmap(NULL, sizeof(uint64_t), PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
 		if (t->sent == MAP_FAILED)
 			t->sent = NULL;
@@ -744,6 +692,7 @@ static int restart_task(struct task *t, const Zapc__Mgr__Target *tg, Zapc__Mgr__
 				close(lfd);
 			return -1;
 		}
+		tls_stream_pipe_size(pfd[1]);
 		if (tg->token.len > sizeof(t->token)) {
 			close(lfd);
 			close(pfd[0]);

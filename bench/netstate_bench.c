@@ -4,8 +4,12 @@
  *
  *   netstate_bench capture POD_NS PEER_NS POD_IP PEER_IP N
  *       N established connections (each with a little unread data both
- *       ways); prints the time to capture all N (and pack them), min/median
- *       of 20 rounds.  Freezing is not included (the pod is ours).
+ *       ways); prints the time to capture all N as the engine does it
+ *       (agent/engine/inet.c: per socket the kind check and a copy of the
+ *       fd, then netstate_sock_capture_many: one sock_diag round trip, 2
+ *       threads; records packed), min/median of 20 rounds; then the same on
+ *       one thread, and each socket on its own (netstate_sock_capture).  Freezing
+ *       and the hold are not included (the pod is ours, the peer idle).
  *   netstate_bench recovery POD_NS PEER_NS POD_IP PEER_IP HOLD_MS MODE
  *       the peer sends a small message every millisecond; the pod's traffic
  *       is held for HOLD_MS with MODE (nfqueue|drop), the socket captured,
@@ -26,6 +30,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/resource.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -55,6 +61,16 @@ static int sock_in(int ns)
 	return socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
 }
 
+/* CPU seconds of this process (all threads): under the load of other
+ * work on the machine, it says more than the wall clock. */
+static double cpu_now(void)
+{
+	struct rusage ru;
+	getrusage(RUSAGE_SELF, &ru);
+	return (double)ru.ru_utime.tv_sec + ru.ru_utime.tv_usec / 1e6 + (double)ru.ru_stime.tv_sec +
+	       ru.ru_stime.tv_usec / 1e6;
+}
+
 static int cmp_double(const void *a, const void *b)
 {
 	double x = *(const double *)a, y = *(const double *)b;
@@ -65,7 +81,7 @@ static int bench_capture(const char *pod_ip, const char *peer_ip, int n)
 {
 	struct sockaddr_in a = { .sin_family = AF_INET, .sin_port = htons(7400) };
 	int ls = sock_in(ns_peer), one = 1, *pod = calloc((size_t)n, sizeof(int)), *peer = calloc((size_t)n, sizeof(int));
-	double t[20];
+	double t[20], cpu[20];
 
 	(void)pod_ip;
 	inet_pton(AF_INET, peer_ip, &a.sin_addr);
@@ -86,25 +102,108 @@ static int bench_capture(const char *pod_ip, const char *peer_ip, int n)
 		send(pod[i], "unread by the peer", 18, 0);
 	}
 	usleep(100000);
-	for (int round = 0; round < 20; round++) {
-		size_t bytes = 0;
-		double t0 = now();
-		for (int i = 0; i < n; i++) {
-			netstate_sock_t *s;
-			if (netstate_sock_capture(pod[i], &s)) {
-				fprintf(stderr, "capture failed\n");
-				return 1;
-			}
-			bytes += netstate_sock_packed_size(s);
-			netstate_sock_free(s);
-		}
-		t[round] = now() - t0;
-		if (round == 0)
-			printf("capture: %d connections, image %zu bytes\n", n, bytes);
+	ino_t *ino = calloc((size_t)n, sizeof(ino_t));
+	for (int i = 0; i < n; i++) {
+		struct stat st;
+		fstat(pod[i], &st);
+		ino[i] = st.st_ino;
 	}
-	qsort(t, 20, sizeof(t[0]), cmp_double);
-	printf("capture: %d established connections: min %.3f ms, median %.3f ms (%.1f us per connection); target < 1 ms\n",
-	       n, t[0] * 1e3, t[10] * 1e3, t[10] * 1e6 / n);
+	/* sock_diag must not change a record: compare both ways once.
+	 * (NS_BENCH_ONLY=engine|diag|single runs one way only, for syscall counts.) */
+	const char *only = getenv("NS_BENCH_ONLY");
+	if (!only) {
+		netstate_sock_t *x[n], *y;
+		uint64_t inos[n];
+		int diff = 0;
+
+		for (int i = 0; i < n; i++)
+			inos[i] = ino[i];
+		if (netstate_sock_capture_many(ns_pod, pod, inos, NULL, NULL, (size_t)n, x, 1, NULL))
+			return 1;
+		for (int i = 0; i < n; i++) {
+			if (netstate_sock_capture(pod[i], &y))
+				return 1;
+			/* TCP_TIMESTAMP is the clock now (ms): not a difference */
+			if (x[i]->conn && y->conn)
+				x[i]->conn->timestamp = y->conn->timestamp = 0;
+			size_t lx = netstate_sock_packed_size(x[i]), ly = netstate_sock_packed_size(y);
+			uint8_t *px = malloc(lx + 1), *py = malloc(ly + 1);
+			netstate_sock_pack(x[i], px);
+			netstate_sock_pack(y, py);
+			if (lx != ly || memcmp(px, py, lx))
+				diff++;
+			free(px);
+			free(py);
+			netstate_sock_free(x[i]);
+			netstate_sock_free(y);
+		}
+		printf("capture: records with and without sock_diag %s (%d of %d differ)\n", diff ? "DIFFER" : "identical",
+		       diff, n);
+		if (diff)
+			return 1;
+	}
+	/* Three ways: as the engine does it (sock_diag, 2 threads), sock_diag on
+	 * one thread, and each socket on its own (the old way). */
+	static const struct { const char *name, *what; int diag, threads; } modes[] = {
+		{ "engine", "", 1, 2 },
+		{ "diag", " (sock_diag, 1 thread)", 1, 1 },
+		{ "single", " (each socket on its own, 1 thread)", 0, 1 },
+	};
+	for (size_t mi = 0; mi < sizeof(modes) / sizeof(modes[0]); mi++) {
+		if (only && strcmp(only, modes[mi].name))
+			continue;
+		for (int round = 0; round < 20; round++) {
+			size_t bytes = 0;
+			int copies[n], fam[n], proto[n];
+			uint64_t inos[n];
+			netstate_sock_t *recs[n];
+			double t0 = now(), c0 = cpu_now();
+
+			for (int i = 0; i < n; i++) {
+				socklen_t l = sizeof(int);
+
+				/* inet_match: two getsockopts; inet_dump: a copy of the fd */
+				if (getsockopt(pod[i], SOL_SOCKET, SO_DOMAIN, &fam[i], &l) < 0 ||
+				    getsockopt(pod[i], SOL_SOCKET, SO_PROTOCOL, &proto[i], &l) < 0)
+					return 1;
+				copies[i] = fcntl(pod[i], F_DUPFD_CLOEXEC, 3);
+				inos[i] = ino[i];
+			}
+			if (modes[mi].diag) {
+				if (netstate_sock_capture_many(ns_pod, copies, inos, fam, proto, (size_t)n, recs,
+							       modes[mi].threads, NULL)) {
+					fprintf(stderr, "capture failed\n");
+					return 1;
+				}
+			} else {
+				for (int i = 0; i < n; i++)
+					if (netstate_sock_capture(copies[i], &recs[i]))
+						return 1;
+			}
+			for (int i = 0; i < n; i++) {   /* inet_dump_finish */
+				size_t len = netstate_sock_packed_size(recs[i]);
+				uint8_t *rec = malloc(len ? len : 1);
+				netstate_sock_pack(recs[i], rec);
+				bytes += len;
+				free(rec);
+				netstate_sock_free(recs[i]);
+			}
+			t[round] = now() - t0;
+			cpu[round] = cpu_now() - c0;
+			for (int i = 0; i < n; i++)
+				close(copies[i]);
+			if (round == 0 && mi == 0)
+				printf("capture: %d connections, image %zu bytes\n", n, bytes);
+		}
+		qsort(t, 20, sizeof(t[0]), cmp_double);
+		qsort(cpu, 20, sizeof(cpu[0]), cmp_double);
+		printf("capture%s: %d established connections: min %.3f ms, median %.3f ms (%.1f us per connection); "
+		       "CPU median %.3f ms; target < 1 ms\n",
+		       modes[mi].what, n, t[0] * 1e3, t[10] * 1e3, t[10] * 1e6 / n, cpu[10] * 1e3);
+	}
+	free(ino);
+	free(pod);
+	free(peer);
 	return 0;
 }
 

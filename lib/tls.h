@@ -23,6 +23,7 @@
 #define ZAPC_TLS_H
 
 #include <stddef.h>
+#include <stdint.h>
 #include <sys/types.h>
 
 #include <openssl/ssl.h>
@@ -78,6 +79,21 @@ int tls_connect_fd(SSL_CTX *ctx, int fd, const char *expect, int timeout_ms, SSL
  * tls_read: bytes read (> 0), 0 on a clean close by the peer, -errno. */
 int tls_write_all(SSL *ssl, const void *buf, size_t len);
 ssize_t tls_read(SSL *ssl, void *buf, size_t len);
+
+/*
+ * Bulk streams (lib/tls_stream.c): migration images agent to agent.
+ * tls_stream_send copies everything from `in` (a pipe) until EOF to the
+ * session, or to the plain socket fd when ssl is NULL (the same path without
+ * TLS, for bench/tls_throughput).  It installs a write buffer under the SSL
+ * (records of one call leave in one write(2)); the SSL stays usable.
+ * tls_stream_recv copies the session (or fd) to `out` until a clean close.
+ * *sent / *got (may be NULL) count payload bytes; *sent is updated
+ * atomically (another process may read it from shared memory).  0 or -errno.
+ * tls_stream_pipe_size raises a pipe to 1 MiB (best effort).
+ */
+int tls_stream_send(int in, SSL *ssl, int fd, uint64_t *sent);
+int tls_stream_recv(SSL *ssl, int fd, int out, uint64_t *got);
+void tls_stream_pipe_size(int fd);
 
 /* Orderly close (sends close_notify) and free; does not close the fd. */
 void tls_close(SSL *ssl);

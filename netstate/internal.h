@@ -9,6 +9,7 @@
 #include <stdint.h>
 #include <sys/socket.h>
 #include <netinet/in.h>
+#include <netinet/tcp.h>
 #include "netstate/netstate.h"
 
 /* Limits on what an image may ask for (sockets are buffers of at most a few MB). */
@@ -25,6 +26,28 @@ union ns_sockaddr {
 	struct sockaddr_storage ss;
 };
 
+/* diag.c — what capture knows of one socket before asking it: its kind,
+ * the addresses (getsockname/getpeername done once) and what sock_diag
+ * answered for it (valid: tcp_info and the rest came back). */
+struct ns_diag_sock {
+	uint64_t ino;
+	int family, type, protocol;
+	union ns_sockaddr local, peer;
+	bool named;                      /* getsockname/getpeername were called */
+	bool has_local, has_peer;        /* ... and succeeded */
+	bool ask, valid;                 /* ask sock_diag; it answered */
+	uint32_t mark, ifindex;
+	uint8_t tos, tclass;
+	char cong[16];
+	struct tcp_info ti;
+	uint32_t rqueue, wqueue, notsent;   /* rcv_nxt - copied_seq, write_seq - snd_una, write_seq - snd_nxt */
+	unsigned has_notsent : 1;
+	unsigned has_ti : 1, has_tos : 1, has_tclass : 1, has_cong : 1, has_mark : 1, has_sockopt : 1;
+	unsigned recverr : 1, freebind : 1, transparent : 1;
+};
+/* Fill what sock_diag knows for each e[i] with ask (one round trip per 128). */
+int ns_diag_ask(int netns_fd, struct ns_diag_sock *e, size_t n);
+
 /* addr.c */
 Netstate__Addr *ns_addr_new(const union ns_sockaddr *sa);
 int ns_addr_to_sockaddr(const Netstate__Addr *a, union ns_sockaddr *sa, socklen_t *len);
@@ -33,14 +56,14 @@ int ns_addr_validate(const Netstate__Addr *a, uint32_t family);
 
 /* sockopt.c — phases of ns_opts_apply */
 enum ns_opt_phase { NS_OPT_BEFORE_BIND, NS_OPT_AFTER_REPAIR };
-int ns_opts_capture(int fd, Netstate__Socket *s);
+int ns_opts_capture(int fd, Netstate__Socket *s, const struct ns_diag_sock *dg);
 int ns_buf_lock_restore(int fd, const Netstate__Socket *s);
 int ns_opts_apply(int fd, const Netstate__Socket *s, enum ns_opt_phase phase);
 int ns_opts_validate(const Netstate__Socket *s);
 int ns_opt_get_int(const Netstate__Socket *s, int level, int name, int *val);
 
 /* tcp.c */
-int ns_tcp_capture(int fd, Netstate__Socket *s);
+int ns_tcp_capture(int fd, Netstate__Socket *s, const struct ns_diag_sock *dg);
 int ns_tcp_validate(const Netstate__Socket *s);
 int ns_tcp_restore(const Netstate__Socket *s, int *fd_out);
 int ns_tcp_finish(const Netstate__Socket *s, int fd);

@@ -18,6 +18,7 @@
 #ifndef ZAPC_NETSTATE_H
 #define ZAPC_NETSTATE_H
 
+#include <stdbool.h>
 #include <stdint.h>
 #include "proto/netstate.pb-c.h"
 
@@ -26,6 +27,20 @@ typedef Netstate__Socket netstate_sock_t;
 /* Capture the socket behind fd.  *out is malloc'ed: free with netstate_sock_free. */
 int netstate_sock_capture(int fd, netstate_sock_t **out);
 void netstate_sock_free(netstate_sock_t *s);
+
+/* Capture n sockets of one netns (a pod's) into out[i]: the TCP
+ * connections' state, tcp_info, TOS/TCLASS, congestion control, mark and
+ * some IP flags come from sock_diag in one netlink round trip for all
+ * (netns_fd: where they live, -1 = the caller's netns; ino[i]: the socket's
+ * inode from fstat, a reply about another socket is ignored), the rest on
+ * up to `threads` threads (the pod is stopped: its CPUs are free; each
+ * capture is syscall-bound).  family/protocol (may be NULL) are what the
+ * caller already knows (SO_DOMAIN, SO_PROTOCOL).  Take it with the pod
+ * frozen and its traffic held.  0, or the first error (-errno, logged;
+ * *failed is its index), and then every out[i] is NULL. */
+int netstate_sock_capture_many(int netns_fd, const int *fd, const uint64_t *ino, const int *family,
+			       const int *protocol, size_t n, netstate_sock_t **out, int threads,
+			       size_t *failed);
 
 /* Make the captured original disappear silently when its last fd closes
  * (TCP: leave it in repair mode, so no FIN/RST reaches the peer).  For

@@ -7,6 +7,7 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <netinet/ip.h>
 #include <netinet/tcp.h>
 #include <netinet/udp.h>
@@ -138,25 +139,30 @@ struct default_cache {
 	char val[OPT_STR_MAX + 16];
 };
 static struct default_cache defaults[2][2][N_OPTS];   /* [v6][udp][opt] */
+static pthread_mutex_t defaults_lock = PTHREAD_MUTEX_INITIALIZER;   /* capture_many's threads */
 
 static int default_raw(const Netstate__Socket *s, const struct opt_desc *d, void *buf, socklen_t cap)
 {
 	struct default_cache *dc = &defaults[s->family == AF_INET6][s->type == SOCK_DGRAM][d - opt_table];
-	int fd, n;
+	int fd, n = 0;
 
+	pthread_mutex_lock(&defaults_lock);
 	if (!dc->valid) {
 		fd = socket((int)s->family, (int)s->type | SOCK_CLOEXEC, (int)s->protocol);
-		if (fd < 0)
-			return -errno;
-		n = get_raw(fd, d, dc->val, cap);
-		close(fd);
-		if (n < 0)
-			return n;
-		dc->len = n;
-		dc->valid = 1;
+		n = fd < 0 ? -errno : get_raw(fd, d, dc->val, cap);
+		if (fd >= 0)
+			close(fd);
+		if (n >= 0) {
+			dc->len = n;
+			dc->valid = 1;
+		}
 	}
-	memcpy(buf, dc->val, (size_t)dc->len);
-	return dc->len;
+	if (n >= 0) {
+		memcpy(buf, dc->val, (size_t)dc->len);
+		n = dc->len;
+	}
+	pthread_mutex_unlock(&defaults_lock);
+	return n;
 }
 
 static int add_opt(Netstate__Socket *s, const struct opt_desc *d, const void *buf, int len)
@@ -202,7 +208,42 @@ static bool is_zero(const void *buf, int len)
 	return true;
 }
 
-int ns_opts_capture(int fd, Netstate__Socket *s)
+/* The value the netns-wide sock_diag dump already has for this option
+ * (same bytes getsockopt would give): its length, or 0 to ask the socket. */
+static int from_diag(const struct ns_diag_sock *dg, const struct opt_desc *d, void *buf)
+{
+	int v;
+
+	if (!dg)
+		return 0;
+	if (d->level == SOL_SOCKET && d->name == SO_MARK && dg->has_mark)
+		v = (int)dg->mark;
+	else if (d->level == SOL_SOCKET && d->name == SO_BINDTODEVICE && dg->ifindex == 0)
+		return 1;   /* buf is zeroed: no device */
+	else if (d->level == IPPROTO_IP && d->name == IP_TOS && dg->has_tos)
+		v = dg->tos;
+	else if (d->level == IPPROTO_IPV6 && d->name == IPV6_TCLASS && dg->has_tclass)
+		v = dg->tclass;
+	else if (d->level == IPPROTO_IP && d->name == IP_RECVERR && dg->has_sockopt)
+		v = dg->recverr;
+	/* IP_ and IPV6_FREEBIND/TRANSPARENT are one bit of the inet socket. */
+	else if (((d->level == IPPROTO_IP && d->name == IP_FREEBIND) ||
+		  (d->level == IPPROTO_IPV6 && d->name == IPV6_FREEBIND)) && dg->has_sockopt)
+		v = dg->freebind;
+	else if (((d->level == IPPROTO_IP && d->name == IP_TRANSPARENT) ||
+		  (d->level == IPPROTO_IPV6 && d->name == IPV6_TRANSPARENT)) && dg->has_sockopt)
+		v = dg->transparent;
+	else if (d->level == IPPROTO_TCP && d->name == TCP_CONGESTION && dg->has_cong) {
+		/* getsockopt copies TCP_CA_NAME_MAX (16) bytes, NUL padded */
+		memcpy(buf, dg->cong, 16);
+		return 16;
+	} else
+		return 0;
+	memcpy(buf, &v, sizeof(v));
+	return sizeof(v);
+}
+
+int ns_opts_capture(int fd, Netstate__Socket *s, const struct ns_diag_sock *dg)
 {
 	int kind = sock_kind_flags(s);
 	char buf[OPT_STR_MAX + 16], def[OPT_STR_MAX + 16];
@@ -219,7 +260,10 @@ int ns_opts_capture(int fd, Netstate__Socket *s)
 		if (d->kind == K_BUF &&
 		    !(lock & (d->name == SO_SNDBUF ? SOCK_SNDBUF_LOCK : SOCK_RCVBUF_LOCK)))
 			continue;
-		n = get_raw(fd, d, buf, d->kind == K_STR ? OPT_STR_MAX : sizeof(buf));
+		memset(buf, 0, sizeof(buf));
+		n = from_diag(dg, d, buf);
+		if (n == 0)
+			n = get_raw(fd, d, buf, d->kind == K_STR ? OPT_STR_MAX : sizeof(buf));
 		if (n < 0) {
 			log_debug("netstate: getsockopt %s: %s", d->what, strerror(-n));
 			continue;   /* not supported here: nothing to restore */

@@ -175,7 +175,8 @@ static bool repairable(unsigned st)
 	return false;
 }
 
-static int capture_conn(int fd, const struct tcp_info *ti, Netstate__Socket *s, Netstate__TcpConn *c)
+static int capture_conn(int fd, const struct tcp_info *ti, const struct ns_diag_sock *dg, Netstate__Socket *s,
+			Netstate__TcpConn *c)
 {
 	bool peek_off_set;
 	struct tcp_repair_window win;
@@ -218,14 +219,27 @@ static int capture_conn(int fd, const struct tcp_info *ti, Netstate__Socket *s, 
 	r = set_int(fd, IPPROTO_TCP, TCP_REPAIR, TCP_REPAIR_ON, "capture: TCP_REPAIR on");
 	if (r)
 		return r;
-	if (ioctl(fd, SIOCINQ, &inq) < 0 || ioctl(fd, SIOCOUTQ, &outq) < 0 ||
+	if (dg && dg->valid && dg->has_notsent) {
+		/* sock_diag's counters are what the ioctls compute (tcp_inq with
+		 * urgent data inline, as here; our FIN counted alike), and they
+		 * cannot have moved: owner stopped, incoming segments held. */
+		inq = (int)dg->rqueue - (dg->rqueue > 0 && c->peer_fin ? 1 : 0);
+		outq = (int)dg->wqueue;
+		unsq = (int)dg->notsent;
+		if (get_int(fd, IPPROTO_TCP, TCP_MAXSEG, &mss)) {
+			r = -errno;
+			log_err("netstate tcp capture: TCP_MAXSEG: %s", strerror(errno));
+			goto out;
+		}
+	} else if (ioctl(fd, SIOCINQ, &inq) < 0 || ioctl(fd, SIOCOUTQ, &outq) < 0 ||
 	    ioctl(fd, SIOCOUTQNSD, &unsq) < 0 || get_int(fd, IPPROTO_TCP, TCP_MAXSEG, &mss)) {
 		r = -errno;
 		log_err("netstate tcp capture: queue sizes: %s", strerror(errno));
 		goto out;
 	}
 	len = sizeof(ts);
-	if (getsockopt(fd, IPPROTO_TCP, TCP_TIMESTAMP, &ts, &len) < 0)
+	/* kept only with the timestamps option (below): else not asked */
+	if (!(ti->tcpi_options & TCPI_OPT_TIMESTAMPS) || getsockopt(fd, IPPROTO_TCP, TCP_TIMESTAMP, &ts, &len) < 0)
 		ts = 0;
 	len = sizeof(win);
 	if (getsockopt(fd, IPPROTO_TCP, TCP_REPAIR_WINDOW, &win, &len) < 0) {
@@ -327,25 +341,41 @@ out:
 	return r ? r : rr;
 }
 
-int ns_tcp_capture(int fd, Netstate__Socket *s)
+int ns_tcp_capture(int fd, Netstate__Socket *s, const struct ns_diag_sock *dg)
 {
 	struct tcp_info ti;
 	union ns_sockaddr sa;
 	socklen_t len = sizeof(ti);
+	bool has_local, has_peer;
 	int r;
 
-	if (getsockopt(fd, IPPROTO_TCP, TCP_INFO, &ti, &len) < 0)
+	/* dg: sock_diag's tcp_info, and the addresses asked once already */
+	if (dg && dg->valid)
+		ti = dg->ti;
+	else if (getsockopt(fd, IPPROTO_TCP, TCP_INFO, &ti, &len) < 0)
 		return -errno;
 	s->has_tcp_state = 1;
 	s->tcp_state = ti.tcpi_state;
-	len = sizeof(sa);
-	if (getsockname(fd, &sa.sa, &len) == 0 &&
-	    (sa.sa.sa_family == AF_INET ? sa.in4.sin_port : sa.in6.sin6_port) != 0 &&
+	if (dg && dg->named) {
+		sa = dg->local;
+		has_local = dg->has_local;
+	} else {
+		len = sizeof(sa);
+		has_local = getsockname(fd, &sa.sa, &len) == 0;
+	}
+	if (has_local && (sa.sa.sa_family == AF_INET ? sa.in4.sin_port : sa.in6.sin6_port) != 0 &&
 	    !(s->local = ns_addr_new(&sa)))
 		return -ENOMEM;
-	len = sizeof(sa);
-	if (ti.tcpi_state != TCP_LISTEN && getpeername(fd, &sa.sa, &len) == 0 &&
-	    !(s->peer = ns_addr_new(&sa)))
+	if (ti.tcpi_state == TCP_LISTEN) {
+		has_peer = false;
+	} else if (dg && dg->named) {
+		sa = dg->peer;
+		has_peer = dg->has_peer;
+	} else {
+		len = sizeof(sa);
+		has_peer = getpeername(fd, &sa.sa, &len) == 0;
+	}
+	if (has_peer && !(s->peer = ns_addr_new(&sa)))
 		return -ENOMEM;
 
 	switch (ti.tcpi_state) {
@@ -401,7 +431,7 @@ int ns_tcp_capture(int fd, Netstate__Socket *s)
 		if (!s->conn)
 			return -ENOMEM;
 		netstate__tcp_conn__init(s->conn);
-		return capture_conn(fd, &ti, s, s->conn);
+		return capture_conn(fd, &ti, dg, s, s->conn);
 	}
 }
 

@@ -119,6 +119,8 @@ static struct {
 	int netns_fd;          /* the pod's netns (init's /proc/PID/ns/net) */
 	int *tcp;              /* our copies of the TCP sockets, for detach */
 	int ntcp;
+	struct pend_sock { ImgFile *f; int fd; uint64_t ino; int family, protocol; uint32_t pid; int pod_fd; } *pend;
+	int npend;                      /* sockets waiting for inet_dump_finish */
 } D = { .netns_fd = -1 };
 
 static int dump_hold_begin(pid_t init)
@@ -139,6 +141,12 @@ static void dump_close_copies(void)
 	free(D.tcp);
 	D.tcp = NULL;
 	D.ntcp = 0;
+	for (int i = 0; i < D.npend; i++)
+		if (D.pend[i].fd >= 0)
+			close(D.pend[i].fd);
+	free(D.pend);
+	D.pend = NULL;
+	D.npend = 0;
 	if (D.netns_fd >= 0)
 		close(D.netns_fd);
 	D.netns_fd = -1;
@@ -239,6 +247,8 @@ void inet_dump_drop(struct dump_ctx *d)
 	dump_close_copies();
 }
 
+static struct matched { int lfd; ino_t ino; int family, protocol; } M = { .lfd = -1 };
+
 static int inet_match(const struct fd_src *s)
 {
 	int dom, proto;
@@ -249,39 +259,76 @@ static int inet_match(const struct fd_src *s)
 	l = sizeof(int);
 	if (getsockopt(s->lfd, SOL_SOCKET, SO_PROTOCOL, &proto, &l) < 0)
 		return 0;
+	/* inet_dump comes next for this same fd: netstate need not ask again */
+	M = (struct matched){ s->lfd, s->st.st_ino, dom, proto };
 	return proto == IPPROTO_TCP || proto == IPPROTO_UDP;
 }
 
+/* Sockets are captured together at the end of the file walk
+ * (inet_dump_finish): one sock_diag round trip, both CPUs
+ * (netstate_sock_capture_many; docs/netstate.md "Figures").  Until then each is
+ * a copy of its fd and the record it goes to. */
 static int inet_dump(struct dump_ctx *d, const struct fd_src *s, ImgFile *f)
 {
-	netstate_sock_t *rec = NULL;
-	int err;
+	int err, c;
 	if (!D.hold && (err = dump_hold_begin(d->procs[0].hpid)) < 0) {
 		log_err("dump: pid %u fd %d: cannot hold the pod's traffic: %s", s->p->tree->pid, s->fd,
 			strerror(-err));
 		return err;
 	}
-	if ((err = netstate_sock_capture(s->lfd, &rec)) < 0) {
-		log_err("dump: pid %u fd %d: %s: capture: %s", s->p->tree->pid, s->fd, s->link, strerror(-err));
-		return err;
+	if ((c = fcntl(s->lfd, F_DUPFD_CLOEXEC, 3)) < 0) {
+		log_err("dump: pid %u fd %d: keep a copy of the socket: %s", s->p->tree->pid, s->fd, strerror(errno));
+		return -errno;
 	}
-	size_t len = netstate_sock_packed_size(rec);
+	D.pend = realloc(D.pend, (size_t)(D.npend + 1) * sizeof(*D.pend));
+	bool known = M.lfd == s->lfd && M.ino == s->st.st_ino;
+	D.pend[D.npend++] = (struct pend_sock){ f, c, s->st.st_ino, known ? M.family : -1, known ? M.protocol : -1,
+						s->p->tree->pid, s->fd };
 	f->kind = FK_INET;
 	f->has_inet = 1;
-	f->inet.data = xcalloc(1, len ? len : 1);
-	f->inet.len = netstate_sock_pack(rec, f->inet.data);
-	if (rec->type == SOCK_STREAM) {
-		int c = fcntl(s->lfd, F_DUPFD_CLOEXEC, 3);
-		if (c < 0) {
-			err = -errno;
-			log_err("dump: pid %u fd %d: keep a copy of the socket: %s", s->p->tree->pid, s->fd,
-				strerror(errno));
-		} else {
-			D.tcp = realloc(D.tcp, (size_t)(D.ntcp + 1) * sizeof(int));
-			D.tcp[D.ntcp++] = c;
-		}
+	return 0;
+}
+
+static int inet_dump_finish(struct dump_ctx *d)
+{
+	(void)d;
+	if (!D.npend)
+		return 0;
+	int n = D.npend, *fds = xcalloc((size_t)n, sizeof(int)), err;
+	int *fam = xcalloc((size_t)n, sizeof(int)), *proto = xcalloc((size_t)n, sizeof(int));
+	uint64_t *inos = xcalloc((size_t)n, sizeof(uint64_t));
+	netstate_sock_t **recs = xcalloc((size_t)n, sizeof(*recs));
+	size_t failed = 0;
+	for (int i = 0; i < n; i++) {
+		fds[i] = D.pend[i].fd;
+		inos[i] = D.pend[i].ino;
+		fam[i] = D.pend[i].family;
+		proto[i] = D.pend[i].protocol;
 	}
-	netstate_sock_free(rec);
+	/* the pod is stopped: both CPUs are ours */
+	err = netstate_sock_capture_many(D.netns_fd, fds, inos, fam, proto, (size_t)n, recs, 2, &failed);
+	if (err < 0 && failed < (size_t)n)
+		log_err("dump: pid %u fd %d: socket capture: %s", D.pend[failed].pid, D.pend[failed].fd,
+			strerror(-err));
+	for (int i = 0; i < n && !err; i++) {
+		ImgFile *f = D.pend[i].f;
+		size_t len = netstate_sock_packed_size(recs[i]);
+		f->inet.data = xcalloc(1, len ? len : 1);
+		f->inet.len = netstate_sock_pack(recs[i], f->inet.data);
+		if (recs[i]->type == SOCK_STREAM) {   /* kept for detach */
+			D.tcp = realloc(D.tcp, (size_t)(D.ntcp + 1) * sizeof(int));
+			D.tcp[D.ntcp++] = D.pend[i].fd;
+		} else {
+			close(D.pend[i].fd);
+		}
+		D.pend[i].fd = -1;
+		netstate_sock_free(recs[i]);
+	}
+	free(fds);
+	free(fam);
+	free(proto);
+	free(inos);
+	free(recs);
 	return err;
 }
 
@@ -501,6 +548,7 @@ const struct fd_kind fdkind_inet = {
 	.name = "inet",
 	.match = inet_match,
 	.dump = inet_dump,
+	.dump_finish = inet_dump_finish,
 	.kinds = { FK_INET },
 	.prepare = inet_prepare,
 	.restore = inet_restore,

@@ -25,6 +25,7 @@
 #include <string.h>
 #include <sys/ioctl.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -113,7 +114,10 @@ static int checkpoint(int *fd, int restore, netstate_sock_t **img_out)
 
 	if ((r = netstate_hold_begin(ns_pod, queue_num, NETSTATE_HOLD_NFQUEUE, &h)))
 		return r;
-	r = netstate_sock_capture(*fd, &img);
+	/* As the engine captures a pod's sockets: sock_diag + the rest */
+	struct stat st;
+	uint64_t ino = fstat(*fd, &st) == 0 ? (uint64_t)st.st_ino : 0;
+	r = netstate_sock_capture_many(ns_pod, fd, &ino, NULL, NULL, 1, &img, 1, NULL);
 	if (r || !restore) {
 		if (!r && img_out)
 			*img_out = img;
