@@ -219,19 +219,11 @@ static int capture_conn(int fd, const struct tcp_info *ti, const struct ns_diag_
 	r = set_int(fd, IPPROTO_TCP, TCP_REPAIR, TCP_REPAIR_ON, "capture: TCP_REPAIR on");
 	if (r)
 		return r;
-	if (dg && dg->valid && dg->has_notsent) {
-		/* sock_diag's counters are what the ioctls compute (tcp_inq with
-		 * urgent data inline, as here; our FIN counted alike), and they
-		 * cannot have moved: owner stopped, incoming segments held. */
-		inq = (int)dg->rqueue - (dg->rqueue > 0 && c->peer_fin ? 1 : 0);
-		outq = (int)dg->wqueue;
-		unsq = (int)dg->notsent;
-		if (get_int(fd, IPPROTO_TCP, TCP_MAXSEG, &mss)) {
-			r = -errno;
-			log_err("netstate tcp capture: TCP_MAXSEG: %s", strerror(errno));
-			goto out;
-		}
-	} else if (ioctl(fd, SIOCINQ, &inq) < 0 || ioctl(fd, SIOCOUTQ, &outq) < 0 ||
+	/* Queue sizes from the ioctls, right before the peeks, not from the
+	 * sock_diag answer taken for all sockets earlier: a pod's loopback
+	 * connections are not held, and a delayed ACK firing in between shrinks
+	 * a send queue ("got 0 of 65748 bytes"). */
+	if (ioctl(fd, SIOCINQ, &inq) < 0 || ioctl(fd, SIOCOUTQ, &outq) < 0 ||
 	    ioctl(fd, SIOCOUTQNSD, &unsq) < 0 || get_int(fd, IPPROTO_TCP, TCP_MAXSEG, &mss)) {
 		r = -errno;
 		log_err("netstate tcp capture: queue sizes: %s", strerror(errno));
