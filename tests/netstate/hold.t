@@ -26,22 +26,27 @@ start_hold() {
 	wait_for 10 grep -q mode $T/out
 }
 tell() { echo "$1" >&7; }
+# held_ping WHAT: a ping sent during the hold started by start_hold is held (checked with
+# "count"), then answered once the hold is released (two checks).
+held_ping() {
+	$PING -c 1 -W 3 $POD_IP > $T/ping 2>&1 &
+	_p=$!
+	sleep 1
+	tell count; sleep 0.3
+	n=$(awk '/^count/{print $2}' $T/out)
+	[ "${n:-0}" -ge 1 ]; ok $? "$1: the echo request is held (count $n)"
+	tell release; wait $HOLD
+	wait $_p
+	ok $? "$1: after release it is answered (rtt $(grep -o 'rtt.*' $T/ping))"
+	exec 7>&-
+}
 
 # NFQUEUE: a ping sent while held is answered only after the release.
 start_hold nfqueue
 is "$(cat $T/out)" "mode nfqueue" "NFQUEUE hold is in force"
 [ "$(rules)" -ge 3 ]; ok $? "hold rules installed in the pod's netns (raw PREROUTING/OUTPUT)"
-$PING -c 1 -W 3 $POD_IP > $T/ping1 2>&1 &
-PING1=$!
-sleep 1
-tell count; sleep 0.3
-n=$(awk '/^count/{print $2}' $T/out)
-[ "${n:-0}" -ge 1 ]; ok $? "the echo request is held (count $n)"
-tell release; wait $HOLD
-wait $PING1
-ok $? "after release the held echo request is answered (rtt $(grep -o 'rtt.*' $T/ping1))"
+held_ping NFQUEUE
 is "$(rules)" 0 "rules removed on release"
-exec 7>&-
 
 # DROP mode: packets are dropped, then traffic flows again.
 start_hold drop
@@ -76,34 +81,17 @@ exec 7>&-
 # with the rules present holds again without running iptables.
 start_hold keep
 is "$(cat $T/out)" "mode nfqueue" "a hold with kept rules is in force"
-$PING -c 1 -W 3 $POD_IP > $T/ping2 2>&1 &
-PING2=$!
-sleep 1
-tell count; sleep 0.3
-n=$(awk '/^count/{print $2}' $T/out)
-[ "${n:-0}" -ge 1 ]; ok $? "the echo request is held (count $n)"
-tell release; wait $HOLD
-wait $PING2
-ok $? "after release it is answered"
-exec 7>&-
+held_ping "kept rules"
 [ "$(rules)" -ge 3 ]; ok $? "the rules stay after the release"
 $PING -c 3 -i 0.2 -W 2 $POD_IP > /dev/null 2>&1
 ok $? "with no hold, traffic passes the kept rules"
 start_hold kept
-$PING -c 1 -W 3 $POD_IP > $T/ping3 2>&1 &
-PING3=$!
-sleep 1
-tell count; sleep 0.3
-n=$(awk '/^count/{print $2}' $T/out)
-[ "${n:-0}" -ge 1 ]; ok $? "a second hold on the kept rules holds again (count $n)"
-tell release; wait $HOLD
-wait $PING3
-ok $? "and releases"
-exec 7>&-
-ip netns exec $NS_POD iptables -t raw -F ZAPC_HOLD; ip netns exec $NS_POD iptables -t raw -D PREROUTING ! -i lo -j ZAPC_HOLD
-ip netns exec $NS_POD iptables -t raw -D OUTPUT ! -o lo -j ZAPC_HOLD; ip netns exec $NS_POD iptables -t raw -X ZAPC_HOLD
-for t in ip6tables; do ip netns exec $NS_POD $t -t raw -F ZAPC_HOLD; ip netns exec $NS_POD $t -t raw -D PREROUTING ! -i lo -j ZAPC_HOLD
-	ip netns exec $NS_POD $t -t raw -D OUTPUT ! -o lo -j ZAPC_HOLD; ip netns exec $NS_POD $t -t raw -X ZAPC_HOLD; done 2>/dev/null
+held_ping "a second hold on the kept rules"
+for t in iptables ip6tables; do
+	for c in "-F ZAPC_HOLD" "-D PREROUTING ! -i lo -j ZAPC_HOLD" "-D OUTPUT ! -o lo -j ZAPC_HOLD" "-X ZAPC_HOLD"; do
+		ip netns exec $NS_POD $t -t raw $c 2>/dev/null
+	done
+done
 is "$(rules)" 0 "(kept rules removed by the test)"
 
 # Stale conntrack entries for the pod's address are deleted.
