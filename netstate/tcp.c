@@ -220,15 +220,22 @@ static int capture_conn(int fd, const struct tcp_info *ti, const struct ns_diag_
 	if (r)
 		return r;
 	/* Queue sizes from the ioctls, right before the peeks, not from the
-	 * sock_diag answer taken for all sockets earlier: a pod's loopback
-	 * connections are not held, and a delayed ACK firing in between shrinks
-	 * a send queue ("got 0 of 65748 bytes"). */
+	 * sock_diag answer taken for all sockets earlier.  A pod's loopback
+	 * connections are not held and kernel timers run while it is frozen:
+	 * a delayed ACK can shrink a send queue between the sizes and the peeks
+	 * ("got 0 of 65748 bytes").  So the sizes are read again after the
+	 * peeks, and the whole measure is retried (a few times, 1 ms apart)
+	 * until it was stable. */
+	int raw_in, raw_out, attempt = 0;
+measure:
 	if (ioctl(fd, SIOCINQ, &inq) < 0 || ioctl(fd, SIOCOUTQ, &outq) < 0 ||
 	    ioctl(fd, SIOCOUTQNSD, &unsq) < 0 || get_int(fd, IPPROTO_TCP, TCP_MAXSEG, &mss)) {
 		r = -errno;
 		log_err("netstate tcp capture: queue sizes: %s", strerror(errno));
 		goto out;
 	}
+	raw_in = inq;
+	raw_out = outq;
 	len = sizeof(ts);
 	/* kept only with the timestamps option (below): else not asked */
 	if (!(ti->tcpi_options & TCPI_OPT_TIMESTAMPS) || getsockopt(fd, IPPROTO_TCP, TCP_TIMESTAMP, &ts, &len) < 0)
@@ -248,6 +255,8 @@ static int capture_conn(int fd, const struct tcp_info *ti, const struct ns_diag_
 	}
 	if (inq < 0 || outq < 0 || unsq < 0 || unsq > outq ||
 	    (uint32_t)inq > NS_MAX_QUEUE || (uint32_t)outq > NS_MAX_QUEUE) {
+		if (attempt++ < 4)
+			goto again;
 		r = -EIO;
 		log_err("netstate tcp capture: odd queue sizes in %d out %d unsent %d", inq, outq, unsq);
 		goto out;
@@ -259,8 +268,11 @@ static int capture_conn(int fd, const struct tcp_info *ti, const struct ns_diag_
 		goto out;
 	}
 	r = peek_queue(fd, TCP_SEND_QUEUE, sndq, (size_t)outq, &got, NULL, &peek_off_set);
-	if (!r && got != (size_t)outq)
+	if (!r && got != (size_t)outq) {
+		if (attempt++ < 4)
+			goto again;
 		r = -EIO;
+	}
 	if (r) {
 		log_err("netstate tcp capture: send queue: got %zu of %d bytes (%s)", got, outq, strerror(-r));
 		goto out;
@@ -274,10 +286,22 @@ static int capture_conn(int fd, const struct tcp_info *ti, const struct ns_diag_
 	}
 	if ((r = get_int(fd, IPPROTO_TCP, TCP_QUEUE_SEQ, (int *)&rcv_seq)))
 		goto out;
-	if (got != (size_t)inq) {
+	int in2, out2;
+	if (got != (size_t)inq || ioctl(fd, SIOCINQ, &in2) < 0 || ioctl(fd, SIOCOUTQ, &out2) < 0 ||
+	    in2 != raw_in || out2 != raw_out) {
+		if (attempt++ < 4)
+			goto again;
 		r = -EIO;
-		log_err("netstate tcp capture: recv queue: got %zu of %d bytes", got, inq);
+		log_err("netstate tcp capture: recv queue: got %zu of %d bytes, queues still moving", got, inq);
 		goto out;
+	}
+	if (0) {
+again:		/* something moved (see above): measure again */
+		free(sndq);
+		free(rcvq);
+		sndq = rcvq = NULL;
+		usleep(1000);
+		goto measure;
 	}
 	if (atmark)
 		mark = 0;

@@ -42,6 +42,11 @@ fail() { printf '\ncluster demo: FAILED: %s\n' "$*" >&2; exit 1; }
 cleanup() {
 	local st=$?
 	trap - EXIT INT TERM
+	if [ $st != 0 ]; then   # what the engines and agents said, before it is removed
+		for l in "$ST"/*/agent.log; do
+			[ -f "$l" ] && grep -h "zapc-engine\|failed\|error" "$l" | tail -n 5 | sed "s|^|  ${l%/agent.log}: |; s|$ST/||"
+		done >&2
+	fi
 	"$SC" down > /dev/null 2>&1 || st=1
 	for k in 1 2 3 4 5 6 7; do
 		for r in /sys/fs/cgroup/unified /sys/fs/cgroup/freezer /sys/fs/cgroup/memory /sys/fs/cgroup/pids; do
