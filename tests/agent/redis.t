@@ -13,29 +13,7 @@ Z="t_timeout 30 $ZBIN/zapc"
 agent_start zrd || exit 1
 d=$(mktemp -d /tmp/zapc-redis.XXXXXX)
 on_exit "rm -rf '$d'"
-cat > "$d/client.py" <<'PY'
-import socket, subprocess, sys, time
-d = sys.argv[1]
-subprocess.Popen(["redis-server", "--port", "0", "--unixsocket", d + "/redis.sock", "--save", "",
-                  "--appendonly", "no", "--dir", d, "--logfile", d + "/redis.log"])
-c = socket.socket(socket.AF_UNIX)
-for _ in range(200):
-    try:
-        c.connect(d + "/redis.sock"); break
-    except OSError:
-        time.sleep(0.05)
-f = c.makefile("rb")
-def cmd(*a):
-    c.sendall(("*%d\r\n" % len(a) + "".join("$%d\r\n%s\r\n" % (len(x), x) for x in a)).encode())
-    l = f.readline().decode().strip()
-    return f.readline().decode().strip() if l.startswith("$") else l[1:]
-for i in range(100):
-    cmd("SET", "key%d" % i, "value%d" % (i * i))
-while True:
-    print(cmd("INCR", "n"), cmd("CLIENT", "ID"), flush=True)
-    time.sleep(0.01)
-PY
-$Z pod create rds -- python3 "$d/client.py" "$d" > /dev/null
+$Z pod create rds -- python3 "$ZAPC_SRC/tests/redis-client.py" "$d" > /dev/null
 ok $? "pod with redis-server and a client created"
 cons=$(pod_field rds console)
 wait_for 20 sh -c "[ \$(wc -l < '$cons' 2>/dev/null || echo 0) -ge 20 ]"

@@ -13,32 +13,7 @@ command -v redis-server >/dev/null && command -v redis-cli >/dev/null && command
 plan 7
 
 d=$(mktemp -d /tmp/zeng-redis.XXXXXX); on_exit "rm -rf $d"
-cat > "$d/client.py" <<'PY'
-import socket, subprocess, sys, time
-d = sys.argv[1]
-subprocess.Popen(["redis-server", "--port", "0", "--unixsocket", d + "/redis.sock", "--save", "",
-                  "--appendonly", "no", "--dir", d, "--logfile", d + "/redis.log"])
-c = socket.socket(socket.AF_UNIX)
-for _ in range(200):
-    try:
-        c.connect(d + "/redis.sock"); break
-    except OSError:
-        time.sleep(0.05)
-f = c.makefile("rb")
-def cmd(*a):
-    c.sendall(("*%d\r\n" % len(a) + "".join("$%d\r\n%s\r\n" % (len(x), x) for x in a)).encode())
-    l = f.readline().decode().strip()
-    if l.startswith("$"):
-        return f.readline().decode().strip()
-    return l[1:]
-for i in range(100):
-    cmd("SET", "key%d" % i, "value%d" % (i * i))
-cmd("RPUSH", "list", "a", "b", "c")
-while True:
-    print(cmd("INCR", "n"), cmd("CLIENT", "ID"), flush=True)
-    time.sleep(0.01)
-PY
-pod_start zredis python3 "$d/client.py" "$d" > "$d/out"; ok $? "redis-server and its client started"
+pod_start zredis python3 "$ZAPC_SRC/tests/redis-client.py" "$d" > "$d/out"; ok $? "redis-server and its client started"
 wait_for 20 sh -c "[ \$(wc -l < '$d/out') -ge 20 ]"
 t_timeout 30 "$ENGINE" dump --cgroup "$POD_CG" --init "$POD_INIT" -o "$d/img" 2> "$d/err"; ok $? "dump $(cat "$d/err")"
 before=$(tail -1 "$d/out")
