@@ -37,40 +37,30 @@ static int epoll_match(const struct fd_src *s)
 	return !strcmp(s->link, "anon_inode:[eventpoll]");
 }
 
+/* The watched file (epoll efd of the process epid, target tfd/toff) is fd of hpid. */
+struct epoll_target {
+	pid_t epid;
+	struct kcmp_epoll_slot slot;
+};
+
+static bool holds_target(pid_t hpid, int fd, void *arg)
+{
+	struct epoll_target *t = arg;
+	return syscall(SYS_kcmp, hpid, t->epid, KCMP_EPOLL_TFD, fd, &t->slot) == 0;
+}
+
 /* A (process, fd) of the pod holding the file that epoll (s) watches as tfd/toff. */
 static int find_holder(struct dump_ctx *d, const struct fd_src *s, uint32_t tfd, uint32_t toff,
 		       uint32_t *pid, uint32_t *fd)
 {
-	struct kcmp_epoll_slot slot = { .efd = (uint32_t)s->fd, .tfd = tfd, .toff = toff };
+	struct epoll_target t = { s->p->hpid, { .efd = (uint32_t)s->fd, .tfd = tfd, .toff = toff } };
 	/* the usual case: the watcher still holds it at the same number */
-	if (syscall(SYS_kcmp, s->p->hpid, s->p->hpid, KCMP_EPOLL_TFD, tfd, &slot) == 0) {
+	if (holds_target(s->p->hpid, (int)tfd, &t)) {
 		*pid = s->p->tree->pid;
 		*fd = tfd;
 		return 0;
 	}
-	for (int i = 0; i < d->nprocs; i++) {
-		struct dproc *q = &d->procs[i];
-		if (q->tree->zombie)
-			continue;
-		char path[64];
-		snprintf(path, sizeof(path), "/proc/%d/fd", q->hpid);
-		DIR *dir = opendir(path);
-		struct dirent *de;
-		while (dir && (de = readdir(dir))) {
-			if (de->d_name[0] < '0' || de->d_name[0] > '9')
-				continue;
-			int n = atoi(de->d_name);
-			if (syscall(SYS_kcmp, q->hpid, s->p->hpid, KCMP_EPOLL_TFD, n, &slot) == 0) {
-				*pid = q->tree->pid;
-				*fd = (uint32_t)n;
-				closedir(dir);
-				return 0;
-			}
-		}
-		if (dir)
-			closedir(dir);
-	}
-	return -ENOENT;
+	return pod_fd_find(d, holds_target, &t, pid, fd);
 }
 
 static int epoll_dump(struct dump_ctx *d, const struct fd_src *s, ImgFile *f)

@@ -64,6 +64,11 @@ int rst_open(struct rst_ctx *r, const char *path, int flags, mode_t mode);
 /* End of a kind's restore: give fd the saved O_NONBLOCK/O_ASYNC status flags.
  * Returns fd, or closes it and returns -errno. */
 int rst_status_flags(int fd, uint32_t flags);
+/* The first (pod pid, fd) of a live process of the pod, walking the fd
+ * tables in process order, for which match(host pid, fd, arg) is true
+ * (e.g. a kcmp against a file we hold); 0, or -ENOENT. */
+int pod_fd_find(struct dump_ctx *d, bool (*match)(pid_t hpid, int fd, void *arg), void *arg,
+		uint32_t *pid, uint32_t *fd);
 /* /proc/PID/fdinfo/FD of the dumped fd as a malloc'd string (NULL: logged). */
 char *fd_src_fdinfo(const struct fd_src *s);
 /* The value after "key" in an fdinfo text (strtoull in base), or dflt. */

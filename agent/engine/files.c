@@ -70,6 +70,34 @@ static int fdinfo(pid_t pid, int fd, uint64_t *pos, uint32_t *flags)
 
 static int cmp_int(const void *a, const void *b) { return *(const int *)a - *(const int *)b; }
 
+int pod_fd_find(struct dump_ctx *d, bool (*match)(pid_t hpid, int fd, void *arg), void *arg,
+		uint32_t *pid, uint32_t *fd)
+{
+	for (int i = 0; i < d->nprocs; i++) {
+		struct dproc *q = &d->procs[i];
+		if (q->tree->zombie)
+			continue;
+		char path[64];
+		snprintf(path, sizeof(path), "/proc/%d/fd", q->hpid);
+		DIR *dir = opendir(path);
+		struct dirent *de;
+		while (dir && (de = readdir(dir))) {
+			if (de->d_name[0] < '0' || de->d_name[0] > '9')
+				continue;
+			int n = atoi(de->d_name);
+			if (match(q->hpid, n, arg)) {
+				*pid = q->tree->pid;
+				*fd = (uint32_t)n;
+				closedir(dir);
+				return 0;
+			}
+		}
+		if (dir)
+			closedir(dir);
+	}
+	return -ENOENT;
+}
+
 int files_dump(struct dump_ctx *d, struct dproc *p)
 {
 	char path[64], link[4096];

@@ -261,32 +261,15 @@ static int icons_cb(struct udiag *u, void *arg)
 	return 0;
 }
 
+static bool same_file(pid_t hpid, int fd, void *mine)
+{
+	return syscall(SYS_kcmp, getpid(), hpid, KCMP_FILE, *(int *)mine, fd) == 0;
+}
+
 /* A (pod pid, fd) holding the same file as our fd `mine` (kcmp), or -ENOENT. */
 static int find_holder(struct dump_ctx *d, int mine, uint32_t *pid, uint32_t *fd)
 {
-	for (int i = 0; i < d->nprocs; i++) {
-		struct dproc *q = &d->procs[i];
-		if (q->tree->zombie)
-			continue;
-		char path[64];
-		snprintf(path, sizeof(path), "/proc/%d/fd", q->hpid);
-		DIR *dir = opendir(path);
-		struct dirent *de;
-		while (dir && (de = readdir(dir))) {
-			if (de->d_name[0] < '0' || de->d_name[0] > '9')
-				continue;
-			int n = atoi(de->d_name);
-			if (syscall(SYS_kcmp, getpid(), q->hpid, KCMP_FILE, mine, n) == 0) {
-				*pid = q->tree->pid;
-				*fd = (uint32_t)n;
-				closedir(dir);
-				return 0;
-			}
-		}
-		if (dir)
-			closedir(dir);
-	}
-	return -ENOENT;
+	return pod_fd_find(d, same_file, &mine, pid, fd);
 }
 
 /* Peek the whole receive queue without consuming it. */
