@@ -280,6 +280,18 @@ static void send_go(struct opstate *o, const char *phase, int roles)
 		}
 }
 
+/* Send e to participant pi under its operation id; on a lost connection
+ * o->fail names the node ("NODE: connection lost[ sending the WHAT]"). */
+static int send_part(struct opstate *o, int pi, Zapc__Mgr__Envelope *e, const char *what)
+{
+	e->op_id = o->p[pi].opid;
+	if (conn_send(o->p[pi].a, e) == 0)
+		return 0;
+	snprintf(o->fail, sizeof(o->fail), "%s: connection lost%s%s", o->p[pi].node,
+		 what ? " sending the " : "", what ? what : "");
+	return -1;
+}
+
 /* Abort on every agent still there and collect their statuses. */
 static void abort_all(struct opstate *o, const char *why)
 {
@@ -867,14 +879,10 @@ int job_checkpoint(const Zapc__Mgr__JobRequest *rq, out_fn out, void *ctx, char 
 		ck.n_pods = nt;
 		ck.leave_running = rq->leave_running;
 		/* tp is reused per agent: pack now */
-		e.op_id = o->p[pi].opid;
 		e.m_case = ZAPC__MGR__ENVELOPE__M_CHECKPOINT;
 		e.checkpoint = &ck;
-		if (conn_send(o->p[pi].a, &e) < 0) {
-			snprintf(o->fail, sizeof(o->fail), "%s: connection lost sending the checkpoint",
-				 o->p[pi].node);
+		if (send_part(o, pi, &e, "checkpoint") < 0)
 			goto abort;
-		}
 	}
 	outf(out, ctx, "[%7.1f ms] checkpoint %s: %d pods on %d nodes, freezing", ms_since(o->t0),
 	     j->name, j->npods, o->n);
@@ -1070,14 +1078,10 @@ int job_restart(const Zapc__Mgr__JobRequest *rq, out_fn out, void *ctx, char *er
 		}
 		rs.pods = tp;
 		rs.n_pods = nt;
-		e.op_id = o->p[pi].opid;
 		e.m_case = ZAPC__MGR__ENVELOPE__M_RESTART;
 		e.restart = &rs;
-		if (conn_send(o->p[pi].a, &e) < 0) {
-			snprintf(o->fail, sizeof(o->fail), "%s: connection lost sending the restart",
-				 o->p[pi].node);
+		if (send_part(o, pi, &e, "restart") < 0)
 			goto abort;
-		}
 	}
 	fault_point("restart", "sent");
 	if (wait_all(o, "restored", 2) < 0)
@@ -1217,13 +1221,10 @@ int job_migrate(const Zapc__Mgr__JobRequest *rq, out_fn out, void *ctx, char *er
 		}
 		rs.pods = tp;
 		rs.n_pods = nt;
-		e.op_id = o->p[pi].opid;
 		e.m_case = ZAPC__MGR__ENVELOPE__M_RESTART;
 		e.restart = &rs;
-		if (conn_send(o->p[pi].a, &e) < 0) {
-			snprintf(o->fail, sizeof(o->fail), "%s: connection lost", o->p[pi].node);
+		if (send_part(o, pi, &e, NULL) < 0)
 			goto abort;
-		}
 	}
 	if (wait_all(o, "listening", 2) < 0)
 		goto abort;
@@ -1261,13 +1262,10 @@ int job_migrate(const Zapc__Mgr__JobRequest *rq, out_fn out, void *ctx, char *er
 		}
 		ck.pods = tp;
 		ck.n_pods = nt;
-		e.op_id = o->p[pi].opid;
 		e.m_case = ZAPC__MGR__ENVELOPE__M_CHECKPOINT;
 		e.checkpoint = &ck;
-		if (conn_send(o->p[pi].a, &e) < 0) {
-			snprintf(o->fail, sizeof(o->fail), "%s: connection lost", o->p[pi].node);
+		if (send_part(o, pi, &e, NULL) < 0)
 			goto abort;
-		}
 	}
 	outf(out, ctx, "[%7.1f ms] migrate %s: %d pods, destinations listening; freezing sources",
 	     ms_since(o->t0), j->name, j->npods);
