@@ -36,7 +36,6 @@
 #include "netstate/internal.h"
 
 #define CHUNK 128          /* requests per sendmsg: replies (~0.4 KiB each) fit the rcvbuf */
-#define TCPI_NOTSENT_OFF 144
 #define REPLY_MAX 2048     /* one reply: inet_diag_msg + tcp_info + a few attributes */
 
 struct diag_req {
@@ -53,8 +52,6 @@ static void parse_reply(struct ns_diag_sock *e, const struct nlmsghdr *h)
 	if (h->nlmsg_len < NLMSG_LENGTH(sizeof(*m)) || m->idiag_inode != e->ino)
 		return;
 	e->ifindex = m->id.idiag_if;
-	e->rqueue = m->idiag_rqueue;
-	e->wqueue = m->idiag_wqueue;
 	len = (int)(h->nlmsg_len - NLMSG_LENGTH(sizeof(*m)));
 	for (a = (const struct rtattr *)(m + 1); RTA_OK(a, len); a = RTA_NEXT(a, len)) {
 		size_t al = RTA_PAYLOAD(a);
@@ -64,12 +61,6 @@ static void parse_reply(struct ns_diag_sock *e, const struct nlmsghdr *h)
 		case INET_DIAG_INFO:
 			memcpy(&e->ti, p, al < sizeof(e->ti) ? al : sizeof(e->ti));
 			e->has_ti = al >= offsetof(struct tcp_info, tcpi_rtt);
-			/* tcpi_notsent_bytes (4.6+) is past glibc's struct tcp_info:
-			 * offset 144 of the kernel's (linux/tcp.h, a stable ABI). */
-			if (al >= TCPI_NOTSENT_OFF + 4) {
-				memcpy(&e->notsent, (const char *)p + TCPI_NOTSENT_OFF, 4);
-				e->has_notsent = 1;
-			}
 			break;
 		case INET_DIAG_TOS:
 			if (al >= 1) {

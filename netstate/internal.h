@@ -40,8 +40,6 @@ struct ns_diag_sock {
 	uint8_t tos, tclass;
 	char cong[16];
 	struct tcp_info ti;
-	uint32_t rqueue, wqueue, notsent;   /* rcv_nxt - copied_seq, write_seq - snd_una, write_seq - snd_nxt */
-	unsigned has_notsent : 1;
 	unsigned has_ti : 1, has_tos : 1, has_tclass : 1, has_cong : 1, has_mark : 1, has_sockopt : 1;
 	unsigned recverr : 1, freebind : 1, transparent : 1;
 };

@@ -227,6 +227,12 @@ static int capture_conn(int fd, const struct tcp_info *ti, const struct ns_diag_
 	 * peeks, and the whole measure is retried (a few times, 1 ms apart)
 	 * until it was stable. */
 	int raw_in, raw_out, attempt = 0;
+	goto measure;
+again:		/* something moved (see above): measure again */
+	free(sndq);
+	free(rcvq);
+	sndq = rcvq = NULL;
+	usleep(1000);
 measure:
 	if (ioctl(fd, SIOCINQ, &inq) < 0 || ioctl(fd, SIOCOUTQ, &outq) < 0 ||
 	    ioctl(fd, SIOCOUTQNSD, &unsq) < 0 || get_int(fd, IPPROTO_TCP, TCP_MAXSEG, &mss)) {
@@ -294,14 +300,6 @@ measure:
 		r = -EIO;
 		log_err("netstate tcp capture: recv queue: got %zu of %d bytes, queues still moving", got, inq);
 		goto out;
-	}
-	if (0) {
-again:		/* something moved (see above): measure again */
-		free(sndq);
-		free(rcvq);
-		sndq = rcvq = NULL;
-		usleep(1000);
-		goto measure;
 	}
 	if (atmark)
 		mark = 0;
