@@ -12,10 +12,9 @@
  * The hold (NFQUEUE rules in the pod's own netns, a holder process; see
  * docs/netstate.md): on dump it starts with the first inet socket, i.e. after
  * the freeze and before any socket is captured, and only for pods that have
- * one.  On restore it starts before the sockets exist.  The queue number is
- * the low 16 bits of a host pid (the pod's init on dump, the engine on
- * restore): nfnetlink_queue instances are per netns and each pod has its own,
- * so this only has to differ between holds of one netns, and a pid does.
+ * one.  On restore it starts before the sockets exist.  The rules are kept
+ * in the pod's netns between holds (NETSTATE_KEEP_QUEUE with --queue-bypass:
+ * nfnetlink_queue instances are per netns, so one fixed number serves all).
  *
  * State lives in file-level statics: one engine process = one operation.
  */
@@ -46,8 +45,6 @@
 #define FK_INET FILE_KIND__FK_INET
 /* A record holds at most two 64 MiB TCP queues (netstate's limits) plus options. */
 #define INET_REC_MAX ((size_t)160 << 20)
-
-static unsigned queue_num_of(pid_t pid) { return (unsigned)pid & 0xffffu; }
 
 /* Bring every non-loopback link of the netns down.  Used before a hold is
  * dropped while the netns still has the pod's address: a peer's
@@ -100,9 +97,8 @@ bool inet_hold_kept(void)
 	return rules_kept;
 }
 
-static int hold_begin(int netns_fd, unsigned queue, struct netstate_hold **h)
+static int hold_begin(int netns_fd, struct netstate_hold **h)
 {
-	(void)queue;
 	int err = netstate_hold_begin_keep(netns_fd, rules_present, h);
 	if (err < 0)
 		return err;   /* netstate logged it */
@@ -131,7 +127,7 @@ static int dump_hold_begin(pid_t init)
 		log_err("dump: pod netns %s: %s", path, strerror(errno));
 		return -errno;
 	}
-	return hold_begin(D.netns_fd, queue_num_of(init), &D.hold);
+	return hold_begin(D.netns_fd, &D.hold);
 }
 
 static void dump_close_copies(void)
@@ -443,7 +439,7 @@ int inet_restore_begin(struct rst_ctx *r, int pod_netns_fd, const struct pod_net
 		log_err("restore: netns: %s", strerror(errno));
 		return -errno;
 	}
-	int err = hold_begin(R.pod_netns, queue_num_of(getpid()), &R.hold);
+	int err = hold_begin(R.pod_netns, &R.hold);
 	if (err < 0) {
 		log_err("restore: cannot hold the new pod's traffic: %s", strerror(-err));
 		return err;
