@@ -150,6 +150,13 @@ agent_stop() {
 	rm -rf "$_s_dir"
 }
 
+# stream_moves PROGRESS — a zi_stream peer's PROGRESS file ("sent rcvd ...") shows the
+# stream advancing both ways within 10 s.
+stream_moves() {
+	set -- "$1" $(cut -d' ' -f1,2 "$1" 2>/dev/null)
+	wait_for 10 sh -c "set -- \$(cut -d' ' -f1,2 '$1' 2>/dev/null); [ \"\${1:-0}\" -gt ${2:-0} ] && [ \"\${2:-0}\" -gt ${3:-0} ]"
+}
+
 # sim_logs STATEDIR — after a failure, the simulated cluster's agent and manager logs
 # (register with on_exit after the cluster's "down", so it runs before it).
 sim_logs() {

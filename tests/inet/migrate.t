@@ -40,10 +40,7 @@ out=$(Z 1 pod create app -- "$ZBIN/zi_stream" app "$PEER_IP" $PORT)
 ok $? "a pod on n1 streams to a peer on n3 ($PEER_IP:$PORT)"
 IP=$(echo "$out" | sed -n 's/^pod .*: ip \([0-9.]*\),.*/\1/p')
 
-moving() {
-	set -- $(cut -d' ' -f1,2 "$T/peer.progress" 2>/dev/null)
-	wait_for 10 sh -c "set -- \$(cut -d' ' -f1,2 '$T/peer.progress'); [ \$1 -gt ${1:-0} ] && [ \$2 -gt ${2:-0} ]"
-}
+moving() { stream_moves "$T/peer.progress"; }
 wait_for 5 moving
 ok $? "the stream runs both ways"
 

@@ -17,14 +17,8 @@ on_exit "rm -rf '$T'"
 GW=$(agent_netns ip -4 -o addr show dev zapcbr0 | awk '{ sub("/.*", "", $4); print $4; exit }')
 IP=10.200.0.60 PORT=7200
 
-# progress PEERFILE — "sent rcvd" of the peer so far
-progress() { cut -d' ' -f1,2 "$T/peer.progress" 2>/dev/null; }
 # moving — the stream advances both ways within 10 s
-moving() {
-	_p=$(progress); set -- $_p
-	_s=${1:-0} _r=${2:-0}
-	wait_for 10 sh -c "set -- \$(cut -d' ' -f1,2 '$T/peer.progress'); [ \$1 -gt $_s ] && [ \$2 -gt $_r ]"
-}
+moving() { stream_moves "$T/peer.progress"; }
 
 agent_netns timeout -k 5 300 tcpdump -i zapcbr0 -n -l -U 'tcp[tcpflags] & tcp-rst != 0' \
 	> "$T/rst.txt" 2> "$T/tcpdump.err" &
