@@ -731,9 +731,7 @@ static void __attribute__((noreturn)) exec_command(char *const argv[], char *con
 	for (int i = 0; i < 3; i++)
 		if (dup2(fds[i] >= 0 ? fds[i] : null_fd, i) < 0)
 			_exit(126);
-	syscall(SYS_close_range, 3, ~0U, CLOSE_RANGE_CLOEXEC);
-	if (report >= 0)
-		fcntl(report, F_SETFD, FD_CLOEXEC);
+	syscall(SYS_close_range, 3, ~0U, CLOSE_RANGE_CLOEXEC);   /* report included: closes on exec */
 	if (uid != 0 && (setgroups(0, NULL) < 0 || setgid(gid) < 0 || setuid(uid) < 0)) {
 		what = "drop privileges";
 		goto fail;
