@@ -37,6 +37,7 @@
 #include <unistd.h>
 
 #include "agent/engine/engine.h"
+#include "agent/engine/pagefill.h"
 #include "lib/log.h"
 
 uint32_t mapped_file_id(struct dump_ctx *d, const char *path, uint32_t flags);
@@ -925,158 +926,6 @@ static int move_vdso(struct rst_ctx *r, struct rproc *p)
 	return 0;
 }
 
-struct write_job {
-	pid_t pid;
-	uint64_t addr;
-	const uint8_t *buf;
-	size_t len;
-	int err;
-};
-
-static void *write_thread(void *arg)
-{
-	struct write_job *j = arg;
-	j->err = mem_write(j->pid, j->addr, j->buf, j->len);
-	return NULL;
-}
-
-/* Big runs are written by two threads (the target's page faults dominate). */
-static int write_parallel(pid_t pid, uint64_t addr, const uint8_t *buf, size_t len)
-{
-	if (len < (4u << 20))
-		return mem_write(pid, addr, buf, len);
-	size_t half = (len / 2) & ~(size_t)(PAGE - 1);
-	struct write_job j = { pid, addr + half, buf + half, len - half, 0 };
-	pthread_t th;
-	if (pthread_create(&th, NULL, write_thread, &j) != 0)
-		return mem_write(pid, addr, buf, len);
-	int err = mem_write(pid, addr, buf, half);
-	pthread_join(th, NULL);
-	return err < 0 ? err : j.err;
-}
-
-/*
- * Restore pipeline: the main thread reads (and CRC-checks) the next page
- * record into one buffer while this writer puts the previous one into the
- * target with process_vm_writev — the two halves of the work, on two cores.
- * One job at a time: submitting waits for the previous job, so the buffer
- * the reader fills next is never the one being written.
- */
-struct page_writer {
-	pthread_t th;
-	pthread_mutex_t mu;
-	pthread_cond_t cv;
-	bool started, tried, has_job, busy, quit;
-	pid_t pid;
-	uint64_t addr;
-	const uint8_t *buf;
-	size_t len;
-	int err;
-	uint64_t err_addr;
-};
-
-static void *page_writer_main(void *arg)
-{
-	struct page_writer *w = arg;
-	pthread_mutex_lock(&w->mu);
-	for (;;) {
-		while (!w->has_job && !w->quit)
-			pthread_cond_wait(&w->cv, &w->mu);
-		if (!w->has_job)
-			break;
-		w->has_job = false;
-		w->busy = true;
-		pid_t pid = w->pid;
-		uint64_t addr = w->addr;
-		const uint8_t *buf = w->buf;
-		size_t len = w->len;
-		pthread_mutex_unlock(&w->mu);
-		int e = mem_write(pid, addr, buf, len);
-		pthread_mutex_lock(&w->mu);
-		if (e < 0 && !w->err) {
-			w->err = e;
-			w->err_addr = addr;
-		}
-		w->busy = false;
-		pthread_cond_broadcast(&w->cv);
-	}
-	pthread_mutex_unlock(&w->mu);
-	return NULL;
-}
-
-/* Wait until the writer is idle; its first error (0 if none). */
-static int page_writer_drain(struct page_writer *w)
-{
-	if (!w->started)
-		return w->err;
-	pthread_mutex_lock(&w->mu);
-	while (w->has_job || w->busy)
-		pthread_cond_wait(&w->cv, &w->mu);
-	int e = w->err;
-	pthread_mutex_unlock(&w->mu);
-	return e;
-}
-
-/* Queue a write.  Small ones (under 1 MiB: most processes have no more)
- * are written right here — handing them over costs a thread wake-up each;
- * the thread is created with the first big one (or, if that fails, big
- * ones are written here too). */
-static int page_writer_submit(struct page_writer *w, pid_t pid, uint64_t addr, const uint8_t *buf, size_t len)
-{
-	if (!w->started && len >= (1u << 20) && !w->tried) {
-		w->tried = true;
-		w->started = pthread_create(&w->th, NULL, page_writer_main, w) == 0;
-	}
-	if (!w->started || len < (1u << 20)) {
-		/* the thread idle first: the buffer read next may be the one it has */
-		int e = page_writer_drain(w);
-		if (e == 0)
-			e = write_parallel(pid, addr, buf, len);
-		if (e < 0 && !w->err) {
-			w->err = e;
-			w->err_addr = addr;
-		}
-		return w->err;
-	}
-	pthread_mutex_lock(&w->mu);
-	while (w->has_job || w->busy)
-		pthread_cond_wait(&w->cv, &w->mu);
-	int e = w->err;
-	if (!e) {
-		w->pid = pid;
-		w->addr = addr;
-		w->buf = buf;
-		w->len = len;
-		w->has_job = true;
-		pthread_cond_broadcast(&w->cv);
-	}
-	pthread_mutex_unlock(&w->mu);
-	return e;
-}
-
-static void page_writer_start(struct page_writer *w)
-{
-	memset(w, 0, sizeof(*w));
-	pthread_mutex_init(&w->mu, NULL);
-	pthread_cond_init(&w->cv, NULL);
-}
-
-/* Drain, stop the thread; the first write error (0 if none). */
-static int page_writer_stop(struct page_writer *w)
-{
-	int e = page_writer_drain(w);
-	if (w->started) {
-		pthread_mutex_lock(&w->mu);
-		w->quit = true;
-		pthread_cond_broadcast(&w->cv);
-		pthread_mutex_unlock(&w->mu);
-		pthread_join(w->th, NULL);
-	}
-	pthread_mutex_destroy(&w->mu);
-	pthread_cond_destroy(&w->cv);
-	return e;
-}
-
 static ImgVma *vma_of(struct rproc *p, uint64_t addr, uint64_t len)
 {
 	for (size_t i = 0; i < p->core->n_vmas; i++) {
@@ -1190,27 +1039,12 @@ int mm_restore_late(struct rst_ctx *r, struct rproc *p, struct image_reader *in,
 	free(opv);
 	if (err < 0)
 		return err;
-	/* pages: read record i+1 while record i is written (page_writer) */
+	/* pages: read in slot-sized pieces, written by both cores (pagefill.c) */
 	uint32_t type, len;
-	static uint8_t *bufs[2];
-	static size_t bufcap;
-	int cur = 0;
-	struct page_writer w;
-	if (!bufcap) {
-		for (int b = 0; b < 2; b++) {
-			bufs[b] = mmap(NULL, PAGES_PER_RECORD * PAGE, PROT_READ | PROT_WRITE,
-				       MAP_PRIVATE | MAP_ANONYMOUS | MAP_POPULATE, -1, 0);
-			if (bufs[b] == MAP_FAILED) {
-				if (b)
-					munmap(bufs[0], PAGES_PER_RECORD * PAGE);
-				return -ENOMEM;
-			}
-		}
-		bufcap = PAGES_PER_RECORD * PAGE;
+	if ((err = pagefill_begin()) < 0) {
+		log_err("restore: pid %u: page buffers: %s", p->tree->pid, strerror(-err));
+		return err;
 	}
-	page_writer_start(&w);
-	struct timespec q0, q1, q2;
-	double t_read = 0, t_wait = 0;
 	while ((err = next(r, &type, &len)) > 0 && type == REC_PAGES) {
 		struct page_prefix pp;
 		if (len < sizeof(pp) || (err = image_read(in, &pp, sizeof(pp))) < 0) {
@@ -1231,30 +1065,26 @@ int mm_restore_late(struct rst_ctx *r, struct rproc *p, struct image_reader *in,
 			err = -EPROTO;
 			break;
 		}
-		/* the writer is busy with bufs[cur ^ 1] at most */
-		clock_gettime(CLOCK_MONOTONIC, &q0);
-		if ((err = image_read(in, bufs[cur], dlen)) < 0) {
-			log_err("%s", image_reader_error(in));
-			break;
+		for (uint64_t off = 0; off < dlen && err >= 0;) {
+			size_t cap;
+			uint8_t *slot = pagefill_slot(&cap);
+			size_t n = dlen - off < cap ? (size_t)(dlen - off) : cap;
+			if ((err = image_read(in, slot, n)) < 0) {
+				pagefill_unfill(slot);
+				log_err("%s", image_reader_error(in));
+				break;
+			}
+			err = pagefill_queue(slot, p->hpid, pp.addr + off, n);
+			off += n;
 		}
-		clock_gettime(CLOCK_MONOTONIC, &q1);
-		if ((err = page_writer_submit(&w, p->hpid, pp.addr, bufs[cur], dlen)) < 0)
+		if (err < 0)
 			break;
-		clock_gettime(CLOCK_MONOTONIC, &q2);
-		t_read += (q1.tv_sec - q0.tv_sec) * 1e3 + (q1.tv_nsec - q0.tv_nsec) / 1e6;
-		t_wait += (q2.tv_sec - q1.tv_sec) * 1e3 + (q2.tv_nsec - q1.tv_nsec) / 1e6;
-		cur ^= 1;
 	}
-	clock_gettime(CLOCK_MONOTONIC, &q0);
-	int werr = page_writer_stop(&w);
-	clock_gettime(CLOCK_MONOTONIC, &q1);
-	if (getenv("ZAPC_ENGINE_TIMING") && t_read + t_wait > 5)
-		fprintf(stderr, "TIMING restore_pages_read_ms %.3f wait_writer_ms %.3f last_write_ms %.3f (pid %u)\n",
-			t_read, t_wait, (q1.tv_sec - q0.tv_sec) * 1e3 + (q1.tv_nsec - q0.tv_nsec) / 1e6,
-			p->tree->pid);
+	uint64_t werr_addr = 0;
+	int werr = pagefill_end(&werr_addr);
 	if (werr < 0) {
 		log_err("restore: pid %u: write pages at %#llx: %s", p->tree->pid,
-			(unsigned long long)w.err_addr, strerror(-werr));
+			(unsigned long long)werr_addr, strerror(-werr));
 		return werr;
 	}
 	if (err < 0)

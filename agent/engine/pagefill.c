@@ -1,0 +1,213 @@
+/*
+ * pagefill.c — the restore's page pipeline: image page data into the
+ * stopped target's memory with process_vm_writev, reading and writing on
+ * both cores at once.
+ *
+ * The data goes through a ring of small slots (NSLOT × SLOT bytes): the
+ * reader (the engine's main thread) reads the next piece of a page record
+ * into a free slot — and checksums it while it is still in the cache —,
+ * queues it, and a writer thread puts queued slots into the target.  When
+ * every slot is taken the reader writes the oldest queued one itself rather
+ * than wait: on a 2-core machine the target's page faults (the kernel
+ * allocating and zeroing each 4 KiB page, ~1 µs a page) are the bigger half
+ * of the work, and both cores share it.
+ *
+ * Why small slots in huge pages: on this kind of guest (PVM, software
+ * page tables) the first user touch of a 4 KiB page costs 7–15 µs and
+ * memory only MAP_POPULATE'd stays slow; the 2×16 MiB buffers this
+ * replaces cost more to bring up than the copy itself.  The ring (4 MiB)
+ * is asked for as transparent huge pages — the engine's own memory, no
+ * process's state — and touched once per engine run.
+ *
+ * A record's checksum is verified when its last piece is read, possibly
+ * after earlier pieces reached the target: harmless, no restored task runs
+ * before the whole image is verified to its trailer (restore.c).
+ */
+#include <errno.h>
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <string.h>
+#include <sys/mman.h>
+
+#include "agent/engine/engine.h"
+#include "agent/engine/pagefill.h"
+
+#define SLOT    (512u << 10)
+#define NSLOT   8u
+#define HUGE    (2u << 20)
+
+enum { S_FREE, S_FILLING, S_QUEUED, S_WRITING };
+
+struct slot {
+	int state;
+	pid_t pid;
+	uint64_t addr;
+	size_t len;
+};
+
+static struct {
+	uint8_t *mem;
+	struct slot s[NSLOT];
+	uint32_t queue[NSLOT];          /* queued slots, oldest first */
+	uint32_t qhead, qlen;
+	pthread_t th;
+	pthread_mutex_t mu;
+	pthread_cond_t work, done;      /* writer: something queued / reader: a slot is free */
+	bool thread, quit;
+	int busy;                       /* slots being written */
+	int err;
+	uint64_t err_addr;
+} F = { .mu = PTHREAD_MUTEX_INITIALIZER, .work = PTHREAD_COND_INITIALIZER, .done = PTHREAD_COND_INITIALIZER };
+
+static int ring_map(void)
+{
+	size_t len = (size_t)NSLOT * SLOT;
+	uint8_t *m = mmap(NULL, len + HUGE, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	if (m == MAP_FAILED)
+		return -errno;
+	uint8_t *a = (uint8_t *)(((uintptr_t)m + HUGE - 1) & ~(uintptr_t)(HUGE - 1));
+	if (a > m)
+		munmap(m, (size_t)(a - m));
+	if (a + len < m + len + HUGE)
+		munmap(a + len, (size_t)(m + len + HUGE - (a + len)));
+	madvise(a, len, MADV_HUGEPAGE);         /* best effort: 4 KiB pages work too */
+	memset(a, 0, len);                      /* touched once: see the header */
+	F.mem = a;
+	return 0;
+}
+
+/* Write slot i (its state is S_WRITING, the lock not held). */
+static void write_slot(uint32_t i)
+{
+	struct slot *s = &F.s[i];
+	int e = mem_write(s->pid, s->addr, F.mem + (size_t)i * SLOT, s->len);
+	pthread_mutex_lock(&F.mu);
+	if (e < 0 && !F.err) {
+		F.err = e;
+		F.err_addr = s->addr;
+	}
+	s->state = S_FREE;
+	F.busy--;
+	pthread_cond_broadcast(&F.done);
+	pthread_mutex_unlock(&F.mu);
+}
+
+/* The oldest queued slot, now S_WRITING (lock held); -1 if none. */
+static int pop_locked(void)
+{
+	if (!F.qlen)
+		return -1;
+	uint32_t i = F.queue[F.qhead];
+	F.qhead = (F.qhead + 1) % NSLOT;
+	F.qlen--;
+	F.s[i].state = S_WRITING;
+	F.busy++;
+	return (int)i;
+}
+
+static void *writer_main(void *arg)
+{
+	(void)arg;
+	pthread_mutex_lock(&F.mu);
+	for (;;) {
+		int i;
+		while ((i = pop_locked()) < 0 && !F.quit)
+			pthread_cond_wait(&F.work, &F.mu);
+		if (i < 0)
+			break;
+		pthread_mutex_unlock(&F.mu);
+		write_slot((uint32_t)i);
+		pthread_mutex_lock(&F.mu);
+	}
+	pthread_mutex_unlock(&F.mu);
+	return NULL;
+}
+
+int pagefill_begin(void)
+{
+	if (!F.mem) {
+		int err = ring_map();
+		if (err < 0)
+			return err;
+		/* without the thread the reader writes every slot itself */
+		F.thread = pthread_create(&F.th, NULL, writer_main, NULL) == 0;
+	}
+	F.err = 0;
+	return 0;
+}
+
+uint8_t *pagefill_slot(size_t *cap)
+{
+	pthread_mutex_lock(&F.mu);
+	for (;;) {
+		for (uint32_t i = 0; i < NSLOT; i++)
+			if (F.s[i].state == S_FREE) {
+				F.s[i].state = S_FILLING;
+				pthread_mutex_unlock(&F.mu);
+				*cap = SLOT;
+				return F.mem + (size_t)i * SLOT;
+			}
+		/* all taken: help with the oldest queued one, else wait for one */
+		int i = pop_locked();
+		if (i >= 0) {
+			pthread_mutex_unlock(&F.mu);
+			write_slot((uint32_t)i);
+			pthread_mutex_lock(&F.mu);
+		} else {
+			pthread_cond_wait(&F.done, &F.mu);
+		}
+	}
+}
+
+int pagefill_queue(uint8_t *slot, pid_t pid, uint64_t addr, size_t len)
+{
+	uint32_t i = (uint32_t)((size_t)(slot - F.mem) / SLOT);
+	pthread_mutex_lock(&F.mu);
+	F.s[i] = (struct slot){ S_QUEUED, pid, addr, len };
+	F.queue[(F.qhead + F.qlen) % NSLOT] = i;
+	F.qlen++;
+	int e = F.err;
+	if (F.thread)
+		pthread_cond_signal(&F.work);
+	pthread_mutex_unlock(&F.mu);
+	if (!F.thread) {        /* no writer thread: write it now */
+		pthread_mutex_lock(&F.mu);
+		int k = pop_locked();
+		pthread_mutex_unlock(&F.mu);
+		if (k >= 0)
+			write_slot((uint32_t)k);
+	}
+	return e;
+}
+
+void pagefill_unfill(uint8_t *slot)
+{
+	uint32_t i = (uint32_t)((size_t)(slot - F.mem) / SLOT);
+	pthread_mutex_lock(&F.mu);
+	F.s[i].state = S_FREE;
+	pthread_cond_broadcast(&F.done);
+	pthread_mutex_unlock(&F.mu);
+}
+
+int pagefill_end(uint64_t *err_addr)
+{
+	pthread_mutex_lock(&F.mu);
+	for (;;) {
+		int i = pop_locked();
+		if (i >= 0) {
+			pthread_mutex_unlock(&F.mu);
+			write_slot((uint32_t)i);
+			pthread_mutex_lock(&F.mu);
+			continue;
+		}
+		if (!F.busy)
+			break;
+		pthread_cond_wait(&F.done, &F.mu);
+	}
+	int e = F.err;
+	if (err_addr)
+		*err_addr = F.err_addr;
+	pthread_mutex_unlock(&F.mu);
+	return e;
+}
