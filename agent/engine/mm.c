@@ -24,9 +24,11 @@
 #include <fcntl.h>
 #include <pthread.h>
 #include <linux/prctl.h>
+#include <linux/userfaultfd.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <sys/mman.h>
 #include <sys/prctl.h>
 #include <sys/ptrace.h>
@@ -38,6 +40,7 @@
 
 #include "agent/engine/engine.h"
 #include "agent/engine/pagefill.h"
+#include "agent/engine/uffd.h"
 #include "lib/log.h"
 
 uint32_t mapped_file_id(struct dump_ctx *d, const char *path, uint32_t flags);
@@ -926,14 +929,60 @@ static int move_vdso(struct rst_ctx *r, struct rproc *p)
 	return 0;
 }
 
-static ImgVma *vma_of(struct rproc *p, uint64_t addr, uint64_t len)
+/* index of the VMA holding [addr, addr+len), or -1 */
+static long vma_of(struct rproc *p, uint64_t addr, uint64_t len)
 {
 	for (size_t i = 0; i < p->core->n_vmas; i++) {
 		ImgVma *v = p->core->vmas[i];
 		if (addr >= v->start && addr + len <= v->end && addr + len >= addr)
-			return v;
+			return (long)i;
 	}
-	return NULL;
+	return -1;
+}
+
+/*
+ * Private anonymous VMAs with pages are filled with UFFDIO_COPY (pagefill.c):
+ * a userfaultfd of the task, each such VMA registered in missing mode while
+ * it is filled and unregistered right after, so the VMAs keep their flags
+ * and nothing of it outlives the restore.  Nothing may touch a registered
+ * range meanwhile (a fault there would wait for us): the only other writes
+ * of this phase go to the scratch page.  Without userfaultfd, or for a VMA
+ * the kernel will not register, pages go in with process_vm_writev.
+ */
+static int fill_uffd_open(struct rproc *p, bool *reg)
+{
+	int uffd = -1;
+	bool any = false;
+	for (size_t i = 0; i < p->core->n_vmas; i++)
+		any |= p->core->vmas[i]->kind == VK_ANON && p->core->vmas[i]->has_pages;
+	if (!any || uffd_take(&p->inj, p->hpid, 0, &uffd) < 0)
+		return -1;
+	for (size_t i = 0; i < p->core->n_vmas; i++) {
+		ImgVma *v = p->core->vmas[i];
+		if (v->kind != VK_ANON || !v->has_pages)
+			continue;
+		struct uffdio_register rg = { .range = { v->start, v->end - v->start },
+					      .mode = UFFDIO_REGISTER_MODE_MISSING };
+		reg[i] = ioctl(uffd, UFFDIO_REGISTER, &rg) == 0;
+	}
+	return uffd;
+}
+
+static int fill_uffd_close(struct rproc *p, int uffd, const bool *reg)
+{
+	int err = 0;
+	for (size_t i = 0; uffd >= 0 && i < p->core->n_vmas; i++) {
+		ImgVma *v = p->core->vmas[i];
+		struct uffdio_range rg = { v->start, v->end - v->start };
+		if (reg[i] && ioctl(uffd, UFFDIO_UNREGISTER, &rg) < 0 && !err) {
+			err = -errno;
+			log_err("restore: pid %u: unregister vma %#llx from the userfaultfd: %s", p->tree->pid,
+				(unsigned long long)v->start, strerror(errno));
+		}
+	}
+	if (uffd >= 0)
+		close(uffd);
+	return err;
 }
 
 static int check_vmas(struct rproc *p)
@@ -1045,6 +1094,8 @@ int mm_restore_late(struct rst_ctx *r, struct rproc *p, struct image_reader *in,
 		log_err("restore: pid %u: page buffers: %s", p->tree->pid, strerror(-err));
 		return err;
 	}
+	bool *reg = xcalloc(p->core->n_vmas + 1, sizeof(*reg));
+	int uffd = fill_uffd_open(p, reg);
 	while ((err = next(r, &type, &len)) > 0 && type == REC_PAGES) {
 		struct page_prefix pp;
 		if (len < sizeof(pp) || (err = image_read(in, &pp, sizeof(pp))) < 0) {
@@ -1053,7 +1104,8 @@ int mm_restore_late(struct rst_ctx *r, struct rproc *p, struct image_reader *in,
 			break;
 		}
 		uint64_t dlen = (uint64_t)pp.npages * PAGE;
-		ImgVma *v = vma_of(p, pp.addr, dlen);
+		long vi = vma_of(p, pp.addr, dlen);
+		ImgVma *v = vi >= 0 ? p->core->vmas[vi] : NULL;
 		if (pp.owner != p->tree->pid || dlen + sizeof(pp) != len || !pp.npages || !v || !v->has_pages ||
 		    pp.npages > PAGES_PER_RECORD || (v->kind != VK_ANON && v->kind != VK_FILE)) {
 			if ((err = image_skip(in)) < 0) {
@@ -1074,20 +1126,21 @@ int mm_restore_late(struct rst_ctx *r, struct rproc *p, struct image_reader *in,
 				log_err("%s", image_reader_error(in));
 				break;
 			}
-			err = pagefill_queue(slot, p->hpid, pp.addr + off, n);
+			err = pagefill_queue(slot, reg[vi] ? uffd : -1, p->hpid, pp.addr + off, n);
 			off += n;
 		}
 		if (err < 0)
 			break;
 	}
 	uint64_t werr_addr = 0;
-	int werr = pagefill_end(&werr_addr);
+	int werr = pagefill_end(&werr_addr), uerr = fill_uffd_close(p, uffd, reg);
+	free(reg);
 	if (werr < 0) {
 		log_err("restore: pid %u: write pages at %#llx: %s", p->tree->pid,
 			(unsigned long long)werr_addr, strerror(-werr));
 		return werr;
 	}
-	if (err < 0)
+	if (err < 0 || (err = uerr) < 0)
 		return err;
 	/* final protections and madvise state, one batch */
 	struct inj_op *fin = xcalloc(p->core->n_vmas * 6 + 1, sizeof(*fin));

@@ -24,10 +24,12 @@
  * before the whole image is verified to its trailer (restore.c).
  */
 #include <errno.h>
+#include <linux/userfaultfd.h>
 #include <pthread.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <sys/mman.h>
 
 #include "agent/engine/engine.h"
@@ -41,6 +43,7 @@ enum { S_FREE, S_FILLING, S_QUEUED, S_WRITING };
 
 struct slot {
 	int state;
+	int uffd;
 	pid_t pid;
 	uint64_t addr;
 	size_t len;
@@ -77,11 +80,31 @@ static int ring_map(void)
 	return 0;
 }
 
+/* UFFDIO_COPY: the kernel allocates each page of the (registered, empty)
+ * range and copies into it in one call — about a third cheaper here than
+ * process_vm_writev, whose pinning faults the pages in one by one. */
+static int uffd_copy(int uffd, uint64_t dst, const uint8_t *src, size_t len)
+{
+	while (len) {
+		struct uffdio_copy c = { .dst = dst, .src = (uintptr_t)src, .len = len,
+					 .mode = UFFDIO_COPY_MODE_DONTWAKE };
+		if (ioctl(uffd, UFFDIO_COPY, &c) == 0)
+			return 0;
+		if (errno != EAGAIN || c.copy <= 0)     /* copy: bytes done, or -errno */
+			return c.copy < 0 ? (int)c.copy : -errno;
+		dst += (uint64_t)c.copy;
+		src += c.copy;
+		len -= (size_t)c.copy;
+	}
+	return 0;
+}
+
 /* Write slot i (its state is S_WRITING, the lock not held). */
 static void write_slot(uint32_t i)
 {
 	struct slot *s = &F.s[i];
-	int e = mem_write(s->pid, s->addr, F.mem + (size_t)i * SLOT, s->len);
+	const uint8_t *src = F.mem + (size_t)i * SLOT;
+	int e = s->uffd >= 0 ? uffd_copy(s->uffd, s->addr, src, s->len) : mem_write(s->pid, s->addr, src, s->len);
 	pthread_mutex_lock(&F.mu);
 	if (e < 0 && !F.err) {
 		F.err = e;
@@ -160,11 +183,11 @@ uint8_t *pagefill_slot(size_t *cap)
 	}
 }
 
-int pagefill_queue(uint8_t *slot, pid_t pid, uint64_t addr, size_t len)
+int pagefill_queue(uint8_t *slot, int uffd, pid_t pid, uint64_t addr, size_t len)
 {
 	uint32_t i = (uint32_t)((size_t)(slot - F.mem) / SLOT);
 	pthread_mutex_lock(&F.mu);
-	F.s[i] = (struct slot){ S_QUEUED, pid, addr, len };
+	F.s[i] = (struct slot){ S_QUEUED, uffd, pid, addr, len };
 	F.queue[(F.qhead + F.qlen) % NSLOT] = i;
 	F.qlen++;
 	int e = F.err;
