@@ -15,6 +15,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <signal.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -65,6 +66,24 @@ static struct {
 	char engine[4096];
 	struct op *ops;
 } g;
+
+void ops_timing(const char *fmt, ...)
+{
+	static int on = -1;
+	struct timespec t;
+	char what[512];
+	va_list ap;
+
+	if (on < 0)
+		on = getenv("ZAPC_AGENT_TIMING") != NULL;
+	if (!on)
+		return;
+	clock_gettime(CLOCK_MONOTONIC, &t);
+	va_start(ap, fmt);
+	vsnprintf(what, sizeof(what), fmt, ap);
+	va_end(ap);
+	fprintf(stderr, "TIMING agent %.1f %s\n", t.tv_sec * 1e3 + t.tv_nsec / 1e6, what);
+}
 
 void ops_init(struct event_base *base, struct pod_node *node, const char *engine_path)
 {
@@ -270,7 +289,9 @@ static void on_pod_needed(struct op *op, Zapc__Engine__PodNeeded *pn)
 		return;
 	}
 	log_last_err_clear();
+	ops_timing("pod %s: needed", name);
 	rc = pod_prepare(g.node, &spec, &op->prepared);
+	ops_timing("pod %s: prepared (%d)", name, rc);
 	if (rc < 0) {
 		const char *e = log_last_err();
 
@@ -338,12 +359,14 @@ static void on_ctl(evutil_socket_t fd, short what, void *arg)
 			  (unsigned long long)m->progress->bytes);
 		break;
 	case ZAPC__ENGINE__TO_AGENT__MSG_SYNC:
+		ops_timing("pod %s: sync %s", op->pod_name, m->sync->phase ? m->sync->phase : "");
 		if (op->sync_cb)
 			op->sync_cb(op->ctx, m->sync->phase ? m->sync->phase : "", m->sync->frozen_us);
 		else
 			send_abort(op, "sync point without a coordinator");
 		break;
 	case ZAPC__ENGINE__TO_AGENT__MSG_DONE:
+		ops_timing("pod %s: done", op->pod_name);
 		if (!op->done) {
 			op->done = m->done;
 			m->done = NULL;	/* keep it: detach from m before freeing m */
@@ -376,6 +399,7 @@ static int op_spawn(struct op *op, char *const argv[], int io_fd, int io_target)
 
 	if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) < 0)
 		return -errno;
+	ops_timing("engine spawn %s", argv[1]);
 	pid = fork();
 	if (pid < 0) {
 		int e = errno;

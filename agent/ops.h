@@ -73,6 +73,11 @@ void ops_forget_ctx(void *ctx);
 /* Is an operation working on this pod (checkpoint in progress)? */
 int ops_pod_busy(const struct pod *pod);
 
+/* $ZAPC_AGENT_TIMING set: one "TIMING agent MS WHAT" line on stderr, MS on
+ * CLOCK_MONOTONIC (comparable across the agents and the manager of one
+ * machine: bench/cluster.sh's step timeline).  Otherwise nothing. */
+void ops_timing(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
 /* Kill every running engine and wait for it (agent shutdown). */
 void ops_fini(void);
 

@@ -244,6 +244,7 @@ static void op_check_end(struct pop *op)
 {
 	if (!op_all_finished(op))
 		return;
+	ops_timing("op %llu: status", (unsigned long long)op->id);
 	send_status(op);
 	op_free(op);
 }
@@ -319,6 +320,7 @@ static void task_sync(void *ctx, const char *phase, uint64_t frozen_us)
 		if (op->tasks[i].frozen_us > worst)
 			worst = op->tasks[i].frozen_us;
 	}
+	ops_timing("op %llu: reached %s", (unsigned long long)op->id, phase);
 	send_reached(op, phase, worst, NULL, 0);
 }
 
@@ -345,6 +347,7 @@ static void on_progress_tick(evutil_socket_t fd, short what, void *arg)
 
 static void on_go(struct pop *op, const char *phase, int last)
 {
+	ops_timing("op %llu: go %s", (unsigned long long)op->id, phase);
 	if (op->aborted)
 		return;
 	if (last)
@@ -749,6 +752,7 @@ static void on_restart(struct pconn *c, uint64_t id, Zapc__Mgr__Restart *rs)
 	size_t nls = 0;
 	int failed = 0;
 
+	ops_timing("op %llu: restart received", (unsigned long long)id);
 	if (!op || !ls || !lp || !addrs)
 		goto out;
 	for (size_t i = 0; i < rs->n_pods; i++) {

@@ -20,6 +20,7 @@
 #include <sys/random.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "lib/log.h"
@@ -41,6 +42,27 @@ static void outf(out_fn out, void *ctx, const char *fmt, ...)
 	vsnprintf(line, sizeof(line), fmt, ap);
 	va_end(ap);
 	out(ctx, line);
+}
+
+/* $ZAPC_MANAGER_TIMING: "TIMING manager MS WHAT" lines on stderr, MS on
+ * CLOCK_MONOTONIC like the agents' (ZAPC_AGENT_TIMING): a step timeline. */
+static void mtiming(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+static void mtiming(const char *fmt, ...)
+{
+	static int on = -1;
+	struct timespec t;
+	char what[512];
+	va_list ap;
+
+	if (on < 0)
+		on = getenv("ZAPC_MANAGER_TIMING") != NULL;
+	if (!on)
+		return;
+	clock_gettime(CLOCK_MONOTONIC, &t);
+	va_start(ap, fmt);
+	vsnprintf(what, sizeof(what), fmt, ap);
+	va_end(ap);
+	fprintf(stderr, "TIMING manager %.1f %s\n", t.tv_sec * 1e3 + t.tv_nsec / 1e6, what);
 }
 
 /* --- one agent taking part in an operation -------------------------------- */
@@ -132,6 +154,7 @@ static int on_env(void *arg, int i, Zapc__Mgr__Envelope *e)
 		return jobs_stray(NULL, i, e);
 	switch (e->m_case) {
 	case ZAPC__MGR__ENVELOPE__M_REACHED:
+		mtiming("%s reached %s", p->node, e->reached->phase);
 		if (o->phase && !strcmp(e->reached->phase, o->phase) && (p->role & o->roles)) {
 			p->reached = 1;
 			if (e->reached->frozen_us > p->frozen_us)
@@ -153,6 +176,7 @@ static int on_env(void *arg, int i, Zapc__Mgr__Envelope *e)
 		}
 		break;
 	case ZAPC__MGR__ENVELOPE__M_STATUS:
+		mtiming("%s status %d", p->node, e->status->status);
 		p->done = 1;
 		p->status = e->status->status;
 		snprintf(p->err, sizeof(p->err), "%s", e->status->error ? e->status->error : "");
@@ -268,6 +292,7 @@ static void send_go(struct opstate *o, const char *phase, int roles)
 	Zapc__Mgr__Envelope e = ZAPC__MGR__ENVELOPE__INIT;
 	Zapc__Mgr__Go go = ZAPC__MGR__GO__INIT;
 
+	mtiming("go %s", phase);
 	go.phase = (char *)phase;
 	e.op_id = o->id;
 	e.m_case = ZAPC__MGR__ENVELOPE__M_GO;
@@ -1044,6 +1069,7 @@ int job_restart(const Zapc__Mgr__JobRequest *rq, out_fn out, void *ctx, char *er
 		snprintf(nj->pods[i].ip, sizeof(nj->pods[i].ip), "%s", mp[i].ip);
 	}
 	place(nj, rq->nodes, rq->n_nodes);
+	mtiming("restart %s", rq->job);
 	o->id = next_op;
 	next_op += 2;
 	o->t0 = now_ms();
@@ -1082,12 +1108,14 @@ int job_restart(const Zapc__Mgr__JobRequest *rq, out_fn out, void *ctx, char *er
 		e.restart = &rs;
 		if (send_part(o, pi, &e, "restart") < 0)
 			goto abort;
+		mtiming("restart sent to %s", o->p[pi].node);
 	}
 	fault_point("restart", "sent");
 	if (wait_all(o, "restored", 2) < 0)
 		goto abort;
 	if (routes_wait(o->fail, sizeof(o->fail)) < 0)
 		goto abort;
+	mtiming("routes set");
 	outf(out, ctx, "[%7.1f ms] routes set", ms_since(o->t0));
 	fault_point("restart", "restored");
 	if (!all_alive(o))
