@@ -868,6 +868,7 @@ int job_checkpoint(const Zapc__Mgr__JobRequest *rq, out_fn out, void *ctx, char 
 		rc = -EINVAL;
 		goto out;
 	}
+	mtiming("checkpoint %s", j->name);
 	o->id = next_op;
 	next_op += 2;
 	o->t0 = now_ms();
@@ -908,6 +909,7 @@ int job_checkpoint(const Zapc__Mgr__JobRequest *rq, out_fn out, void *ctx, char 
 		e.checkpoint = &ck;
 		if (send_part(o, pi, &e, "checkpoint") < 0)
 			goto abort;
+		mtiming("checkpoint sent to %s", o->p[pi].node);
 	}
 	outf(out, ctx, "[%7.1f ms] checkpoint %s: %d pods on %d nodes, freezing", ms_since(o->t0),
 	     j->name, j->npods, o->n);
