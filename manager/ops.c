@@ -13,6 +13,7 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -459,11 +460,20 @@ static int run_routes_bg(const struct jpod *pods, int n, int background, char *e
 	for (int i = 0; i < n; i++)
 		o += (size_t)snprintf(cmd + o, len - o, " %s %s", pods[i].ip, pods[i].node);
 	if (background) {
-		routes_pid = fork();
+		/* vfork: a fork of the manager would cost it ms of page-table
+		 * copies and COW faults here (PVM guest) while it sends the
+		 * operation; signals stay blocked until the child execs. */
+		sigset_t all, old;
+
+		sigfillset(&all);
+		sigprocmask(SIG_SETMASK, &all, &old);
+		routes_pid = vfork();
 		if (routes_pid == 0) {
+			sigprocmask(SIG_SETMASK, &old, NULL);
 			execl("/bin/sh", "sh", "-c", cmd, (char *)NULL);
 			_exit(127);
 		}
+		sigprocmask(SIG_SETMASK, &old, NULL);
 		free(cmd);
 		if (routes_pid < 0) {
 			snprintf(err, errlen, "route hook: fork: %s", strerror(errno));
