@@ -603,18 +603,18 @@ static int checkpoint_run(struct pod *pod, int out_fd, int leave_running, const 
 }
 
 static int restore_start(int in_fd, const char *name, const char *ip, uid_t uid, gid_t gid,
-			 op_done_fn done, op_sync_fn sync, bool shift_clocks, void *ctx);
+			 op_done_fn done, op_sync_fn sync, bool shift_clocks, bool ahead, void *ctx);
 
 int ops_restore(int in_fd, const char *name, const char *ip, uid_t uid, gid_t gid,
 		bool shift_clocks, op_done_fn done, void *ctx)
 {
-	return restore_start(in_fd, name, ip, uid, gid, done, NULL, shift_clocks, ctx);
+	return restore_start(in_fd, name, ip, uid, gid, done, NULL, shift_clocks, true, ctx);
 }
 
 int ops_restore_sync(int in_fd, const char *name, const char *ip, uid_t uid, gid_t gid,
-		     op_done_fn done, op_sync_fn sync, void *ctx)
+		     bool ahead, op_done_fn done, op_sync_fn sync, void *ctx)
 {
-	return restore_start(in_fd, name, ip, uid, gid, done, sync, false, ctx);
+	return restore_start(in_fd, name, ip, uid, gid, done, sync, false, ahead, ctx);
 }
 
 /*
@@ -646,7 +646,7 @@ static void prepare_ahead(evutil_socket_t fd, short what, void *arg)
 }
 
 static int restore_start(int in_fd, const char *name, const char *ip, uid_t uid, gid_t gid,
-			 op_done_fn done, op_sync_fn sync, bool shift_clocks, void *ctx)
+			 op_done_fn done, op_sync_fn sync, bool shift_clocks, bool ahead, void *ctx)
 {
 	char *argv[] = { "zapc-engine", "restore", "--control", "3", "-i", "-",
 			 sync ? "--sync" : shift_clocks ? "--shift-clocks" : NULL,
@@ -677,7 +677,7 @@ static int restore_start(int in_fd, const char *name, const char *ip, uid_t uid,
 		return rc;
 	}
 	log_info("restore by uid %u (engine %d)", (unsigned)uid, (int)op->pid);
-	if (op->want_name[0] && op->want_ip[0] && (op->prep_ev = evtimer_new(g.base, prepare_ahead, op))) {
+	if (ahead && op->want_name[0] && op->want_ip[0] && (op->prep_ev = evtimer_new(g.base, prepare_ahead, op))) {
 		struct timeval now = { 0, 0 };
 
 		evtimer_add(op->prep_ev, &now);

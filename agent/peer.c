@@ -778,7 +778,8 @@ static int restart_task(struct task *t, const Zapc__Mgr__Target *tg, Zapc__Mgr__
 		return -EINVAL;
 	}
 	log_last_err_clear();
-	rc = ops_restore_sync(fd, t->pod, t->ip, 0, 0, task_done, task_sync, t);
+	rc = ops_restore_sync(fd, t->pod, t->ip, 0, 0, !(tg->stream_node && tg->stream_node[0]), task_done,
+			      task_sync, t);
 	if (rc < 0) {
 		const char *e = log_last_err();
 

@@ -74,7 +74,8 @@ struct part {
 	char node[64];
 	int role;			/* 1: checkpoint side, 2: restore side */
 	int npods;
-	int reached, done, status;
+	char reached[16];		/* the sync point it stands at ("" after a Go) */
+	int done, status;
 	char err[1024];
 	uint64_t frozen_us, bytes, total_us, streamed;
 	Zapc__Mgr__Reached *reach;	/* the last Reached (listening addresses) */
@@ -117,7 +118,7 @@ static int all_in(struct opstate *o)
 
 		if (!(p->role & o->roles))
 			continue;
-		if (o->phase ? !p->reached : !p->done)
+		if (o->phase ? strcmp(p->reached, o->phase) : !p->done)
 			return 0;
 	}
 	return 1;
@@ -156,8 +157,12 @@ static int on_env(void *arg, int i, Zapc__Mgr__Envelope *e)
 	switch (e->m_case) {
 	case ZAPC__MGR__ENVELOPE__M_REACHED:
 		mtiming("%s reached %s", p->node, e->reached->phase);
-		if (o->phase && !strcmp(e->reached->phase, o->phase) && (p->role & o->roles)) {
-			p->reached = 1;
+		/* Recorded whatever the manager waits for now: a migration's
+		 * destination may reach 'restored' while the manager still waits
+		 * for the sources' 'written' (and must not count its earlier
+		 * 'listening' as 'restored'). */
+		if (e->reached->phase && e->reached->phase[0]) {
+			snprintf(p->reached, sizeof(p->reached), "%s", e->reached->phase);
 			if (e->reached->frozen_us > p->frozen_us)
 				p->frozen_us = e->reached->frozen_us;
 			if (p->reach)
@@ -257,7 +262,7 @@ static int wait_all(struct opstate *o, const char *phase, int roles)
 		for (int i = 0; i < o->n; i++) {
 			struct part *p = &o->p[i];
 
-			if ((p->role & roles) && (phase ? !p->reached : !p->done)) {
+			if ((p->role & roles) && (phase ? strcmp(p->reached, phase) : !p->done)) {
 				snprintf(o->fail, sizeof(o->fail), "%s: no answer %s within %d ms",
 					 p->node, phase ? phase : "(status)", conf.timeout_ms);
 				break;
@@ -300,7 +305,7 @@ static void send_go(struct opstate *o, const char *phase, int roles)
 	e.go = &go;
 	for (int i = 0; i < o->n; i++)
 		if ((o->p[i].role & roles) && o->p[i].a && o->p[i].a->fd >= 0) {
-			o->p[i].reached = 0;
+			o->p[i].reached[0] = '\0';
 			e.op_id = o->p[i].opid;
 			conn_send(o->p[i].a, &e);
 		}
