@@ -58,8 +58,11 @@ int ops_restore(int in_fd, const char *name, const char *ip, uid_t uid, gid_t gi
 typedef void (*op_sync_fn)(void *ctx, const char *phase, uint64_t frozen_us);
 int ops_checkpoint_sync(struct pod *pod, int out_fd, int leave_running, uid_t uid,
 			op_done_fn done, op_sync_fn sync, void *ctx);
+/* ahead: prepare the pod (name and ip given) while the engine starts, not
+ * at its PodNeeded — not for a migration's destination, whose pod IP must
+ * not be routed here while its source still runs (ops.c, prepare_ahead). */
 int ops_restore_sync(int in_fd, const char *name, const char *ip, uid_t uid, gid_t gid,
-		     op_done_fn done, op_sync_fn sync, void *ctx);
+		     bool ahead, op_done_fn done, op_sync_fn sync, void *ctx);
 int ops_sync_answer(void *ctx, int go, const char *why);
 /* Kill the engine working for ctx (a restore fed by a stream that broke). */
 void ops_kill_ctx(void *ctx);
@@ -72,6 +75,11 @@ void ops_forget_ctx(void *ctx);
 
 /* Is an operation working on this pod (checkpoint in progress)? */
 int ops_pod_busy(const struct pod *pod);
+
+/* $ZAPC_AGENT_TIMING set: one "TIMING agent MS WHAT" line on stderr, MS on
+ * CLOCK_MONOTONIC (comparable across the agents and the manager of one
+ * machine: bench/cluster.sh's step timeline).  Otherwise nothing. */
+void ops_timing(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
 /* Kill every running engine and wait for it (agent shutdown). */
 void ops_fini(void);

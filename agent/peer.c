@@ -244,6 +244,7 @@ static void op_check_end(struct pop *op)
 {
 	if (!op_all_finished(op))
 		return;
+	ops_timing("op %llu: status", (unsigned long long)op->id);
 	send_status(op);
 	op_free(op);
 }
@@ -319,6 +320,7 @@ static void task_sync(void *ctx, const char *phase, uint64_t frozen_us)
 		if (op->tasks[i].frozen_us > worst)
 			worst = op->tasks[i].frozen_us;
 	}
+	ops_timing("op %llu: reached %s", (unsigned long long)op->id, phase);
 	send_reached(op, phase, worst, NULL, 0);
 }
 
@@ -345,6 +347,7 @@ static void on_progress_tick(evutil_socket_t fd, short what, void *arg)
 
 static void on_go(struct pop *op, const char *phase, int last)
 {
+	ops_timing("op %llu: go %s", (unsigned long long)op->id, phase);
 	if (op->aborted)
 		return;
 	if (last)
@@ -361,12 +364,49 @@ static void on_go(struct pop *op, const char *phase, int last)
 
 /* --- migration streams (forked helpers, blocking TLS) ---------------------- */
 
-static int tls_read_full(SSL *ssl, void *buf, size_t len)
+/*
+ * $ZAPC_BENCH_PLAIN_STREAMS=1 (bench/cluster.sh only, on both agents of a
+ * migration): the image streams over plain TCP instead of TLS — no
+ * encryption, no certificate check, only the manager's token.  It exists
+ * to measure what TLS costs a real migration (the same dump, the same
+ * restore, only the transport differs); never set it on real nodes.
+ */
+static int plain_streams(void)
+{
+	const char *v = getenv("ZAPC_BENCH_PLAIN_STREAMS");
+
+	return v && !strcmp(v, "1");
+}
+
+static int fd_write_all(int fd, const void *buf, size_t len)
+{
+	const char *p = buf;
+
+	while (len) {
+		ssize_t n = write(fd, p, len);
+
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0)
+			return n < 0 ? -errno : -EIO;
+		p += n;
+		len -= (size_t)n;
+	}
+	return 0;
+}
+
+/* Read exactly len bytes from the stream: TLS, or (ssl NULL) the plain fd. */
+static int tls_read_full(SSL *ssl, int fd, void *buf, size_t len)
 {
 	char *p = buf;
 
 	while (len) {
-		ssize_t n = tls_read(ssl, p, len);
+		ssize_t n = ssl ? tls_read(ssl, p, len) : read(fd, p, len);
+
+		if (n < 0 && !ssl && errno == EINTR)
+			continue;
+		if (n < 0 && !ssl)
+			n = -errno;
 
 		if (n <= 0)
 			return n == 0 ? -EPIPE : (int)n;
@@ -401,9 +441,12 @@ static int stream_send(int in, const Zapc__Mgr__Target *tg, const char *pod, uin
 		log_err("migrate pod %s: connect %s: %s", pod, tg->stream_addr, strerror(errno));
 		goto out;
 	}
-	if ((rc = tls_connect_fd(P.cli, fd, tg->stream_node, 5000, &ssl)) < 0)
+	if (plain_streams())
+		log_warn("migrate pod %s: streaming WITHOUT TLS (ZAPC_BENCH_PLAIN_STREAMS)", pod);
+	else if ((rc = tls_connect_fd(P.cli, fd, tg->stream_node, 5000, &ssl)) < 0)
 		goto out;
-	log_debug("migrate pod %s: streaming with %s", pod, SSL_get_cipher_name(ssl));
+	else
+		log_debug("migrate pod %s: streaming with %s", pod, SSL_get_cipher_name(ssl));
 	sh.token.data = tg->token.data;
 	sh.token.len = tg->token.len;
 	sh.pod = (char *)pod;
@@ -415,7 +458,7 @@ static int stream_send(int in, const Zapc__Mgr__Target *tg, const char *pod, uin
 	hdr[2] = (uint8_t)(n >> 8);
 	hdr[3] = (uint8_t)n;
 	zapc__mgr__stream_hello__pack(&sh, hdr + 4);
-	if ((rc = tls_write_all(ssl, hdr, 4 + n)) < 0)
+	if ((rc = ssl ? tls_write_all(ssl, hdr, 4 + n) : fd_write_all(fd, hdr, 4 + n)) < 0)
 		goto out;
 	rc = tls_stream_send(in, ssl, fd, sent);
 out:
@@ -443,17 +486,24 @@ static int stream_receive(int lfd, int out, const struct task *t, const char *fr
 		goto out;
 	}
 	fd = accept4(lfd, NULL, NULL, SOCK_CLOEXEC);
-	if (fd < 0 || (rc = tls_accept_fd(P.rcv, fd, 5000, &ssl)) < 0)
+	if (fd < 0)
 		goto out;
-	rc = -EACCES;
-	if (tls_peer_name(ssl, name, sizeof(name)) < 0 || strcmp(name, from)) {
-		log_err("migrate pod %s: stream from '%s' refused: expected %s", t->pod, name, from);
-		goto out;
+	if (plain_streams()) {
+		log_warn("migrate pod %s: receiving WITHOUT TLS (ZAPC_BENCH_PLAIN_STREAMS)", t->pod);
+	} else {
+		if ((rc = tls_accept_fd(P.rcv, fd, 5000, &ssl)) < 0)
+			goto out;
+		rc = -EACCES;
+		if (tls_peer_name(ssl, name, sizeof(name)) < 0 || strcmp(name, from)) {
+			log_err("migrate pod %s: stream from '%s' refused: expected %s", t->pod, name, from);
+			goto out;
+		}
 	}
-	if (tls_read_full(ssl, hdr, 4) < 0)
+	rc = -EACCES;
+	if (tls_read_full(ssl, fd, hdr, 4) < 0)
 		goto out;
 	n = (uint32_t)hdr[0] << 24 | (uint32_t)hdr[1] << 16 | (uint32_t)hdr[2] << 8 | hdr[3];
-	if (n > sizeof(msg) || tls_read_full(ssl, msg, n) < 0)
+	if (n > sizeof(msg) || tls_read_full(ssl, fd, msg, n) < 0)
 		goto out;
 	sh = zapc__mgr__stream_hello__unpack(NULL, n, msg);
 	if (!sh || sh->token.len != t->token_len ||
@@ -636,6 +686,7 @@ static void on_checkpoint(struct pconn *c, uint64_t id, Zapc__Mgr__Checkpoint *c
 	struct pop *op = op_new(c, id, ck->n_pods, 0);
 	int failed = 0;
 
+	ops_timing("op %llu: checkpoint received", (unsigned long long)id);
 	if (!op)
 		return;
 	op->leave_running = ck->leave_running;
@@ -727,7 +778,8 @@ static int restart_task(struct task *t, const Zapc__Mgr__Target *tg, Zapc__Mgr__
 		return -EINVAL;
 	}
 	log_last_err_clear();
-	rc = ops_restore_sync(fd, t->pod, t->ip, 0, 0, task_done, task_sync, t);
+	rc = ops_restore_sync(fd, t->pod, t->ip, 0, 0, !(tg->stream_node && tg->stream_node[0]), task_done,
+			      task_sync, t);
 	if (rc < 0) {
 		const char *e = log_last_err();
 
@@ -749,6 +801,7 @@ static void on_restart(struct pconn *c, uint64_t id, Zapc__Mgr__Restart *rs)
 	size_t nls = 0;
 	int failed = 0;
 
+	ops_timing("op %llu: restart received", (unsigned long long)id);
 	if (!op || !ls || !lp || !addrs)
 		goto out;
 	for (size_t i = 0; i < rs->n_pods; i++) {

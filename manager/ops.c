@@ -13,6 +13,7 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -20,6 +21,7 @@
 #include <sys/random.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "lib/log.h"
@@ -43,6 +45,27 @@ static void outf(out_fn out, void *ctx, const char *fmt, ...)
 	out(ctx, line);
 }
 
+/* $ZAPC_MANAGER_TIMING: "TIMING manager MS WHAT" lines on stderr, MS on
+ * CLOCK_MONOTONIC like the agents' (ZAPC_AGENT_TIMING): a step timeline. */
+static void mtiming(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+static void mtiming(const char *fmt, ...)
+{
+	static int on = -1;
+	struct timespec t;
+	char what[512];
+	va_list ap;
+
+	if (on < 0)
+		on = getenv("ZAPC_MANAGER_TIMING") != NULL;
+	if (!on)
+		return;
+	clock_gettime(CLOCK_MONOTONIC, &t);
+	va_start(ap, fmt);
+	vsnprintf(what, sizeof(what), fmt, ap);
+	va_end(ap);
+	fprintf(stderr, "TIMING manager %.1f %s\n", t.tv_sec * 1e3 + t.tv_nsec / 1e6, what);
+}
+
 /* --- one agent taking part in an operation -------------------------------- */
 
 struct part {
@@ -51,7 +74,8 @@ struct part {
 	char node[64];
 	int role;			/* 1: checkpoint side, 2: restore side */
 	int npods;
-	int reached, done, status;
+	char reached[16];		/* the sync point it stands at ("" after a Go) */
+	int done, status;
 	char err[1024];
 	uint64_t frozen_us, bytes, total_us, streamed;
 	Zapc__Mgr__Reached *reach;	/* the last Reached (listening addresses) */
@@ -94,7 +118,7 @@ static int all_in(struct opstate *o)
 
 		if (!(p->role & o->roles))
 			continue;
-		if (o->phase ? !p->reached : !p->done)
+		if (o->phase ? strcmp(p->reached, o->phase) : !p->done)
 			return 0;
 	}
 	return 1;
@@ -132,8 +156,13 @@ static int on_env(void *arg, int i, Zapc__Mgr__Envelope *e)
 		return jobs_stray(NULL, i, e);
 	switch (e->m_case) {
 	case ZAPC__MGR__ENVELOPE__M_REACHED:
-		if (o->phase && !strcmp(e->reached->phase, o->phase) && (p->role & o->roles)) {
-			p->reached = 1;
+		mtiming("%s reached %s", p->node, e->reached->phase);
+		/* Recorded whatever the manager waits for now: a migration's
+		 * destination may reach 'restored' while the manager still waits
+		 * for the sources' 'written' (and must not count its earlier
+		 * 'listening' as 'restored'). */
+		if (e->reached->phase && e->reached->phase[0]) {
+			snprintf(p->reached, sizeof(p->reached), "%s", e->reached->phase);
 			if (e->reached->frozen_us > p->frozen_us)
 				p->frozen_us = e->reached->frozen_us;
 			if (p->reach)
@@ -153,6 +182,7 @@ static int on_env(void *arg, int i, Zapc__Mgr__Envelope *e)
 		}
 		break;
 	case ZAPC__MGR__ENVELOPE__M_STATUS:
+		mtiming("%s status %d", p->node, e->status->status);
 		p->done = 1;
 		p->status = e->status->status;
 		snprintf(p->err, sizeof(p->err), "%s", e->status->error ? e->status->error : "");
@@ -232,7 +262,7 @@ static int wait_all(struct opstate *o, const char *phase, int roles)
 		for (int i = 0; i < o->n; i++) {
 			struct part *p = &o->p[i];
 
-			if ((p->role & roles) && (phase ? !p->reached : !p->done)) {
+			if ((p->role & roles) && (phase ? strcmp(p->reached, phase) : !p->done)) {
 				snprintf(o->fail, sizeof(o->fail), "%s: no answer %s within %d ms",
 					 p->node, phase ? phase : "(status)", conf.timeout_ms);
 				break;
@@ -268,13 +298,14 @@ static void send_go(struct opstate *o, const char *phase, int roles)
 	Zapc__Mgr__Envelope e = ZAPC__MGR__ENVELOPE__INIT;
 	Zapc__Mgr__Go go = ZAPC__MGR__GO__INIT;
 
+	mtiming("go %s", phase);
 	go.phase = (char *)phase;
 	e.op_id = o->id;
 	e.m_case = ZAPC__MGR__ENVELOPE__M_GO;
 	e.go = &go;
 	for (int i = 0; i < o->n; i++)
 		if ((o->p[i].role & roles) && o->p[i].a && o->p[i].a->fd >= 0) {
-			o->p[i].reached = 0;
+			o->p[i].reached[0] = '\0';
 			e.op_id = o->p[i].opid;
 			conn_send(o->p[i].a, &e);
 		}
@@ -434,11 +465,20 @@ static int run_routes_bg(const struct jpod *pods, int n, int background, char *e
 	for (int i = 0; i < n; i++)
 		o += (size_t)snprintf(cmd + o, len - o, " %s %s", pods[i].ip, pods[i].node);
 	if (background) {
-		routes_pid = fork();
+		/* vfork: a fork of the manager would cost it ms of page-table
+		 * copies and COW faults here (PVM guest) while it sends the
+		 * operation; signals stay blocked until the child execs. */
+		sigset_t all, old;
+
+		sigfillset(&all);
+		sigprocmask(SIG_SETMASK, &all, &old);
+		routes_pid = vfork();
 		if (routes_pid == 0) {
+			sigprocmask(SIG_SETMASK, &old, NULL);
 			execl("/bin/sh", "sh", "-c", cmd, (char *)NULL);
 			_exit(127);
 		}
+		sigprocmask(SIG_SETMASK, &old, NULL);
 		free(cmd);
 		if (routes_pid < 0) {
 			snprintf(err, errlen, "route hook: fork: %s", strerror(errno));
@@ -843,6 +883,7 @@ int job_checkpoint(const Zapc__Mgr__JobRequest *rq, out_fn out, void *ctx, char 
 		rc = -EINVAL;
 		goto out;
 	}
+	mtiming("checkpoint %s", j->name);
 	o->id = next_op;
 	next_op += 2;
 	o->t0 = now_ms();
@@ -883,6 +924,7 @@ int job_checkpoint(const Zapc__Mgr__JobRequest *rq, out_fn out, void *ctx, char 
 		e.checkpoint = &ck;
 		if (send_part(o, pi, &e, "checkpoint") < 0)
 			goto abort;
+		mtiming("checkpoint sent to %s", o->p[pi].node);
 	}
 	outf(out, ctx, "[%7.1f ms] checkpoint %s: %d pods on %d nodes, freezing", ms_since(o->t0),
 	     j->name, j->npods, o->n);
@@ -1044,6 +1086,7 @@ int job_restart(const Zapc__Mgr__JobRequest *rq, out_fn out, void *ctx, char *er
 		snprintf(nj->pods[i].ip, sizeof(nj->pods[i].ip), "%s", mp[i].ip);
 	}
 	place(nj, rq->nodes, rq->n_nodes);
+	mtiming("restart %s", rq->job);
 	o->id = next_op;
 	next_op += 2;
 	o->t0 = now_ms();
@@ -1082,12 +1125,14 @@ int job_restart(const Zapc__Mgr__JobRequest *rq, out_fn out, void *ctx, char *er
 		e.restart = &rs;
 		if (send_part(o, pi, &e, "restart") < 0)
 			goto abort;
+		mtiming("restart sent to %s", o->p[pi].node);
 	}
 	fault_point("restart", "sent");
 	if (wait_all(o, "restored", 2) < 0)
 		goto abort;
 	if (routes_wait(o->fail, sizeof(o->fail)) < 0)
 		goto abort;
+	mtiming("routes set");
 	outf(out, ctx, "[%7.1f ms] routes set", ms_since(o->t0));
 	fault_point("restart", "restored");
 	if (!all_alive(o))

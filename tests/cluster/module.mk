@@ -18,6 +18,13 @@ UNIT_TESTS += $(BUILD)/tests/cluster/tls_test.t
 $(BUILD)/tests/cluster/tls_test.t: $(call objs,tests/cluster/tls_test.c) $(CA_OBJ) $(LIBZAPC)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
+# The simulated cluster's route hook in one process (simcluster route/unroute).
+OBJS += $(call objs,tests/cluster/simroute.c)
+TEST_PROGS += $(BUILD)/bin/zapc-simroute
+$(BUILD)/bin/zapc-simroute: $(call objs,tests/cluster/simroute.c)
+	@mkdir -p $(@D)
+	$(CC) $(LDFLAGS) -o $@ $^
+
 # Benchmark: plain TCP vs lib/tls throughput (bench/tls_throughput.c).
 TEST_PROGS += $(BUILD)/bin/tls_throughput
 $(BUILD)/bin/tls_throughput: $(call objs,bench/tls_throughput.c) $(CA_OBJ) $(LIBZAPC)

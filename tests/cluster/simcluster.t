@@ -5,7 +5,7 @@
 . "${ZAPC_SRC:-$(dirname "$0")/../..}/tests/lib.sh"
 need_root
 command -v nsenter >/dev/null || skip_all "no nsenter"
-plan 33
+plan 37
 
 SC=$ZAPC_SRC/tests/cluster/simcluster
 P=$(uniq za)
@@ -98,6 +98,17 @@ t_timeout 10 "$SC" unroute 10.200.1.5 --prefix "$S"
 ping1 n1 "$S" 10.200.1.5
 st=$?
 ok $((st == 0)) "unroute takes it back"
+# The one-process hook (zapc-simroute) sets exactly the routes of the shell version.
+routes() { for ns in "$S-sw" "$S-n1" "$S-n2"; do echo "$ns"; ip -n "$ns" route show | grep '^10\.200\.9\.'; done; }
+ZBIN= t_timeout 10 "$SC" route 10.200.9.1 n2 10.200.9.2 n1 --prefix "$S" && sh_routes=$(routes) &&
+	ZBIN= t_timeout 10 "$SC" unroute 10.200.9.1 --prefix "$S" && ZBIN= t_timeout 10 "$SC" unroute 10.200.9.2 --prefix "$S"
+ok $? "shell route/unroute (ZBIN unset)"
+is "$(echo "$sh_routes" | grep -c '^10')" 6 "... 2 routes in each of the 3 namespaces"
+t_timeout 10 "$SC" route 10.200.9.1 n2 10.200.9.2 n1 --prefix "$S"
+c_routes=$(routes)
+is "$c_routes" "$sh_routes" "zapc-simroute sets the same routes as the shell version"
+t_timeout 10 "$SC" unroute 10.200.9.1 --prefix "$S" && t_timeout 10 "$SC" unroute 10.200.9.2 --prefix "$S"
+is "$(routes | grep -c '^10')" 0 "zapc-simroute's unroute removes them all"
 apid=$(cat "/run/zapc-simcluster/$S/$S-n1/agent.pid")
 t_timeout 30 "$SC" down --prefix "$S"
 ok $? "down with agents"
