@@ -103,10 +103,13 @@ static int bench_capture(const char *pod_ip, const char *peer_ip, int n)
 	}
 	usleep(100000);
 	ino_t *ino = calloc((size_t)n, sizeof(ino_t));
+	int *fflags = calloc((size_t)n, sizeof(int));
 	for (int i = 0; i < n; i++) {
 		struct stat st;
 		fstat(pod[i], &st);
 		ino[i] = st.st_ino;
+		/* the engine has them from the fdinfo it reads for every fd */
+		fflags[i] = fcntl(pod[i], F_GETFL);
 	}
 	/* sock_diag must not change a record: compare both ways once.
 	 * (NS_BENCH_ONLY=engine|diag|single runs one way only, for syscall counts.) */
@@ -118,7 +121,7 @@ static int bench_capture(const char *pod_ip, const char *peer_ip, int n)
 
 		for (int i = 0; i < n; i++)
 			inos[i] = ino[i];
-		if (netstate_sock_capture_many(ns_pod, pod, inos, NULL, NULL, (size_t)n, x, 1, NULL))
+		if (netstate_sock_capture_many(ns_pod, pod, inos, NULL, NULL, NULL, (size_t)n, x, 1, NULL))
 			return 1;
 		for (int i = 0; i < n; i++) {
 			if (netstate_sock_capture(pod[i], &y))
@@ -170,7 +173,7 @@ static int bench_capture(const char *pod_ip, const char *peer_ip, int n)
 				inos[i] = ino[i];
 			}
 			if (modes[mi].diag) {
-				if (netstate_sock_capture_many(ns_pod, copies, inos, fam, proto, (size_t)n, recs,
+				if (netstate_sock_capture_many(ns_pod, copies, inos, fam, proto, fflags, (size_t)n, recs,
 							       modes[mi].threads, NULL)) {
 					fprintf(stderr, "capture failed\n");
 					return 1;
@@ -202,6 +205,7 @@ static int bench_capture(const char *pod_ip, const char *peer_ip, int n)
 		       modes[mi].what, n, t[0] * 1e3, t[10] * 1e3, t[10] * 1e6 / n, cpu[10] * 1e3);
 	}
 	free(ino);
+	free(fflags);
 	free(pod);
 	free(peer);
 	return 0;

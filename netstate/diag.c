@@ -37,6 +37,11 @@
 
 #define CHUNK 128          /* requests per sendmsg: replies (~0.4 KiB each) fit the rcvbuf */
 #define REPLY_MAX 2048     /* one reply: inet_diag_msg + tcp_info + a few attributes */
+/* uapi linux/tcp.h: ... tcpi_total_retrans (where glibc's struct ends, 104),
+ * then pacing_rate, max_pacing_rate, bytes_acked, bytes_received (u64),
+ * segs_out, segs_in, notsent_bytes (u32) */
+#define TCPI_NOTSENT_OFF 144
+_Static_assert(sizeof(struct tcp_info) == 104, "glibc tcp_info ends at tcpi_total_retrans");
 
 struct diag_req {
 	struct nlmsghdr nlh;
@@ -52,6 +57,8 @@ static void parse_reply(struct ns_diag_sock *e, const struct nlmsghdr *h)
 	if (h->nlmsg_len < NLMSG_LENGTH(sizeof(*m)) || m->idiag_inode != e->ino)
 		return;
 	e->ifindex = m->id.idiag_if;
+	e->rqueue = m->idiag_rqueue;
+	e->wqueue = m->idiag_wqueue;
 	len = (int)(h->nlmsg_len - NLMSG_LENGTH(sizeof(*m)));
 	for (a = (const struct rtattr *)(m + 1); RTA_OK(a, len); a = RTA_NEXT(a, len)) {
 		size_t al = RTA_PAYLOAD(a);
@@ -61,6 +68,11 @@ static void parse_reply(struct ns_diag_sock *e, const struct nlmsghdr *h)
 		case INET_DIAG_INFO:
 			memcpy(&e->ti, p, al < sizeof(e->ti) ? al : sizeof(e->ti));
 			e->has_ti = al >= offsetof(struct tcp_info, tcpi_rtt);
+			/* tcpi_notsent_bytes (4.6+): past the end of glibc's tcp_info */
+			if (al >= TCPI_NOTSENT_OFF + 4) {
+				memcpy(&e->notsent, (const char *)p + TCPI_NOTSENT_OFF, 4);
+				e->has_notsent = 1;
+			}
 			break;
 		case INET_DIAG_TOS:
 			if (al >= 1) {

@@ -32,7 +32,7 @@ static int capture_as(int fd, int domain, int type, int proto, const struct ns_d
 	s->family = (uint32_t)domain;
 	s->type = (uint32_t)type;
 	s->protocol = (uint32_t)proto;
-	r = ns_opts_capture(fd, s, dg && dg->valid ? dg : NULL);
+	r = ns_opts_capture(fd, s, dg && dg->valid ? dg : NULL, NULL, dg ? dg->file_flags : -1);
 	if (!r)
 		r = type == SOCK_STREAM ? ns_tcp_capture(fd, s, dg) : ns_udp_capture(fd, s);
 	if (r) {
@@ -92,11 +92,21 @@ struct many {
 	netstate_sock_t **out;
 	struct ns_diag_sock *e;
 	size_t n, next, failed;
-	int pass, err;
+	int pass, err, threads;
 };
 
+static void fail_at(struct many *m, size_t i, int r)
+{
+	int zero = 0;
+
+	if (__atomic_compare_exchange_n(&m->err, &zero, r, false, __ATOMIC_RELAXED, __ATOMIC_RELAXED))
+		m->failed = i;
+	log_err("netstate: capture of socket %zu of %zu (fd %d): %s", i + 1, m->n, m->fd[i], strerror(-r));
+	__atomic_store_n(&m->next, m->n, __ATOMIC_RELAXED);   /* the others stop */
+}
+
 /* Pass 0: kind and addresses (what sock_diag needs to find a connection).
- * Pass 1: the capture itself. */
+ * Pass 1 (a socket the batch could not take): the capture itself. */
 static int one(struct many *m, size_t i)
 {
 	struct ns_diag_sock *e = &m->e[i];
@@ -127,44 +137,97 @@ static int one(struct many *m, size_t i)
 	return 0;
 }
 
-static void *capture_worker(void *arg)
+static void *pass0_worker(void *arg)
 {
 	struct many *m = arg;
 	size_t i;
+	int r;
 
-	while ((i = __atomic_fetch_add(&m->next, 1, __ATOMIC_RELAXED)) < m->n) {
-		int r = one(m, i);
+	while ((i = __atomic_fetch_add(&m->next, 1, __ATOMIC_RELAXED)) < m->n)
+		if ((r = one(m, i)) < 0)
+			fail_at(m, i, r);
+	return NULL;
+}
 
-		if (r < 0) {
-			int zero = 0;
+/* Pass 1 for one thread's share [lo, hi): the established connections
+ * sock_diag answered for in batches through io_uring (fast.c), then every
+ * socket the batches left, one by one. */
+struct share {
+	struct many *m;
+	size_t lo, hi;
+};
 
-			if (__atomic_compare_exchange_n(&m->err, &zero, r, false, __ATOMIC_RELAXED, __ATOMIC_RELAXED))
-				m->failed = i;
-			log_err("netstate: capture of socket %zu of %zu (fd %d): %s", i + 1, m->n, m->fd[i], strerror(-r));
-			__atomic_store_n(&m->next, m->n, __ATOMIC_RELAXED);   /* the others stop */
+#define RING_ENTRIES 256
+
+static void *pass1_worker(void *arg)
+{
+	struct share *sh = arg;
+	struct many *m = sh->m;
+	size_t *idx = NULL, nf = 0;
+	int r;
+
+	for (size_t i = sh->lo; i < sh->hi; i++) {
+		const struct ns_diag_sock *e = &m->e[i];
+
+		if (e->valid && e->type == SOCK_STREAM && e->has_local && e->has_peer &&
+		    ns_tcp_repairable(e->ti.tcpi_state)) {
+			if (!idx && !(idx = malloc((sh->hi - sh->lo) * sizeof(*idx))))
+				break;   /* all of them one by one */
+			idx[nf++] = i;
 		}
 	}
+	if (nf) {
+		struct ns_ring ring;
+
+		if ((r = ns_ring_open(&ring, RING_ENTRIES)) < 0) {
+			log_debug("netstate: io_uring: %s (sockets are captured one by one)", strerror(-r));
+		} else {
+			r = ns_fast_capture(&ring, m->fd, m->e, idx, nf, m->out);
+			ns_ring_close(&ring);
+			if (r < 0)
+				fail_at(m, idx[0], r);
+		}
+	}
+	free(idx);
+	for (size_t i = sh->lo; i < sh->hi && __atomic_load_n(&m->next, __ATOMIC_RELAXED) < m->n; i++)
+		if (!m->out[i] && (r = one(m, i)) < 0)
+			fail_at(m, i, r);
 	return NULL;
 }
 
 static void run_pass(struct many *m, int threads)
 {
 	pthread_t th[8];
-	int nth = 0;
+	struct share sh[8];
+	int nth = 0, want = 1;
 
 	m->next = 0;
 	/* A thread costs tens of us to start: only for more than a few sockets. */
 	for (int k = 1; k < threads && k < 8 && m->n > (size_t)k * 8; k++)
-		if (pthread_create(&th[nth], NULL, capture_worker, m) == 0)
-			nth++;
-	capture_worker(m);
+		want++;
+	if (m->pass == 0) {
+		for (int k = 1; k < want; k++)
+			if (pthread_create(&th[nth], NULL, pass0_worker, m) == 0)
+				nth++;
+		pass0_worker(m);
+	} else {
+		/* contiguous shares: each thread batches its own */
+		for (int k = 0; k < want; k++)
+			sh[k] = (struct share){ m, m->n * (size_t)k / (size_t)want, m->n * (size_t)(k + 1) / (size_t)want };
+		for (int k = 1; k < want; k++)
+			if (pthread_create(&th[nth], NULL, pass1_worker, &sh[k]) == 0)
+				nth++;
+			else
+				pass1_worker(&sh[k]);
+		pass1_worker(&sh[0]);
+	}
 	for (int k = 0; k < nth; k++)
 		pthread_join(th[k], NULL);
 }
 
 int netstate_sock_capture_many(int netns_fd, const int *fd, const uint64_t *ino, const int *family,
-			       const int *protocol, size_t n, netstate_sock_t **out, int threads,
-			       size_t *failed)
+			       const int *protocol, const int *file_flags, size_t n, netstate_sock_t **out,
+			       int threads, size_t *failed)
 {
 	struct many m = { .fd = fd, .out = out, .n = n };
 
@@ -177,6 +240,7 @@ int netstate_sock_capture_many(int netns_fd, const int *fd, const uint64_t *ino,
 		m.e[i].ino = ino ? ino[i] : 0;
 		m.e[i].family = family ? family[i] : -1;
 		m.e[i].protocol = protocol ? protocol[i] : -1;
+		m.e[i].file_flags = file_flags ? file_flags[i] : -1;
 	}
 	run_pass(&m, threads);
 	if (!m.err) {
