@@ -145,6 +145,8 @@ static int bench_capture(const char *pod_ip, const char *peer_ip, int n)
 		if (diff)
 			return 1;
 	}
+	/* the engine makes these before it freezes the pod (inet_dump_early) */
+	netstate_capture_prepare(2);
 	/* Three ways: as the engine does it (sock_diag, 2 threads), sock_diag on
 	 * one thread, and each socket on its own (the old way). */
 	static const struct { const char *name, *what; int diag, threads; } modes[] = {

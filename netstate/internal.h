@@ -23,8 +23,7 @@
 union ns_sockaddr {
 	struct sockaddr sa;
 	struct sockaddr_in in4;
-	struct sockaddr_in6 in6;
-	struct sockaddr_storage ss;
+	struct sockaddr_in6 in6;   /* the largest: TCP and UDP over IP only */
 };
 
 /* diag.c — what capture knows of one socket before asking it: its kind,
@@ -48,8 +47,14 @@ struct ns_diag_sock {
 	bool has_notsent;
 	int file_flags;                  /* O_NONBLOCK known to the caller (fdinfo), or -1 */
 };
-/* Fill what sock_diag knows for each e[i] with ask (one round trip per 128). */
-int ns_diag_ask(int netns_fd, struct ns_diag_sock *e, size_t n);
+/* count sock_diag sockets in netns_fd (-1: the caller's): 0, or -errno
+ * (logged) and every nl[k] -1. */
+int ns_diag_open(int netns_fd, int *nl, int count);
+/* Reply buffers (~74 KiB, touched when made: reuse them). */
+struct ns_diag_bufs;
+struct ns_diag_bufs *ns_diag_bufs_new(void);
+/* Fill what sock_diag knows for each e[i] with ask (one round trip per 64). */
+int ns_diag_ask(int nl, struct ns_diag_bufs *b, struct ns_diag_sock *e, size_t n);
 
 /* addr.c */
 Netstate__Addr *ns_addr_new(const union ns_sockaddr *sa);
@@ -68,9 +73,11 @@ struct ns_ring {
 	struct io_uring_cqe *cqes;
 	void *ring;
 	size_t ring_len, sqes_len;
+	bool broken;     /* an io_uring_enter failed: not to be used again */
 };
 int ns_ring_open(struct ns_ring *r, unsigned entries);
 void ns_ring_close(struct ns_ring *r);
+void ns_ring_touch(struct ns_ring *r);
 struct io_uring_sqe *ns_ring_sqe(struct ns_ring *r, int *res, bool sticky);
 int ns_ring_run(struct ns_ring *r);   /* submit what is queued, wait for all of it */
 int ns_ring_getsockopt(struct ns_ring *r, int fd, int name, void *val, int len, int *res);   /* SOL_SOCKET */

@@ -169,6 +169,10 @@ void inet_dump_early(pid_t init)
 		D.netns_fd = -1;
 		D.hold = NULL;
 	}
+	/* and what the capture reuses (rings, buffers, a thread stack): made
+	 * while the pod still runs, after the holder was forked */
+	if (any)
+		netstate_capture_prepare(2);
 }
 
 void inet_dump_release(void)
