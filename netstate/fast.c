@@ -59,7 +59,7 @@
 #define SO_PEEK_OFF 42
 #endif
 
-#define BATCH 8   /* connections per batch: ~30 ring entries each */
+#define BATCH 16   /* connections per batch: ~25 ring entries each (ring 1) */
 
 static const int v_one = 1, v_zero = 0, v_repair_on = TCP_REPAIR_ON, v_repair_off = TCP_REPAIR_OFF_NO_WP,
 		 v_recvq = TCP_RECV_QUEUE, v_sendq = TCP_SEND_QUEUE;
@@ -106,20 +106,36 @@ static int ring1(struct ns_ring *r, struct fast *f)
 		return -ENOMEM;
 	f->peek_off = -1;
 	f->rpeek = 0;
+	if ((e = ns_ring_reserve(r, NS_PRE_MAX + 12)))   /* all of this socket's requests in one run */
+		return e;
 	if ((e = ns_opts_queue(r, fd, f->s, dg, &f->pre)) ||
 	    (e = ns_ring_getsockopt(r, fd, SO_PEEK_OFF, &f->peek_off, sizeof(int), &f->peek_off_res)) ||
 	    (e = ns_ring_recv(r, fd, &f->oob, 1, MSG_OOB | MSG_PEEK, &f->oob_res)) ||
 	    (e = ns_ring_inq(r, fd, false, &f->inq_plain)) ||
 	    (e = ns_ring_setsockopt(r, fd, SOL_SOCKET, SO_OOBINLINE, &v_one, &f->inline_res, false)) ||
-	    (e = ns_ring_inq(r, fd, false, &f->inq_inline)) ||
-	    (e = ns_ring_setsockopt(r, fd, IPPROTO_TCP, TCP_REPAIR, &v_repair_on, &f->on_res, false)) ||
-	    (e = ns_ring_setsockopt(r, fd, IPPROTO_TCP, TCP_REPAIR_QUEUE, &v_recvq, &f->selr_res, false)) ||
-	    /* Never a peek of an empty receive queue: with nothing to copy,
-	     * tcp_recvmsg returns (and clears) a pending sk_err.  A queue that
-	     * was empty for sock_diag and is not now fails the check of ring 3. */
-	    (dg->rqueue && (e = ns_ring_recv(r, fd, f->rbuf, f->rcap, MSG_PEEK, &f->rpeek))) ||
-	    (e = ns_ring_setsockopt(r, fd, IPPROTO_TCP, TCP_REPAIR_QUEUE, &v_sendq, &f->sels_res, false)) ||
-	    (e = ns_ring_recv(r, fd, f->sbuf, f->scap, MSG_PEEK, &f->speek)))
+	    (e = ns_ring_inq(r, fd, false, &f->inq_inline)))
+		return e;
+	/* Linked: a peek runs only in repair mode with its queue selected.  A
+	 * peek of the receive queue outside repair mode, or of an empty one,
+	 * would return (and clear) a pending sk_err when it has nothing to
+	 * copy (tcp_recvmsg); so the receive queue is peeked only when
+	 * sock_diag saw bytes in it (they cannot go: the app is frozen).  A
+	 * queue that was empty then and is not now fails the check of ring 3. */
+	if ((e = ns_ring_setsockopt(r, fd, IPPROTO_TCP, TCP_REPAIR, &v_repair_on, &f->on_res, false)))
+		return e;
+	ns_ring_link_last(r);
+	if ((e = ns_ring_setsockopt(r, fd, IPPROTO_TCP, TCP_REPAIR_QUEUE, &v_recvq, &f->selr_res, false)))
+		return e;
+	ns_ring_link_last(r);
+	if (dg->rqueue) {
+		if ((e = ns_ring_recv(r, fd, f->rbuf, f->rcap, MSG_PEEK, &f->rpeek)))
+			return e;
+		ns_ring_link_last(r);
+	}
+	if ((e = ns_ring_setsockopt(r, fd, IPPROTO_TCP, TCP_REPAIR_QUEUE, &v_sendq, &f->sels_res, false)))
+		return e;
+	ns_ring_link_last(r);
+	if ((e = ns_ring_recv(r, fd, f->sbuf, f->scap, MSG_PEEK, &f->speek)))
 		return e;
 	return 0;
 }

@@ -74,12 +74,18 @@ struct ns_ring {
 	void *ring;
 	size_t ring_len, sqes_len;
 	bool broken;     /* an io_uring_enter failed: not to be used again */
+	struct io_uring_sqe *last;
 };
 int ns_ring_open(struct ns_ring *r, unsigned entries);
 void ns_ring_close(struct ns_ring *r);
 void ns_ring_touch(struct ns_ring *r);
 struct io_uring_sqe *ns_ring_sqe(struct ns_ring *r, int *res, bool sticky);
-int ns_ring_run(struct ns_ring *r);   /* submit what is queued, wait for all of it */
+int ns_ring_run(struct ns_ring *r);
+/* Room for n more requests in this submission (runs what is queued if not):
+ * a linked chain must not be cut by a run in its middle. */
+int ns_ring_reserve(struct ns_ring *r, unsigned n);
+/* The request queued last runs only if it succeeds, the next one only after it. */
+void ns_ring_link_last(struct ns_ring *r);   /* submit what is queued, wait for all of it */
 int ns_ring_getsockopt(struct ns_ring *r, int fd, int name, void *val, int len, int *res);   /* SOL_SOCKET */
 int ns_ring_setsockopt(struct ns_ring *r, int fd, int level, int name, const int *val, int *res, bool sticky);
 int ns_ring_inq(struct ns_ring *r, int fd, bool outq, int *res);   /* SIOCINQ / SIOCOUTQ */

@@ -102,7 +102,7 @@ struct many {
 };
 
 #define MAX_SHARES 8
-#define RING_ENTRIES 256
+#define RING_ENTRIES 512
 
 /* What a share keeps between calls. */
 static struct slot {
@@ -197,11 +197,8 @@ static int pass0(struct many *m, size_t lo, size_t hi, struct ns_ring *r)
 		for (size_t i = b; i < end; i++) {
 			int *rs = &res[3 * (i - b)];
 
-			for (int j = 0; j < 3; j++)
-				if (rs[j] < 0) {
-					fail_at(m, i, rs[j]);
-					return rs[j];
-				}
+			if (rs[0] < 0 || rs[1] < 0 || rs[2] < 0)
+				m->e[i].type = -1;   /* asked again below, as a syscall */
 		}
 	}
 	for (size_t i = lo; i < hi && !stopped(m); i++) {
@@ -209,7 +206,8 @@ static int pass0(struct many *m, size_t lo, size_t hi, struct ns_ring *r)
 		int fd = m->fd[i], rr;
 		socklen_t len;
 
-		if (!r && (rr = sock_kind(fd, &e->family, &e->type, &e->protocol)) < 0) {
+		/* no ring, or it could not tell (sockets' io_uring commands: 6.7+) */
+		if ((!r || e->type < 0) && (rr = sock_kind(fd, &e->family, &e->type, &e->protocol)) < 0) {
 			fail_at(m, i, rr);
 			return rr;
 		}

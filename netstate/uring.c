@@ -9,6 +9,8 @@
  * any level and getsockopt at SOL_SOCKET only; IP/TCP-level getsockopt
  * stays a syscall.
  *
+ * A chain that must stop at its first failure is linked (IOSQE_IO_LINK:
+ * the rest complete with -ECANCELED).
  * Requests of one submission run in order, inline in io_uring_enter: none
  * of the ones used here can block for I/O (recv carries MSG_DONTWAIT, which
  * makes io_uring complete it with -EAGAIN instead of waiting for data), so
@@ -119,6 +121,7 @@ static void reap(struct ns_ring *r)
 	__atomic_store_n(r->cq_head, head, __ATOMIC_RELEASE);
 }
 
+
 int ns_ring_run(struct ns_ring *r)
 {
 	unsigned n = r->queued;
@@ -142,6 +145,7 @@ int ns_ring_run(struct ns_ring *r)
 	}
 	reap(r);
 	r->queued = 0;
+	r->last = NULL;
 	return 0;
 }
 
@@ -168,7 +172,23 @@ struct io_uring_sqe *ns_ring_sqe(struct ns_ring *r, int *slot, bool sticky)
 		*slot = -ECANCELED;   /* until it completes */
 	__atomic_store_n(r->sq_tail, tail + 1, __ATOMIC_RELEASE);
 	r->queued++;
+	r->last = e;
 	return e;
+}
+
+int ns_ring_reserve(struct ns_ring *r, unsigned n)
+{
+	unsigned cap = r->entries < r->cq_entries ? r->entries : r->cq_entries;
+
+	if (r->broken || n > cap)
+		return -EIO;
+	return cap - r->queued < n ? ns_ring_run(r) : 0;
+}
+
+void ns_ring_link_last(struct ns_ring *r)
+{
+	if (r->last)
+		r->last->flags |= IOSQE_IO_LINK;
 }
 
 /* io_uring socket commands (uapi SOCKET_URING_OP_*, not in Debian 12's headers). */
