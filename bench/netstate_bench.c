@@ -4,7 +4,7 @@
  *
  *   netstate_bench capture POD_NS PEER_NS POD_IP PEER_IP N
  *       N established connections (each with a little unread data both
- *       ways); prints the time to capture all N as the engine does it
+ *       ways, every fifth with a dozen options set); prints the time to capture all N as the engine does it
  *       (agent/engine/inet.c: per socket the kind check and a copy of the
  *       fd, then netstate_sock_capture_many: one sock_diag round trip, 2
  *       threads; records packed), min/median of 20 rounds; then the same on
@@ -98,6 +98,23 @@ static int bench_capture(const char *pod_ip, const char *peer_ip, int n)
 			return 1;
 		}
 		peer[i] = accept(ls, NULL, NULL);
+		if (i % 5 == 0) {   /* a few with options set, so that the comparison below covers them */
+			int idle = 77, uto = 12345, lowat = 100000, sndbuf = 600000, mark = 42, prio = 3, tos = 0x10;
+			struct linger lg = { 1, 5 };
+			struct timeval tv = { 5, 0 };
+			setsockopt(pod[i], SOL_SOCKET, SO_KEEPALIVE, &one, sizeof(one));
+			setsockopt(pod[i], IPPROTO_TCP, TCP_KEEPIDLE, &idle, sizeof(idle));
+			setsockopt(pod[i], IPPROTO_TCP, TCP_USER_TIMEOUT, &uto, sizeof(uto));
+			setsockopt(pod[i], IPPROTO_TCP, TCP_NOTSENT_LOWAT, &lowat, sizeof(lowat));
+			setsockopt(pod[i], SOL_SOCKET, SO_SNDBUF, &sndbuf, sizeof(sndbuf));
+			setsockopt(pod[i], SOL_SOCKET, SO_MARK, &mark, sizeof(mark));
+			setsockopt(pod[i], SOL_SOCKET, SO_LINGER, &lg, sizeof(lg));
+			setsockopt(pod[i], SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+			setsockopt(pod[i], SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+			setsockopt(pod[i], IPPROTO_IP, IP_TOS, &tos, sizeof(tos));
+			setsockopt(pod[i], SOL_SOCKET, SO_PRIORITY, &prio, sizeof(prio));
+			fcntl(pod[i], F_SETFL, O_NONBLOCK);
+		}
 		send(peer[i], "unread by the pod", 17, 0);
 		send(pod[i], "unread by the peer", 18, 0);
 	}
