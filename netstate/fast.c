@@ -71,7 +71,7 @@ struct fast {
 	Netstate__Socket *s;
 	struct ns_opt_pre pre;
 	int peek_off, peek_off_res, oob_res, inq_plain, inq_inline;
-	int inline_res, on_res, selr_res, sels_res, rpeek, speek, selr2_res;
+	int inline_get_res, inline_res, on_res, selr_res, sels_res, rpeek, speek, selr2_res;
 	int inq_after, outq_after, off_res, reuse_res, peek_back_res, inline_back_res;
 	int inline_orig, reuse;
 	uint8_t oob, *rbuf, *sbuf;
@@ -105,14 +105,20 @@ static int ring1(struct ns_ring *r, struct fast *f)
 	if (!(f->rbuf = malloc(f->rcap)) || !(f->sbuf = malloc(f->scap)))
 		return -ENOMEM;
 	f->peek_off = -1;
+	f->inline_orig = 0;
 	f->rpeek = 0;
 	if ((e = ns_ring_reserve(r, NS_PRE_MAX + 12)))   /* all of this socket's requests in one run */
 		return e;
 	if ((e = ns_opts_queue(r, fd, f->s, dg, &f->pre)) ||
 	    (e = ns_ring_getsockopt(r, fd, SO_PEEK_OFF, &f->peek_off, sizeof(int), &f->peek_off_res)) ||
 	    (e = ns_ring_recv(r, fd, &f->oob, 1, MSG_OOB | MSG_PEEK, &f->oob_res)) ||
-	    (e = ns_ring_inq(r, fd, false, &f->inq_plain)) ||
-	    (e = ns_ring_setsockopt(r, fd, SOL_SOCKET, SO_OOBINLINE, &v_one, &f->inline_res, false)) ||
+	    (e = ns_ring_inq(r, fd, false, &f->inq_plain)))
+		return e;
+	/* SO_OOBINLINE on for the capture, only once its value is known (linked) */
+	if ((e = ns_ring_getsockopt(r, fd, SO_OOBINLINE, &f->inline_orig, sizeof(int), &f->inline_get_res)))
+		return e;
+	ns_ring_link_last(r);
+	if ((e = ns_ring_setsockopt(r, fd, SOL_SOCKET, SO_OOBINLINE, &v_one, &f->inline_res, false)) ||
 	    (e = ns_ring_inq(r, fd, false, &f->inq_inline)))
 		return e;
 	/* Linked: a peek runs only in repair mode with its queue selected.  A
@@ -148,9 +154,7 @@ static void direct1(struct fast *f)
 	socklen_t len;
 	int fd = f->fd;
 
-	f->inline_orig = 0;
 	f->reuse = 0;
-	ns_opt_pre_int(&f->pre, SOL_SOCKET, SO_OOBINLINE, &f->inline_orig);
 	ns_opt_pre_int(&f->pre, SOL_SOCKET, SO_REUSEADDR, &f->reuse);
 	if (f->on_res || f->selr_res || f->sels_res || f->inline_res || f->rpeek < 0 || f->speek < 0 ||
 	    (size_t)f->rpeek >= f->rcap || (size_t)f->speek >= f->scap ||
