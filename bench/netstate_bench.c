@@ -4,7 +4,7 @@
  *
  *   netstate_bench capture POD_NS PEER_NS POD_IP PEER_IP N
  *       N established connections (each with a little unread data both
- *       ways); prints the time to capture all N as the engine does it
+ *       ways, every fifth with a dozen options set); prints the time to capture all N as the engine does it
  *       (agent/engine/inet.c: per socket the kind check and a copy of the
  *       fd, then netstate_sock_capture_many: one sock_diag round trip, 2
  *       threads; records packed), min/median of 20 rounds; then the same on
@@ -98,15 +98,35 @@ static int bench_capture(const char *pod_ip, const char *peer_ip, int n)
 			return 1;
 		}
 		peer[i] = accept(ls, NULL, NULL);
+		if (i % 5 == 0) {   /* a few with options set, so that the comparison below covers them */
+			int idle = 77, uto = 12345, lowat = 100000, sndbuf = 600000, mark = 42, prio = 3, tos = 0x10;
+			struct linger lg = { 1, 5 };
+			struct timeval tv = { 5, 0 };
+			setsockopt(pod[i], SOL_SOCKET, SO_KEEPALIVE, &one, sizeof(one));
+			setsockopt(pod[i], IPPROTO_TCP, TCP_KEEPIDLE, &idle, sizeof(idle));
+			setsockopt(pod[i], IPPROTO_TCP, TCP_USER_TIMEOUT, &uto, sizeof(uto));
+			setsockopt(pod[i], IPPROTO_TCP, TCP_NOTSENT_LOWAT, &lowat, sizeof(lowat));
+			setsockopt(pod[i], SOL_SOCKET, SO_SNDBUF, &sndbuf, sizeof(sndbuf));
+			setsockopt(pod[i], SOL_SOCKET, SO_MARK, &mark, sizeof(mark));
+			setsockopt(pod[i], SOL_SOCKET, SO_LINGER, &lg, sizeof(lg));
+			setsockopt(pod[i], SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+			setsockopt(pod[i], SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+			setsockopt(pod[i], IPPROTO_IP, IP_TOS, &tos, sizeof(tos));
+			setsockopt(pod[i], SOL_SOCKET, SO_PRIORITY, &prio, sizeof(prio));
+			fcntl(pod[i], F_SETFL, O_NONBLOCK);
+		}
 		send(peer[i], "unread by the pod", 17, 0);
 		send(pod[i], "unread by the peer", 18, 0);
 	}
 	usleep(100000);
 	ino_t *ino = calloc((size_t)n, sizeof(ino_t));
+	int *fflags = calloc((size_t)n, sizeof(int));
 	for (int i = 0; i < n; i++) {
 		struct stat st;
 		fstat(pod[i], &st);
 		ino[i] = st.st_ino;
+		/* the engine has them from the fdinfo it reads for every fd */
+		fflags[i] = fcntl(pod[i], F_GETFL);
 	}
 	/* sock_diag must not change a record: compare both ways once.
 	 * (NS_BENCH_ONLY=engine|diag|single runs one way only, for syscall counts.) */
@@ -118,7 +138,7 @@ static int bench_capture(const char *pod_ip, const char *peer_ip, int n)
 
 		for (int i = 0; i < n; i++)
 			inos[i] = ino[i];
-		if (netstate_sock_capture_many(ns_pod, pod, inos, NULL, NULL, (size_t)n, x, 1, NULL))
+		if (netstate_sock_capture_many(ns_pod, pod, inos, NULL, NULL, NULL, (size_t)n, x, 1, NULL))
 			return 1;
 		for (int i = 0; i < n; i++) {
 			if (netstate_sock_capture(pod[i], &y))
@@ -142,6 +162,8 @@ static int bench_capture(const char *pod_ip, const char *peer_ip, int n)
 		if (diff)
 			return 1;
 	}
+	/* the engine makes these before it freezes the pod (inet_dump_early) */
+	netstate_capture_prepare(2);
 	/* Three ways: as the engine does it (sock_diag, 2 threads), sock_diag on
 	 * one thread, and each socket on its own (the old way). */
 	static const struct { const char *name, *what; int diag, threads; } modes[] = {
@@ -170,7 +192,7 @@ static int bench_capture(const char *pod_ip, const char *peer_ip, int n)
 				inos[i] = ino[i];
 			}
 			if (modes[mi].diag) {
-				if (netstate_sock_capture_many(ns_pod, copies, inos, fam, proto, (size_t)n, recs,
+				if (netstate_sock_capture_many(ns_pod, copies, inos, fam, proto, fflags, (size_t)n, recs,
 							       modes[mi].threads, NULL)) {
 					fprintf(stderr, "capture failed\n");
 					return 1;
@@ -202,6 +224,7 @@ static int bench_capture(const char *pod_ip, const char *peer_ip, int n)
 		       modes[mi].what, n, t[0] * 1e3, t[10] * 1e3, t[10] * 1e6 / n, cpu[10] * 1e3);
 	}
 	free(ino);
+	free(fflags);
 	free(pod);
 	free(peer);
 	return 0;

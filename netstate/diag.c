@@ -35,8 +35,13 @@
 #include "lib/log.h"
 #include "netstate/internal.h"
 
-#define CHUNK 128          /* requests per sendmsg: replies (~0.4 KiB each) fit the rcvbuf */
-#define REPLY_MAX 2048     /* one reply: inet_diag_msg + tcp_info + a few attributes */
+#define CHUNK 64           /* requests per sendmsg: replies (~0.4 KiB each) fit the rcvbuf */
+#define REPLY_MAX 1024     /* one reply: inet_diag_msg + tcp_info + a few attributes (432 bytes on 6.18) */
+/* uapi linux/tcp.h: ... tcpi_total_retrans (where glibc's struct ends, 104),
+ * then pacing_rate, max_pacing_rate, bytes_acked, bytes_received (u64),
+ * segs_out, segs_in, notsent_bytes (u32) */
+#define TCPI_NOTSENT_OFF 144
+_Static_assert(sizeof(struct tcp_info) == 104, "glibc tcp_info ends at tcpi_total_retrans");
 
 struct diag_req {
 	struct nlmsghdr nlh;
@@ -52,6 +57,8 @@ static void parse_reply(struct ns_diag_sock *e, const struct nlmsghdr *h)
 	if (h->nlmsg_len < NLMSG_LENGTH(sizeof(*m)) || m->idiag_inode != e->ino)
 		return;
 	e->ifindex = m->id.idiag_if;
+	e->rqueue = m->idiag_rqueue;
+	e->wqueue = m->idiag_wqueue;
 	len = (int)(h->nlmsg_len - NLMSG_LENGTH(sizeof(*m)));
 	for (a = (const struct rtattr *)(m + 1); RTA_OK(a, len); a = RTA_NEXT(a, len)) {
 		size_t al = RTA_PAYLOAD(a);
@@ -61,6 +68,11 @@ static void parse_reply(struct ns_diag_sock *e, const struct nlmsghdr *h)
 		case INET_DIAG_INFO:
 			memcpy(&e->ti, p, al < sizeof(e->ti) ? al : sizeof(e->ti));
 			e->has_ti = al >= offsetof(struct tcp_info, tcpi_rtt);
+			/* tcpi_notsent_bytes (4.6+): past the end of glibc's tcp_info */
+			if (al >= TCPI_NOTSENT_OFF + 4) {
+				memcpy(&e->notsent, (const char *)p + TCPI_NOTSENT_OFF, 4);
+				e->has_notsent = 1;
+			}
 			break;
 		case INET_DIAG_TOS:
 			if (al >= 1) {
@@ -130,13 +142,25 @@ static void fill_req(struct diag_req *q, const struct ns_diag_sock *e, uint32_t 
 	}
 }
 
-/* Requests for e[idx[0..n)] (one sendmsg), then their n replies. */
-struct diag_bufs {
+/* Requests for e[idx[0..n)] (one sendmsg), then their n replies.  The
+ * buffers are reused (a fresh page costs ~10 us to touch here). */
+struct ns_diag_bufs {
 	struct diag_req q[CHUNK];
+	struct mmsghdr mm[CHUNK];
+	struct iovec iov[CHUNK];
 	char buf[CHUNK * REPLY_MAX];
 };
 
-static int ask_chunk(int nl, struct diag_bufs *b, struct ns_diag_sock *e, const size_t *idx, size_t n)
+struct ns_diag_bufs *ns_diag_bufs_new(void)
+{
+	struct ns_diag_bufs *b = malloc(sizeof(*b));
+
+	if (b)
+		memset(b, 0, sizeof(*b));   /* touched now, not while the pod is frozen */
+	return b;
+}
+
+static int ask_chunk(int nl, struct ns_diag_bufs *b, struct ns_diag_sock *e, const size_t *idx, size_t n)
 {
 	struct diag_req *q = b->q;
 	char *buf = b->buf;
@@ -149,8 +173,8 @@ static int ask_chunk(int nl, struct diag_bufs *b, struct ns_diag_sock *e, const 
 	/* The kernel answers inside sendmsg: every reply is queued now.  One
 	 * datagram per reply, so recvmmsg takes them all in one call. */
 	while (answered < n) {
-		struct mmsghdr mm[CHUNK];
-		struct iovec iov[CHUNK];
+		struct mmsghdr *mm = b->mm;
+		struct iovec *iov = b->iov;
 		int got;
 
 		for (size_t k = 0; k < n - answered; k++) {
@@ -182,18 +206,12 @@ static int ask_chunk(int nl, struct diag_bufs *b, struct ns_diag_sock *e, const 
 	return 0;
 }
 
-int ns_diag_ask(int netns_fd, struct ns_diag_sock *e, size_t n)
+int ns_diag_open(int netns_fd, int *nl, int count)
 {
-	size_t idx[CHUNK], k = 0;
-	int nl = -1, self = -1, r = 0;
-	struct diag_bufs *b;
+	int self = -1, r = 0, k;
 
-	for (size_t i = 0; i < n; i++)
-		k += e[i].ask;
-	if (!k)
-		return 0;
-	if (!(b = malloc(sizeof(*b))))
-		return -ENOMEM;
+	for (k = 0; k < count; k++)
+		nl[k] = -1;
 	if (netns_fd >= 0) {
 		self = open("/proc/thread-self/ns/net", O_RDONLY | O_CLOEXEC);
 		if (self < 0 || setns(netns_fd, CLONE_NEWNET) < 0) {
@@ -201,32 +219,49 @@ int ns_diag_ask(int netns_fd, struct ns_diag_sock *e, size_t n)
 			goto out;
 		}
 	}
-	nl = socket(AF_NETLINK, SOCK_DGRAM | SOCK_CLOEXEC, NETLINK_SOCK_DIAG);
-	if (nl < 0)
-		r = -errno;
+	for (k = 0; k < count && !r; k++)
+		if ((nl[k] = socket(AF_NETLINK, SOCK_DGRAM | SOCK_CLOEXEC, NETLINK_SOCK_DIAG)) < 0)
+			r = -errno;
 	if (self >= 0 && setns(self, CLONE_NEWNET) < 0) {
 		r = -errno;
 		log_err("netstate: cannot return to own netns: %s", strerror(errno));
 	}
+out:
+	if (r) {
+		log_warn("netstate: sock_diag: %s (sockets are asked one by one)", strerror(-r));
+		for (k = 0; k < count; k++)
+			if (nl[k] >= 0)
+				close(nl[k]);
+		for (k = 0; k < count; k++)
+			nl[k] = -1;
+	}
+	if (self >= 0)
+		close(self);
+	return r;
+}
+
+int ns_diag_ask(int nl, struct ns_diag_bufs *b, struct ns_diag_sock *e, size_t n)
+{
+	size_t idx[CHUNK], k = 0;
+	int r = 0;
+
+	for (size_t i = 0; i < n; i++)
+		k += e[i].ask;
+	if (!k || nl < 0)
+		return 0;
 	k = 0;
 	for (size_t i = 0; i < n && !r; i++) {
 		if (!e[i].ask)
 			continue;
 		idx[k++] = i;
-		if (k == CHUNK || i == n - 1) {
+		if (k == CHUNK) {
 			r = ask_chunk(nl, b, e, idx, k);
 			k = 0;
 		}
 	}
 	if (!r && k)
 		r = ask_chunk(nl, b, e, idx, k);
-out:
 	if (r)
 		log_warn("netstate: sock_diag: %s (sockets are asked one by one)", strerror(-r));
-	if (nl >= 0)
-		close(nl);
-	if (self >= 0)
-		close(self);
-	free(b);
 	return r;
 }

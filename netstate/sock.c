@@ -9,6 +9,7 @@
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "lib/log.h"
 #include "netstate/internal.h"
@@ -32,7 +33,7 @@ static int capture_as(int fd, int domain, int type, int proto, const struct ns_d
 	s->family = (uint32_t)domain;
 	s->type = (uint32_t)type;
 	s->protocol = (uint32_t)proto;
-	r = ns_opts_capture(fd, s, dg && dg->valid ? dg : NULL);
+	r = ns_opts_capture(fd, s, dg && dg->valid ? dg : NULL, NULL, dg ? dg->file_flags : -1);
 	if (!r)
 		r = type == SOCK_STREAM ? ns_tcp_capture(fd, s, dg) : ns_udp_capture(fd, s);
 	if (r) {
@@ -55,10 +56,8 @@ static int check_kind(int fd, int domain, int type, int proto)
 	return 0;
 }
 
-/* What the caller did not know yet (-1): SO_DOMAIN, SO_TYPE, SO_PROTOCOL.
- * With skip_tcp_type, a known TCP socket's type is left to be checked
- * later (*type -1): a sock_diag answer proves it is a TCP stream. */
-static int sock_kind(int fd, int *domain, int *type, int *proto, bool skip_tcp_type)
+/* What the caller did not know yet (-1): SO_DOMAIN, SO_PROTOCOL; and SO_TYPE. */
+static int sock_kind(int fd, int *domain, int *type, int *proto)
 {
 	socklen_t len = sizeof(int);
 
@@ -67,10 +66,6 @@ static int sock_kind(int fd, int *domain, int *type, int *proto, bool skip_tcp_t
 	len = sizeof(int);
 	if (*proto < 0 && getsockopt(fd, SOL_SOCKET, SO_PROTOCOL, proto, &len) < 0)
 		return -errno;
-	if (skip_tcp_type && *proto == IPPROTO_TCP && (*domain == AF_INET || *domain == AF_INET6)) {
-		*type = -1;
-		return 0;
-	}
 	len = sizeof(int);
 	if (getsockopt(fd, SOL_SOCKET, SO_TYPE, type, &len) < 0)
 		return -errno;
@@ -82,91 +77,211 @@ int netstate_sock_capture(int fd, netstate_sock_t **out)
 	int domain = -1, type, proto = -1, r;
 
 	*out = NULL;
-	if ((r = sock_kind(fd, &domain, &type, &proto, false)) < 0)
+	if ((r = sock_kind(fd, &domain, &type, &proto)) < 0)
 		return r;
 	return capture_as(fd, domain, type, proto, NULL, out);
 }
 
+/*
+ * Capturing many sockets: the pod is stopped, so its CPUs are free and each
+ * capture is syscall-bound.  The sockets are split into contiguous shares,
+ * one per thread (the caller's and up to 7 more); each share does on its
+ * own: kind and addresses (pass 0), one sock_diag round trip for its
+ * connections (its own netlink socket), the established connections in
+ * io_uring batches (fast.c), and every other socket one by one.  Rings and
+ * reply buffers are kept for the next call (setting them up costs ~100 us
+ * of page touching here): netstate_capture_prepare makes them before the
+ * pod is frozen.
+ */
 struct many {
 	const int *fd;
 	netstate_sock_t **out;
 	struct ns_diag_sock *e;
-	size_t n, next, failed;
-	int pass, err;
+	size_t n, failed;
+	int err, stop;
 };
 
-/* Pass 0: kind and addresses (what sock_diag needs to find a connection).
- * Pass 1: the capture itself. */
-static int one(struct many *m, size_t i)
-{
-	struct ns_diag_sock *e = &m->e[i];
-	int fd = m->fd[i], r;
-	socklen_t len;
+#define MAX_SHARES 8
+#define RING_ENTRIES 512
 
-	if (m->pass == 1) {
-		if (e->type < 0) {   /* a raw socket has protocol 6 too; sock_diag did not vouch */
-			len = sizeof(int);
-			if (getsockopt(fd, SOL_SOCKET, SO_TYPE, &e->type, &len) < 0)
-				return -errno;
-			if ((r = check_kind(fd, e->family, e->type, e->protocol)) < 0)
-				return r;
-		}
-		return capture_as(fd, e->family, e->type, e->protocol, e, &m->out[i]);
+/* What a share keeps between calls. */
+static struct slot {
+	pthread_mutex_t lock;
+	bool ring_ok;
+	struct ns_ring ring;
+	struct ns_diag_bufs *bufs;
+} slots[MAX_SHARES] = {
+	[0 ... MAX_SHARES - 1] = { .lock = PTHREAD_MUTEX_INITIALIZER },
+};
+
+static void slot_fill(struct slot *sl)
+{
+	if (sl->ring_ok && sl->ring.broken) {
+		ns_ring_close(&sl->ring);
+		sl->ring_ok = false;
 	}
-	if ((r = sock_kind(fd, &e->family, &e->type, &e->protocol, true)) < 0)
-		return r;
-	if (e->protocol != IPPROTO_TCP)
-		return 0;
-	e->named = true;
-	len = sizeof(e->local);
-	e->has_local = getsockname(fd, &e->local.sa, &len) == 0;
-	len = sizeof(e->peer);
-	e->has_peer = getpeername(fd, &e->peer.sa, &len) == 0;
-	/* a connection, and an inode to check the reply against */
-	e->ask = e->has_local && e->has_peer && e->ino;
+	if (!sl->ring_ok && ns_ring_open(&sl->ring, RING_ENTRIES) == 0) {
+		sl->ring_ok = true;
+		ns_ring_touch(&sl->ring);
+	}
+	if (!sl->bufs)
+		sl->bufs = ns_diag_bufs_new();
+}
+
+static void *noop_thread(void *arg)
+{
+	return arg;
+}
+
+void netstate_capture_prepare(int threads)
+{
+	pthread_t th;
+
+	for (int k = 0; k < threads && k < MAX_SHARES; k++) {
+		pthread_mutex_lock(&slots[k].lock);
+		slot_fill(&slots[k]);
+		pthread_mutex_unlock(&slots[k].lock);
+	}
+	/* A process's first thread costs a fresh stack; glibc keeps it. */
+	if (threads > 1 && pthread_create(&th, NULL, noop_thread, NULL) == 0)
+		pthread_join(th, NULL);
+}
+
+static void fail_at(struct many *m, size_t i, int r)
+{
+	int zero = 0;
+
+	if (__atomic_compare_exchange_n(&m->err, &zero, r, false, __ATOMIC_RELAXED, __ATOMIC_RELAXED))
+		m->failed = i;
+	log_err("netstate: capture of socket %zu of %zu (fd %d): %s", i + 1, m->n, m->fd[i], strerror(-r));
+	__atomic_store_n(&m->stop, 1, __ATOMIC_RELAXED);   /* the others stop */
+}
+
+static bool stopped(struct many *m)
+{
+	return __atomic_load_n(&m->stop, __ATOMIC_RELAXED);
+}
+
+struct share {
+	struct many *m;
+	size_t lo, hi;
+	int nl;
+	int k;            /* slot */
+};
+
+/* Pass 0: kind (SO_DOMAIN/SO_PROTOCOL/SO_TYPE where not known, batched
+ * when a ring is there) and addresses (what sock_diag needs to find a
+ * connection). */
+static int pass0(struct many *m, size_t lo, size_t hi, struct ns_ring *r)
+{
+	int res[3 * 64];
+
+	for (size_t b = lo; r && b < hi; b += 64) {
+		size_t end = hi - b < 64 ? hi : b + 64;
+
+		for (size_t i = b; i < end; i++) {
+			struct ns_diag_sock *e = &m->e[i];
+			int *rs = &res[3 * (i - b)];
+
+			rs[0] = rs[1] = rs[2] = 0;
+			if (e->family < 0)
+				ns_ring_getsockopt(r, m->fd[i], SO_DOMAIN, &e->family, sizeof(int), &rs[0]);
+			if (e->protocol < 0)
+				ns_ring_getsockopt(r, m->fd[i], SO_PROTOCOL, &e->protocol, sizeof(int), &rs[1]);
+			ns_ring_getsockopt(r, m->fd[i], SO_TYPE, &e->type, sizeof(int), &rs[2]);
+		}
+		if (ns_ring_run(r) < 0) {
+			r = NULL;   /* asked one by one below */
+			break;
+		}
+		for (size_t i = b; i < end; i++) {
+			int *rs = &res[3 * (i - b)];
+
+			if (rs[0] < 0 || rs[1] < 0 || rs[2] < 0)
+				m->e[i].type = -1;   /* asked again below, as a syscall */
+		}
+	}
+	for (size_t i = lo; i < hi && !stopped(m); i++) {
+		struct ns_diag_sock *e = &m->e[i];
+		int fd = m->fd[i], rr;
+		socklen_t len;
+
+		/* no ring, or it could not tell (sockets' io_uring commands: 6.7+) */
+		if ((!r || e->type < 0) && (rr = sock_kind(fd, &e->family, &e->type, &e->protocol)) < 0) {
+			fail_at(m, i, rr);
+			return rr;
+		}
+		if ((rr = check_kind(fd, e->family, e->type, e->protocol)) < 0) {
+			fail_at(m, i, rr);
+			return rr;
+		}
+		if (e->protocol != IPPROTO_TCP)
+			continue;
+		e->named = true;
+		len = sizeof(e->local);
+		e->has_local = getsockname(fd, &e->local.sa, &len) == 0;
+		len = sizeof(e->peer);
+		e->has_peer = getpeername(fd, &e->peer.sa, &len) == 0;
+		/* a connection, and an inode to check the reply against */
+		e->ask = e->has_local && e->has_peer && e->ino;
+	}
 	return 0;
 }
 
-static void *capture_worker(void *arg)
+static void *share_worker(void *arg)
 {
-	struct many *m = arg;
-	size_t i;
+	struct share *sh = arg;
+	struct many *m = sh->m;
+	struct slot *sl = &slots[sh->k], own = { .ring_ok = false };
+	size_t *idx = NULL, nf = 0;
+	int r;
 
-	while ((i = __atomic_fetch_add(&m->next, 1, __ATOMIC_RELAXED)) < m->n) {
-		int r = one(m, i);
+	/* the slot of a concurrent call is busy: a ring of our own */
+	if (pthread_mutex_trylock(&sl->lock) != 0)
+		sl = &own;
+	slot_fill(sl);
+	if (pass0(m, sh->lo, sh->hi, sl->ring_ok ? &sl->ring : NULL) < 0)
+		goto out;
+	if (sl->bufs)
+		ns_diag_ask(sh->nl, sl->bufs, m->e + sh->lo, sh->hi - sh->lo);   /* failed: asked one by one */
+	for (size_t i = sh->lo; i < sh->hi; i++) {
+		const struct ns_diag_sock *e = &m->e[i];
 
-		if (r < 0) {
-			int zero = 0;
-
-			if (__atomic_compare_exchange_n(&m->err, &zero, r, false, __ATOMIC_RELAXED, __ATOMIC_RELAXED))
-				m->failed = i;
-			log_err("netstate: capture of socket %zu of %zu (fd %d): %s", i + 1, m->n, m->fd[i], strerror(-r));
-			__atomic_store_n(&m->next, m->n, __ATOMIC_RELAXED);   /* the others stop */
+		if (e->valid && e->type == SOCK_STREAM && e->has_local && e->has_peer &&
+		    ns_tcp_repairable(e->ti.tcpi_state)) {
+			if (!idx && !(idx = malloc((sh->hi - sh->lo) * sizeof(*idx))))
+				break;   /* all of them one by one */
+			idx[nf++] = i;
 		}
+	}
+	if (nf && sl->ring_ok && !sl->ring.broken && (r = ns_fast_capture(&sl->ring, m->fd, m->e, idx, nf, m->out)) < 0)
+		fail_at(m, idx[0], r);
+	for (size_t i = sh->lo; i < sh->hi && !stopped(m); i++) {
+		struct ns_diag_sock *e = &m->e[i];
+
+		if (!m->out[i] && (r = capture_as(m->fd[i], e->family, e->type, e->protocol, e, &m->out[i])) < 0)
+			fail_at(m, i, r);
+	}
+out:
+	free(idx);
+	if (sl == &own) {
+		if (own.ring_ok)
+			ns_ring_close(&own.ring);
+		free(own.bufs);
+	} else {
+		pthread_mutex_unlock(&sl->lock);
 	}
 	return NULL;
 }
 
-static void run_pass(struct many *m, int threads)
-{
-	pthread_t th[8];
-	int nth = 0;
-
-	m->next = 0;
-	/* A thread costs tens of us to start: only for more than a few sockets. */
-	for (int k = 1; k < threads && k < 8 && m->n > (size_t)k * 8; k++)
-		if (pthread_create(&th[nth], NULL, capture_worker, m) == 0)
-			nth++;
-	capture_worker(m);
-	for (int k = 0; k < nth; k++)
-		pthread_join(th[k], NULL);
-}
-
 int netstate_sock_capture_many(int netns_fd, const int *fd, const uint64_t *ino, const int *family,
-			       const int *protocol, size_t n, netstate_sock_t **out, int threads,
-			       size_t *failed)
+			       const int *protocol, const int *file_flags, size_t n, netstate_sock_t **out,
+			       int threads, size_t *failed)
 {
 	struct many m = { .fd = fd, .out = out, .n = n };
+	struct share sh[MAX_SHARES];
+	pthread_t th[MAX_SHARES];
+	int nl[MAX_SHARES], nsh = 1, nth = 0;
 
 	memset(out, 0, n * sizeof(*out));
 	if (!n)
@@ -177,16 +292,26 @@ int netstate_sock_capture_many(int netns_fd, const int *fd, const uint64_t *ino,
 		m.e[i].ino = ino ? ino[i] : 0;
 		m.e[i].family = family ? family[i] : -1;
 		m.e[i].protocol = protocol ? protocol[i] : -1;
+		m.e[i].type = -1;
+		m.e[i].file_flags = file_flags ? file_flags[i] : -1;
 	}
-	run_pass(&m, threads);
-	if (!m.err) {
-		ns_diag_ask(netns_fd, m.e, n);   /* on failure every socket is asked itself */
-		for (size_t i = 0; i < n; i++)
-			if (m.e[i].valid)
-				m.e[i].type = SOCK_STREAM;   /* found in the TCP table by its inode */
-		m.pass = 1;
-		run_pass(&m, threads);
-	}
+	/* A thread costs tens of us to start: only for more than a few sockets. */
+	while (nsh < threads && nsh < MAX_SHARES && n > (size_t)nsh * 8)
+		nsh++;
+	ns_diag_open(netns_fd, nl, nsh);   /* failed: every socket is asked itself */
+	for (int k = 0; k < nsh; k++)
+		sh[k] = (struct share){ &m, n * (size_t)k / (size_t)nsh, n * (size_t)(k + 1) / (size_t)nsh, nl[k], k };
+	for (int k = 1; k < nsh; k++)
+		if (pthread_create(&th[nth], NULL, share_worker, &sh[k]) == 0)
+			nth++;
+		else
+			share_worker(&sh[k]);
+	share_worker(&sh[0]);
+	for (int k = 0; k < nth; k++)
+		pthread_join(th[k], NULL);
+	for (int k = 0; k < nsh; k++)
+		if (nl[k] >= 0)
+			close(nl[k]);
 	if (m.err) {
 		if (failed)
 			*failed = m.failed;

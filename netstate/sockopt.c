@@ -243,14 +243,77 @@ static int from_diag(const struct ns_diag_sock *dg, const struct opt_desc *d, vo
 	return sizeof(v);
 }
 
-int ns_opts_capture(int fd, Netstate__Socket *s, const struct ns_diag_sock *dg)
+/* Queue, on r, a read of every SOL_SOCKET option of the table that applies
+ * to s and that neither sock_diag answers nor is a string; and SO_BUF_LOCK. */
+int ns_opts_queue(struct ns_ring *r, int fd, const Netstate__Socket *s, const struct ns_diag_sock *dg,
+		  struct ns_opt_pre *pre)
+{
+	int kind = sock_kind_flags(s), r2;
+	char tmp[OPT_STR_MAX + 16];
+
+	pre->n = 0;
+	pre->lock = 0;
+	if ((r2 = ns_ring_getsockopt(r, fd, SO_BUF_LOCK, &pre->lock, sizeof(pre->lock), &pre->lock_res)))
+		return r2;
+	for (size_t i = 0; i < N_OPTS; i++) {
+		const struct opt_desc *d = &opt_table[i];
+
+		if (d->level != SOL_SOCKET || d->kind == K_STR || !applies(d, kind))
+			continue;
+		memset(tmp, 0, sizeof(tmp));
+		if (from_diag(dg, d, tmp) > 0 || pre->n == NS_PRE_MAX)
+			continue;
+		pre->o[pre->n].idx = (uint8_t)i;
+		memset(pre->o[pre->n].val, 0, sizeof(pre->o[pre->n].val));
+		if ((r2 = ns_ring_getsockopt(r, fd, d->name, pre->o[pre->n].val, sizeof(pre->o[pre->n].val),
+					     &pre->o[pre->n].res)))
+			return r2;
+		pre->n++;
+	}
+	return 0;
+}
+
+int ns_opt_pre_int(const struct ns_opt_pre *pre, int level, int name, int *val)
+{
+	for (int k = 0; k < pre->n; k++) {
+		const struct opt_desc *d = &opt_table[pre->o[k].idx];
+
+		if (d->level == level && d->name == name && pre->o[k].res >= (int)sizeof(int)) {
+			memcpy(val, pre->o[k].val, sizeof(int));
+			return 0;
+		}
+	}
+	return -ENOENT;
+}
+
+/* The value read ahead for table entry i: its length (or -errno), or 0 when
+ * it was not read ahead. */
+static int from_pre(const struct ns_opt_pre *pre, size_t i, char *buf)
+{
+	if (!pre)
+		return 0;
+	for (int k = 0; k < pre->n; k++)
+		if (pre->o[k].idx == i) {
+			if (pre->o[k].res == 0)
+				return -EIO;   /* an option that has no value: as if unsupported */
+			if (pre->o[k].res > 0)
+				memcpy(buf, pre->o[k].val, (size_t)pre->o[k].res);
+			return pre->o[k].res;
+		}
+	return 0;
+}
+
+int ns_opts_capture(int fd, Netstate__Socket *s, const struct ns_diag_sock *dg, const struct ns_opt_pre *pre,
+		    int file_flags)
 {
 	int kind = sock_kind_flags(s);
 	char buf[OPT_STR_MAX + 16], def[OPT_STR_MAX + 16];
 	int fl, n, dn, r, lock = 0;
 	socklen_t ll = sizeof(lock);
 
-	if (getsockopt(fd, SOL_SOCKET, SO_BUF_LOCK, &lock, &ll) < 0)
+	if (pre && pre->lock_res >= (int)sizeof(int))
+		lock = pre->lock;
+	else if (pre || getsockopt(fd, SOL_SOCKET, SO_BUF_LOCK, &lock, &ll) < 0)
 		lock = SOCK_BUF_LOCK_MASK;   /* old kernel: keep the sizes, as before */
 	for (size_t i = 0; i < sizeof(opt_table) / sizeof(opt_table[0]); i++) {
 		const struct opt_desc *d = &opt_table[i];
@@ -262,6 +325,8 @@ int ns_opts_capture(int fd, Netstate__Socket *s, const struct ns_diag_sock *dg)
 			continue;
 		memset(buf, 0, sizeof(buf));
 		n = from_diag(dg, d, buf);
+		if (n == 0)
+			n = from_pre(pre, i, buf);
 		if (n == 0)
 			n = get_raw(fd, d, buf, d->kind == K_STR ? OPT_STR_MAX : sizeof(buf));
 		if (n < 0) {
@@ -281,9 +346,11 @@ int ns_opts_capture(int fd, Netstate__Socket *s, const struct ns_diag_sock *dg)
 		if (r)
 			return r;
 	}
-	fl = fcntl(fd, F_GETFL);
-	if (fl < 0)
+	if (file_flags >= 0) {
+		fl = file_flags;
+	} else if ((fl = fcntl(fd, F_GETFL)) < 0) {
 		return -errno;
+	}
 	s->has_file_flags = 1;
 	s->file_flags = fl & O_NONBLOCK;
 	return 0;

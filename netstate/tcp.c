@@ -165,7 +165,7 @@ out:
 }
 
 /* The states a connection can be captured in with TCP_REPAIR. */
-static bool repairable(unsigned st)
+bool ns_tcp_repairable(unsigned st)
 {
 	switch (st) {
 	case TCP_ESTABLISHED: case TCP_FIN_WAIT1: case TCP_FIN_WAIT2:
@@ -173,6 +173,19 @@ static bool repairable(unsigned st)
 		return true;
 	}
 	return false;
+}
+
+/* Which FINs a connection in this state has sent, had acknowledged, received. */
+void ns_tcp_fin_flags(Netstate__TcpConn *c, unsigned state)
+{
+	c->state = state;
+	c->our_fin = c->state == TCP_FIN_WAIT1 || c->state == TCP_FIN_WAIT2 ||
+		     c->state == TCP_CLOSING || c->state == TCP_LAST_ACK;
+	c->has_our_fin = c->our_fin;
+	c->our_fin_acked = c->state == TCP_FIN_WAIT2;
+	c->has_our_fin_acked = c->our_fin_acked;
+	c->peer_fin = c->state == TCP_CLOSE_WAIT || c->state == TCP_LAST_ACK || c->state == TCP_CLOSING;
+	c->has_peer_fin = c->peer_fin;
 }
 
 static int capture_conn(int fd, const struct tcp_info *ti, const struct ns_diag_sock *dg, Netstate__Socket *s,
@@ -188,14 +201,7 @@ static int capture_conn(int fd, const struct tcp_info *ti, const struct ns_diag_
 	long mark;
 	bool has_oob;
 
-	c->state = ti->tcpi_state;
-	c->our_fin = c->state == TCP_FIN_WAIT1 || c->state == TCP_FIN_WAIT2 ||
-		     c->state == TCP_CLOSING || c->state == TCP_LAST_ACK;
-	c->has_our_fin = c->our_fin;
-	c->our_fin_acked = c->state == TCP_FIN_WAIT2;
-	c->has_our_fin_acked = c->our_fin_acked;
-	c->peer_fin = c->state == TCP_CLOSE_WAIT || c->state == TCP_LAST_ACK || c->state == TCP_CLOSING;
-	c->has_peer_fin = c->peer_fin;
+	ns_tcp_fin_flags(c, ti->tcpi_state);
 
 	/* Before repair mode: the urgent byte, and what repair mode will clobber. */
 	has_oob = recv(fd, &oob, 1, MSG_OOB | MSG_PEEK | MSG_DONTWAIT) == 1;
@@ -435,7 +441,7 @@ int ns_tcp_capture(int fd, Netstate__Socket *s, const struct ns_diag_sock *dg)
 		return 0;
 	}
 	default:
-		if (!repairable(ti.tcpi_state)) {
+		if (!ns_tcp_repairable(ti.tcpi_state)) {
 			log_err("netstate tcp: cannot save a socket in TCP state %u", ti.tcpi_state);
 			return -EOPNOTSUPP;
 		}
@@ -488,7 +494,7 @@ int ns_tcp_validate(const Netstate__Socket *s)
 			BAD();
 		return 0;
 	default:
-		if (!repairable(s->tcp_state) || !c || c->state != s->tcp_state || !s->local || !s->peer)
+		if (!ns_tcp_repairable(s->tcp_state) || !c || c->state != s->tcp_state || !s->local || !s->peer)
 			BAD();
 	}
 	if (c->sndq.len > NS_MAX_QUEUE || c->rcvq.len > NS_MAX_QUEUE || c->unsent_len > c->sndq.len)

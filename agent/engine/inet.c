@@ -115,7 +115,7 @@ static struct {
 	int netns_fd;          /* the pod's netns (init's /proc/PID/ns/net) */
 	int *tcp;              /* our copies of the TCP sockets, for detach */
 	int ntcp;
-	struct pend_sock { ImgFile *f; int fd; uint64_t ino; int family, protocol; uint32_t pid; int pod_fd; } *pend;
+	struct pend_sock { ImgFile *f; int fd; uint64_t ino; int family, protocol, flags; uint32_t pid; int pod_fd; } *pend;
 	int npend;                      /* sockets waiting for inet_dump_finish */
 } D = { .netns_fd = -1 };
 
@@ -169,6 +169,10 @@ void inet_dump_early(pid_t init)
 		D.netns_fd = -1;
 		D.hold = NULL;
 	}
+	/* and what the capture reuses (rings, buffers, a thread stack): made
+	 * while the pod still runs, after the holder was forked */
+	if (any)
+		netstate_capture_prepare(2);
 }
 
 void inet_dump_release(void)
@@ -279,7 +283,7 @@ static int inet_dump(struct dump_ctx *d, const struct fd_src *s, ImgFile *f)
 	D.pend = realloc(D.pend, (size_t)(D.npend + 1) * sizeof(*D.pend));
 	bool known = M.lfd == s->lfd && M.ino == s->st.st_ino;
 	D.pend[D.npend++] = (struct pend_sock){ f, c, s->st.st_ino, known ? M.family : -1, known ? M.protocol : -1,
-						s->p->tree->pid, s->fd };
+						(int)s->flags, s->p->tree->pid, s->fd };
 	f->kind = FK_INET;
 	f->has_inet = 1;
 	return 0;
@@ -292,6 +296,7 @@ static int inet_dump_finish(struct dump_ctx *d)
 		return 0;
 	int n = D.npend, *fds = xcalloc((size_t)n, sizeof(int)), err;
 	int *fam = xcalloc((size_t)n, sizeof(int)), *proto = xcalloc((size_t)n, sizeof(int));
+	int *flags = xcalloc((size_t)n, sizeof(int));
 	uint64_t *inos = xcalloc((size_t)n, sizeof(uint64_t));
 	netstate_sock_t **recs = xcalloc((size_t)n, sizeof(*recs));
 	size_t failed = 0;
@@ -300,9 +305,10 @@ static int inet_dump_finish(struct dump_ctx *d)
 		inos[i] = D.pend[i].ino;
 		fam[i] = D.pend[i].family;
 		proto[i] = D.pend[i].protocol;
+		flags[i] = D.pend[i].flags;   /* fdinfo's, as F_GETFL would say */
 	}
 	/* the pod is stopped: both CPUs are ours */
-	err = netstate_sock_capture_many(D.netns_fd, fds, inos, fam, proto, (size_t)n, recs, 2, &failed);
+	err = netstate_sock_capture_many(D.netns_fd, fds, inos, fam, proto, flags, (size_t)n, recs, 2, &failed);
 	if (err < 0 && failed < (size_t)n)
 		log_err("dump: pid %u fd %d: socket capture: %s", D.pend[failed].pid, D.pend[failed].fd,
 			strerror(-err));
@@ -323,6 +329,7 @@ static int inet_dump_finish(struct dump_ctx *d)
 	free(fds);
 	free(fam);
 	free(proto);
+	free(flags);
 	free(inos);
 	free(recs);
 	return err;

@@ -117,7 +117,7 @@ static int checkpoint(int *fd, int restore, netstate_sock_t **img_out)
 	/* As the engine captures a pod's sockets: sock_diag + the rest */
 	struct stat st;
 	uint64_t ino = fstat(*fd, &st) == 0 ? (uint64_t)st.st_ino : 0;
-	r = netstate_sock_capture_many(ns_pod, fd, &ino, NULL, NULL, 1, &img, 1, NULL);
+	r = netstate_sock_capture_many(ns_pod, fd, &ino, NULL, NULL, NULL, 1, &img, 1, NULL);
 	if (r || !restore) {
 		if (!r && img_out)
 			*img_out = img;
