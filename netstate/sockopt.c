@@ -356,17 +356,61 @@ int ns_opts_capture(int fd, Netstate__Socket *s, const struct ns_diag_sock *dg, 
 	return 0;
 }
 
+/* The autotuning ceiling of the current netns: the third field of
+ * net.ipv4.tcp_wmem / tcp_rmem (0 if unreadable). */
+static int autotune_max(const char *sysctl)
+{
+	char path[64], buf[96];
+	long lo, def, max = 0;
+
+	snprintf(path, sizeof(path), "/proc/sys/net/ipv4/%s", sysctl);
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return 0;
+	ssize_t n = read(fd, buf, sizeof(buf) - 1);
+	close(fd);
+	if (n <= 0)
+		return 0;
+	buf[n] = 0;
+	if (sscanf(buf, "%ld %ld %ld", &lo, &def, &max) != 3 || max <= 0 || max > INT32_MAX)
+		return 0;
+	return (int)max;
+}
+
 /* After a restore forced buffer sizes to fit saved queues: the lock bits
  * go back to what the program had (SO_BUF_LOCK, Linux 5.14), so sizes it
- * never set are autotuned again. */
+ * never set are autotuned again — from no more than autotuning itself
+ * would reach.  Left at the forced size, a buffer would hold about twice
+ * the queue it was forced for, the next checkpoint would find a queue that
+ * big and force twice that: a stream migrated a few times grew its queues
+ * past NS_MAX_QUEUE and could no longer be checkpointed. */
 int ns_buf_lock_restore(int fd, const Netstate__Socket *s)
 {
+	static int max_snd = -1, max_rcv = -1;
 	int lock = 0;
 
 	for (size_t i = 0; i < s->n_opts; i++)
 		if (s->opts[i]->level == SOL_SOCKET && s->opts[i]->has_ival)
 			lock |= s->opts[i]->name == SO_SNDBUF ? SOCK_SNDBUF_LOCK :
 				s->opts[i]->name == SO_RCVBUF ? SOCK_RCVBUF_LOCK : 0;
+	if (max_snd < 0) {
+		max_snd = autotune_max("tcp_wmem");
+		max_rcv = autotune_max("tcp_rmem");
+	}
+	for (int k = 0; k < 2; k++) {
+		int opt = k ? SO_RCVBUF : SO_SNDBUF, max = k ? max_rcv : max_snd, cur = 0;
+		socklen_t len = sizeof(cur);
+		if ((lock & (k ? SOCK_RCVBUF_LOCK : SOCK_SNDBUF_LOCK)) || max <= 0 ||
+		    getsockopt(fd, SOL_SOCKET, opt, &cur, &len) < 0 || cur <= max)
+			continue;
+		int half = max / 2;     /* the kernel doubles what is set */
+		if (setsockopt(fd, SOL_SOCKET, k ? SO_RCVBUFFORCE : SO_SNDBUFFORCE, &half, sizeof(half)) < 0) {
+			int e = errno;
+			log_err("netstate: bring %s back to %d bytes: %s", k ? "SO_RCVBUF" : "SO_SNDBUF", max,
+				strerror(e));
+			return -e;
+		}
+	}
 	if (setsockopt(fd, SOL_SOCKET, SO_BUF_LOCK, &lock, sizeof(lock)) < 0 && errno != ENOPROTOOPT) {
 		int e = errno;
 		log_err("netstate: restore option SO_BUF_LOCK: %s", strerror(e));

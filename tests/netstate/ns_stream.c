@@ -345,8 +345,24 @@ static int grab_fd(pid_t pid, int fd)
 	return s;
 }
 
+/* third field of /proc/sys/net/ipv4/NAME in the current netns, or 0 */
+static int sysctl_third(const char *name)
+{
+	char path[64];
+	long a, b, c = 0;
+	snprintf(path, sizeof(path), "/proc/sys/net/ipv4/%s", name);
+	FILE *f = fopen(path, "re");
+	if (!f)
+		return 0;
+	if (fscanf(f, "%ld %ld %ld", &a, &b, &c) != 3)
+		c = 0;
+	fclose(f);
+	return (int)c;
+}
+
 static int driver_main(int argc, char **argv)
 {
+	int bufs_over = 0;
 	const char *pod = argv[2], *peer_ip = argv[3], *statefile = argv[7], *helper = argv[8];
 	int port = atoi(argv[4]), snaps = atoi(argv[5]), migs = atoi(argv[6]);
 	int cycles = snaps + migs, netns, s, r, failures = 0;
@@ -462,6 +478,17 @@ static int driver_main(int argc, char **argv)
 			return 1;
 		}
 		fprintf(stderr, "driver: migration %s -> %s: restore %.3f ms\n", cur, next, (now() - t0) * 1e3);
+		/* a restored buffer no bigger than autotuning would make it
+		 * (a forced size once doubled the queues at every migration) */
+		for (int k = 0; k < 2; k++) {
+			int cur_sz = 0, max = sysctl_third(k ? "tcp_rmem" : "tcp_wmem");
+			socklen_t l = sizeof(cur_sz);
+			getsockopt(nfd, SOL_SOCKET, k ? SO_RCVBUF : SO_SNDBUF, &cur_sz, &l);
+			if (max > 0 && cur_sz > max) {
+				fprintf(stderr, "driver: restored %s %d > %d\n", k ? "SO_RCVBUF" : "SO_SNDBUF", cur_sz, max);
+				bufs_over++;
+			}
+		}
 		st->fd = -1;
 		app = spawn_app(netns2, nfd, statefile);
 		close(nfd);
@@ -485,6 +512,7 @@ static int driver_main(int argc, char **argv)
 	       (unsigned long long)st->errors, st->errors ? (long long)st->first_bad : -1LL);
 	printf("netns %s\n", cur);
 	printf("capture avg %.3f ms max %.3f ms hold-failures %d\n", t_cap / cycles * 1e3, t_cap_max * 1e3, failures);
+	printf("buffers over the autotuning ceiling %d\n", bufs_over);
 	return st->done && !failures ? 0 : 1;
 }
 

@@ -5,7 +5,7 @@
 . "${ZAPC_SRC:-.}/tests/lib.sh"
 . "$ZAPC_SRC/tests/netstate/pod.sh"
 need_root
-plan 8
+plan 9
 
 P=$(uniq nss)
 on_exit "pod_net_down $P"
@@ -30,6 +30,8 @@ sleep 0.3
 t_timeout 280 $ZBIN/ns_stream driver $NS_POD $PEER_IP $PORT 50 5 $T/app.state $POD_HELPER \
 	> $T/driver.txt 2>$T/driver.err
 ok $? "driver: 50 snapshots and 5 migrations done"
+is "$(awk '/^buffers over the autotuning ceiling/ { print $NF }' $T/driver.txt)" 0 \
+	"restored buffers stay within the autotuning ceiling (tcp_wmem/tcp_rmem)"
 wait $PEER
 ok $? "peer finished cleanly"
 sed 's/^/# /' $T/driver.txt $T/peer.txt; grep -v '^driver: migration' $T/driver.err | head -20 | sed 's/^/# /'
