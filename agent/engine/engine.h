@@ -312,6 +312,9 @@ struct rst_ctx {
 	int hold_r, hold_w;         /* children block reading hold_r until seized */
 	int go_r, go_w;             /* init waits for its cgroups */
 	uint64_t scratch_addr;      /* scratch page address chosen for every task */
+	/* the engine's own [vvar], [vvar_vclock], [vdso] (start, length): every
+	 * task is a fork of the engine, so they are where its tasks have them */
+	uint64_t eng_vvar, eng_vvar_len, eng_vclock, eng_vclock_len, eng_vdso, eng_vdso_len;
 	/* --inherit-fd N:KEY — the caller's fd N stands for the file KEY of the
 	 * image ("pipe:[INODE]" of a pipe whose other end was outside the pod, or
 	 * a path), instead of a new pipe / a reopened file */

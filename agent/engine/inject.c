@@ -263,3 +263,16 @@ int inj_batch(struct inj *t, uint64_t area, struct inj_op *ops, int n)
 	}
 	return 0;
 }
+
+/* The calling process runs ops itself from area (the loop above, copied
+ * there) and never comes back: a task that parks itself after dropping its
+ * own memory (restore.c).  The last op must not return (exit_group). */
+void inj_batch_jump(uint64_t area, const struct inj_op *ops, int k)
+{
+	struct inj_op end = { (uint64_t)-1, { 0 }, 0 };
+	memcpy((void *)area, batch_code, sizeof(batch_code));
+	memcpy((void *)(area + 64), ops, (size_t)k * sizeof(*ops));
+	memcpy((void *)(area + 64 + (uint64_t)k * sizeof(*ops)), &end, sizeof(end));
+	__asm__ volatile("mov %0, %%rbx\n\tjmp *%1" : : "r"(area + 64), "r"(area) : "rbx", "memory");
+	__builtin_unreachable();
+}

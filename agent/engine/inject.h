@@ -53,6 +53,10 @@ int inj_batch(struct inj *t, uint64_t area, struct inj_op *ops, int n);
 int inj_batch_start(struct inj *t, uint64_t area, const struct inj_op *ops, int k);
 int inj_batch_finish(struct inj *t, uint64_t area, struct inj_op *ops, int k);
 
+/* Run ops (k < INJ_BATCH_MAX, the last one exit_group) in the calling
+ * process itself from area, an executable page of its own; never returns. */
+void inj_batch_jump(uint64_t area, const struct inj_op *ops, int k) __attribute__((noreturn));
+
 int regs_get(pid_t tid, struct user_regs_struct *r);
 int regs_set(pid_t tid, const struct user_regs_struct *r);
 

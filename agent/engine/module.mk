@@ -8,4 +8,4 @@ OBJS         += $(call objs,$(ENGINE_SRCS))
 # libnetstate.a by path: netstate/module.mk (NETSTATE_LIB) is read after this file
 $(BUILD)/bin/zapc-engine: $(call objs,$(ENGINE_SRCS) agent/pod_mounts.c) $(BUILD)/libnetstate.a $(LIBZAPC)
 	@mkdir -p $(@D)
-	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+	$(CC) $(LDFLAGS) -Wl,-z,now -o $@ $^ $(LDLIBS)

@@ -31,6 +31,7 @@
 #include <sys/prctl.h>
 #include <sys/ptrace.h>
 #include <sys/resource.h>
+#include <sys/rseq.h>
 #include <sys/syscall.h>
 #include <sys/utsname.h>
 #include <sys/wait.h>
@@ -249,10 +250,65 @@ static int proc_index(struct rst_ctx *r, uint32_t pid)
 	return -1;
 }
 
+static int cmp_range_start(const void *a, const void *b)
+{
+	const struct range *x = a, *y = b;
+	return x->s < y->s ? -1 : x->s > y->s;
+}
+
 static int cmp_pid(const void *a, const void *b)
 {
 	const struct rproc *x = *(struct rproc *const *)a, *y = *(struct rproc *const *)b;
 	return (int)x->tree->pid - (int)y->tree->pid;
+}
+
+/*
+ * A ready task drops the engine's memory (its fork copy) itself, reports and
+ * waits for the engine from code in its scratch page (inj_batch_jump): the
+ * munmap's page-table teardown then runs while other tasks are still being
+ * made, on both cores, instead of later as a call the engine injects and
+ * waits for.  Kept: the scratch pages, [vvar], [vvar_vclock] and [vdso]
+ * (mm.c moves them to the image's addresses).  The engine's glibc registered
+ * rseq in this thread's TLS, unmapped here, and the kernel writes to a
+ * registered rseq area on the task's next preemption: it is unregistered
+ * first, and if that fails the task keeps the memory (mm.c unmaps it).
+ * The parked task sits in read(hold_r), as before; EOF means the engine
+ * is gone: exit.
+ */
+static void park(struct rst_ctx *r, ImgProc *t)
+{
+	if (__rseq_size) {
+		void *rs = (char *)__builtin_thread_pointer() + __rseq_offset;
+		if (syscall(SYS_rseq, rs, __rseq_size, 1 /* RSEQ_FLAG_UNREGISTER */, RSEQ_SIG) < 0 &&
+		    (__rseq_size == 32 || syscall(SYS_rseq, rs, 32, 1, RSEQ_SIG) < 0))
+			return;
+	}
+	struct range keep[4] = {
+		{ r->scratch_addr, r->scratch_addr + 4 * PAGE },
+		{ r->eng_vvar, r->eng_vvar + r->eng_vvar_len },
+		{ r->eng_vclock, r->eng_vclock + r->eng_vclock_len },
+		{ r->eng_vdso, r->eng_vdso + r->eng_vdso_len },
+	};
+	qsort(keep, 4, sizeof(keep[0]), cmp_range_start);
+	struct inj_op ops[8];
+	int n = 0;
+	uint64_t from = PAGE * 16;       /* below mmap_min_addr nothing is mapped */
+	for (int i = 0; i <= 4; i++) {
+		uint64_t to = i < 4 ? keep[i].s : MAX_ADDR - PAGE;
+		if (i < 4 && keep[i].s == keep[i].e)
+			continue;        /* no [vvar_vclock] on this kernel */
+		if (to > from)
+			ops[n++] = (struct inj_op){ SYS_munmap, { from, to - from }, 0 };
+		if (i < 4)
+			from = keep[i].e;
+	}
+	uint64_t msg = r->scratch_addr + 2 * PAGE;
+	struct ready_msg m = { (int32_t)t->pid, 0 };
+	memcpy((void *)msg, &m, sizeof(m));
+	ops[n++] = (struct inj_op){ SYS_write, { (uint64_t)r->ready_w, msg, sizeof(m) }, 0 };
+	ops[n++] = (struct inj_op){ SYS_read, { (uint64_t)r->hold_r, msg + 64, 1 }, 0 };
+	ops[n++] = (struct inj_op){ SYS_exit_group, { 1 }, 0 };
+	inj_batch_jump(r->scratch_addr + 3 * PAGE, ops, n);
 }
 
 static void run_task(struct rst_ctx *r, int idx) __attribute__((noreturn));
@@ -357,6 +413,7 @@ static void run_task(struct rst_ctx *r, int idx)
 			(unsigned long long)r->scratch_addr);
 		goto fail;
 	}
+	park(r, t);     /* returns only if the task cannot drop the engine's memory */
 	report((int32_t)t->pid, 0);
 	for (;;) {
 		char c;
@@ -721,13 +778,22 @@ int restore_main(int argc, char **argv)
 				rg[n++].e = r->procs[i].core->vmas[k]->end;
 			}
 		FILE *f = fopen("/proc/self/maps", "re");
-		char line[512];
+		char line[4096];
 		while (f && fgets(line, sizeof(line), f)) {
 			unsigned long long s, e;
-			if (sscanf(line, "%llx-%llx", &s, &e) == 2) {
+			int pos = 0;
+			if (sscanf(line, "%llx-%llx %*s %*s %*s %*s %n", &s, &e, &pos) >= 2) {
 				rg = realloc(rg, (size_t)(n + 1) * sizeof(*rg));
 				rg[n].s = s;
 				rg[n++].e = e + (1ull << 30);   /* room for our heap to grow */
+				char *name = line + pos;
+				name[strcspn(name, "\n")] = 0;
+				if (!strcmp(name, "[vdso]"))
+					r->eng_vdso = s, r->eng_vdso_len = e - s;
+				else if (!strcmp(name, "[vvar]"))
+					r->eng_vvar = s, r->eng_vvar_len = e - s;
+				else if (!strcmp(name, "[vvar_vclock]"))
+					r->eng_vclock = s, r->eng_vclock_len = e - s;
 			}
 		}
 		if (f)
