@@ -562,16 +562,8 @@ static int seize_task(struct rst_ctx *r, struct rproc *p)
 	p->inj.tid = p->hpid;
 	if ((err = regs_get(p->hpid, &p->inj.base)) < 0)
 		return err;
-	/* the task's vdso (inherited from the engine) */
-	char path[64], line[512];
-	snprintf(path, sizeof(path), "/proc/%d/maps", p->hpid);
-	FILE *f = fopen(path, "re");
-	if (!f)
-		return -errno;
-	while (fgets(line, sizeof(line), f))
-		if (strstr(line, "[vdso]"))
-			p->vdso_now = strtoull(line, NULL, 16);
-	fclose(f);
+	/* the task's vdso: inherited from the engine, where ours is */
+	p->vdso_now = r->eng_vdso;
 	long off = vdso_syscall_offset();
 	if (!p->vdso_now || off < 0)
 		return -ENOTSUP;
@@ -579,7 +571,6 @@ static int seize_task(struct rst_ctx *r, struct rproc *p)
 	uint64_t mask = ~(1ull << (SIGTRAP - 1));
 	if (ptrace(PTRACE_SETSIGMASK, p->hpid, (void *)8, &mask) < 0)
 		return -errno;
-	(void)r;
 	return 0;
 }
 
@@ -800,6 +791,10 @@ int restore_main(int argc, char **argv)
 			fclose(f);
 		r->scratch_addr = find_gap(4 * PAGE, rg, n);
 		free(rg);
+		if (!r->eng_vdso || !r->eng_vvar) {
+			log_err("restore: no [vdso] or [vvar] in this process's maps");
+			goto fail;
+		}
 	}
 	int p2[2];
 	if (pipe2(p2, O_CLOEXEC) < 0)
