@@ -1270,36 +1270,24 @@ out_pre:
 	}
 	if (err < 0)
 		return err;
-	/* final protections and madvise state, one batch */
-	struct inj_op *fin = xcalloc(p->core->n_vmas * 6 + 1, sizeof(*fin));
-	int nfin = 0;
+	/* final protections and madvise state, then the mm layout: queued with
+	 * the process's other late calls, one batch (rqueue.c) */
 	for (size_t i = 0; i < p->core->n_vmas; i++) {
 		ImgVma *v = p->core->vmas[i];
 		if ((v->kind == VK_ANON || (v->kind == VK_FILE && !(v->flags & MAP_SHARED))) &&
 		    v->has_pages && !(v->prot & PROT_WRITE))
-			fin[nfin++] = (struct inj_op){ SYS_mprotect, { v->start, v->end - v->start, v->prot, 0, 0, 0 }, 0 };
+			rq_add(p, "restore: mprotect", 0, SYS_mprotect, v->start, v->end - v->start, v->prot, 0, 0, 0);
 		if (v->kind == VK_SYSV && !(v->prot & PROT_READ))   /* shmat always gives read */
-			fin[nfin++] = (struct inj_op){ SYS_mprotect, { v->start, v->end - v->start, v->prot, 0, 0, 0 }, 0 };
+			rq_add(p, "restore: mprotect", 0, SYS_mprotect, v->start, v->end - v->start, v->prot, 0, 0, 0);
 		if (v->has_madv) {
 			static const int adv[5] = { MADV_DONTFORK, MADV_WIPEONFORK, MADV_DONTDUMP, MADV_HUGEPAGE,
 						    MADV_NOHUGEPAGE };
 			for (int b = 0; b < 5; b++)
 				if (v->madv & (1u << b))
-					fin[nfin++] = (struct inj_op){ SYS_madvise,
-								       { v->start, v->end - v->start, (uint64_t)adv[b], 0, 0, 0 }, 0 };
+					rq_add(p, "restore: madvise", 0, SYS_madvise, v->start, v->end - v->start,
+					       (uint64_t)adv[b], 0, 0, 0);
 		}
 	}
-	err = nfin ? inj_batch(&p->inj, r->scratch_addr + 3 * PAGE, fin, nfin) : 0;
-	for (int i = 0; i < nfin && !err; i++)
-		if (fin[i].ret < 0) {
-			log_err("restore: pid %u: %s at %#llx: %s", p->tree->pid,
-				fin[i].nr == SYS_mprotect ? "mprotect" : "madvise", (unsigned long long)fin[i].a[0],
-				strerror((int)-fin[i].ret));
-			err = (int)fin[i].ret;
-		}
-	free(fin);
-	if (err < 0)
-		return err;
 	/* mm layout, auxv, exe */
 	ImgMm *mm = p->core->mm;
 	struct prctl_mm_map map = {
@@ -1308,11 +1296,11 @@ out_pre:
 		.start_stack = mm->start_stack, .arg_start = mm->arg_start, .arg_end = mm->arg_end,
 		.env_start = mm->env_start, .env_end = mm->env_end, .exe_fd = (uint32_t)-1,
 	};
-	uint64_t sc = r->scratch_addr;
 	if (mm->has_auxv && mm->auxv.len && mm->auxv.len <= 2 * PAGE && !(mm->auxv.len % 8)) {
-		if ((err = mem_write(p->hpid, sc + PAGE, mm->auxv.data, mm->auxv.len)) < 0)
-			return err;
-		map.auxv = (__u64 *)(sc + PAGE);
+		uint64_t at = rq_data(r, p, mm->auxv.data, mm->auxv.len);
+		if (!at)
+			return -E2BIG;
+		map.auxv = (__u64 *)at;
 		map.auxv_size = (uint32_t)mm->auxv.len;
 	}
 	if (mm->has_exe_file_id) {
@@ -1320,9 +1308,9 @@ out_pre:
 		if (fd >= 0)
 			map.exe_fd = (uint32_t)fd;
 	}
-	if ((err = mem_write(p->hpid, sc, &map, sizeof(map))) < 0)
-		return err;
-	long x = inj_call(&p->inj, "restore: PR_SET_MM_MAP", SYS_prctl, PR_SET_MM, PR_SET_MM_MAP, sc,
-			  sizeof(map), 0, 0);
-	return x < 0 ? (int)x : 0;
+	uint64_t at = rq_data(r, p, &map, sizeof(map));
+	if (!at)
+		return -E2BIG;
+	rq_add(p, "restore: PR_SET_MM_MAP", 0, SYS_prctl, PR_SET_MM, PR_SET_MM_MAP, at, sizeof(map), 0, 0);
+	return 0;
 }

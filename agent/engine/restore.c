@@ -43,16 +43,14 @@
 #include "agent/engine/engine.h"
 #include "agent/engine/inet.h"
 #include "agent/engine/objects.h"
+#include "agent/engine/seed.h"
 #include "lib/log.h"
 
 int inv_move(struct rst_ctx *r, int fd);
 int pty_devpts_fd(void);   /* pty.c */
 int mounts_attach(void);   /* mounts.c */
+int sysv_restore_early(struct rst_ctx *r, struct rproc *p);   /* sysv.c */
 
-struct ready_msg {
-	int32_t pid;
-	int32_t err;
-};
 
 static struct image_reader *g_in;
 static int la_valid;
@@ -188,7 +186,7 @@ static struct rst_ctx *g_r;
 
 static void report(int32_t pid, int32_t err)
 {
-	struct ready_msg m = { pid, err };
+	struct seed_report m = { pid, err, -1 };
 	ssize_t n = write(g_r->ready_w, &m, sizeof(m));
 	(void)n;
 }
@@ -303,7 +301,7 @@ static void park(struct rst_ctx *r, ImgProc *t)
 			from = keep[i].e;
 	}
 	uint64_t msg = r->scratch_addr + 2 * PAGE;
-	struct ready_msg m = { (int32_t)t->pid, 0 };
+	struct seed_report m = { (int32_t)t->pid, 0, -1 };
 	memcpy((void *)msg, &m, sizeof(m));
 	ops[n++] = (struct inj_op){ SYS_write, { (uint64_t)r->ready_w, msg, sizeof(m) }, 0 };
 	ops[n++] = (struct inj_op){ SYS_read, { (uint64_t)r->hold_r, msg + 64, 1 }, 0 };
@@ -375,6 +373,11 @@ static void run_task(struct rst_ctx *r, int idx)
 		log_err("restore: pid %u: session %u cannot be recreated", t->pid, t->sid);
 		err = -ENOTSUP;
 		goto fail;
+	}
+	/* the rest of the tree: forks of the restore seed (restore_seed.c) */
+	if (idx == 0 && r->seed_fd >= 0) {
+		if ((err = sysv_restore_early(r, p)) < 0 || (err = seed_exec(r)) < 0)
+			goto fail;
 	}
 	/* children, in pid order so group leaders exist before their members */
 	struct rproc **kids = xcalloc((size_t)r->nprocs, sizeof(*kids));
@@ -599,14 +602,21 @@ static int restore_process(struct rst_ctx *r, struct rproc *p)
 	}
 	if ((err = objects_late(r, p)) < 0)
 		return err;
-	/* finish: drop what the restore itself used, then the final registers */
+	/* finish: drop what the restore itself used (queued with the other
+	 * late calls: one batch, rqueue.c), then the final registers */
 	struct inj *t = &p->tinj[0];
 	long x;
-	if (p == &r->procs[0] &&
-	    (x = inj_call(t, "restore: pdeathsig", SYS_prctl, PR_SET_PDEATHSIG, 0, 0, 0, 0, 0)) < 0)
-		return (int)x;
-	if ((x = inj_call(t, "restore: close inventory", SYS_close_range, (uint64_t)r->inv_base, ~0u, 0, 0, 0, 0)) < 0 ||
-	    (x = inj_call(t, "restore: unmap scratch", SYS_munmap, r->scratch_addr, 4 * PAGE, 0, 0, 0, 0)) < 0)
+	if (p == &r->procs[0])
+		rq_add(p, "restore: pdeathsig", 0, SYS_prctl, PR_SET_PDEATHSIG, 0, 0, 0, 0, 0);
+	rq_add(p, "restore: close inventory", 0, SYS_close_range, (uint64_t)r->inv_base, ~0u, 0, 0, 0, 0);
+	err = rq_flush(r, p);
+	rq_free(p);
+	if (err < 0)
+		return err;
+	if (p->rq_undrained && (err = signals_drain(r, p, t)) < 0)
+		return err;
+	/* not in the batch: it runs from these pages */
+	if ((x = inj_call(t, "restore: unmap scratch", SYS_munmap, r->scratch_addr, 4 * PAGE, 0, 0, 0, 0)) < 0)
 		return (int)x;
 	for (int i = 0; i < p->nth; i++)
 		if ((err = thread_set_final(r, p, i)) < 0)
@@ -643,7 +653,7 @@ int restore_main(int argc, char **argv)
 	char *in = NULL, *netns = NULL, *cgroups[16];
 	int ncg = 0, c, err = -EINVAL, infd = -1, netfd = -1;
 	pid_t root = -1;
-	struct rst_ctx R = { .shm_mnt = -1 }, *r = &R;
+	struct rst_ctx R = { .shm_mnt = -1, .seed_fd = -1, .plan_fd = -1 }, *r = &R;
 	struct pod_net net = { 0 };
 	g_r = r;
 	while ((c = getopt_long(argc, argv, "i:N:c:n:I:C:ST", opts, NULL)) != -1) {
@@ -759,6 +769,8 @@ int restore_main(int argc, char **argv)
 		goto fail;
 	}
 	/* scratch page: free in every image address space and in ours */
+	struct range *avoid = NULL;
+	int navoid = 0;
 	{
 		struct range *rg = NULL;
 		int n = 0;
@@ -790,7 +802,8 @@ int restore_main(int argc, char **argv)
 		if (f)
 			fclose(f);
 		r->scratch_addr = find_gap(4 * PAGE, rg, n);
-		free(rg);
+		avoid = rg;
+		navoid = n;
 		if (!r->eng_vdso || !r->eng_vvar) {
 			log_err("restore: no [vdso] or [vvar] in this process's maps");
 			goto fail;
@@ -832,6 +845,12 @@ int restore_main(int argc, char **argv)
 	timing("inventory");
 	if ((err = set_time_offsets(r)) < 0)
 		goto fail;
+	err = seed_prepare(r, avoid, navoid);
+	free(avoid);
+	avoid = NULL;
+	if (err < 0)
+		goto fail;
+	timing("seed_plan");
 	fflush(NULL);
 	root = clone_with_pid(CLONE_NEWPID | CLONE_NEWNS | CLONE_NEWUTS | CLONE_NEWIPC, 1);
 	if (root < 0) {
@@ -861,19 +880,23 @@ int restore_main(int argc, char **argv)
 	for (int got = 0; got < want;) {
 		struct pollfd pf = { r->ready_r, POLLIN, 0 };
 		int pr = poll(&pf, 1, 10000);
-		struct ready_msg m;
+		struct seed_report m;
 		if (pr <= 0 || read(r->ready_r, &m, sizeof(m)) != sizeof(m)) {
 			log_err("restore: the new processes did not start (%d of %d ready)", got, want);
 			err = -ETIMEDOUT;
 			goto fail;
 		}
 		if (m.err < 0) {
-			err = m.err;    /* the task logged why */
+			err = m.err;    /* the task logged why, or the seed says which op */
+			if (m.op >= 0 || r->seed_fd >= 0)
+				seed_log_failure(r, &m);
 			goto fail;
 		}
 		got++;
 	}
 	timing("all_ready");
+	if (r->seed_fd >= 0 && (err = seed_tasks_vdso(r, root)) < 0)
+		goto fail;
 	if ((err = map_host_pids(r, root)) < 0)
 		goto fail;
 	timing("pids_mapped");
