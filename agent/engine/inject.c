@@ -276,3 +276,11 @@ void inj_batch_jump(uint64_t area, const struct inj_op *ops, int k)
 	__asm__ volatile("mov %0, %%rbx\n\tjmp *%1" : : "r"(area + 64), "r"(area) : "rbx", "memory");
 	__builtin_unreachable();
 }
+
+/* The batch loop's bytes (for code that sets a batch up by itself: the
+ * restore seed's plan carries a copy). */
+const uint8_t *inj_batch_code(size_t *len)
+{
+	*len = sizeof(batch_code);
+	return batch_code;
+}

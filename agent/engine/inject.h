@@ -57,6 +57,8 @@ int inj_batch_finish(struct inj *t, uint64_t area, struct inj_op *ops, int k);
  * process itself from area, an executable page of its own; never returns. */
 void inj_batch_jump(uint64_t area, const struct inj_op *ops, int k) __attribute__((noreturn));
 
+const uint8_t *inj_batch_code(size_t *len);
+
 int regs_get(pid_t tid, struct user_regs_struct *r);
 int regs_set(pid_t tid, const struct user_regs_struct *r);
 

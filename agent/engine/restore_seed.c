@@ -58,7 +58,7 @@ static uint64_t data_add(struct plan *pl, const void *p, size_t len)
 	}
 	memcpy(pl->data + off, p, len);
 	pl->dlen = off + len;
-	return pl->addr + 64 + off;
+	return pl->addr + SEED_DATA_OFF + off;
 }
 
 static uint64_t data_str(struct plan *pl, const char *s)
@@ -206,8 +206,10 @@ static int emit_task(struct rst_ctx *r, struct plan *pl, int idx)
 	       4 * PAGE, PROT_READ | PROT_WRITE | PROT_EXEC, MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED_NOREPLACE);
 	pl->ops[pl->n - 1].a[4] = (uint64_t)-1;
 	struct seed_report m = { (int32_t)pid, 0, -1 };
-	op_add(pl, "report", pid, 0, SEED_EQ, sizeof(m), SYS_write, (uint64_t)r->ready_w, data_add(pl, &m, sizeof(m)),
-	       sizeof(m), 0);
+	uint64_t ma = data_add(pl, &m, sizeof(m));
+	op_add(pl, "park", pid, 0, SEED_PARK, 0, 0, ma, 0, 0, 0);
+	/* if the seed cannot park: report and wait without dropping memory */
+	op_add(pl, "report", pid, 0, SEED_EQ, sizeof(m), SYS_write, (uint64_t)r->ready_w, ma, sizeof(m), 0);
 	uint8_t byte = 0;
 	op_add(pl, "wait", pid, 0, 0, 0, SYS_read, (uint64_t)r->hold_r, data_add(pl, &byte, 1), 1, 0);
 	op_add(pl, "exit", pid, 0, 0, 0, SYS_exit_group, 1, 0, 0, 0);
@@ -257,16 +259,28 @@ int seed_prepare(struct rst_ctx *r, const struct range *avoid, int navoid)
 	free(rg);
 	if (!pl.addr)
 		goto none;
+	size_t clen;
+	const uint8_t *code = inj_batch_code(&clen);
+	uint64_t code_at = data_add(&pl, code, clen);
 	if ((err = emit_task(r, &pl, 0)) < 0)
 		goto out;
-	size_t ops_off = (64 + pl.dlen + 63) & ~(size_t)63;
+	size_t ops_off = (SEED_DATA_OFF + pl.dlen + 63) & ~(size_t)63;
 	size_t len = (ops_off + pl.n * sizeof(struct seed_op) + PAGE - 1) & ~(size_t)(PAGE - 1);
 	if (len > PLAN_GAP)
 		goto none;
-	struct seed_hdr h = { SEED_MAGIC, pl.addr, len, ops_off, pl.n, r->ready_w, 0 };
+	_Static_assert(sizeof(struct seed_hdr) <= SEED_DATA_OFF, "seed header too big");
+	struct seed_hdr h = { SEED_MAGIC, pl.addr, len, ops_off, pl.n, r->ready_w, r->hold_r, r->scratch_addr,
+			      0, 0, code_at - pl.addr, clen };
+	/* the seed parks itself if this kernel puts [vvar][vvar_vclock][vdso]
+	 * next to each other (as ours are), keeping that block */
+	if (r->eng_vvar + r->eng_vvar_len == (r->eng_vclock_len ? r->eng_vclock : r->eng_vdso) &&
+	    (!r->eng_vclock_len || r->eng_vclock + r->eng_vclock_len == r->eng_vdso)) {
+		h.vdso_pre = r->eng_vdso - r->eng_vvar;
+		h.vdso_len = r->eng_vdso_len;
+	}
 	fd = memfd_create("zapc-plan", MFD_CLOEXEC);
 	if (fd < 0 || ftruncate(fd, (off_t)len) < 0 || pwrite(fd, &h, sizeof(h), 0) != (ssize_t)sizeof(h) ||
-	    (pl.dlen && pwrite(fd, pl.data, pl.dlen, 64) != (ssize_t)pl.dlen) ||
+	    (pl.dlen && pwrite(fd, pl.data, pl.dlen, SEED_DATA_OFF) != (ssize_t)pl.dlen) ||
 	    pwrite(fd, pl.ops, pl.n * sizeof(struct seed_op), (off_t)ops_off) != (ssize_t)(pl.n * sizeof(struct seed_op))) {
 		err = -errno;
 		log_err("restore: seed plan: %s", strerror(errno));
@@ -336,7 +350,9 @@ int seed_tasks_vdso(struct rst_ctx *r, pid_t root)
 		return -errno;
 	r->eng_vdso = r->eng_vvar = r->eng_vclock = 0;
 	r->eng_vdso_len = r->eng_vvar_len = r->eng_vclock_len = 0;
+	int nmaps = 0;
 	while (fgets(line, sizeof(line), f)) {
+		nmaps++;
 		unsigned long long s, e;
 		int pos = 0;
 		if (sscanf(line, "%llx-%llx %*s %*s %*s %*s %n", &s, &e, &pos) < 2)
@@ -351,6 +367,7 @@ int seed_tasks_vdso(struct rst_ctx *r, pid_t root)
 			r->eng_vclock = s, r->eng_vclock_len = e - s;
 	}
 	fclose(f);
+	log_debug("restore: the init has %d mappings when ready", nmaps);
 	if (!r->eng_vdso || !r->eng_vvar) {
 		log_err("restore: no [vdso] in the restored init's maps");
 		return -ENOTSUP;

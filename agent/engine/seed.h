@@ -26,8 +26,17 @@ struct seed_hdr {
 	uint64_t ops_off;       /* struct seed_op[nops] at addr + ops_off */
 	uint64_t nops;
 	int32_t ready_w;        /* failure reports */
-	int32_t pad;
+	int32_t hold_r;
+	/* SEED_PARK: the task drops its own memory but for the scratch pages and
+	 * the [vvar][vvar_vclock][vdso] block (vdso_pre bytes below the vdso
+	 * the auxv names, vdso_len from it), from a batch loop (inject.c, a
+	 * copy at code_off) it runs in the scratch pages; vdso_len 0: skip */
+	uint64_t scratch;
+	uint64_t vdso_pre, vdso_len;
+	uint64_t code_off, code_len;
 };
+
+#define SEED_DATA_OFF 256     /* the plan's data (strings, structs) follow the header */
 
 /* flags */
 #define SEED_NONNEG     1u   /* fail on -4095..-1 */
@@ -36,6 +45,8 @@ struct seed_hdr {
 #define SEED_CHILD_JUMP 8u   /* ret 0 (the child of a clone3): go to op `jump` */
 #define SEED_SELF      16u   /* no syscall: this task's pid is a[0] (for reports) */
 #define SEED_KEEP_PREV 32u   /* the next op's "previous result" stays the one before */
+#define SEED_PARK      64u   /* no syscall: park as the header says, reporting
+			      * the seed_report at a[0] (else: next op) */
 
 struct seed_op {
 	uint64_t nr, a[6];
