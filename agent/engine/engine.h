@@ -320,7 +320,7 @@ struct rst_ctx {
 	/* restore_seed.c: the tasks are forks of zapc-restore-seed (seed_fd >= 0) */
 	int seed_fd, plan_fd;
 	uint64_t plan_addr, plan_len;
-	struct seed_what { const char *what; uint32_t pid; uint64_t detail; } *seed_what;
+	struct seed_what { const char *what, *arg; uint32_t pid; int64_t detail; } *seed_what;   /* detail < 0: none */
 	int seed_nops;
 	/* --inherit-fd N:KEY — the caller's fd N stands for the file KEY of the
 	 * image ("pipe:[INODE]" of a pipe whose other end was outside the pod, or

@@ -66,7 +66,7 @@ static uint64_t data_str(struct plan *pl, const char *s)
 	return data_add(pl, s, strlen(s) + 1);
 }
 
-static int op_add(struct plan *pl, const char *what, uint32_t pid, uint64_t detail, uint32_t flags, int64_t want,
+static int op_add(struct plan *pl, const char *what, uint32_t pid, int64_t detail, uint32_t flags, int64_t want,
 		  long nr, uint64_t a0, uint64_t a1, uint64_t a2, uint64_t a3)
 {
 	if (pl->n == pl->cap) {
@@ -77,7 +77,7 @@ static int op_add(struct plan *pl, const char *what, uint32_t pid, uint64_t deta
 			abort();
 	}
 	pl->ops[pl->n] = (struct seed_op){ (uint64_t)nr, { a0, a1, a2, a3, 0, 0 }, want, flags, -1 };
-	pl->what[pl->n] = (struct seed_what){ what, pid, detail };
+	pl->what[pl->n] = (struct seed_what){ what, NULL, pid, detail };
 	return (int)pl->n++;
 }
 
@@ -98,25 +98,25 @@ static int cmp_u32(const void *a, const void *b)
 static void emit_zombie(struct plan *pl, ImgProc *t)
 {
 	int st = t->has_exit_status ? t->exit_status : 0;
-	op_add(pl, "zombie", t->pid, 0, SEED_SELF, 0, 0, t->pid, 0, 0, 0);
+	op_add(pl, "zombie", t->pid, -1, SEED_SELF, 0, 0, t->pid, 0, 0, 0);
 	if (t->comm) {
 		char comm[16] = { 0 };
 		snprintf(comm, sizeof(comm), "%s", t->comm);
-		op_add(pl, "zombie name", t->pid, 0, 0, 0, SYS_prctl, PR_SET_NAME, data_add(pl, comm, 16), 0, 0);
+		op_add(pl, "zombie name", t->pid, -1, 0, 0, SYS_prctl, PR_SET_NAME, data_add(pl, comm, 16), 0, 0);
 	}
 	if (WIFSIGNALED(st)) {
 		int sig = WTERMSIG(st);
 		struct rlimit rl = { 0, 0 };
 		struct { uint64_t handler, flags, restorer, mask; } dfl = { 0 };   /* SIG_DFL */
 		uint64_t set = 1ull << (sig - 1);
-		op_add(pl, "zombie core limit", t->pid, 0, 0, 0, SYS_prlimit64, 0, RLIMIT_CORE, data_add(pl, &rl, sizeof(rl)), 0);
-		op_add(pl, "zombie signal", t->pid, (uint64_t)sig, 0, 0, SYS_rt_sigaction, (uint64_t)sig,
+		op_add(pl, "zombie core limit", t->pid, -1, 0, 0, SYS_prlimit64, 0, RLIMIT_CORE, data_add(pl, &rl, sizeof(rl)), 0);
+		op_add(pl, "zombie signal", t->pid, sig, 0, 0, SYS_rt_sigaction, (uint64_t)sig,
 		       data_add(pl, &dfl, sizeof(dfl)), 0, 8);
-		op_add(pl, "zombie signal", t->pid, (uint64_t)sig, 0, 0, SYS_rt_sigprocmask, SIG_UNBLOCK,
+		op_add(pl, "zombie signal", t->pid, sig, 0, 0, SYS_rt_sigprocmask, SIG_UNBLOCK,
 		       data_add(pl, &set, 8), 0, 8);
-		op_add(pl, "zombie signal", t->pid, (uint64_t)sig, 0, 0, SYS_kill, t->pid, (uint64_t)sig, 0, 0);
+		op_add(pl, "zombie signal", t->pid, sig, 0, 0, SYS_kill, t->pid, (uint64_t)sig, 0, 0);
 	}
-	op_add(pl, "zombie exit", t->pid, 0, 0, 0, SYS_exit_group, (uint64_t)WEXITSTATUS(st), 0, 0, 0);
+	op_add(pl, "zombie exit", t->pid, -1, 0, 0, SYS_exit_group, (uint64_t)WEXITSTATUS(st), 0, 0, 0);
 }
 
 /* ops of task idx from its start; returns its first op index or -errno */
@@ -126,14 +126,14 @@ static int emit_task(struct rst_ctx *r, struct plan *pl, int idx)
 	ImgProc *t = p->tree;
 	ImgProcCore *c = p->core;
 	uint32_t pid = t->pid;
-	int start = op_add(pl, "task", pid, 0, SEED_SELF, 0, 0, pid, 0, 0, 0);
+	int start = op_add(pl, "task", pid, -1, SEED_SELF, 0, 0, pid, 0, 0, 0);
 	if (idx != 0) {   /* the init does its session in engine code */
 		if (t->sid == t->pid)
-			op_add(pl, "setsid", pid, 0, SEED_EQ, t->pid, SYS_setsid, 0, 0, 0, 0);
+			op_add(pl, "setsid", pid, -1, SEED_EQ, t->pid, SYS_setsid, 0, 0, 0, 0);
 		if (t->pgid && !(t->sid == t->pid && t->pgid == t->pid))
 			op_add(pl, "process group", pid, t->pgid, SEED_NONNEG, 0, SYS_setpgid, 0, t->pgid, 0, 0);
 		if (t->sid)
-			op_add(pl, "session cannot be recreated", pid, t->sid, SEED_EQ, t->sid, SYS_getsid, 0, 0, 0, 0);
+			op_add(pl, "session (cannot be recreated)", pid, t->sid, SEED_EQ, t->sid, SYS_getsid, 0, 0, 0, 0);
 	}
 	/* children in pid order so group leaders exist before their members */
 	uint32_t *kids = xcalloc((size_t)r->nprocs, sizeof(*kids));
@@ -157,9 +157,9 @@ static int emit_task(struct rst_ctx *r, struct plan *pl, int idx)
 	}
 	/* creds.c early: root, cwd, umask, personality */
 	if (strcmp(c->root, "/"))
-		op_add(pl, "chroot", pid, 0, SEED_NONNEG, 0, SYS_chroot, data_str(pl, c->root), 0, 0, 0);
-	op_add(pl, "cwd", pid, 0, SEED_NONNEG, 0, SYS_chdir, data_str(pl, c->cwd), 0, 0, 0);
-	op_add(pl, "umask", pid, 0, 0, 0, SYS_umask, c->umask & 0777, 0, 0, 0);
+		pl->what[op_add(pl, "chroot", pid, -1, SEED_NONNEG, 0, SYS_chroot, data_str(pl, c->root), 0, 0, 0)].arg = c->root;
+	pl->what[op_add(pl, "cwd", pid, -1, SEED_NONNEG, 0, SYS_chdir, data_str(pl, c->cwd), 0, 0, 0)].arg = c->cwd;
+	op_add(pl, "umask", pid, -1, 0, 0, SYS_umask, c->umask & 0777, 0, 0, 0);
 	op_add(pl, "personality", pid, c->personality, SEED_NONNEG, 0, SYS_personality, c->personality, 0, 0, 0);
 	/* files.c early: the fd table from the inventory, nothing else below it */
 	uint8_t *want = xcalloc((size_t)r->inv_base + 1, 1);
@@ -183,7 +183,7 @@ static int emit_task(struct rst_ctx *r, struct plan *pl, int idx)
 		int e = fd;
 		while (e + 1 < r->inv_base && !want[e + 1])
 			e++;
-		op_add(pl, "close", pid, (uint64_t)fd, 0, 0, SYS_close_range, (uint64_t)fd, (uint64_t)e, 0, 0);
+		op_add(pl, "close", pid, fd, 0, 0, SYS_close_range, (uint64_t)fd, (uint64_t)e, 0, 0);
 		fd = e + 1;
 	}
 	/* pty.c early: the controlling terminal of a session leader */
@@ -199,20 +199,20 @@ static int emit_task(struct rst_ctx *r, struct plan *pl, int idx)
 		       (uint64_t)pty_devpts_fd(), data_str(pl, name), O_RDWR | O_NOCTTY | O_CLOEXEC, 0);
 		op_add(pl, "controlling terminal", pid, c->ctty_index, SEED_NONNEG | SEED_ARG0_PREV | SEED_KEEP_PREV, 0,
 		       SYS_ioctl, 0, TIOCSCTTY, 0, 0);
-		op_add(pl, "close", pid, 0, SEED_ARG0_PREV, 0, SYS_close, 0, 0, 0, 0);
+		op_add(pl, "close", pid, -1, SEED_ARG0_PREV, 0, SYS_close, 0, 0, 0, 0);
 	}
 	/* scratch pages (executable: inject.c's batch loop), then ready */
-	op_add(pl, "scratch page", pid, r->scratch_addr, SEED_EQ, (int64_t)r->scratch_addr, SYS_mmap, r->scratch_addr,
+	op_add(pl, "scratch page", pid, -1, SEED_EQ, (int64_t)r->scratch_addr, SYS_mmap, r->scratch_addr,
 	       4 * PAGE, PROT_READ | PROT_WRITE | PROT_EXEC, MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED_NOREPLACE);
 	pl->ops[pl->n - 1].a[4] = (uint64_t)-1;
 	struct seed_report m = { (int32_t)pid, 0, -1 };
 	uint64_t ma = data_add(pl, &m, sizeof(m));
-	op_add(pl, "park", pid, 0, SEED_PARK, 0, 0, ma, 0, 0, 0);
+	op_add(pl, "park", pid, -1, SEED_PARK, 0, 0, ma, 0, 0, 0);
 	/* if the seed cannot park: report and wait without dropping memory */
-	op_add(pl, "report", pid, 0, SEED_EQ, sizeof(m), SYS_write, (uint64_t)r->ready_w, ma, sizeof(m), 0);
+	op_add(pl, "report", pid, -1, SEED_EQ, sizeof(m), SYS_write, (uint64_t)r->ready_w, ma, sizeof(m), 0);
 	uint8_t byte = 0;
-	op_add(pl, "wait", pid, 0, 0, 0, SYS_read, (uint64_t)r->hold_r, data_add(pl, &byte, 1), 1, 0);
-	op_add(pl, "exit", pid, 0, 0, 0, SYS_exit_group, 1, 0, 0, 0);
+	op_add(pl, "wait", pid, -1, 0, 0, SYS_read, (uint64_t)r->hold_r, data_add(pl, &byte, 1), 1, 0);
+	op_add(pl, "exit", pid, -1, 0, 0, SYS_exit_group, 1, 0, 0, 0);
 	for (int k = 0; k < nk; k++) {
 		int ki = index_of(r, kids[k]);
 		int ks = (int)pl->n;
@@ -337,7 +337,12 @@ void seed_log_failure(struct rst_ctx *r, const struct seed_report *m)
 		return;
 	}
 	const struct seed_what *w = &r->seed_what[m->op];
-	log_err("restore: pid %u: %s %llu: %s", w->pid, w->what, (unsigned long long)w->detail, strerror(-m->err));
+	if (w->arg)
+		log_err("restore: pid %u: %s %s: %s", w->pid, w->what, w->arg, strerror(-m->err));
+	else if (w->detail >= 0)
+		log_err("restore: pid %u: %s %lld: %s", w->pid, w->what, (long long)w->detail, strerror(-m->err));
+	else
+		log_err("restore: pid %u: %s: %s", w->pid, w->what, strerror(-m->err));
 }
 
 /* Every task is a fork of the seed: their vdso/vvar are where the init's are. */
