@@ -1172,7 +1172,7 @@ int mm_restore_late(struct rst_ctx *r, struct rproc *p, struct image_reader *in,
 		pre_add(&o, "mmap", v->start, v,
 			(struct inj_op){ SYS_mmap, { v->start, len, prot, fl, (uint64_t)fd, v->pgoff * PAGE }, 0 });
 	}
-	err = inj_batch(&p->inj, r->scratch_addr + 3 * PAGE, o.ops, o.n);
+	err = inj_batch_with(&p->inj, r->scratch_addr + 3 * PAGE, o.ops, o.n, 0, NULL, 0);
 	for (int i = 0; i < o.n && !err; i++) {
 		ImgVma *v = o.vma[i];
 		long ret = (long)o.ops[i].ret;

@@ -31,6 +31,8 @@
 #include <sys/prctl.h>
 #include <sys/ptrace.h>
 #include <sys/resource.h>
+#include <sys/socket.h>
+#include <sys/uio.h>
 #include <sys/rseq.h>
 #include <sys/syscall.h>
 #include <sys/utsname.h>
@@ -809,9 +811,15 @@ int restore_main(int argc, char **argv)
 			goto fail;
 		}
 	}
-	int p2[2];
-	if (pipe2(p2, O_CLOEXEC) < 0)
+	/* "ready" reports: a seqpacket pair (one record per report, EOF once
+	 * every task is gone) whose receiving end gets each sender's host pid
+	 * (SO_PASSCRED: the kernel attaches it, translated to our pid ns) */
+	int p2[2], one = 1;
+	if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, p2) < 0 ||
+	    setsockopt(p2[0], SOL_SOCKET, SO_PASSCRED, &one, sizeof(one)) < 0) {
+		log_err("restore: report socket: %s", strerror(errno));
 		goto fail;
+	}
 	r->ready_r = inv_move(r, p2[0]);
 	r->ready_w = inv_move(r, p2[1]);
 	if (pipe2(p2, O_CLOEXEC) < 0)
@@ -881,7 +889,10 @@ int restore_main(int argc, char **argv)
 		struct pollfd pf = { r->ready_r, POLLIN, 0 };
 		int pr = poll(&pf, 1, 10000);
 		struct seed_report m;
-		if (pr <= 0 || read(r->ready_r, &m, sizeof(m)) != sizeof(m)) {
+		struct iovec iov = { &m, sizeof(m) };
+		union { struct cmsghdr h; char b[CMSG_SPACE(sizeof(struct ucred))]; } cb;
+		struct msghdr mh = { .msg_iov = &iov, .msg_iovlen = 1, .msg_control = &cb, .msg_controllen = sizeof(cb) };
+		if (pr <= 0 || recvmsg(r->ready_r, &mh, MSG_CMSG_CLOEXEC) != sizeof(m)) {
 			log_err("restore: the new processes did not start (%d of %d ready)", got, want);
 			err = -ETIMEDOUT;
 			goto fail;
@@ -892,12 +903,23 @@ int restore_main(int argc, char **argv)
 				seed_log_failure(r, &m);
 			goto fail;
 		}
+		struct cmsghdr *c = CMSG_FIRSTHDR(&mh);
+		int i = proc_index(r, (uint32_t)m.pid);
+		if (c && c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_CREDENTIALS && i >= 0) {
+			struct ucred uc;
+			memcpy(&uc, CMSG_DATA(c), sizeof(uc));
+			r->procs[i].hpid = uc.pid;
+		}
 		got++;
 	}
 	timing("all_ready");
 	if (r->seed_fd >= 0 && (err = seed_tasks_vdso(r, root)) < 0)
 		goto fail;
-	if ((err = map_host_pids(r, root)) < 0)
+	bool all_known = true;
+	for (int i = 0; i < r->nprocs; i++)
+		if (!r->procs[i].tree->zombie && r->procs[i].hpid <= 0)
+			all_known = false;
+	if (!all_known && (err = map_host_pids(r, root)) < 0)
 		goto fail;
 	timing("pids_mapped");
 	struct timespec tr0, tr1;

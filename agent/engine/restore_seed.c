@@ -14,6 +14,7 @@
  * keeps the old way (every task a fork of the engine): no seed binary, a
  * plan too big, ZAPC_RESTORE_SEED=0.
  */
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <linux/sched.h>
@@ -310,12 +311,23 @@ out:
  * if the exec failed. */
 int seed_exec(struct rst_ctx *r)
 {
-	/* the inventory must survive the exec (it is O_CLOEXEC for the engine) */
-	int hi = r->inv_base + 4 * (int)(r->files->n_files + r->files->n_pipes + r->files->n_shms) + 64;
-	for (int fd = r->inv_base; fd < hi; fd++) {
+	/* the inventory (every fd from inv_base up) must survive the exec: it
+	 * is O_CLOEXEC for the engine's sake */
+	DIR *d = opendir("/proc/self/fd");
+	struct dirent *de;
+	while (d && (de = readdir(d))) {
+		int fd = atoi(de->d_name);
+		if (fd < r->inv_base || fd == r->seed_fd || fd == dirfd(d))
+			continue;
 		int fl = fcntl(fd, F_GETFD);
-		if (fl >= 0 && (fl & FD_CLOEXEC) && fd != r->seed_fd)
+		if (fl >= 0 && (fl & FD_CLOEXEC))
 			fcntl(fd, F_SETFD, fl & ~FD_CLOEXEC);
+	}
+	if (d)
+		closedir(d);
+	else {
+		log_err("restore: /proc/self/fd in the pod's init: %s", strerror(errno));
+		return -errno;
 	}
 	char a1[24], a2[24], a3[24], a4[24];
 	snprintf(a1, sizeof(a1), "%d", r->plan_fd);

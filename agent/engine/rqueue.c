@@ -75,11 +75,7 @@ int rq_flush(struct rst_ctx *r, struct rproc *p)
 	if (!q || !q->n)
 		return 0;
 	struct inj *t = p->tinj ? &p->tinj[0] : &p->inj;
-	if (q->dlen && (err = mem_write(p->hpid, r->scratch_addr, q->data, q->dlen)) < 0) {
-		log_err("restore: pid %u: write queued arguments: %s", p->tree->pid, strerror(-err));
-		goto out;
-	}
-	if ((err = inj_batch(t, r->scratch_addr + 3 * PAGE, q->ops, q->n)) < 0)
+	if ((err = inj_batch_with(t, r->scratch_addr + 3 * PAGE, q->ops, q->n, r->scratch_addr, q->data, q->dlen)) < 0)
 		goto out;
 	p->rq_undrained = false;
 	for (int i = 0; i < q->n; i++) {

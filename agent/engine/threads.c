@@ -301,11 +301,16 @@ int thread_set_final(struct rst_ctx *r, struct rproc *p, int i)
 	pre_restart(&regs);
 	/* xstate: exactly this kernel's size */
 	static uint8_t *cur;      /* reused: a fresh 64 KiB per thread costs page faults */
+	static size_t cur_len;    /* the size this kernel/CPU uses: the same for every thread */
 	if (!cur)
 		cur = xcalloc(1, XSTATE_MAX);
 	struct iovec iov = { cur, XSTATE_MAX };
-	if (ptrace(PTRACE_GETREGSET, h, (void *)NT_X86_XSTATE, &iov) < 0)
+	if (cur_len)
+		iov.iov_len = cur_len;
+	else if (ptrace(PTRACE_GETREGSET, h, (void *)NT_X86_XSTATE, &iov) < 0)
 		return -errno;
+	else
+		cur_len = iov.iov_len;
 	if (iov.iov_len != th->xstate.len) {
 		log_err("restore: pid %u tid %u: xstate of %zu bytes, this CPU/kernel uses %zu", p->tree->pid,
 			th->tid, th->xstate.len, iov.iov_len);
