@@ -157,9 +157,13 @@ static int emit_task(struct rst_ctx *r, struct plan *pl, int idx)
 			op_add(pl, "child's group", pid, kids[k], 0, 0, SYS_setpgid, kids[k], kt->pgid, 0, 0);
 	}
 	/* creds.c early: root, cwd, umask, personality */
-	if (strcmp(c->root, "/"))
-		pl->what[op_add(pl, "chroot", pid, -1, SEED_NONNEG, 0, SYS_chroot, data_str(pl, c->root), 0, 0, 0)].arg = c->root;
-	pl->what[op_add(pl, "cwd", pid, -1, SEED_NONNEG, 0, SYS_chdir, data_str(pl, c->cwd), 0, 0, 0)].arg = c->cwd;
+	int at;     /* (op_add may move pl->what: index it after the call) */
+	if (strcmp(c->root, "/")) {
+		at = op_add(pl, "chroot", pid, -1, SEED_NONNEG, 0, SYS_chroot, data_str(pl, c->root), 0, 0, 0);
+		pl->what[at].arg = c->root;
+	}
+	at = op_add(pl, "cwd", pid, -1, SEED_NONNEG, 0, SYS_chdir, data_str(pl, c->cwd), 0, 0, 0);
+	pl->what[at].arg = c->cwd;
 	op_add(pl, "umask", pid, -1, 0, 0, SYS_umask, c->umask & 0777, 0, 0, 0);
 	op_add(pl, "personality", pid, c->personality, SEED_NONNEG, 0, SYS_personality, c->personality, 0, 0, 0);
 	/* files.c early: the fd table from the inventory, nothing else below it */
