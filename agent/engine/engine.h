@@ -296,6 +296,8 @@ struct rproc {
 	uint32_t *orig_prot;        /* per vma: needs a final mprotect */
 	bool seized;
 	struct rqueue *rq;          /* queued calls of the leader (rqueue.c) */
+	struct pre_ops *mm_pre;     /* layout batch in flight (mm.c) */
+	bool mm_mapped;             /* the image's layout is in place */
 	bool rq_undrained;          /* a queued drain found a signal: drain on */
 };
 
@@ -346,6 +348,8 @@ int inv_fd_for_shm(struct rst_ctx *r, uint32_t shm_id);
 int files_restore_inventory(struct rst_ctx *r);
 int files_restore_early(struct rst_ctx *r, struct rproc *p);     /* in the task */
 int creds_restore_early(struct rst_ctx *r, struct rproc *p);     /* cwd, umask, ... */
+int mm_restore_map_start(struct rst_ctx *r, struct rproc *p);
+int mm_restore_map_finish(struct rst_ctx *r, struct rproc *p);
 int mm_restore_late(struct rst_ctx *r, struct rproc *p, struct image_reader *in,
 		    int (*next)(struct rst_ctx *, uint32_t *, uint32_t *));
 int signals_restore_late(struct rst_ctx *r, struct rproc *p);

@@ -291,47 +291,56 @@ const uint8_t *inj_batch_code(size_t *len)
  * one), together with data_len bytes at data_at on the first round (the
  * arguments the ops point to; data_len 0: none).
  */
-int inj_batch_with(struct inj *t, uint64_t area, struct inj_op *ops, int n, uint64_t data_at, const void *data,
-		   size_t data_len)
+/* One round (k <= INJ_BATCH_MAX ops) of inj_batch_with, started: finish it
+ * with inj_batch_finish. */
+int inj_batch_with_start(struct inj *t, uint64_t area, const struct inj_op *ops, int k, uint64_t data_at,
+			 const void *data, size_t data_len)
 {
 	static uint8_t page[64 + (INJ_BATCH_MAX + 1) * sizeof(struct inj_op)];
 	struct inj_op end = { (uint64_t)-1, { 0 }, 0 };
-	for (int done = 0; done < n || (n == 0 && data_len);) {
+	int err;
+	if (k > INJ_BATCH_MAX)
+		return -E2BIG;
+	memset(page, 0, 64);
+	memcpy(page, batch_code, sizeof(batch_code));
+	memcpy(page + 64, ops, (size_t)k * sizeof(*ops));
+	memcpy(page + 64 + (size_t)k * sizeof(*ops), &end, sizeof(end));
+	size_t len = 64 + (size_t)(k + 1) * sizeof(*ops);
+	struct iovec l[2] = { { (void *)data, data_len }, { page, len } };
+	struct iovec rv[2] = { { (void *)data_at, data_len }, { (void *)area, len } };
+	int first = data_len ? 0 : 1;
+	ssize_t w = process_vm_writev(t->tid, l + first, (unsigned long)(2 - first), rv + first,
+				      (unsigned long)(2 - first), 0);
+	if (w != (ssize_t)(data_len + len) &&      /* a short write: again piecewise */
+	    ((data_len && (err = mem_write(t->tid, data_at, data, data_len)) < 0) ||
+	     (err = mem_write(t->tid, area, page, len)) < 0)) {
+		log_err("tid %d: write batch: %s", t->tid, strerror(-err));
+		return err;
+	}
+	struct user_regs_struct r = t->base;
+	r.rip = area;
+	r.rbx = area + 64;
+	r.orig_rax = (uint64_t)-1;
+	r.eflags &= ~(0x100ull | 0x400ull);
+	if ((err = regs_set(t->tid, &r)) < 0 || ptrace(PTRACE_CONT, t->tid, 0, 0) < 0) {
+		err = err < 0 ? err : -errno;
+		log_err("tid %d: run batch: %s", t->tid, strerror(-err));
+		return err;
+	}
+	return 0;
+}
+
+int inj_batch_with(struct inj *t, uint64_t area, struct inj_op *ops, int n, uint64_t data_at, const void *data,
+		   size_t data_len)
+{
+	if (n == 0)
+		return data_len ? mem_write(t->tid, data_at, data, data_len) : 0;
+	for (int done = 0; done < n;) {
 		int k = n - done < INJ_BATCH_MAX ? n - done : INJ_BATCH_MAX, err;
-		memset(page, 0, 64);
-		memcpy(page, batch_code, sizeof(batch_code));
-		memcpy(page + 64, ops + done, (size_t)k * sizeof(*ops));
-		memcpy(page + 64 + (size_t)k * sizeof(*ops), &end, sizeof(end));
-		size_t len = 64 + (size_t)(k + 1) * sizeof(*ops);
-		struct iovec l[2] = { { (void *)data, data_len }, { page, len } };
-		struct iovec rv[2] = { { (void *)data_at, data_len }, { (void *)area, len } };
-		int first = data_len ? 0 : 1;
-		ssize_t want = (ssize_t)(data_len + len);
-		ssize_t w = process_vm_writev(t->tid, l + first, (unsigned long)(2 - first), rv + first,
-					      (unsigned long)(2 - first), 0);
-		if (w != want) {
-			/* a short write: retry piecewise */
-			if ((data_len && (err = mem_write(t->tid, data_at, data, data_len)) < 0) ||
-			    (err = mem_write(t->tid, area, page, len)) < 0) {
-				log_err("tid %d: write batch: %s", t->tid, strerror(-err));
-				return err;
-			}
-		}
+		if ((err = inj_batch_with_start(t, area, ops + done, k, data_at, data, data_len)) < 0 ||
+		    (err = inj_batch_finish(t, area, ops + done, k)) < 0)
+			return err;
 		data_len = 0;
-		if (k == 0)
-			return 0;
-		struct user_regs_struct r = t->base;
-		r.rip = area;
-		r.rbx = area + 64;
-		r.orig_rax = (uint64_t)-1;
-		r.eflags &= ~(0x100ull | 0x400ull);
-		if ((err = regs_set(t->tid, &r)) < 0 || ptrace(PTRACE_CONT, t->tid, 0, 0) < 0) {
-			err = err < 0 ? err : -errno;
-			log_err("tid %d: run batch: %s", t->tid, strerror(-err));
-			return err;
-		}
-		if ((err = inj_batch_finish(t, area, ops + done, k)) < 0)
-			return err;
 		done += k;
 	}
 	return 0;

@@ -826,6 +826,7 @@ struct pre_ops {
 	uint64_t *want;          /* expected return value */
 	ImgVma **vma;            /* for mmap/shmat ops */
 	int n;
+	int started;             /* ops in the round running in the background */
 };
 
 static void pre_add(struct pre_ops *o, const char *what, uint64_t want, ImgVma *v, struct inj_op op)
@@ -1103,26 +1104,45 @@ static int check_vmas(struct rproc *p)
 	return 0;
 }
 
-int mm_restore_late(struct rst_ctx *r, struct rproc *p, struct image_reader *in,
-		    int (*next)(struct rst_ctx *, uint32_t *, uint32_t *))
+static void pre_free(struct rproc *p)
+{
+	struct pre_ops *o = p->mm_pre;
+	if (!o)
+		return;
+	free(o->ops);
+	free(o->what);
+	free(o->want);
+	free(o->vma);
+	free(o);
+	p->mm_pre = NULL;
+}
+
+/*
+ * The batch that replaces the memory layout, in two halves so that restore.c
+ * can start it in the next process while it writes this one's pages: the
+ * task runs its munmaps/mremaps/mmaps on the other core meanwhile.  The
+ * first round (INJ_BATCH_MAX calls) runs in the background; the rest, if
+ * any, in mm_restore_map_finish.
+ */
+int mm_restore_map_start(struct rst_ctx *r, struct rproc *p)
 {
 	int err;
 	if ((err = check_vmas(p)) < 0)
 		return err;
-	struct pre_ops o = { 0 };
+	struct pre_ops *o = p->mm_pre = xcalloc(1, sizeof(*o));
 	size_t cap = p->core->n_vmas + 16;
-	o.ops = xcalloc(cap, sizeof(*o.ops));
-	o.what = xcalloc(cap, sizeof(*o.what));
-	o.want = xcalloc(cap, sizeof(*o.want));
-	o.vma = xcalloc(cap, sizeof(*o.vma));
+	o->ops = xcalloc(cap, sizeof(*o->ops));
+	o->what = xcalloc(cap, sizeof(*o->what));
+	o->want = xcalloc(cap, sizeof(*o->want));
+	o->vma = xcalloc(cap, sizeof(*o->vma));
 	/* the engine code's glibc registered rseq in this task (if the task
 	 * could not drop it itself): first */
 	struct __ptrace_rseq_configuration rc = { 0 };
 	if (ptrace(PTRACE_GET_RSEQ_CONFIGURATION, p->hpid, sizeof(rc), &rc) > 0 && rc.rseq_abi_pointer)
-		pre_add(&o, "unregister engine rseq", 0, NULL, (struct inj_op){ SYS_rseq,
+		pre_add(o, "unregister engine rseq", 0, NULL, (struct inj_op){ SYS_rseq,
 			{ rc.rseq_abi_pointer, rc.rseq_abi_size, 1 /* RSEQ_FLAG_UNREGISTER */, rc.signature }, 0 });
-	unmap_ops(r, &o);
-	if ((err = move_vdso_ops(r, p, &o)) < 0)
+	unmap_ops(r, o);
+	if ((err = move_vdso_ops(r, p, o)) < 0)
 		goto out_pre;
 	/* every VMA of the image */
 	for (size_t i = 0; i < p->core->n_vmas; i++) {
@@ -1162,28 +1182,47 @@ int mm_restore_late(struct rst_ctx *r, struct rproc *p, struct image_reader *in,
 			fl |= MAP_SHARED;
 			break;
 		case VK_SYSV:   /* shmat(id, start, flags) returns start, like mmap */
-			pre_add(&o, "shmat", v->start, v, (struct inj_op){ SYS_shmat, { v->shm_id, v->start,
+			pre_add(o, "shmat", v->start, v, (struct inj_op){ SYS_shmat, { v->shm_id, v->start,
 				(v->prot & PROT_WRITE ? 0 : SHM_RDONLY) | (v->prot & PROT_EXEC ? SHM_EXEC : 0), 0, 0, 0 }, 0 });
 			continue;
 		default:
 			continue;
 		}
 		fl |= v->flags & (MAP_GROWSDOWN | MAP_NORESERVE);
-		pre_add(&o, "mmap", v->start, v,
+		pre_add(o, "mmap", v->start, v,
 			(struct inj_op){ SYS_mmap, { v->start, len, prot, fl, (uint64_t)fd, v->pgoff * PAGE }, 0 });
 	}
-	err = inj_batch_with(&p->inj, r->scratch_addr + 3 * PAGE, o.ops, o.n, 0, NULL, 0);
-	for (int i = 0; i < o.n && !err; i++) {
-		ImgVma *v = o.vma[i];
-		long ret = (long)o.ops[i].ret;
-		if (ret == (long)o.want[i])
+	o->started = o->n < INJ_BATCH_MAX ? o->n : INJ_BATCH_MAX;
+	err = inj_batch_with_start(&p->inj, r->scratch_addr + 3 * PAGE, o->ops, o->started, 0, NULL, 0);
+	if (err == 0)
+		return 0;
+	o->started = 0;
+out_pre:
+	pre_free(p);
+	return err;
+}
+
+int mm_restore_map_finish(struct rst_ctx *r, struct rproc *p)
+{
+	struct pre_ops *o = p->mm_pre;
+	uint64_t area = r->scratch_addr + 3 * PAGE;
+	int err;
+	if (!o)
+		return -EINVAL;
+	err = inj_batch_finish(&p->inj, area, o->ops, o->started);
+	if (!err && o->n > o->started)
+		err = inj_batch_with(&p->inj, area, o->ops + o->started, o->n - o->started, 0, NULL, 0);
+	for (int i = 0; i < o->n && !err; i++) {
+		ImgVma *v = o->vma[i];
+		long ret = (long)o->ops[i].ret;
+		if (ret == (long)o->want[i])
 			continue;
 		if (v)
 			log_err("restore: pid %u: map vma %#llx-%#llx (%s): %s", p->tree->pid,
 				(unsigned long long)v->start, (unsigned long long)v->end, v->name ? v->name : "",
 				ret < 0 ? strerror((int)-ret) : "wrong address");
 		else
-			log_err("restore: pid %u: %s: %s", p->tree->pid, o.what[i],
+			log_err("restore: pid %u: %s: %s", p->tree->pid, o->what[i],
 				ret < 0 ? strerror((int)-ret) : "wrong address");
 		err = ret < 0 ? (int)ret : -EFAULT;
 	}
@@ -1193,13 +1232,19 @@ int mm_restore_late(struct rst_ctx *r, struct rproc *p, struct image_reader *in,
 			if (p->core->vmas[i]->kind == VK_VDSO)
 				p->vdso_now = p->core->vmas[i]->start;
 		p->inj.syscall_ip = p->vdso_now + (uint64_t)vdso_syscall_offset();
+		p->mm_mapped = true;
 	}
-out_pre:
-	free(o.ops);
-	free(o.what);
-	free(o.want);
-	free(o.vma);
-	if (err < 0)
+	pre_free(p);
+	return err;
+}
+
+int mm_restore_late(struct rst_ctx *r, struct rproc *p, struct image_reader *in,
+		    int (*next)(struct rst_ctx *, uint32_t *, uint32_t *))
+{
+	int err;
+	/* the layout: restore.c has usually started (and finished) it already */
+	if (!p->mm_mapped && ((!p->mm_pre && (err = mm_restore_map_start(r, p)) < 0) ||
+			      (err = mm_restore_map_finish(r, p)) < 0))
 		return err;
 	/* pages: read record i+1 while record i is written (page_writer) */
 	uint32_t type, len;

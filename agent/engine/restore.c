@@ -556,8 +556,8 @@ static int map_host_pids(struct rst_ctx *r, pid_t root)
 static int seize_task(struct rst_ctx *r, struct rproc *p)
 {
 	int st, err;
-	if (ptrace(PTRACE_SEIZE, p->hpid, 0, PTRACE_O_TRACECLONE | PTRACE_O_EXITKILL) < 0 ||
-	    ptrace(PTRACE_INTERRUPT, p->hpid, 0, 0) < 0) {
+	if (!p->seized && (ptrace(PTRACE_SEIZE, p->hpid, 0, PTRACE_O_TRACECLONE | PTRACE_O_EXITKILL) < 0 ||
+			   ptrace(PTRACE_INTERRUPT, p->hpid, 0, 0) < 0)) {
 		log_err("restore: pid %u: seize: %s", p->tree->pid, strerror(errno));
 		return -errno;
 	}
@@ -579,11 +579,10 @@ static int seize_task(struct rst_ctx *r, struct rproc *p)
 	return 0;
 }
 
+/* p is seized and its layout batch started (mm_restore_map_start) */
 static int restore_process(struct rst_ctx *r, struct rproc *p)
 {
 	int err;
-	if ((err = seize_task(r, p)) < 0)
-		return err;
 	if ((err = mm_restore_late(r, p, g_in, mm_next)) < 0)
 		return err;
 	p->th = xcalloc(p->tree->n_tids, sizeof(ImgThread *));
@@ -924,10 +923,40 @@ int restore_main(int argc, char **argv)
 	timing("pids_mapped");
 	struct timespec tr0, tr1;
 	clock_gettime(CLOCK_MONOTONIC, &tr0);
+	/* Seize every task first (their stops overlap), then per process: the
+	 * layout batch of the next one runs in its task while this one's pages,
+	 * late calls and registers are done (mm_restore_map_start). */
 	for (int i = 0; i < r->nprocs; i++) {
-		if (r->procs[i].tree->zombie)
+		struct rproc *p = &r->procs[i];
+		if (p->tree->zombie)
 			continue;
-		if ((err = restore_process(r, &r->procs[i])) < 0)
+		if (ptrace(PTRACE_SEIZE, p->hpid, 0, PTRACE_O_TRACECLONE | PTRACE_O_EXITKILL) < 0 ||
+		    ptrace(PTRACE_INTERRUPT, p->hpid, 0, 0) < 0) {
+			err = -errno;
+			log_err("restore: pid %u: seize: %s", p->tree->pid, strerror(errno));
+			goto fail;
+		}
+		p->seized = true;
+	}
+	for (int i = 0, started = 0; i < r->nprocs; i++) {
+		struct rproc *p = &r->procs[i];
+		if (p->tree->zombie)
+			continue;
+		if (!started && ((err = seize_task(r, p)) < 0 || (err = mm_restore_map_start(r, p)) < 0))
+			goto fail;
+		if ((err = mm_restore_map_finish(r, p)) < 0)
+			goto fail;
+		started = 0;
+		for (int j = i + 1; j < r->nprocs; j++) {
+			struct rproc *q = &r->procs[j];
+			if (q->tree->zombie)
+				continue;
+			if ((err = seize_task(r, q)) < 0 || (err = mm_restore_map_start(r, q)) < 0)
+				goto fail;
+			started = 1;
+			break;
+		}
+		if ((err = restore_process(r, p)) < 0)
 			goto fail;      /* logged where it failed */
 	}
 	clock_gettime(CLOCK_MONOTONIC, &tr1);
