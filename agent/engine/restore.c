@@ -1000,6 +1000,7 @@ int restore_main(int argc, char **argv)
 		done.threads += (uint32_t)(r->procs[i].tree->zombie ? 0 : r->procs[i].nth);
 	}
 	control_done(&done);
+	free(r->seed_what);
 	return 0;
 fail:
 	inet_restore_abort(r);
@@ -1018,5 +1019,6 @@ fail:
 		image_reader_free(g_in);
 	done.status = err < 0 ? err : -EIO;
 	control_done(&done);
+	free(r->seed_what);
 	return 1;
 }
