@@ -616,9 +616,24 @@ static int restore_process(struct rst_ctx *r, struct rproc *p)
 		return err;
 	if (p->rq_undrained && (err = signals_drain(r, p, t)) < 0)
 		return err;
-	/* not in the batch: it runs from these pages */
-	if ((x = inj_call(t, "restore: unmap scratch", SYS_munmap, r->scratch_addr, 4 * PAGE, 0, 0, 0, 0)) < 0)
+	/* not in the batch: it runs from these pages.  Only started here: the
+	 * task tears its scratch mapping down (page tables too) on the other
+	 * core while the engine goes on with the next process; finish_process
+	 * waits for it and sets the final registers. */
+	(void)x;
+	return inj_syscall_start(t, SYS_munmap, r->scratch_addr, 4 * PAGE, 0, 0, 0, 0);
+}
+
+static int finish_process(struct rst_ctx *r, struct rproc *p)
+{
+	long x;
+	int err = inj_syscall_finish(&p->tinj[0], &x);
+	if (err < 0)
+		return err;
+	if (x < 0 && x > -4096) {
+		log_err("tid %d: restore: unmap scratch: %s", p->tinj[0].tid, strerror((int)-x));
 		return (int)x;
+	}
 	for (int i = 0; i < p->nth; i++)
 		if ((err = thread_set_final(r, p, i)) < 0)
 			return err;
@@ -938,6 +953,7 @@ int restore_main(int argc, char **argv)
 		}
 		p->seized = true;
 	}
+	struct rproc *prev = NULL;     /* its scratch munmap in flight */
 	for (int i = 0, started = 0; i < r->nprocs; i++) {
 		struct rproc *p = &r->procs[i];
 		if (p->tree->zombie)
@@ -958,7 +974,12 @@ int restore_main(int argc, char **argv)
 		}
 		if ((err = restore_process(r, p)) < 0)
 			goto fail;      /* logged where it failed */
+		if (prev && (err = finish_process(r, prev)) < 0)
+			goto fail;
+		prev = p;
 	}
+	if (prev && (err = finish_process(r, prev)) < 0)
+		goto fail;
 	clock_gettime(CLOCK_MONOTONIC, &tr1);
 	if (getenv("ZAPC_ENGINE_TIMING"))
 		fprintf(stderr, "TIMING restore_processes_ms %.3f\n",
