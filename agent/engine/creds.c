@@ -127,21 +127,23 @@ int creds_restore_late(struct rst_ctx *r, struct rproc *p)
 	ImgCreds *c = p->core->creds;
 	struct inj *t = &p->tinj[0];
 	long x;
+	/* rlimits: never above what the task has — ours: it is a fork of this
+	 * process or of the seed this process's init exec'd (restore_seed.c),
+	 * and it inherited them; set by the task itself (a queued prlimit on
+	 * pid 0: prlimit on another process needs CAP_SYS_RESOURCE when the
+	 * uids differ) */
 	for (size_t i = 0; i < p->core->n_rlimits; i++) {
 		ImgRlimit *l = p->core->rlimits[i];
 		struct rlimit cur, want;
-		if (l->res >= RLIM_NLIMITS || prlimit(p->hpid, (int)l->res, NULL, &cur) < 0)
+		if (l->res >= RLIM_NLIMITS || getrlimit((int)l->res, &cur) < 0)
 			continue;
 		want.rlim_max = l->max < cur.rlim_max ? l->max : cur.rlim_max;
 		want.rlim_cur = l->cur < want.rlim_max ? l->cur : want.rlim_max;
 		log_debug("restore: pid %u: rlimit %u: %llu/%llu -> %llu/%llu", p->tree->pid, l->res,
 			  (unsigned long long)cur.rlim_cur, (unsigned long long)cur.rlim_max,
 			  (unsigned long long)want.rlim_cur, (unsigned long long)want.rlim_max);
-		if ((want.rlim_max != cur.rlim_max || want.rlim_cur != cur.rlim_cur) &&
-		    prlimit(p->hpid, (int)l->res, &want, NULL) < 0) {
-			log_err("restore: pid %u: rlimit %u: %s", p->tree->pid, l->res, strerror(errno));
-			return -errno;
-		}
+		if (want.rlim_max != cur.rlim_max || want.rlim_cur != cur.rlim_cur)
+			rq_add(p, "restore: rlimit", 0, SYS_prlimit64, 0, l->res, rq_data(r, p, &want, sizeof(want)), 0, 0, 0);
 	}
 	if (c->n_groups > 65536 || c->n_uids != 4 || c->n_gids != 4)
 		return c->n_uids == 0 ? 0 : -EINVAL;
@@ -151,6 +153,15 @@ int creds_restore_late(struct rst_ctx *r, struct rproc *p)
 		return 0;
 	if (c->n_groups * 4 > 3 * PAGE)
 		return -E2BIG;
+	if (p->nth == 1 && c->n_groups * 4 <= PAGE) {
+		uint64_t g = c->n_groups ? rq_data(r, p, c->groups, c->n_groups * 4) : 0;
+		rq_add(p, "restore: setgroups", 0, SYS_setgroups, c->n_groups, g, 0, 0, 0, 0);
+		rq_add(p, "restore: setresgid", 0, SYS_setresgid, c->gids[0], c->gids[1], c->gids[2], 0, 0, 0);
+		rq_add(p, "restore: setresuid", 0, SYS_setresuid, c->uids[0], c->uids[1], c->uids[2], 0, 0, 0);
+		return 0;
+	}
+	if ((err = rq_flush(r, p)) < 0)     /* injected one by one below */
+		return err;
 	if (c->n_groups && (err = mem_write(p->hpid, r->scratch_addr, c->groups, c->n_groups * 4)) < 0)
 		return err;
 	/* credentials are per thread (glibc broadcasts setxid; so do we) */

@@ -295,6 +295,10 @@ struct rproc {
 	struct inj *tinj;           /* injection per thread (0 = leader) */
 	uint32_t *orig_prot;        /* per vma: needs a final mprotect */
 	bool seized;
+	struct rqueue *rq;          /* queued calls of the leader (rqueue.c) */
+	struct pre_ops *mm_pre;     /* layout batch in flight (mm.c) */
+	bool mm_mapped;             /* the image's layout is in place */
+	bool rq_undrained;          /* a queued drain found a signal: drain on */
 };
 
 struct rst_ctx {
@@ -312,6 +316,14 @@ struct rst_ctx {
 	int hold_r, hold_w;         /* children block reading hold_r until seized */
 	int go_r, go_w;             /* init waits for its cgroups */
 	uint64_t scratch_addr;      /* scratch page address chosen for every task */
+	/* the engine's own [vvar], [vvar_vclock], [vdso] (start, length): every
+	 * task is a fork of the engine, so they are where its tasks have them */
+	uint64_t eng_vvar, eng_vvar_len, eng_vclock, eng_vclock_len, eng_vdso, eng_vdso_len;
+	/* restore_seed.c: the tasks are forks of zapc-restore-seed (seed_fd >= 0) */
+	int seed_fd, plan_fd;
+	uint64_t plan_addr, plan_len;
+	struct seed_what { const char *what, *arg; uint32_t pid; int64_t detail; } *seed_what;   /* detail < 0: none */
+	int seed_nops;
 	/* --inherit-fd N:KEY — the caller's fd N stands for the file KEY of the
 	 * image ("pipe:[INODE]" of a pipe whose other end was outside the pod, or
 	 * a path), instead of a new pipe / a reopened file */
@@ -319,6 +331,13 @@ struct rst_ctx {
 	int ninherit;
 };
 int inherited_fd(struct rst_ctx *r, const char *key);
+
+struct range;
+struct seed_report;
+int seed_prepare(struct rst_ctx *r, const struct range *avoid, int navoid);
+int seed_exec(struct rst_ctx *r);
+void seed_log_failure(struct rst_ctx *r, const struct seed_report *m);
+int seed_tasks_vdso(struct rst_ctx *r, pid_t root);
 
 struct range { uint64_t s, e; };
 uint64_t find_gap(uint64_t len, const struct range *r, int n);
@@ -329,6 +348,8 @@ int inv_fd_for_shm(struct rst_ctx *r, uint32_t shm_id);
 int files_restore_inventory(struct rst_ctx *r);
 int files_restore_early(struct rst_ctx *r, struct rproc *p);     /* in the task */
 int creds_restore_early(struct rst_ctx *r, struct rproc *p);     /* cwd, umask, ... */
+int mm_restore_map_start(struct rst_ctx *r, struct rproc *p);
+int mm_restore_map_finish(struct rst_ctx *r, struct rproc *p);
 int mm_restore_late(struct rst_ctx *r, struct rproc *p, struct image_reader *in,
 		    int (*next)(struct rst_ctx *, uint32_t *, uint32_t *));
 int signals_restore_late(struct rst_ctx *r, struct rproc *p);
@@ -337,6 +358,17 @@ int creds_restore_late(struct rst_ctx *r, struct rproc *p);
 int timers_restore_late(struct rst_ctx *r, struct rproc *p);
 int pidfd_restore_late(struct rst_ctx *r, struct rproc *p);
 int thread_restore_one(struct rst_ctx *r, struct rproc *p, int i, struct inj *t);
+int signals_drain(struct rst_ctx *r, struct rproc *p, struct inj *t);
+
+/* rqueue.c — the leader's late calls as one batch (flush before injecting
+ * a call directly) */
+#define RQ_IGNORE 1u     /* a failure is not an error */
+#define RQ_DRAIN  2u     /* rt_sigtimedwait: -EAGAIN is success, > 0 a signal */
+uint64_t rq_data(struct rst_ctx *r, struct rproc *p, const void *buf, size_t len);
+void rq_add(struct rproc *p, const char *what, unsigned flags, long nr, uint64_t a0, uint64_t a1, uint64_t a2,
+	    uint64_t a3, uint64_t a4, uint64_t a5);
+int rq_flush(struct rst_ctx *r, struct rproc *p);
+void rq_free(struct rproc *p);
 int thread_set_final(struct rst_ctx *r, struct rproc *p, int i);
 int peek_pending(pid_t tid, bool shared, size_t *n, ProtobufCBinaryData **out);
 

@@ -263,3 +263,85 @@ int inj_batch(struct inj *t, uint64_t area, struct inj_op *ops, int n)
 	}
 	return 0;
 }
+
+/* The calling process runs ops itself from area (the loop above, copied
+ * there) and never comes back: a task that parks itself after dropping its
+ * own memory (restore.c).  The last op must not return (exit_group). */
+void inj_batch_jump(uint64_t area, const struct inj_op *ops, int k)
+{
+	struct inj_op end = { (uint64_t)-1, { 0 }, 0 };
+	memcpy((void *)area, batch_code, sizeof(batch_code));
+	memcpy((void *)(area + 64), ops, (size_t)k * sizeof(*ops));
+	memcpy((void *)(area + 64 + (uint64_t)k * sizeof(*ops)), &end, sizeof(end));
+	__asm__ volatile("mov %0, %%rbx\n\tjmp *%1" : : "r"(area + 64), "r"(area) : "rbx", "memory");
+	__builtin_unreachable();
+}
+
+/* The batch loop's bytes (for code that sets a batch up by itself: the
+ * restore seed's plan carries a copy). */
+const uint8_t *inj_batch_code(size_t *len)
+{
+	*len = sizeof(batch_code);
+	return batch_code;
+}
+
+/*
+ * inj_batch, with fewer system calls per round: the loop, the ops and the end
+ * marker go in one process_vm_writev (inj_batch_start writes them one by
+ * one), together with data_len bytes at data_at on the first round (the
+ * arguments the ops point to; data_len 0: none).
+ */
+/* One round (k <= INJ_BATCH_MAX ops) of inj_batch_with, started: finish it
+ * with inj_batch_finish. */
+int inj_batch_with_start(struct inj *t, uint64_t area, const struct inj_op *ops, int k, uint64_t data_at,
+			 const void *data, size_t data_len)
+{
+	static uint8_t page[64 + (INJ_BATCH_MAX + 1) * sizeof(struct inj_op)];
+	struct inj_op end = { (uint64_t)-1, { 0 }, 0 };
+	int err;
+	if (k > INJ_BATCH_MAX)
+		return -E2BIG;
+	memset(page, 0, 64);
+	memcpy(page, batch_code, sizeof(batch_code));
+	memcpy(page + 64, ops, (size_t)k * sizeof(*ops));
+	memcpy(page + 64 + (size_t)k * sizeof(*ops), &end, sizeof(end));
+	size_t len = 64 + (size_t)(k + 1) * sizeof(*ops);
+	struct iovec l[2] = { { (void *)data, data_len }, { page, len } };
+	struct iovec rv[2] = { { (void *)data_at, data_len }, { (void *)area, len } };
+	int first = data_len ? 0 : 1;
+	ssize_t w = process_vm_writev(t->tid, l + first, (unsigned long)(2 - first), rv + first,
+				      (unsigned long)(2 - first), 0);
+	if (w != (ssize_t)(data_len + len) &&      /* a short write: again piecewise */
+	    ((data_len && (err = mem_write(t->tid, data_at, data, data_len)) < 0) ||
+	     (err = mem_write(t->tid, area, page, len)) < 0)) {
+		log_err("tid %d: write batch: %s", t->tid, strerror(-err));
+		return err;
+	}
+	struct user_regs_struct r = t->base;
+	r.rip = area;
+	r.rbx = area + 64;
+	r.orig_rax = (uint64_t)-1;
+	r.eflags &= ~(0x100ull | 0x400ull);
+	if ((err = regs_set(t->tid, &r)) < 0 || ptrace(PTRACE_CONT, t->tid, 0, 0) < 0) {
+		err = err < 0 ? err : -errno;
+		log_err("tid %d: run batch: %s", t->tid, strerror(-err));
+		return err;
+	}
+	return 0;
+}
+
+int inj_batch_with(struct inj *t, uint64_t area, struct inj_op *ops, int n, uint64_t data_at, const void *data,
+		   size_t data_len)
+{
+	if (n == 0)
+		return data_len ? mem_write(t->tid, data_at, data, data_len) : 0;
+	for (int done = 0; done < n;) {
+		int k = n - done < INJ_BATCH_MAX ? n - done : INJ_BATCH_MAX, err;
+		if ((err = inj_batch_with_start(t, area, ops + done, k, data_at, data, data_len)) < 0 ||
+		    (err = inj_batch_finish(t, area, ops + done, k)) < 0)
+			return err;
+		data_len = 0;
+		done += k;
+	}
+	return 0;
+}

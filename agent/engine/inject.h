@@ -49,9 +49,21 @@ struct inj_op {
 };
 #define INJ_BATCH_MAX 62
 int inj_batch(struct inj *t, uint64_t area, struct inj_op *ops, int n);
+/* Same, one write per round; data_len bytes of data go to data_at first.
+ * _start: one round (k <= INJ_BATCH_MAX) started, finished by inj_batch_finish. */
+int inj_batch_with_start(struct inj *t, uint64_t area, const struct inj_op *ops, int k, uint64_t data_at,
+			 const void *data, size_t data_len);
+int inj_batch_with(struct inj *t, uint64_t area, struct inj_op *ops, int n, uint64_t data_at, const void *data,
+		   size_t data_len);
 /* Halves of one round (k <= INJ_BATCH_MAX) of inj_batch, as for inj_syscall_start. */
 int inj_batch_start(struct inj *t, uint64_t area, const struct inj_op *ops, int k);
 int inj_batch_finish(struct inj *t, uint64_t area, struct inj_op *ops, int k);
+
+/* Run ops (k < INJ_BATCH_MAX, the last one exit_group) in the calling
+ * process itself from area, an executable page of its own; never returns. */
+void inj_batch_jump(uint64_t area, const struct inj_op *ops, int k) __attribute__((noreturn));
+
+const uint8_t *inj_batch_code(size_t *len);
 
 int regs_get(pid_t tid, struct user_regs_struct *r);
 int regs_set(pid_t tid, const struct user_regs_struct *r);

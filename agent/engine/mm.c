@@ -812,60 +812,72 @@ static int cmp_range(const void *a, const void *b)
 	return x->s < y->s ? -1 : x->s > y->s;
 }
 
-/* Unmap everything but the kept areas, with one munmap per gap between them
- * (munmap of a range with holes is fine) instead of one per engine VMA. */
-static int unmap_all_but(struct rproc *p, uint64_t keep_s, uint64_t keep_e)
+/*
+ * The memory layout is replaced by one batch of injected calls (inject.c:
+ * one ptrace round trip for all of them), in this order:
+ *   unregister the engine's rseq (if the task still has it);
+ *   unmap everything but the scratch pages and the vdso/vvar — the task
+ *   normally did it itself before it reported ready (restore.c park), then
+ *   these find nothing;
+ *   move [vvar], [vvar_vclock], [vdso] to the image's addresses;
+ *   map every VMA of the image.
+ * The batch loop runs in the scratch page, so no call needs the vdso where
+ * it is (or was).  Each op records what it is and the result it must give.
+ */
+struct pre_ops {
+	struct inj_op *ops;
+	const char **what;
+	uint64_t *want;          /* expected return value */
+	ImgVma **vma;            /* for mmap/shmat ops */
+	int n;
+	int started;             /* ops in the round running in the background */
+};
+
+static void pre_add(struct pre_ops *o, const char *what, uint64_t want, ImgVma *v, struct inj_op op)
 {
-	char path[64], line[4096];
-	snprintf(path, sizeof(path), "/proc/%d/maps", p->hpid);
-	FILE *f = fopen(path, "re");
-	if (!f)
-		return -errno;
-	struct range keep[8];
-	int n = 0;
-	keep[n++] = (struct range){ keep_s, keep_e };
-	p->vdso_now = p->vvar_now = p->vclock_now = 0;
-	while (fgets(line, sizeof(line), f)) {
-		unsigned long long s, e;
-		int pos = 0;
-		if (sscanf(line, "%llx-%llx %*s %*s %*s %*s %n", &s, &e, &pos) < 2)
-			continue;
-		char *name = line + pos;
-		name[strcspn(name, "\n")] = 0;
-		if (!strcmp(name, "[vdso]")) p->vdso_now = s;
-		else if (!strcmp(name, "[vvar]")) p->vvar_now = s;
-		else if (!strcmp(name, "[vvar_vclock]")) p->vclock_now = s;
-		else continue;
-		if (n < 8)
-			keep[n++] = (struct range){ s, e };
-	}
-	fclose(f);
-	qsort(keep, (size_t)n, sizeof(keep[0]), cmp_range);
+	o->ops[o->n] = op;
+	o->what[o->n] = what;
+	o->want[o->n] = want;
+	o->vma[o->n++] = v;
+}
+
+static bool overlap2(uint64_t s1, uint64_t l1, uint64_t s2, uint64_t l2)
+{
+	return l1 && l2 && s1 < s2 + l2 && s2 < s1 + l1;
+}
+
+/* One munmap per gap between the kept areas (munmap of a range with holes
+ * is fine); the kept ones are where every task has them (a fork of us). */
+static void unmap_ops(struct rst_ctx *r, struct pre_ops *o)
+{
+	struct range keep[4] = {
+		{ r->scratch_addr, r->scratch_addr + 4 * PAGE },
+		{ r->eng_vvar, r->eng_vvar + r->eng_vvar_len },
+		{ r->eng_vclock, r->eng_vclock + r->eng_vclock_len },
+		{ r->eng_vdso, r->eng_vdso + r->eng_vdso_len },
+	};
+	qsort(keep, 4, sizeof(keep[0]), cmp_range);
 	uint64_t from = PAGE * 16;       /* below mmap_min_addr nothing is mapped */
-	for (int i = 0; i <= n; i++) {
-		uint64_t to = i < n ? keep[i].s : MAX_ADDR - PAGE;
-		if (to > from) {
-			long r = inj_call(&p->inj, "restore: unmap engine memory", SYS_munmap, from, to - from,
-					  0, 0, 0, 0);
-			if (r < 0)
-				return (int)r;
-		}
-		if (i < n)
+	for (int i = 0; i <= 4; i++) {
+		uint64_t to = i < 4 ? keep[i].s : MAX_ADDR - PAGE;
+		if (i < 4 && keep[i].s == keep[i].e)
+			continue;
+		if (to > from)
+			pre_add(o, "unmap engine memory", 0, NULL, (struct inj_op){ SYS_munmap, { from, to - from }, 0 });
+		if (i < 4)
 			from = keep[i].e;
 	}
-	return 0;
 }
 
-static int mremap_to(struct rproc *p, uint64_t from, uint64_t len, uint64_t to)
+static void mremap_op(struct pre_ops *o, uint64_t from, uint64_t len, uint64_t to)
 {
-	if (from == to)
-		return 0;
-	long r = inj_call(&p->inj, "restore: move vdso", SYS_mremap, from, len, len,
-			  MREMAP_MAYMOVE | MREMAP_FIXED, to, 0);
-	return r < 0 ? (int)r : 0;
+	if (from == to || !len)
+		return;
+	pre_add(o, "move vdso", to, NULL,
+		(struct inj_op){ SYS_mremap, { from, len, len, MREMAP_MAYMOVE | MREMAP_FIXED, to, 0 }, 0 });
 }
 
-static int move_vdso(struct rst_ctx *r, struct rproc *p)
+static int move_vdso_ops(struct rst_ctx *r, struct rproc *p, struct pre_ops *o)
 {
 	ImgVma *vd = NULL, *vv = NULL, *vc = NULL;
 	for (size_t i = 0; i < p->core->n_vmas; i++) {
@@ -874,58 +886,47 @@ static int move_vdso(struct rst_ctx *r, struct rproc *p)
 		else if (v->kind == VK_VVAR) vv = v;
 		else if (v->kind == VK_VCLOCK) vc = v;
 	}
-	long off = vdso_syscall_offset();
 	uint64_t vdso_len = r->info->vdso_size, vvar_len = r->info->vvar_size, vc_len = r->info->vclock_size;
-	/* same kernel, same vdso: check the sizes this kernel gives the task */
-	char path[64], line[4096];
-	uint64_t cur_vdso = 0, cur_vvar = 0, cur_vc = 0;
-	snprintf(path, sizeof(path), "/proc/%d/maps", p->hpid);
-	FILE *f = fopen(path, "re");
-	if (!f)
-		return -errno;
-	while (fgets(line, sizeof(line), f)) {
-		unsigned long long s, e;
-		if (sscanf(line, "%llx-%llx", &s, &e) != 2)
-			continue;
-		if (strstr(line, "[vdso]")) cur_vdso = e - s;
-		else if (strstr(line, "[vvar]")) cur_vvar = e - s;
-		else if (strstr(line, "[vvar_vclock]")) cur_vc = e - s;
-	}
-	fclose(f);
-	if (!vd || !vv || cur_vdso != vdso_len || cur_vvar != vvar_len || cur_vc != vc_len ||
+	/* same kernel, same vdso: check the sizes this kernel gives the task
+	 * (ours: the task is a fork of this process) */
+	if (!vd || !vv || r->eng_vdso_len != vdso_len || r->eng_vvar_len != vvar_len || r->eng_vclock_len != vc_len ||
 	    vd->end - vd->start != vdso_len || vv->end - vv->start != vvar_len ||
 	    (vc && vc->end - vc->start != vc_len) || (!vc) != (vc_len == 0)) {
 		log_err("restore: pid %u: vdso layout of the image (%s) differs from this kernel's",
 			p->tree->pid, r->info->kernel_release);
 		return -ENOTSUP;
 	}
-	/* two steps through a free range so no move lands on a part not moved yet */
-	struct range avoid[8192];
-	int n = 0;
-	for (size_t i = 0; i < p->core->n_vmas && n < 8180; i++)
-		avoid[n++] = (struct range){ p->core->vmas[i]->start, p->core->vmas[i]->end };
-	avoid[n++] = (struct range){ r->scratch_addr, r->scratch_addr + 4 * PAGE };
-	avoid[n++] = (struct range){ p->vdso_now, p->vdso_now + vdso_len };
-	avoid[n++] = (struct range){ p->vvar_now, p->vvar_now + vvar_len };
-	if (vc_len)
-		avoid[n++] = (struct range){ p->vclock_now, p->vclock_now + vc_len };
-	uint64_t tmp = find_gap(vdso_len + vvar_len + vc_len + 3 * PAGE, avoid, n);
-	if (!tmp)
-		return -ENOMEM;
-	int err;
-	uint64_t t_vvar = tmp, t_vc = tmp + vvar_len + PAGE, t_vdso = t_vc + vc_len + PAGE;
-	/* while moving, inject through the vdso wherever it currently is */
-	if ((err = mremap_to(p, p->vvar_now, vvar_len, t_vvar)) < 0 ||
-	    (vc_len && (err = mremap_to(p, p->vclock_now, vc_len, t_vc)) < 0) ||
-	    (err = mremap_to(p, p->vdso_now, vdso_len, t_vdso)) < 0)
-		return err;
-	p->inj.syscall_ip = t_vdso + (uint64_t)off;
-	if ((err = mremap_to(p, t_vvar, vvar_len, vv->start)) < 0 ||
-	    (vc_len && (err = mremap_to(p, t_vc, vc_len, vc->start)) < 0) ||
-	    (err = mremap_to(p, t_vdso, vdso_len, vd->start)) < 0)
-		return err;
-	p->inj.syscall_ip = vd->start + (uint64_t)off;
-	p->vdso_now = vd->start;
+	uint64_t cur[3] = { r->eng_vvar, vc_len ? r->eng_vclock : 0, r->eng_vdso };
+	uint64_t dst[3] = { vv->start, vc ? vc->start : 0, vd->start }, len[3] = { vvar_len, vc_len, vdso_len };
+	/* straight to the image's addresses when no target overlaps a part
+	 * where it is now (the usual case: both are random) */
+	bool direct = true;
+	for (int i = 0; i < 3; i++)
+		for (int k = 0; k < 3; k++)
+			if (overlap2(dst[i], len[i], cur[k], len[k]))
+				direct = false;
+	if (!direct) {
+		/* two steps through a free range so no move lands on a part not moved yet */
+		struct range *avoid = xcalloc(p->core->n_vmas + 8, sizeof(*avoid));
+		int n = 0;
+		for (size_t i = 0; i < p->core->n_vmas; i++)
+			avoid[n++] = (struct range){ p->core->vmas[i]->start, p->core->vmas[i]->end };
+		avoid[n++] = (struct range){ r->scratch_addr, r->scratch_addr + 4 * PAGE };
+		for (int k = 0; k < 3; k++)
+			if (len[k])
+				avoid[n++] = (struct range){ cur[k], cur[k] + len[k] };
+		uint64_t tmp = find_gap(vdso_len + vvar_len + vc_len + 3 * PAGE, avoid, n);
+		free(avoid);
+		if (!tmp)
+			return -ENOMEM;
+		uint64_t t[3] = { tmp, tmp + vvar_len + PAGE, tmp + vvar_len + PAGE + vc_len + PAGE };
+		for (int k = 0; k < 3; k++)
+			mremap_op(o, cur[k], len[k], t[k]);
+		for (int k = 0; k < 3; k++)
+			cur[k] = t[k];
+	}
+	for (int k = 0; k < 3; k++)
+		mremap_op(o, cur[k], len[k], dst[k]);
 	return 0;
 }
 
@@ -1001,28 +1002,47 @@ static int check_vmas(struct rproc *p)
 	return 0;
 }
 
-int mm_restore_late(struct rst_ctx *r, struct rproc *p, struct image_reader *in,
-		    int (*next)(struct rst_ctx *, uint32_t *, uint32_t *))
+static void pre_free(struct rproc *p)
+{
+	struct pre_ops *o = p->mm_pre;
+	if (!o)
+		return;
+	free(o->ops);
+	free(o->what);
+	free(o->want);
+	free(o->vma);
+	free(o);
+	p->mm_pre = NULL;
+}
+
+/*
+ * The batch that replaces the memory layout, in two halves so that restore.c
+ * can start it in the next process while it writes this one's pages: the
+ * task runs its munmaps/mremaps/mmaps on the other core meanwhile.  The
+ * first round (INJ_BATCH_MAX calls) runs in the background; the rest, if
+ * any, in mm_restore_map_finish.
+ */
+int mm_restore_map_start(struct rst_ctx *r, struct rproc *p)
 {
 	int err;
 	if ((err = check_vmas(p)) < 0)
 		return err;
-	/* the engine code's glibc registered rseq in this task: drop it first */
+	struct pre_ops *o = p->mm_pre = xcalloc(1, sizeof(*o));
+	size_t cap = p->core->n_vmas + 16;
+	o->ops = xcalloc(cap, sizeof(*o->ops));
+	o->what = xcalloc(cap, sizeof(*o->what));
+	o->want = xcalloc(cap, sizeof(*o->want));
+	o->vma = xcalloc(cap, sizeof(*o->vma));
+	/* the engine code's glibc registered rseq in this task (if the task
+	 * could not drop it itself): first */
 	struct __ptrace_rseq_configuration rc = { 0 };
-	if (ptrace(PTRACE_GET_RSEQ_CONFIGURATION, p->hpid, sizeof(rc), &rc) > 0 && rc.rseq_abi_pointer) {
-		long x = inj_call(&p->inj, "restore: unregister engine rseq", SYS_rseq, rc.rseq_abi_pointer,
-				  rc.rseq_abi_size, 1 /* RSEQ_FLAG_UNREGISTER */, rc.signature, 0, 0);
-		if (x < 0)
-			return (int)x;
-	}
-	if ((err = unmap_all_but(p, r->scratch_addr, r->scratch_addr + 4 * PAGE)) < 0)
-		return err;
-	if ((err = move_vdso(r, p)) < 0)
-		return err;
-	/* every VMA in one batch of injected mmaps (inject.c) */
-	struct inj_op *ops = xcalloc(p->core->n_vmas + 1, sizeof(*ops));
-	ImgVma **opv = xcalloc(p->core->n_vmas + 1, sizeof(*opv));
-	int nops = 0;
+	if (ptrace(PTRACE_GET_RSEQ_CONFIGURATION, p->hpid, sizeof(rc), &rc) > 0 && rc.rseq_abi_pointer)
+		pre_add(o, "unregister engine rseq", 0, NULL, (struct inj_op){ SYS_rseq,
+			{ rc.rseq_abi_pointer, rc.rseq_abi_size, 1 /* RSEQ_FLAG_UNREGISTER */, rc.signature }, 0 });
+	unmap_ops(r, o);
+	if ((err = move_vdso_ops(r, p, o)) < 0)
+		goto out_pre;
+	/* every VMA of the image */
 	for (size_t i = 0; i < p->core->n_vmas; i++) {
 		ImgVma *v = p->core->vmas[i];
 		uint64_t len = v->end - v->start, prot = v->prot, fl = MAP_FIXED;
@@ -1042,9 +1062,8 @@ int mm_restore_late(struct rst_ctx *r, struct rproc *p, struct image_reader *in,
 			if (fd < 0) {
 				log_err("restore: pid %u vma %#llx: file %u missing in image", p->tree->pid,
 					(unsigned long long)v->start, v->file_id);
-				free(ops);
-				free(opv);
-				return -EINVAL;
+				err = -EINVAL;
+				goto out_pre;
 			}
 			fl |= v->flags & MAP_SHARED ? MAP_SHARED : MAP_PRIVATE;
 			if (!(v->flags & MAP_SHARED) && v->has_pages)
@@ -1055,38 +1074,75 @@ int mm_restore_late(struct rst_ctx *r, struct rproc *p, struct image_reader *in,
 			if (fd < 0) {
 				log_err("restore: pid %u vma %#llx: shared memory %u missing in image",
 					p->tree->pid, (unsigned long long)v->start, v->shm_id);
-				free(ops);
-				free(opv);
-				return -EINVAL;
+				err = -EINVAL;
+				goto out_pre;
 			}
 			fl |= MAP_SHARED;
 			break;
 		case VK_SYSV:   /* shmat(id, start, flags) returns start, like mmap */
-			opv[nops] = v;
-			ops[nops++] = (struct inj_op){ SYS_shmat, { v->shm_id, v->start,
-				(v->prot & PROT_WRITE ? 0 : SHM_RDONLY) | (v->prot & PROT_EXEC ? SHM_EXEC : 0), 0, 0, 0 }, 0 };
+			pre_add(o, "shmat", v->start, v, (struct inj_op){ SYS_shmat, { v->shm_id, v->start,
+				(v->prot & PROT_WRITE ? 0 : SHM_RDONLY) | (v->prot & PROT_EXEC ? SHM_EXEC : 0), 0, 0, 0 }, 0 });
 			continue;
 		default:
 			continue;
 		}
 		fl |= v->flags & (MAP_GROWSDOWN | MAP_NORESERVE);
-		opv[nops] = v;
-		ops[nops++] = (struct inj_op){ SYS_mmap, { v->start, len, prot, fl, (uint64_t)fd, v->pgoff * PAGE }, 0 };
+		pre_add(o, "mmap", v->start, v,
+			(struct inj_op){ SYS_mmap, { v->start, len, prot, fl, (uint64_t)fd, v->pgoff * PAGE }, 0 });
 	}
-	err = inj_batch(&p->inj, r->scratch_addr + 3 * PAGE, ops, nops);
-	for (int i = 0; i < nops && !err; i++) {
-		ImgVma *v = opv[i];
-		long ret = (long)ops[i].ret;
-		if (ret != (long)v->start) {
+	o->started = o->n < INJ_BATCH_MAX ? o->n : INJ_BATCH_MAX;
+	err = inj_batch_with_start(&p->inj, r->scratch_addr + 3 * PAGE, o->ops, o->started, 0, NULL, 0);
+	if (err == 0)
+		return 0;
+	o->started = 0;
+out_pre:
+	pre_free(p);
+	return err;
+}
+
+int mm_restore_map_finish(struct rst_ctx *r, struct rproc *p)
+{
+	struct pre_ops *o = p->mm_pre;
+	uint64_t area = r->scratch_addr + 3 * PAGE;
+	int err;
+	if (!o)
+		return -EINVAL;
+	err = inj_batch_finish(&p->inj, area, o->ops, o->started);
+	if (!err && o->n > o->started)
+		err = inj_batch_with(&p->inj, area, o->ops + o->started, o->n - o->started, 0, NULL, 0);
+	for (int i = 0; i < o->n && !err; i++) {
+		ImgVma *v = o->vma[i];
+		long ret = (long)o->ops[i].ret;
+		if (ret == (long)o->want[i])
+			continue;
+		if (v)
 			log_err("restore: pid %u: map vma %#llx-%#llx (%s): %s", p->tree->pid,
 				(unsigned long long)v->start, (unsigned long long)v->end, v->name ? v->name : "",
 				ret < 0 ? strerror((int)-ret) : "wrong address");
-			err = ret < 0 ? (int)ret : -EFAULT;
-		}
+		else
+			log_err("restore: pid %u: %s: %s", p->tree->pid, o->what[i],
+				ret < 0 ? strerror((int)-ret) : "wrong address");
+		err = ret < 0 ? (int)ret : -EFAULT;
 	}
-	free(ops);
-	free(opv);
-	if (err < 0)
+	if (!err) {
+		p->vdso_now = 0;
+		for (size_t i = 0; i < p->core->n_vmas; i++)
+			if (p->core->vmas[i]->kind == VK_VDSO)
+				p->vdso_now = p->core->vmas[i]->start;
+		p->inj.syscall_ip = p->vdso_now + (uint64_t)vdso_syscall_offset();
+		p->mm_mapped = true;
+	}
+	pre_free(p);
+	return err;
+}
+
+int mm_restore_late(struct rst_ctx *r, struct rproc *p, struct image_reader *in,
+		    int (*next)(struct rst_ctx *, uint32_t *, uint32_t *))
+{
+	int err;
+	/* the layout: restore.c has usually started (and finished) it already */
+	if (!p->mm_mapped && ((!p->mm_pre && (err = mm_restore_map_start(r, p)) < 0) ||
+			      (err = mm_restore_map_finish(r, p)) < 0))
 		return err;
 	/* pages: read in slot-sized pieces, written by both cores (pagefill.c) */
 	uint32_t type, len;
@@ -1142,36 +1198,24 @@ int mm_restore_late(struct rst_ctx *r, struct rproc *p, struct image_reader *in,
 	}
 	if (err < 0 || (err = uerr) < 0)
 		return err;
-	/* final protections and madvise state, one batch */
-	struct inj_op *fin = xcalloc(p->core->n_vmas * 6 + 1, sizeof(*fin));
-	int nfin = 0;
+	/* final protections and madvise state, then the mm layout: queued with
+	 * the process's other late calls, one batch (rqueue.c) */
 	for (size_t i = 0; i < p->core->n_vmas; i++) {
 		ImgVma *v = p->core->vmas[i];
 		if ((v->kind == VK_ANON || (v->kind == VK_FILE && !(v->flags & MAP_SHARED))) &&
 		    v->has_pages && !(v->prot & PROT_WRITE))
-			fin[nfin++] = (struct inj_op){ SYS_mprotect, { v->start, v->end - v->start, v->prot, 0, 0, 0 }, 0 };
+			rq_add(p, "restore: mprotect", 0, SYS_mprotect, v->start, v->end - v->start, v->prot, 0, 0, 0);
 		if (v->kind == VK_SYSV && !(v->prot & PROT_READ))   /* shmat always gives read */
-			fin[nfin++] = (struct inj_op){ SYS_mprotect, { v->start, v->end - v->start, v->prot, 0, 0, 0 }, 0 };
+			rq_add(p, "restore: mprotect", 0, SYS_mprotect, v->start, v->end - v->start, v->prot, 0, 0, 0);
 		if (v->has_madv) {
 			static const int adv[5] = { MADV_DONTFORK, MADV_WIPEONFORK, MADV_DONTDUMP, MADV_HUGEPAGE,
 						    MADV_NOHUGEPAGE };
 			for (int b = 0; b < 5; b++)
 				if (v->madv & (1u << b))
-					fin[nfin++] = (struct inj_op){ SYS_madvise,
-								       { v->start, v->end - v->start, (uint64_t)adv[b], 0, 0, 0 }, 0 };
+					rq_add(p, "restore: madvise", 0, SYS_madvise, v->start, v->end - v->start,
+					       (uint64_t)adv[b], 0, 0, 0);
 		}
 	}
-	err = nfin ? inj_batch(&p->inj, r->scratch_addr + 3 * PAGE, fin, nfin) : 0;
-	for (int i = 0; i < nfin && !err; i++)
-		if (fin[i].ret < 0) {
-			log_err("restore: pid %u: %s at %#llx: %s", p->tree->pid,
-				fin[i].nr == SYS_mprotect ? "mprotect" : "madvise", (unsigned long long)fin[i].a[0],
-				strerror((int)-fin[i].ret));
-			err = (int)fin[i].ret;
-		}
-	free(fin);
-	if (err < 0)
-		return err;
 	/* mm layout, auxv, exe */
 	ImgMm *mm = p->core->mm;
 	struct prctl_mm_map map = {
@@ -1180,11 +1224,11 @@ int mm_restore_late(struct rst_ctx *r, struct rproc *p, struct image_reader *in,
 		.start_stack = mm->start_stack, .arg_start = mm->arg_start, .arg_end = mm->arg_end,
 		.env_start = mm->env_start, .env_end = mm->env_end, .exe_fd = (uint32_t)-1,
 	};
-	uint64_t sc = r->scratch_addr;
 	if (mm->has_auxv && mm->auxv.len && mm->auxv.len <= 2 * PAGE && !(mm->auxv.len % 8)) {
-		if ((err = mem_write(p->hpid, sc + PAGE, mm->auxv.data, mm->auxv.len)) < 0)
-			return err;
-		map.auxv = (__u64 *)(sc + PAGE);
+		uint64_t at = rq_data(r, p, mm->auxv.data, mm->auxv.len);
+		if (!at)
+			return -E2BIG;
+		map.auxv = (__u64 *)at;
 		map.auxv_size = (uint32_t)mm->auxv.len;
 	}
 	if (mm->has_exe_file_id) {
@@ -1192,9 +1236,9 @@ int mm_restore_late(struct rst_ctx *r, struct rproc *p, struct image_reader *in,
 		if (fd >= 0)
 			map.exe_fd = (uint32_t)fd;
 	}
-	if ((err = mem_write(p->hpid, sc, &map, sizeof(map))) < 0)
-		return err;
-	long x = inj_call(&p->inj, "restore: PR_SET_MM_MAP", SYS_prctl, PR_SET_MM, PR_SET_MM_MAP, sc,
-			  sizeof(map), 0, 0);
-	return x < 0 ? (int)x : 0;
+	uint64_t at = rq_data(r, p, &map, sizeof(map));
+	if (!at)
+		return -E2BIG;
+	rq_add(p, "restore: PR_SET_MM_MAP", 0, SYS_prctl, PR_SET_MM, PR_SET_MM_MAP, at, sizeof(map), 0, 0);
+	return 0;
 }

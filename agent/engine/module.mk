@@ -8,4 +8,13 @@ OBJS         += $(call objs,$(ENGINE_SRCS))
 # libnetstate.a by path: netstate/module.mk (NETSTATE_LIB) is read after this file
 $(BUILD)/bin/zapc-engine: $(call objs,$(ENGINE_SRCS) agent/pod_mounts.c) $(BUILD)/libnetstate.a $(LIBZAPC)
 	@mkdir -p $(@D)
-	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+	$(CC) $(LDFLAGS) -Wl,-z,now -o $@ $^ $(LDLIBS)
+
+# zapc-restore-seed: the tiny static program the restored tasks are forked
+# from (seed.h).  Freestanding: no libc, no sanitizers, its own flags.
+SEED_BIN := $(BUILD)/bin/zapc-restore-seed
+LIBEXEC  += $(SEED_BIN)
+$(SEED_BIN): agent/engine/seed/seed.c agent/engine/seed.h
+	@mkdir -p $(@D)
+	$(CC) -I. -O2 -g -std=gnu17 -Wall -Wextra -Werror -static -nostdlib -ffreestanding -fno-builtin \
+		-fno-stack-protector -fno-pie -no-pie -fcf-protection=none -o $@ $<

@@ -66,6 +66,9 @@ int pidfd_restore_late(struct rst_ctx *r, struct rproc *p)
 				f = r->files->files[k];
 		if (!f || f->kind != FK_PIDFD)
 			continue;
+		int err = rq_flush(r, p);     /* injected one by one below */
+		if (err < 0)
+			return err;
 		long fd = inj_call(&p->inj, "restore: pidfd_open", SYS_pidfd_open, f->target_pid,
 				   f->flags & (O_NONBLOCK | O_EXCL), 0, 0, 0, 0);
 		if (fd < 0) {

@@ -452,7 +452,9 @@ int pty_restore_late(struct rst_ctx *r, struct rproc *p)
 		return -EINVAL;
 	int32_t pg = (int32_t)p->core->tty_fg_pgid;
 	uint64_t at = r->scratch_addr + 2 * PAGE;
-	int err = mem_write(p->hpid, at, &pg, sizeof(pg));
+	int err = rq_flush(r, p);     /* injected by itself below */
+	if (err == 0)
+		err = mem_write(p->hpid, at, &pg, sizeof(pg));
 	if (err < 0)
 		return err;
 	long x = inj_call(&p->inj, "restore: tty foreground group", SYS_ioctl, (uint64_t)fd, TIOCSPGRP, at, 0, 0, 0);

@@ -31,6 +31,9 @@
 #include <sys/prctl.h>
 #include <sys/ptrace.h>
 #include <sys/resource.h>
+#include <sys/socket.h>
+#include <sys/uio.h>
+#include <sys/rseq.h>
 #include <sys/syscall.h>
 #include <sys/utsname.h>
 #include <sys/wait.h>
@@ -42,16 +45,14 @@
 #include "agent/engine/engine.h"
 #include "agent/engine/inet.h"
 #include "agent/engine/objects.h"
+#include "agent/engine/seed.h"
 #include "lib/log.h"
 
 int inv_move(struct rst_ctx *r, int fd);
 int pty_devpts_fd(void);   /* pty.c */
 int mounts_attach(void);   /* mounts.c */
+int sysv_restore_early(struct rst_ctx *r, struct rproc *p);   /* sysv.c */
 
-struct ready_msg {
-	int32_t pid;
-	int32_t err;
-};
 
 static struct image_reader *g_in;
 static int la_valid;
@@ -187,7 +188,7 @@ static struct rst_ctx *g_r;
 
 static void report(int32_t pid, int32_t err)
 {
-	struct ready_msg m = { pid, err };
+	struct seed_report m = { pid, err, -1 };
 	ssize_t n = write(g_r->ready_w, &m, sizeof(m));
 	(void)n;
 }
@@ -249,10 +250,65 @@ static int proc_index(struct rst_ctx *r, uint32_t pid)
 	return -1;
 }
 
+static int cmp_range_start(const void *a, const void *b)
+{
+	const struct range *x = a, *y = b;
+	return x->s < y->s ? -1 : x->s > y->s;
+}
+
 static int cmp_pid(const void *a, const void *b)
 {
 	const struct rproc *x = *(struct rproc *const *)a, *y = *(struct rproc *const *)b;
 	return (int)x->tree->pid - (int)y->tree->pid;
+}
+
+/*
+ * A ready task drops the engine's memory (its fork copy) itself, reports and
+ * waits for the engine from code in its scratch page (inj_batch_jump): the
+ * munmap's page-table teardown then runs while other tasks are still being
+ * made, on both cores, instead of later as a call the engine injects and
+ * waits for.  Kept: the scratch pages, [vvar], [vvar_vclock] and [vdso]
+ * (mm.c moves them to the image's addresses).  The engine's glibc registered
+ * rseq in this thread's TLS, unmapped here, and the kernel writes to a
+ * registered rseq area on the task's next preemption: it is unregistered
+ * first, and if that fails the task keeps the memory (mm.c unmaps it).
+ * The parked task sits in read(hold_r), as before; EOF means the engine
+ * is gone: exit.
+ */
+static void park(struct rst_ctx *r, ImgProc *t)
+{
+	if (__rseq_size) {
+		void *rs = (char *)__builtin_thread_pointer() + __rseq_offset;
+		if (syscall(SYS_rseq, rs, __rseq_size, 1 /* RSEQ_FLAG_UNREGISTER */, RSEQ_SIG) < 0 &&
+		    (__rseq_size == 32 || syscall(SYS_rseq, rs, 32, 1, RSEQ_SIG) < 0))
+			return;
+	}
+	struct range keep[4] = {
+		{ r->scratch_addr, r->scratch_addr + 4 * PAGE },
+		{ r->eng_vvar, r->eng_vvar + r->eng_vvar_len },
+		{ r->eng_vclock, r->eng_vclock + r->eng_vclock_len },
+		{ r->eng_vdso, r->eng_vdso + r->eng_vdso_len },
+	};
+	qsort(keep, 4, sizeof(keep[0]), cmp_range_start);
+	struct inj_op ops[8];
+	int n = 0;
+	uint64_t from = PAGE * 16;       /* below mmap_min_addr nothing is mapped */
+	for (int i = 0; i <= 4; i++) {
+		uint64_t to = i < 4 ? keep[i].s : MAX_ADDR - PAGE;
+		if (i < 4 && keep[i].s == keep[i].e)
+			continue;        /* no [vvar_vclock] on this kernel */
+		if (to > from)
+			ops[n++] = (struct inj_op){ SYS_munmap, { from, to - from }, 0 };
+		if (i < 4)
+			from = keep[i].e;
+	}
+	uint64_t msg = r->scratch_addr + 2 * PAGE;
+	struct seed_report m = { (int32_t)t->pid, 0, -1 };
+	memcpy((void *)msg, &m, sizeof(m));
+	ops[n++] = (struct inj_op){ SYS_write, { (uint64_t)r->ready_w, msg, sizeof(m) }, 0 };
+	ops[n++] = (struct inj_op){ SYS_read, { (uint64_t)r->hold_r, msg + 64, 1 }, 0 };
+	ops[n++] = (struct inj_op){ SYS_exit_group, { 1 }, 0 };
+	inj_batch_jump(r->scratch_addr + 3 * PAGE, ops, n);
 }
 
 static void run_task(struct rst_ctx *r, int idx) __attribute__((noreturn));
@@ -320,6 +376,11 @@ static void run_task(struct rst_ctx *r, int idx)
 		err = -ENOTSUP;
 		goto fail;
 	}
+	/* the rest of the tree: forks of the restore seed (restore_seed.c) */
+	if (idx == 0 && r->seed_fd >= 0) {
+		if ((err = sysv_restore_early(r, p)) < 0 || (err = seed_exec(r)) < 0)
+			goto fail;
+	}
 	/* children, in pid order so group leaders exist before their members */
 	struct rproc **kids = xcalloc((size_t)r->nprocs, sizeof(*kids));
 	int nk = 0;
@@ -357,6 +418,7 @@ static void run_task(struct rst_ctx *r, int idx)
 			(unsigned long long)r->scratch_addr);
 		goto fail;
 	}
+	park(r, t);     /* returns only if the task cannot drop the engine's memory */
 	report((int32_t)t->pid, 0);
 	for (;;) {
 		char c;
@@ -494,8 +556,8 @@ static int map_host_pids(struct rst_ctx *r, pid_t root)
 static int seize_task(struct rst_ctx *r, struct rproc *p)
 {
 	int st, err;
-	if (ptrace(PTRACE_SEIZE, p->hpid, 0, PTRACE_O_TRACECLONE | PTRACE_O_EXITKILL) < 0 ||
-	    ptrace(PTRACE_INTERRUPT, p->hpid, 0, 0) < 0) {
+	if (!p->seized && (ptrace(PTRACE_SEIZE, p->hpid, 0, PTRACE_O_TRACECLONE | PTRACE_O_EXITKILL) < 0 ||
+			   ptrace(PTRACE_INTERRUPT, p->hpid, 0, 0) < 0)) {
 		log_err("restore: pid %u: seize: %s", p->tree->pid, strerror(errno));
 		return -errno;
 	}
@@ -505,16 +567,8 @@ static int seize_task(struct rst_ctx *r, struct rproc *p)
 	p->inj.tid = p->hpid;
 	if ((err = regs_get(p->hpid, &p->inj.base)) < 0)
 		return err;
-	/* the task's vdso (inherited from the engine) */
-	char path[64], line[512];
-	snprintf(path, sizeof(path), "/proc/%d/maps", p->hpid);
-	FILE *f = fopen(path, "re");
-	if (!f)
-		return -errno;
-	while (fgets(line, sizeof(line), f))
-		if (strstr(line, "[vdso]"))
-			p->vdso_now = strtoull(line, NULL, 16);
-	fclose(f);
+	/* the task's vdso: inherited from the engine, where ours is */
+	p->vdso_now = r->eng_vdso;
 	long off = vdso_syscall_offset();
 	if (!p->vdso_now || off < 0)
 		return -ENOTSUP;
@@ -522,15 +576,13 @@ static int seize_task(struct rst_ctx *r, struct rproc *p)
 	uint64_t mask = ~(1ull << (SIGTRAP - 1));
 	if (ptrace(PTRACE_SETSIGMASK, p->hpid, (void *)8, &mask) < 0)
 		return -errno;
-	(void)r;
 	return 0;
 }
 
+/* p is seized and its layout batch started (mm_restore_map_start) */
 static int restore_process(struct rst_ctx *r, struct rproc *p)
 {
 	int err;
-	if ((err = seize_task(r, p)) < 0)
-		return err;
 	if ((err = mm_restore_late(r, p, g_in, mm_next)) < 0)
 		return err;
 	p->th = xcalloc(p->tree->n_tids, sizeof(ImgThread *));
@@ -551,15 +603,37 @@ static int restore_process(struct rst_ctx *r, struct rproc *p)
 	}
 	if ((err = objects_late(r, p)) < 0)
 		return err;
-	/* finish: drop what the restore itself used, then the final registers */
+	/* finish: drop what the restore itself used (queued with the other
+	 * late calls: one batch, rqueue.c), then the final registers */
 	struct inj *t = &p->tinj[0];
 	long x;
-	if (p == &r->procs[0] &&
-	    (x = inj_call(t, "restore: pdeathsig", SYS_prctl, PR_SET_PDEATHSIG, 0, 0, 0, 0, 0)) < 0)
+	if (p == &r->procs[0])
+		rq_add(p, "restore: pdeathsig", 0, SYS_prctl, PR_SET_PDEATHSIG, 0, 0, 0, 0, 0);
+	rq_add(p, "restore: close inventory", 0, SYS_close_range, (uint64_t)r->inv_base, ~0u, 0, 0, 0, 0);
+	err = rq_flush(r, p);
+	rq_free(p);
+	if (err < 0)
+		return err;
+	if (p->rq_undrained && (err = signals_drain(r, p, t)) < 0)
+		return err;
+	/* not in the batch: it runs from these pages.  Only started here: the
+	 * task tears its scratch mapping down (page tables too) on the other
+	 * core while the engine goes on with the next process; finish_process
+	 * waits for it and sets the final registers. */
+	(void)x;
+	return inj_syscall_start(t, SYS_munmap, r->scratch_addr, 4 * PAGE, 0, 0, 0, 0);
+}
+
+static int finish_process(struct rst_ctx *r, struct rproc *p)
+{
+	long x;
+	int err = inj_syscall_finish(&p->tinj[0], &x);
+	if (err < 0)
+		return err;
+	if (x < 0 && x > -4096) {
+		log_err("tid %d: restore: unmap scratch: %s", p->tinj[0].tid, strerror((int)-x));
 		return (int)x;
-	if ((x = inj_call(t, "restore: close inventory", SYS_close_range, (uint64_t)r->inv_base, ~0u, 0, 0, 0, 0)) < 0 ||
-	    (x = inj_call(t, "restore: unmap scratch", SYS_munmap, r->scratch_addr, 4 * PAGE, 0, 0, 0, 0)) < 0)
-		return (int)x;
+	}
 	for (int i = 0; i < p->nth; i++)
 		if ((err = thread_set_final(r, p, i)) < 0)
 			return err;
@@ -595,7 +669,7 @@ int restore_main(int argc, char **argv)
 	char *in = NULL, *netns = NULL, *cgroups[16];
 	int ncg = 0, c, err = -EINVAL, infd = -1, netfd = -1;
 	pid_t root = -1;
-	struct rst_ctx R = { .shm_mnt = -1 }, *r = &R;
+	struct rst_ctx R = { .shm_mnt = -1, .seed_fd = -1, .plan_fd = -1 }, *r = &R;
 	struct pod_net net = { 0 };
 	g_r = r;
 	while ((c = getopt_long(argc, argv, "i:N:c:n:I:C:ST", opts, NULL)) != -1) {
@@ -711,6 +785,8 @@ int restore_main(int argc, char **argv)
 		goto fail;
 	}
 	/* scratch page: free in every image address space and in ours */
+	struct range *avoid = NULL;
+	int navoid = 0;
 	{
 		struct range *rg = NULL;
 		int n = 0;
@@ -721,23 +797,43 @@ int restore_main(int argc, char **argv)
 				rg[n++].e = r->procs[i].core->vmas[k]->end;
 			}
 		FILE *f = fopen("/proc/self/maps", "re");
-		char line[512];
+		char line[4096];
 		while (f && fgets(line, sizeof(line), f)) {
 			unsigned long long s, e;
-			if (sscanf(line, "%llx-%llx", &s, &e) == 2) {
+			int pos = 0;
+			if (sscanf(line, "%llx-%llx %*s %*s %*s %*s %n", &s, &e, &pos) >= 2) {
 				rg = realloc(rg, (size_t)(n + 1) * sizeof(*rg));
 				rg[n].s = s;
 				rg[n++].e = e + (1ull << 30);   /* room for our heap to grow */
+				char *name = line + pos;
+				name[strcspn(name, "\n")] = 0;
+				if (!strcmp(name, "[vdso]"))
+					r->eng_vdso = s, r->eng_vdso_len = e - s;
+				else if (!strcmp(name, "[vvar]"))
+					r->eng_vvar = s, r->eng_vvar_len = e - s;
+				else if (!strcmp(name, "[vvar_vclock]"))
+					r->eng_vclock = s, r->eng_vclock_len = e - s;
 			}
 		}
 		if (f)
 			fclose(f);
 		r->scratch_addr = find_gap(4 * PAGE, rg, n);
-		free(rg);
+		avoid = rg;
+		navoid = n;
+		if (!r->eng_vdso || !r->eng_vvar) {
+			log_err("restore: no [vdso] or [vvar] in this process's maps");
+			goto fail;
+		}
 	}
-	int p2[2];
-	if (pipe2(p2, O_CLOEXEC) < 0)
+	/* "ready" reports: a seqpacket pair (one record per report, EOF once
+	 * every task is gone) whose receiving end gets each sender's host pid
+	 * (SO_PASSCRED: the kernel attaches it, translated to our pid ns) */
+	int p2[2], one = 1;
+	if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, p2) < 0 ||
+	    setsockopt(p2[0], SOL_SOCKET, SO_PASSCRED, &one, sizeof(one)) < 0) {
+		log_err("restore: report socket: %s", strerror(errno));
 		goto fail;
+	}
 	r->ready_r = inv_move(r, p2[0]);
 	r->ready_w = inv_move(r, p2[1]);
 	if (pipe2(p2, O_CLOEXEC) < 0)
@@ -771,6 +867,12 @@ int restore_main(int argc, char **argv)
 	timing("inventory");
 	if ((err = set_time_offsets(r)) < 0)
 		goto fail;
+	err = seed_prepare(r, avoid, navoid);
+	free(avoid);
+	avoid = NULL;
+	if (err < 0)
+		goto fail;
+	timing("seed_plan");
 	fflush(NULL);
 	root = clone_with_pid(CLONE_NEWPID | CLONE_NEWNS | CLONE_NEWUTS | CLONE_NEWIPC, 1);
 	if (root < 0) {
@@ -800,30 +902,84 @@ int restore_main(int argc, char **argv)
 	for (int got = 0; got < want;) {
 		struct pollfd pf = { r->ready_r, POLLIN, 0 };
 		int pr = poll(&pf, 1, 10000);
-		struct ready_msg m;
-		if (pr <= 0 || read(r->ready_r, &m, sizeof(m)) != sizeof(m)) {
+		struct seed_report m;
+		struct iovec iov = { &m, sizeof(m) };
+		union { struct cmsghdr h; char b[CMSG_SPACE(sizeof(struct ucred))]; } cb;
+		struct msghdr mh = { .msg_iov = &iov, .msg_iovlen = 1, .msg_control = &cb, .msg_controllen = sizeof(cb) };
+		if (pr <= 0 || recvmsg(r->ready_r, &mh, MSG_CMSG_CLOEXEC) != sizeof(m)) {
 			log_err("restore: the new processes did not start (%d of %d ready)", got, want);
 			err = -ETIMEDOUT;
 			goto fail;
 		}
 		if (m.err < 0) {
-			err = m.err;    /* the task logged why */
+			err = m.err;    /* the task logged why, or the seed says which op */
+			if (m.op >= 0 || r->seed_fd >= 0)
+				seed_log_failure(r, &m);
 			goto fail;
+		}
+		struct cmsghdr *c = CMSG_FIRSTHDR(&mh);
+		int i = proc_index(r, (uint32_t)m.pid);
+		if (c && c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_CREDENTIALS && i >= 0) {
+			struct ucred uc;
+			memcpy(&uc, CMSG_DATA(c), sizeof(uc));
+			r->procs[i].hpid = uc.pid;
 		}
 		got++;
 	}
 	timing("all_ready");
-	if ((err = map_host_pids(r, root)) < 0)
+	if (r->seed_fd >= 0 && (err = seed_tasks_vdso(r, root)) < 0)
+		goto fail;
+	bool all_known = true;
+	for (int i = 0; i < r->nprocs; i++)
+		if (!r->procs[i].tree->zombie && r->procs[i].hpid <= 0)
+			all_known = false;
+	if (!all_known && (err = map_host_pids(r, root)) < 0)
 		goto fail;
 	timing("pids_mapped");
 	struct timespec tr0, tr1;
 	clock_gettime(CLOCK_MONOTONIC, &tr0);
+	/* Seize every task first (their stops overlap), then per process: the
+	 * layout batch of the next one runs in its task while this one's pages,
+	 * late calls and registers are done (mm_restore_map_start). */
 	for (int i = 0; i < r->nprocs; i++) {
-		if (r->procs[i].tree->zombie)
+		struct rproc *p = &r->procs[i];
+		if (p->tree->zombie)
 			continue;
-		if ((err = restore_process(r, &r->procs[i])) < 0)
-			goto fail;      /* logged where it failed */
+		if (ptrace(PTRACE_SEIZE, p->hpid, 0, PTRACE_O_TRACECLONE | PTRACE_O_EXITKILL) < 0 ||
+		    ptrace(PTRACE_INTERRUPT, p->hpid, 0, 0) < 0) {
+			err = -errno;
+			log_err("restore: pid %u: seize: %s", p->tree->pid, strerror(errno));
+			goto fail;
+		}
+		p->seized = true;
 	}
+	struct rproc *prev = NULL;     /* its scratch munmap in flight */
+	for (int i = 0, started = 0; i < r->nprocs; i++) {
+		struct rproc *p = &r->procs[i];
+		if (p->tree->zombie)
+			continue;
+		if (!started && ((err = seize_task(r, p)) < 0 || (err = mm_restore_map_start(r, p)) < 0))
+			goto fail;
+		if ((err = mm_restore_map_finish(r, p)) < 0)
+			goto fail;
+		started = 0;
+		for (int j = i + 1; j < r->nprocs; j++) {
+			struct rproc *q = &r->procs[j];
+			if (q->tree->zombie)
+				continue;
+			if ((err = seize_task(r, q)) < 0 || (err = mm_restore_map_start(r, q)) < 0)
+				goto fail;
+			started = 1;
+			break;
+		}
+		if ((err = restore_process(r, p)) < 0)
+			goto fail;      /* logged where it failed */
+		if (prev && (err = finish_process(r, prev)) < 0)
+			goto fail;
+		prev = p;
+	}
+	if (prev && (err = finish_process(r, prev)) < 0)
+		goto fail;
 	clock_gettime(CLOCK_MONOTONIC, &tr1);
 	if (getenv("ZAPC_ENGINE_TIMING"))
 		fprintf(stderr, "TIMING restore_processes_ms %.3f\n",
@@ -865,6 +1021,7 @@ int restore_main(int argc, char **argv)
 		done.threads += (uint32_t)(r->procs[i].tree->zombie ? 0 : r->procs[i].nth);
 	}
 	control_done(&done);
+	free(r->seed_what);
 	return 0;
 fail:
 	inet_restore_abort(r);
@@ -883,5 +1040,6 @@ fail:
 		image_reader_free(g_in);
 	done.status = err < 0 ? err : -EIO;
 	control_done(&done);
+	free(r->seed_what);
 	return 1;
 }

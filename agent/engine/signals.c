@@ -82,7 +82,7 @@ int signals_dump(struct dump_ctx *d, struct dproc *p)
 	return err;
 }
 
-static int drain(struct rst_ctx *r, struct rproc *p, struct inj *t)
+int signals_drain(struct rst_ctx *r, struct rproc *p, struct inj *t)
 {
 	uint64_t sc = r->scratch_addr;
 	uint64_t set = ~0ull, ts[2] = { 0, 0 };
@@ -135,18 +135,27 @@ int signals_restore_late(struct rst_ctx *r, struct rproc *p)
 			return -EINVAL;
 		}
 		struct ksigaction ka = { a->handler, a->flags, a->restorer, a->mask };
-		if ((err = mem_write(p->hpid, r->scratch_addr, &ka, sizeof(ka))) < 0)
-			return err;
-		long x = inj_call(&p->tinj[0], "restore: rt_sigaction", SYS_rt_sigaction, a->sig,
-				  r->scratch_addr, 0, 8, 0, 0);
-		if (x < 0) {
-			log_err("restore: pid %u: signal %u handler failed", p->tree->pid, a->sig);
-			return (int)x;
-		}
+		rq_add(p, "restore: rt_sigaction", 0, SYS_rt_sigaction, a->sig, rq_data(r, p, &ka, sizeof(ka)), 0, 8, 0, 0);
 	}
+	/* Drain what the new task has pending (the SIGCHLD of a zombie child,
+	 * say): a single-threaded process, with nothing to requeue, queues a few
+	 * non-blocking waits with its other late calls (restore.c drains on
+	 * after the batch if they all found a signal); else as before. */
+	size_t requeue = p->core->n_shared_pending;
+	for (int i = 0; i < p->nth; i++)
+		requeue += p->th[i]->n_pending;
+	uint64_t set = ~0ull, ts[2] = { 0, 0 };
+	uint64_t sa = rq_data(r, p, &set, 8), ta = rq_data(r, p, ts, 16);
+	for (int k = 0; k < 3; k++)
+		rq_add(p, "restore: drain signals", RQ_DRAIN, SYS_rt_sigtimedwait, sa, 0, ta, 8, 0, 0);
+	if (p->nth == 1 && !requeue)
+		return 0;
+	if ((err = rq_flush(r, p)) < 0)
+		return err;
 	for (int i = p->nth - 1; i >= 0; i--)
-		if ((err = drain(r, p, &p->tinj[i])) < 0)
+		if ((i || p->rq_undrained) && (err = signals_drain(r, p, &p->tinj[i])) < 0)
 			return err;
+	p->rq_undrained = false;
 	for (size_t i = 0; i < p->core->n_shared_pending; i++)
 		if ((err = queue(r, p, &p->tinj[0], &p->core->shared_pending[i], 0)) < 0)
 			return err;

@@ -167,6 +167,9 @@ int sysv_shm_restore_late(struct rst_ctx *r, struct rproc *p)
 		ImgSysvShm *s = r->files->sysv_shm[i];
 		if (!s->has_dest || !s->dest)
 			continue;
+		int err = rq_flush(r, p);     /* injected one by one below */
+		if (err < 0)
+			return err;
 		long x = inj_call(&p->inj, "restore: SysV shm IPC_RMID", SYS_shmctl, (uint64_t)s->perm->id, IPC_RMID,
 				  0, 0, 0, 0);
 		if (x < 0)

@@ -178,6 +178,26 @@ static void pre_restart(struct user_regs_struct *r)
 	r->orig_rax = (uint64_t)-1;
 }
 
+/* The leader's: queued (rqueue.c), run with the process's other late calls. */
+static int leader_restore_queued(struct rst_ctx *r, struct rproc *p)
+{
+	ImgThread *th = p->th[0];
+	stack_t ss = { (void *)th->ss_sp, (int)(th->ss_flags & ~SS_ONSTACK), th->ss_size };
+	if (!(th->ss_flags & SS_DISABLE))
+		rq_add(p, "restore: sigaltstack", 0, SYS_sigaltstack, rq_data(r, p, &ss, sizeof(ss)), 0, 0, 0, 0, 0);
+	if (th->has_rseq_ptr && th->rseq_ptr)
+		rq_add(p, "restore: rseq", 0, SYS_rseq, th->rseq_ptr, th->rseq_size, 0, th->rseq_sig, 0, 0);
+	rq_add(p, "restore: set_tid_address", 0, SYS_set_tid_address, th->has_tid_address ? th->tid_address : 0,
+	       0, 0, 0, 0, 0);
+	if (th->has_robust_list && th->robust_list)
+		rq_add(p, "restore: set_robust_list", 0, SYS_set_robust_list, th->robust_list, th->robust_len,
+		       0, 0, 0, 0);
+	char comm[16] = { 0 };
+	snprintf(comm, sizeof(comm), "%s", th->comm);
+	rq_add(p, "restore: PR_SET_NAME", 0, SYS_prctl, PR_SET_NAME, rq_data(r, p, comm, sizeof(comm)), 0, 0, 0, 0);
+	return 0;
+}
+
 int thread_restore_one(struct rst_ctx *r, struct rproc *p, int i, struct inj *t)
 {
 	ImgThread *th = p->th[i];
@@ -217,6 +237,11 @@ int threads_restore_late(struct rst_ctx *r, struct rproc *p)
 	p->htids = xcalloc((size_t)p->nth, sizeof(pid_t));
 	p->tinj[0] = p->inj;
 	p->htids[0] = p->hpid;
+	if (p->nth == 1)
+		return leader_restore_queued(r, p);
+	int ferr = rq_flush(r, p);     /* the calls below are injected one by one */
+	if (ferr < 0)
+		return ferr;
 	uint64_t sc = r->scratch_addr;
 	for (int i = 1; i < p->nth; i++) {
 		struct clone_args ca = { 0 };
@@ -275,19 +300,22 @@ int thread_set_final(struct rst_ctx *r, struct rproc *p, int i)
 	memcpy(&regs, th->regs.data, sizeof(regs));
 	pre_restart(&regs);
 	/* xstate: exactly this kernel's size */
-	uint8_t *cur = xcalloc(1, XSTATE_MAX);
+	static uint8_t *cur;      /* reused: a fresh 64 KiB per thread costs page faults */
+	static size_t cur_len;    /* the size this kernel/CPU uses: the same for every thread */
+	if (!cur)
+		cur = xcalloc(1, XSTATE_MAX);
 	struct iovec iov = { cur, XSTATE_MAX };
-	if (ptrace(PTRACE_GETREGSET, h, (void *)NT_X86_XSTATE, &iov) < 0) {
-		free(cur);
+	if (cur_len)
+		iov.iov_len = cur_len;
+	else if (ptrace(PTRACE_GETREGSET, h, (void *)NT_X86_XSTATE, &iov) < 0)
 		return -errno;
-	}
+	else
+		cur_len = iov.iov_len;
 	if (iov.iov_len != th->xstate.len) {
 		log_err("restore: pid %u tid %u: xstate of %zu bytes, this CPU/kernel uses %zu", p->tree->pid,
 			th->tid, th->xstate.len, iov.iov_len);
-		free(cur);
 		return -ENOTSUP;
 	}
-	free(cur);
 	iov.iov_base = th->xstate.data;
 	iov.iov_len = th->xstate.len;
 	if (ptrace(PTRACE_SETREGSET, h, (void *)NT_X86_XSTATE, &iov) < 0) {

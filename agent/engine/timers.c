@@ -127,6 +127,8 @@ int timers_restore_late(struct rst_ctx *r, struct rproc *p)
 	long x;
 	int err;
 	if (p->core->n_timers) {
+		if ((err = rq_flush(r, p)) < 0)     /* injected one by one below */
+			return err;
 		if ((x = inj_call(t, "restore: PR_TIMER_CREATE_RESTORE_IDS", SYS_prctl, PR_TIMER_CREATE_RESTORE_IDS,
 				  PR_TIMER_CREATE_RESTORE_IDS_ON, 0, 0, 0, 0)) < 0)
 			return (int)x;
@@ -174,10 +176,7 @@ int timers_restore_late(struct rst_ctx *r, struct rproc *p)
 		struct itimerval v = {
 			{ (time_t)(it->interval_us / 1000000), (suseconds_t)(it->interval_us % 1000000) },
 			{ (time_t)(value / 1000000), (suseconds_t)(value % 1000000) } };
-		if ((err = mem_write(p->hpid, sc, &v, sizeof(v))) < 0)
-			return err;
-		if ((x = inj_call(t, "restore: setitimer", SYS_setitimer, it->which, sc, 0, 0, 0, 0)) < 0)
-			return (int)x;
+		rq_add(p, "restore: setitimer", 0, SYS_setitimer, it->which, rq_data(r, p, &v, sizeof(v)), 0, 0, 0, 0);
 	}
 	return 0;
 }

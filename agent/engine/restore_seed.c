@@ -1,0 +1,397 @@
+/*
+ * restore_seed.c — the pod's tasks are forked from zapc-restore-seed, not
+ * from the engine (seed.h says why and what the plan is).
+ *
+ * The engine builds the plan before the pod's init exists (seed_prepare):
+ * per task, in the order run_task() did it in engine code: session and
+ * group, the children (clone3 with set_tid; the parent then sets a child's
+ * group, like a shell), root/cwd/umask/personality (creds.c early), the fd
+ * table (files.c early), the controlling terminal (pty.c early), the
+ * scratch pages, then "ready" and a blocking read.  Zombies name themselves
+ * and exit as they did.  The init, still engine code, does what needs the
+ * engine (mounts, hostname, its session, SysV IPC objects) and then
+ * execs the seed with the plan (seed_exec).  Anything the plan cannot do
+ * keeps the old way (every task a fork of the engine): no seed binary, a
+ * plan too big, ZAPC_RESTORE_SEED=0.
+ */
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <linux/sched.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/mman.h>
+#include <sys/prctl.h>
+#include <sys/resource.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "agent/engine/engine.h"
+#include "agent/engine/seed.h"
+#include "lib/log.h"
+
+int pty_devpts_fd(void);   /* pty.c */
+int inv_move(struct rst_ctx *r, int fd);
+
+#define PLAN_GAP (64ull << 20)   /* address range reserved for the plan */
+
+struct plan {
+	uint8_t *data;           /* bytes after the header */
+	size_t dlen, dcap;
+	struct seed_op *ops;
+	struct seed_what *what;
+	size_t n, cap;
+	uint64_t addr;
+};
+
+static uint64_t data_add(struct plan *pl, const void *p, size_t len)
+{
+	size_t off = (pl->dlen + 7) & ~(size_t)7;
+	if (off + len > pl->dcap) {
+		pl->dcap = (off + len) * 2 + 4096;
+		pl->data = realloc(pl->data, pl->dcap);
+		if (!pl->data)
+			abort();
+	}
+	memcpy(pl->data + off, p, len);
+	pl->dlen = off + len;
+	return pl->addr + SEED_DATA_OFF + off;
+}
+
+static uint64_t data_str(struct plan *pl, const char *s)
+{
+	return data_add(pl, s, strlen(s) + 1);
+}
+
+static int op_add(struct plan *pl, const char *what, uint32_t pid, int64_t detail, uint32_t flags, int64_t want,
+		  long nr, uint64_t a0, uint64_t a1, uint64_t a2, uint64_t a3)
+{
+	if (pl->n == pl->cap) {
+		pl->cap = pl->cap * 2 + 64;
+		pl->ops = realloc(pl->ops, pl->cap * sizeof(*pl->ops));
+		pl->what = realloc(pl->what, pl->cap * sizeof(*pl->what));
+		if (!pl->ops || !pl->what)
+			abort();
+	}
+	pl->ops[pl->n] = (struct seed_op){ (uint64_t)nr, { a0, a1, a2, a3, 0, 0 }, want, flags, -1 };
+	pl->what[pl->n] = (struct seed_what){ what, NULL, pid, detail };
+	return (int)pl->n++;
+}
+
+static int index_of(struct rst_ctx *r, uint32_t pid)
+{
+	for (int i = 0; i < r->nprocs; i++)
+		if (r->procs[i].tree->pid == pid)
+			return i;
+	return -1;
+}
+
+static int cmp_u32(const void *a, const void *b)
+{
+	uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b;
+	return x < y ? -1 : x > y;
+}
+
+static void emit_zombie(struct plan *pl, ImgProc *t)
+{
+	int st = t->has_exit_status ? t->exit_status : 0;
+	op_add(pl, "zombie", t->pid, -1, SEED_SELF, 0, 0, t->pid, 0, 0, 0);
+	if (t->comm) {
+		char comm[16] = { 0 };
+		snprintf(comm, sizeof(comm), "%s", t->comm);
+		op_add(pl, "zombie name", t->pid, -1, 0, 0, SYS_prctl, PR_SET_NAME, data_add(pl, comm, 16), 0, 0);
+	}
+	if (WIFSIGNALED(st)) {
+		int sig = WTERMSIG(st);
+		struct rlimit rl = { 0, 0 };
+		struct { uint64_t handler, flags, restorer, mask; } dfl = { 0 };   /* SIG_DFL */
+		uint64_t set = 1ull << (sig - 1);
+		op_add(pl, "zombie core limit", t->pid, -1, 0, 0, SYS_prlimit64, 0, RLIMIT_CORE, data_add(pl, &rl, sizeof(rl)), 0);
+		op_add(pl, "zombie signal", t->pid, sig, 0, 0, SYS_rt_sigaction, (uint64_t)sig,
+		       data_add(pl, &dfl, sizeof(dfl)), 0, 8);
+		op_add(pl, "zombie signal", t->pid, sig, 0, 0, SYS_rt_sigprocmask, SIG_UNBLOCK,
+		       data_add(pl, &set, 8), 0, 8);
+		op_add(pl, "zombie signal", t->pid, sig, 0, 0, SYS_kill, t->pid, (uint64_t)sig, 0, 0);
+	}
+	op_add(pl, "zombie exit", t->pid, -1, 0, 0, SYS_exit_group, (uint64_t)WEXITSTATUS(st), 0, 0, 0);
+}
+
+/* ops of task idx from its start; returns its first op index or -errno */
+static int emit_task(struct rst_ctx *r, struct plan *pl, int idx)
+{
+	struct rproc *p = &r->procs[idx];
+	ImgProc *t = p->tree;
+	ImgProcCore *c = p->core;
+	uint32_t pid = t->pid;
+	int start = op_add(pl, "task", pid, -1, SEED_SELF, 0, 0, pid, 0, 0, 0);
+	if (idx != 0) {   /* the init does its session in engine code */
+		if (t->sid == t->pid)
+			op_add(pl, "setsid", pid, -1, SEED_EQ, t->pid, SYS_setsid, 0, 0, 0, 0);
+		if (t->pgid && !(t->sid == t->pid && t->pgid == t->pid))
+			op_add(pl, "process group", pid, t->pgid, SEED_NONNEG, 0, SYS_setpgid, 0, t->pgid, 0, 0);
+		if (t->sid)
+			op_add(pl, "session (cannot be recreated)", pid, t->sid, SEED_EQ, t->sid, SYS_getsid, 0, 0, 0, 0);
+	}
+	/* children in pid order so group leaders exist before their members */
+	uint32_t *kids = xcalloc((size_t)r->nprocs, sizeof(*kids));
+	int nk = 0;
+	for (int i = 0; i < r->nprocs; i++)
+		if (r->procs[i].tree->ppid == pid && i != idx)
+			kids[nk++] = r->procs[i].tree->pid;
+	qsort(kids, (size_t)nk, sizeof(*kids), cmp_u32);
+	int *fork_op = xcalloc((size_t)nk + 1, sizeof(int));
+	for (int k = 0; k < nk; k++) {
+		ImgProc *kt = r->procs[index_of(r, kids[k])].tree;
+		pid_t tid = (pid_t)kids[k];
+		struct clone_args ca = { 0 };
+		ca.exit_signal = SIGCHLD;
+		ca.set_tid = data_add(pl, &tid, sizeof(tid));
+		ca.set_tid_size = 1;
+		fork_op[k] = op_add(pl, "fork", pid, kids[k], SEED_CHILD_JUMP | SEED_EQ, kids[k], SYS_clone3,
+				    data_add(pl, &ca, sizeof(ca)), sizeof(ca), 0, 0);
+		if (!kt->zombie && kt->pgid && kt->sid != kt->pid)
+			op_add(pl, "child's group", pid, kids[k], 0, 0, SYS_setpgid, kids[k], kt->pgid, 0, 0);
+	}
+	/* creds.c early: root, cwd, umask, personality */
+	int at;     /* (op_add may move pl->what: index it after the call) */
+	if (strcmp(c->root, "/")) {
+		at = op_add(pl, "chroot", pid, -1, SEED_NONNEG, 0, SYS_chroot, data_str(pl, c->root), 0, 0, 0);
+		pl->what[at].arg = c->root;
+	}
+	at = op_add(pl, "cwd", pid, -1, SEED_NONNEG, 0, SYS_chdir, data_str(pl, c->cwd), 0, 0, 0);
+	pl->what[at].arg = c->cwd;
+	op_add(pl, "umask", pid, -1, 0, 0, SYS_umask, c->umask & 0777, 0, 0, 0);
+	op_add(pl, "personality", pid, c->personality, SEED_NONNEG, 0, SYS_personality, c->personality, 0, 0, 0);
+	/* files.c early: the fd table from the inventory, nothing else below it */
+	uint8_t *want = xcalloc((size_t)r->inv_base + 1, 1);
+	int err = 0;
+	for (size_t i = 0; i < c->n_fds; i++) {
+		ImgFd *f = c->fds[i];
+		int src = inv_fd_for_file(r, f->file_id);
+		if (src < 0 || f->fd >= (uint32_t)r->inv_base) {
+			log_err("restore: pid %u fd %u: file %u missing in image", pid, f->fd, f->file_id);
+			err = -EINVAL;
+			goto out;
+		}
+		op_add(pl, "fd", pid, f->fd, SEED_NONNEG, 0, SYS_dup3, (uint64_t)src, f->fd, f->cloexec ? O_CLOEXEC : 0, 0);
+		want[f->fd] = 1;
+	}
+	for (int fd = 0; fd < r->inv_base;) {
+		if (want[fd]) {
+			fd++;
+			continue;
+		}
+		int e = fd;
+		while (e + 1 < r->inv_base && !want[e + 1])
+			e++;
+		op_add(pl, "close", pid, fd, 0, 0, SYS_close_range, (uint64_t)fd, (uint64_t)e, 0, 0);
+		fd = e + 1;
+	}
+	/* pty.c early: the controlling terminal of a session leader */
+	if (c->has_ctty_index) {
+		char name[16];
+		snprintf(name, sizeof(name), "%u", c->ctty_index);
+		if (pty_devpts_fd() < 0) {
+			log_err("restore: pid %u: controlling terminal /dev/pts/%s: no devpts", pid, name);
+			err = -ENOENT;
+			goto out;
+		}
+		op_add(pl, "controlling terminal", pid, c->ctty_index, SEED_NONNEG, 0, SYS_openat,
+		       (uint64_t)pty_devpts_fd(), data_str(pl, name), O_RDWR | O_NOCTTY | O_CLOEXEC, 0);
+		op_add(pl, "controlling terminal", pid, c->ctty_index, SEED_NONNEG | SEED_ARG0_PREV | SEED_KEEP_PREV, 0,
+		       SYS_ioctl, 0, TIOCSCTTY, 0, 0);
+		op_add(pl, "close", pid, -1, SEED_ARG0_PREV, 0, SYS_close, 0, 0, 0, 0);
+	}
+	/* scratch pages (executable: inject.c's batch loop), then ready */
+	op_add(pl, "scratch page", pid, -1, SEED_EQ, (int64_t)r->scratch_addr, SYS_mmap, r->scratch_addr,
+	       4 * PAGE, PROT_READ | PROT_WRITE | PROT_EXEC, MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED_NOREPLACE);
+	pl->ops[pl->n - 1].a[4] = (uint64_t)-1;
+	struct seed_report m = { (int32_t)pid, 0, -1 };
+	uint64_t ma = data_add(pl, &m, sizeof(m));
+	op_add(pl, "park", pid, -1, SEED_PARK, 0, 0, ma, 0, 0, 0);
+	/* if the seed cannot park: report and wait without dropping memory */
+	op_add(pl, "report", pid, -1, SEED_EQ, sizeof(m), SYS_write, (uint64_t)r->ready_w, ma, sizeof(m), 0);
+	uint8_t byte = 0;
+	op_add(pl, "wait", pid, -1, 0, 0, SYS_read, (uint64_t)r->hold_r, data_add(pl, &byte, 1), 1, 0);
+	op_add(pl, "exit", pid, -1, 0, 0, SYS_exit_group, 1, 0, 0, 0);
+	for (int k = 0; k < nk; k++) {
+		int ki = index_of(r, kids[k]);
+		int ks = (int)pl->n;
+		if (r->procs[ki].tree->zombie)
+			emit_zombie(pl, r->procs[ki].tree);
+		else if ((ks = emit_task(r, pl, ki)) < 0) {
+			err = ks;
+			goto out;
+		}
+		pl->ops[fork_op[k]].jump = ks;
+	}
+out:
+	free(want);
+	free(kids);
+	free(fork_op);
+	return err < 0 ? err : start;
+}
+
+int seed_prepare(struct rst_ctx *r, const struct range *avoid, int navoid)
+{
+	struct plan pl = { 0 };
+	int err = 0, fd = -1;
+	r->seed_fd = r->plan_fd = -1;
+	const char *env = getenv("ZAPC_RESTORE_SEED");
+	if (env && !strcmp(env, "0"))
+		return 0;
+	char exe[4096];
+	ssize_t n = readlink("/proc/self/exe", exe, sizeof(exe) - 64);
+	if (n <= 0)
+		return 0;
+	exe[n] = 0;
+	char *slash = strrchr(exe, '/');
+	strcpy(slash ? slash + 1 : exe, "zapc-restore-seed");
+	r->seed_fd = open(exe, O_RDONLY | O_CLOEXEC);
+	if (r->seed_fd < 0) {
+		log_debug("restore: no %s (%s): tasks are forks of the engine", exe, strerror(errno));
+		return 0;
+	}
+	r->seed_fd = inv_move(r, r->seed_fd);
+	struct range *rg = xcalloc((size_t)navoid + 1, sizeof(*rg));
+	memcpy(rg, avoid, (size_t)navoid * sizeof(*rg));
+	rg[navoid] = (struct range){ r->scratch_addr, r->scratch_addr + 4 * PAGE };
+	pl.addr = find_gap(PLAN_GAP, rg, navoid + 1);
+	free(rg);
+	if (!pl.addr)
+		goto none;
+	size_t clen;
+	const uint8_t *code = inj_batch_code(&clen);
+	uint64_t code_at = data_add(&pl, code, clen);
+	if ((err = emit_task(r, &pl, 0)) < 0)
+		goto out;
+	size_t ops_off = (SEED_DATA_OFF + pl.dlen + 63) & ~(size_t)63;
+	size_t len = (ops_off + pl.n * sizeof(struct seed_op) + PAGE - 1) & ~(size_t)(PAGE - 1);
+	if (len > PLAN_GAP)
+		goto none;
+	_Static_assert(sizeof(struct seed_hdr) <= SEED_DATA_OFF, "seed header too big");
+	struct seed_hdr h = { SEED_MAGIC, pl.addr, len, ops_off, pl.n, r->ready_w, r->hold_r, r->scratch_addr,
+			      0, 0, code_at - pl.addr, clen };
+	/* the seed parks itself if this kernel puts [vvar][vvar_vclock][vdso]
+	 * next to each other (as ours are), keeping that block */
+	if (r->eng_vvar + r->eng_vvar_len == (r->eng_vclock_len ? r->eng_vclock : r->eng_vdso) &&
+	    (!r->eng_vclock_len || r->eng_vclock + r->eng_vclock_len == r->eng_vdso)) {
+		h.vdso_pre = r->eng_vdso - r->eng_vvar;
+		h.vdso_len = r->eng_vdso_len;
+	}
+	fd = memfd_create("zapc-plan", MFD_CLOEXEC);
+	if (fd < 0 || ftruncate(fd, (off_t)len) < 0 || pwrite(fd, &h, sizeof(h), 0) != (ssize_t)sizeof(h) ||
+	    (pl.dlen && pwrite(fd, pl.data, pl.dlen, SEED_DATA_OFF) != (ssize_t)pl.dlen) ||
+	    pwrite(fd, pl.ops, pl.n * sizeof(struct seed_op), (off_t)ops_off) != (ssize_t)(pl.n * sizeof(struct seed_op))) {
+		err = -errno;
+		log_err("restore: seed plan: %s", strerror(errno));
+		goto out;
+	}
+	r->plan_fd = inv_move(r, fd);
+	fd = -1;
+	r->plan_addr = pl.addr;
+	r->plan_len = len;
+	r->seed_what = pl.what;
+	r->seed_nops = (int)pl.n;
+	pl.what = NULL;
+	goto out;
+none:
+	close(r->seed_fd);
+	r->seed_fd = -1;
+out:
+	if (fd >= 0)
+		close(fd);
+	free(pl.data);
+	free(pl.ops);
+	free(pl.what);
+	return err;
+}
+
+/* In the pod's init (engine code) once its own part is done; returns only
+ * if the exec failed. */
+int seed_exec(struct rst_ctx *r)
+{
+	/* the inventory (every fd from inv_base up) must survive the exec: it
+	 * is O_CLOEXEC for the engine's sake */
+	DIR *d = opendir("/proc/self/fd");
+	struct dirent *de;
+	while (d && (de = readdir(d))) {
+		int fd = atoi(de->d_name);
+		if (fd < r->inv_base || fd == r->seed_fd || fd == dirfd(d))
+			continue;
+		int fl = fcntl(fd, F_GETFD);
+		if (fl >= 0 && (fl & FD_CLOEXEC))
+			fcntl(fd, F_SETFD, fl & ~FD_CLOEXEC);
+	}
+	if (d)
+		closedir(d);
+	else {
+		log_err("restore: /proc/self/fd in the pod's init: %s", strerror(errno));
+		return -errno;
+	}
+	char a1[24], a2[24], a3[24], a4[24];
+	snprintf(a1, sizeof(a1), "%d", r->plan_fd);
+	snprintf(a2, sizeof(a2), "%llu", (unsigned long long)r->plan_addr);
+	snprintf(a3, sizeof(a3), "%llu", (unsigned long long)r->plan_len);
+	snprintf(a4, sizeof(a4), "%d", 0);    /* the init's ops come first */
+	char *argv[] = { "zapc-restore-seed", a1, a2, a3, a4, NULL }, *envp[] = { NULL };
+	syscall(SYS_execveat, r->seed_fd, "", argv, envp, AT_EMPTY_PATH);
+	int e = errno;
+	log_err("restore: exec the restore seed: %s", strerror(e));
+	return -e;
+}
+
+/* A failure report of the seed: which op of which task. */
+void seed_log_failure(struct rst_ctx *r, const struct seed_report *m)
+{
+	if (m->op < 0 || m->op >= r->seed_nops) {
+		log_err("restore: pid %d: the restore seed failed: %s", m->pid, strerror(-m->err));
+		return;
+	}
+	const struct seed_what *w = &r->seed_what[m->op];
+	if (w->arg)
+		log_err("restore: pid %u: %s %s: %s", w->pid, w->what, w->arg, strerror(-m->err));
+	else if (w->detail >= 0)
+		log_err("restore: pid %u: %s %lld: %s", w->pid, w->what, (long long)w->detail, strerror(-m->err));
+	else
+		log_err("restore: pid %u: %s: %s", w->pid, w->what, strerror(-m->err));
+}
+
+/* Every task is a fork of the seed: their vdso/vvar are where the init's are. */
+int seed_tasks_vdso(struct rst_ctx *r, pid_t root)
+{
+	char path[64], line[512];
+	snprintf(path, sizeof(path), "/proc/%d/maps", root);
+	FILE *f = fopen(path, "re");
+	if (!f)
+		return -errno;
+	r->eng_vdso = r->eng_vvar = r->eng_vclock = 0;
+	r->eng_vdso_len = r->eng_vvar_len = r->eng_vclock_len = 0;
+	int nmaps = 0;
+	while (fgets(line, sizeof(line), f)) {
+		nmaps++;
+		unsigned long long s, e;
+		int pos = 0;
+		if (sscanf(line, "%llx-%llx %*s %*s %*s %*s %n", &s, &e, &pos) < 2)
+			continue;
+		char *name = line + pos;
+		name[strcspn(name, "\n")] = 0;
+		if (!strcmp(name, "[vdso]"))
+			r->eng_vdso = s, r->eng_vdso_len = e - s;
+		else if (!strcmp(name, "[vvar]"))
+			r->eng_vvar = s, r->eng_vvar_len = e - s;
+		else if (!strcmp(name, "[vvar_vclock]"))
+			r->eng_vclock = s, r->eng_vclock_len = e - s;
+	}
+	fclose(f);
+	log_debug("restore: the init has %d mappings when ready", nmaps);
+	if (!r->eng_vdso || !r->eng_vvar) {
+		log_err("restore: no [vdso] in the restored init's maps");
+		return -ENOTSUP;
+	}
+	return 0;
+}

@@ -1,0 +1,65 @@
+/*
+ * seed.h — the plan zapc-restore-seed runs (agent/engine/seed/seed.c,
+ * built by restore_seed.c; docs/engine.md "Creating the tasks").
+ *
+ * The pod's init execs the seed, a tiny static program, so that every task
+ * of the pod is forked from a process of a few pages instead of from the
+ * engine (on a PVM guest a fork of the engine and the later teardown of its
+ * copy cost ~2 ms per task).  The plan is a list of system calls for every
+ * task, built by the engine with absolute addresses: the seed maps it at
+ * hdr.addr.  A clone3 op continues in the child at op `jump`; each task's
+ * list ends by mapping the scratch pages, reporting ready and blocking in
+ * read() until the engine seizes it.  A failing op writes
+ * { pid, -errno, op index } to ready_w and exits.
+ */
+#ifndef ZAPC_ENGINE_SEED_H
+#define ZAPC_ENGINE_SEED_H
+
+#include <stdint.h>
+
+#define SEED_MAGIC 0x3164656573637a7aull   /* "zzcseed1" */
+
+struct seed_hdr {
+	uint64_t magic;
+	uint64_t addr;          /* where the plan must be mapped */
+	uint64_t len;
+	uint64_t ops_off;       /* struct seed_op[nops] at addr + ops_off */
+	uint64_t nops;
+	int32_t ready_w;        /* failure reports */
+	int32_t hold_r;
+	/* SEED_PARK: the task drops its own memory but for the scratch pages and
+	 * the [vvar][vvar_vclock][vdso] block (vdso_pre bytes below the vdso
+	 * the auxv names, vdso_len from it), from a batch loop (inject.c, a
+	 * copy at code_off) it runs in the scratch pages; vdso_len 0: skip */
+	uint64_t scratch;
+	uint64_t vdso_pre, vdso_len;
+	uint64_t code_off, code_len;
+};
+
+#define SEED_DATA_OFF 256     /* the plan's data (strings, structs) follow the header */
+
+/* flags */
+#define SEED_NONNEG     1u   /* fail on -4095..-1 */
+#define SEED_EQ         2u   /* fail unless ret == want */
+#define SEED_ARG0_PREV  4u   /* a[0] = result of the previous op */
+#define SEED_CHILD_JUMP 8u   /* ret 0 (the child of a clone3): go to op `jump` */
+#define SEED_SELF      16u   /* no syscall: this task's pid is a[0] (for reports) */
+#define SEED_KEEP_PREV 32u   /* the next op's "previous result" stays the one before */
+#define SEED_PARK      64u   /* no syscall: park as the header says, reporting
+			      * the seed_report at a[0] (else: next op) */
+
+struct seed_op {
+	uint64_t nr, a[6];
+	int64_t want;
+	uint32_t flags;
+	int32_t jump;
+};
+
+/* what a task writes to ready_w: ready (err 0) or the op that failed */
+struct seed_report {
+	int32_t pid;
+	int32_t err;
+	int32_t op;             /* -1: not a seed op */
+};
+
+#endif

@@ -1,0 +1,152 @@
+/*
+ * seed.c — zapc-restore-seed: runs a restore plan (agent/engine/seed.h).
+ *
+ * Freestanding and static (no libc): the pod's init execs it so that the
+ * tasks it forks copy an address space of a few pages.  Usage (by the
+ * engine only): zapc-restore-seed PLAN_FD ADDR LEN FIRST_OP, numbers in
+ * decimal.  Signals stay blocked as the engine left them.
+ */
+#include <stddef.h>
+#include <stdint.h>
+#include <asm/unistd.h>
+#include <linux/mman.h>
+
+#include "agent/engine/seed.h"
+
+static long sc6(long nr, long a, long b, long c, long d, long e, long f)
+{
+	long ret;
+	register long r10 __asm__("r10") = d;
+	register long r8 __asm__("r8") = e;
+	register long r9 __asm__("r9") = f;
+	__asm__ volatile("syscall" : "=a"(ret) : "a"(nr), "D"(a), "S"(b), "d"(c), "r"(r10), "r"(r8), "r"(r9)
+			 : "rcx", "r11", "memory");
+	return ret;
+}
+
+static uint64_t num(const char *s)
+{
+	uint64_t v = 0;
+	while (s && *s >= '0' && *s <= '9')
+		v = v * 10 + (uint64_t)(*s++ - '0');
+	return v;
+}
+
+static void die(int fd, int32_t pid, long err, long op)
+{
+	struct seed_report m = { pid, (int32_t)err, (int32_t)op };
+	if (fd >= 0)
+		sc6(__NR_write, fd, (long)&m, sizeof(m), 0, 0, 0);
+	for (;;)
+		sc6(__NR_exit_group, 1, 0, 0, 0, 0, 0);
+}
+
+#define PAGE 4096ull
+#define MAX_ADDR 0x800000000000ull
+#define AT_SYSINFO_EHDR 33
+
+struct bop {                 /* struct inj_op of inject.h */
+	uint64_t nr, a[6];
+	int64_t ret;
+};
+
+/*
+ * Park: the batch loop (a copy in the plan) runs from the scratch pages
+ * and unmaps everything but them and the vvar/vdso block, reports ready,
+ * blocks in read(hold_r) and exits on EOF — the teardown of this address
+ * space happens now, while other tasks are made, not later as a call the
+ * engine injects and waits for.
+ */
+static void park(const struct seed_hdr *h, uint64_t vdso, const struct seed_report *msg)
+{
+	uint64_t s = h->scratch, code = s + 3 * PAGE, out = s + 2 * PAGE;
+	const uint8_t *src = (const uint8_t *)(h->addr + h->code_off);
+	uint8_t *dst = (uint8_t *)code;
+	for (uint64_t i = 0; i < h->code_len; i++)
+		dst[i] = src[i];
+	*(struct seed_report *)out = *msg;
+	uint64_t ks[2] = { s, vdso - h->vdso_pre }, ke[2] = { s + 4 * PAGE, vdso + h->vdso_len };
+	if (ks[1] < ks[0]) {
+		uint64_t t = ks[0]; ks[0] = ks[1]; ks[1] = t;
+		t = ke[0]; ke[0] = ke[1]; ke[1] = t;
+	}
+	struct bop *op = (struct bop *)(code + 64);
+	int n = 0;
+	uint64_t from = 16 * PAGE;
+	for (int k = 0; k <= 2; k++) {
+		uint64_t to = k < 2 ? ks[k] : MAX_ADDR - PAGE;
+		if (to > from)
+			op[n++] = (struct bop){ __NR_munmap, { from, to - from, 0, 0, 0, 0 }, 0 };
+		if (k < 2)
+			from = ke[k];
+	}
+	op[n++] = (struct bop){ __NR_write, { (uint64_t)h->ready_w, out, sizeof(*msg), 0, 0, 0 }, 0 };
+	op[n++] = (struct bop){ __NR_read, { (uint64_t)h->hold_r, out + 64, 1, 0, 0, 0 }, 0 };
+	op[n++] = (struct bop){ __NR_exit_group, { 1, 0, 0, 0, 0, 0 }, 0 };
+	op[n++] = (struct bop){ (uint64_t)-1, { 0, 0, 0, 0, 0, 0 }, 0 };
+	__asm__ volatile("mov %0, %%rbx\n\tjmp *%1" : : "r"(code + 64), "r"(code) : "rbx", "memory");
+	__builtin_unreachable();
+}
+
+__attribute__((used)) static void seed_main(long *sp)
+{
+	long argc = sp[0];
+	char **argv = (char **)(sp + 1);
+	if (argc < 5)
+		die(-1, 0, -22, -1);
+	uint64_t vdso = 0;
+	long *ap = sp + 1 + argc + 1;
+	while (*ap)
+		ap++;                         /* environment */
+	for (ap++; ap[0]; ap += 2)
+		if (ap[0] == AT_SYSINFO_EHDR)
+			vdso = (uint64_t)ap[1];
+	long fd = (long)num(argv[1]);
+	uint64_t addr = num(argv[2]), len = num(argv[3]), first = num(argv[4]);
+	long m = sc6(__NR_mmap, (long)addr, (long)len, PROT_READ | PROT_WRITE,
+		     MAP_PRIVATE | MAP_FIXED_NOREPLACE, fd, 0);
+	if (m != (long)addr)
+		die(-1, 0, m < 0 ? m : -17, -1);
+	sc6(__NR_close, fd, 0, 0, 0, 0, 0);
+	const struct seed_hdr *h = (const struct seed_hdr *)addr;
+	if (h->magic != SEED_MAGIC || h->addr != addr || h->len != len || h->ops_off > len ||
+	    h->nops > (len - h->ops_off) / sizeof(struct seed_op) || first >= h->nops)
+		die(-1, 0, -22, -1);
+	const struct seed_op *ops = (const struct seed_op *)(addr + h->ops_off);
+	int32_t self = 0;
+	long prev = 0;
+	for (uint64_t i = first; i < h->nops;) {
+		const struct seed_op *o = &ops[i];
+		if (o->flags & SEED_PARK) {
+			if (h->vdso_len && vdso && h->code_len && h->code_len <= 64 && h->code_off + h->code_len <= len)
+				park(h, vdso, (const struct seed_report *)o->a[0]);
+			i++;
+			continue;
+		}
+		if (o->flags & SEED_SELF) {
+			self = (int32_t)o->a[0];
+			i++;
+			continue;
+		}
+		long a0 = (o->flags & SEED_ARG0_PREV) ? prev : (long)o->a[0];
+		long ret = sc6((long)o->nr, a0, (long)o->a[1], (long)o->a[2], (long)o->a[3], (long)o->a[4],
+			       (long)o->a[5]);
+		if ((o->flags & SEED_CHILD_JUMP) && ret == 0) {
+			if (o->jump < 0 || (uint64_t)o->jump >= h->nops)
+				die(h->ready_w, self, -22, (long)i);
+			i = (uint64_t)o->jump;
+			prev = 0;
+			continue;
+		}
+		if (((o->flags & SEED_NONNEG) && ret < 0 && ret > -4096) || ((o->flags & SEED_EQ) && ret != o->want))
+			die(h->ready_w, self, ret < 0 && ret > -4096 ? ret : -71 /* EPROTO */, (long)i);
+		if (!(o->flags & SEED_KEEP_PREV))
+			prev = ret;
+		i++;
+	}
+	die(h->ready_w, self, -71, -1);   /* a plan ends in exit_group */
+}
+
+/* the kernel starts us with argc at (%rsp); keep the stack 16-byte aligned */
+__asm__(".text\n.global _start\n_start:\n\txor %ebp, %ebp\n\tmov %rsp, %rdi\n\tand $-16, %rsp\n"
+	"\tcall seed_main\n\thlt\n");
