@@ -320,6 +320,14 @@ static void run_task(struct rst_ctx *r, int idx)
 	sigset_t all;
 	sigfillset(&all);
 	sigprocmask(SIG_BLOCK, &all, NULL);
+	/* Every disposition back to default: the image lists only the signals
+	 * the program handled or ignored, and a task would otherwise keep the
+	 * engine's (SIGPIPE ignored survives even the seed's exec). */
+	for (int sig = 1; sig <= 64; sig++) {
+		struct { uint64_t handler, flags, restorer, mask; } dfl = { 0 };
+		if (sig != SIGKILL && sig != SIGSTOP)
+			syscall(SYS_rt_sigaction, sig, &dfl, NULL, 8);
+	}
 	close(r->hold_w);
 	close(r->ready_r);
 	if (idx == 0) {

@@ -6,14 +6,18 @@
 . "$(dirname "$0")/../lib.sh"
 . "$(dirname "$0")/pod.sh"
 need_root
-plan 7
+plan 8
 
 d=$(mktemp -d /tmp/zeng-sig.XXXXXX); on_exit "rm -rf $d"
 pod_start zs "$ZBIN/zt-signals" "$d/trigger" > "$d/out"; ok $? "pod started"
 sleep 0.4
+disp0=$(grep -E '^Sig(Ign|Cgt)' /proc/$POD_INIT/status | tr '\n' ' ')
 t_timeout 30 "$ENGINE" dump --cgroup "$POD_CG" --init "$POD_INIT" -o "$d/img"; ok $? "dump"
 set -- $(tail -1 "$d/out"); a0=$2 p0=$3
 pod_restore "$d/img" zr; ok $? "restore"
+# default dispositions stay default (the engine itself ignores SIGPIPE)
+is "$(grep -E '^Sig(Ign|Cgt)' /proc/$RPOD_INIT/status | tr '\n' ' ')" "$disp0" \
+	"ignored and caught signals are the same sets as before (SigIgn, SigCgt)"
 sleep 0.3
 is "$(grep -c USR2 "$d/out")" 0 "blocked signals stay pending until unblocked"
 touch "$d/trigger"
