@@ -942,47 +942,64 @@ static long vma_of(struct rproc *p, uint64_t addr, uint64_t len)
 }
 
 /*
- * Private anonymous VMAs with pages are filled with UFFDIO_COPY (pagefill.c):
- * a userfaultfd of the task, each such VMA registered in missing mode while
- * it is filled and unregistered right after, so the VMAs keep their flags
- * and nothing of it outlives the restore.  Nothing may touch a registered
- * range meanwhile (a fault there would wait for us): the only other writes
- * of this phase go to the scratch page.  Without userfaultfd, or for a VMA
- * the kernel will not register, pages go in with process_vm_writev.
+ * Private anonymous VMAs that get big page records are filled with
+ * UFFDIO_COPY (pagefill.c): a userfaultfd of the task, taken at the first
+ * such record (a process with little memory pays nothing for it), each
+ * such VMA registered in missing mode while it is filled and unregistered
+ * right after, so the VMAs keep their flags and nothing of it outlives the
+ * restore.  Nothing may write into a registered range but the uffd (a
+ * fault there would wait for us): the queue is drained before a VMA is
+ * registered, later writes into it go through the uffd, and the only
+ * other writes of this phase go to the scratch page.  Without userfaultfd,
+ * or for a VMA the kernel will not register, pages go in with
+ * process_vm_writev.
  */
-static int fill_uffd_open(struct rproc *p, bool *reg)
+#define UFFD_MIN_PAGES 256u
+
+struct fill_uffd {
+	int fd;
+	bool tried;
+	bool *reg;      /* per VMA */
+};
+
+static bool fill_uffd_use(struct rproc *p, struct fill_uffd *u, long vi, uint32_t npages)
 {
-	int uffd = -1;
-	bool any = false;
-	for (size_t i = 0; i < p->core->n_vmas; i++)
-		any |= p->core->vmas[i]->kind == VK_ANON && p->core->vmas[i]->has_pages;
-	if (!any || uffd_take(&p->inj, p->hpid, 0, &uffd) < 0)
-		return -1;
-	for (size_t i = 0; i < p->core->n_vmas; i++) {
-		ImgVma *v = p->core->vmas[i];
-		if (v->kind != VK_ANON || !v->has_pages)
-			continue;
-		struct uffdio_register rg = { .range = { v->start, v->end - v->start },
-					      .mode = UFFDIO_REGISTER_MODE_MISSING };
-		reg[i] = ioctl(uffd, UFFDIO_REGISTER, &rg) == 0;
+	ImgVma *v = p->core->vmas[vi];
+	if (u->reg[vi])
+		return true;
+	if (v->kind != VK_ANON || npages < UFFD_MIN_PAGES)
+		return false;
+	if (u->fd < 0) {
+		if (u->tried)
+			return false;
+		u->tried = true;
+		if (uffd_take(&p->inj, p->hpid, 0, &u->fd) < 0) {
+			u->fd = -1;
+			return false;
+		}
 	}
-	return uffd;
+	if (pagefill_end(NULL) < 0)     /* a write error: reported at the end */
+		return false;
+	struct uffdio_register rg = { .range = { v->start, v->end - v->start }, .mode = UFFDIO_REGISTER_MODE_MISSING };
+	u->reg[vi] = ioctl(u->fd, UFFDIO_REGISTER, &rg) == 0;
+	return u->reg[vi];
 }
 
-static int fill_uffd_close(struct rproc *p, int uffd, const bool *reg)
+static int fill_uffd_close(struct rproc *p, struct fill_uffd *u)
 {
 	int err = 0;
-	for (size_t i = 0; uffd >= 0 && i < p->core->n_vmas; i++) {
+	for (size_t i = 0; u->fd >= 0 && i < p->core->n_vmas; i++) {
 		ImgVma *v = p->core->vmas[i];
 		struct uffdio_range rg = { v->start, v->end - v->start };
-		if (reg[i] && ioctl(uffd, UFFDIO_UNREGISTER, &rg) < 0 && !err) {
+		if (u->reg[i] && ioctl(u->fd, UFFDIO_UNREGISTER, &rg) < 0 && !err) {
 			err = -errno;
 			log_err("restore: pid %u: unregister vma %#llx from the userfaultfd: %s", p->tree->pid,
 				(unsigned long long)v->start, strerror(errno));
 		}
 	}
-	if (uffd >= 0)
-		close(uffd);
+	if (u->fd >= 0)
+		close(u->fd);
+	free(u->reg);
 	return err;
 }
 
@@ -1150,8 +1167,7 @@ int mm_restore_late(struct rst_ctx *r, struct rproc *p, struct image_reader *in,
 		log_err("restore: pid %u: page buffers: %s", p->tree->pid, strerror(-err));
 		return err;
 	}
-	bool *reg = xcalloc(p->core->n_vmas + 1, sizeof(*reg));
-	int uffd = fill_uffd_open(p, reg);
+	struct fill_uffd uf = { .fd = -1, .reg = xcalloc(p->core->n_vmas + 1, sizeof(bool)) };
 	while ((err = next(r, &type, &len)) > 0 && type == REC_PAGES) {
 		struct page_prefix pp;
 		if (len < sizeof(pp) || (err = image_read(in, &pp, sizeof(pp))) < 0) {
@@ -1173,6 +1189,7 @@ int mm_restore_late(struct rst_ctx *r, struct rproc *p, struct image_reader *in,
 			err = -EPROTO;
 			break;
 		}
+		int uffd = fill_uffd_use(p, &uf, vi, pp.npages) ? uf.fd : -1;
 		for (uint64_t off = 0; off < dlen && err >= 0;) {
 			size_t cap;
 			uint8_t *slot = pagefill_slot(&cap);
@@ -1182,15 +1199,14 @@ int mm_restore_late(struct rst_ctx *r, struct rproc *p, struct image_reader *in,
 				log_err("%s", image_reader_error(in));
 				break;
 			}
-			err = pagefill_queue(slot, reg[vi] ? uffd : -1, p->hpid, pp.addr + off, n);
+			err = pagefill_queue(slot, uffd, p->hpid, pp.addr + off, n);
 			off += n;
 		}
 		if (err < 0)
 			break;
 	}
 	uint64_t werr_addr = 0;
-	int werr = pagefill_end(&werr_addr), uerr = fill_uffd_close(p, uffd, reg);
-	free(reg);
+	int werr = pagefill_end(&werr_addr), uerr = fill_uffd_close(p, &uf);
 	if (werr < 0) {
 		log_err("restore: pid %u: write pages at %#llx: %s", p->tree->pid,
 			(unsigned long long)werr_addr, strerror(-werr));
