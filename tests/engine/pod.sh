@@ -65,7 +65,8 @@ pod_gone() { [ -z "$(cat "$1/cgroup.procs" 2>/dev/null)" ]; }
 seq_breaks() { awk 'NR-1 != $1 { print "line " NR ": " $0; n++ } n > 5 { exit }' "$1"; }
 
 # pod_ps INIT — "pid ppid pgid sid state comm" of every process of the pod,
-# with ids as seen inside the pod; sorted by pid.
+# with ids as seen inside the pod; sorted by pid.  Running and sleeping (R, D,
+# S) print as S: which of them a live process shows depends on the instant.
 pod_ps() {
 	_q=$1
 	while [ -n "$_q" ]; do
@@ -74,7 +75,7 @@ pod_ps() {
 		_pp=$(awk '/^PPid/ {print $2}' /proc/$_p/status)
 		_ppns=$(awk '/^NSpid/ {print $NF}' /proc/$_pp/status 2>/dev/null)
 		[ "$_p" = "$1" ] && _ppns=0
-		awk -v pp="${_ppns:-0}" '/^Name/ {n=$2} /^State/ {s=$2} /^NSpid/ {p=$NF} /^NSpgid/ {g=$NF} /^NSsid/ {i=$NF}
+		awk -v pp="${_ppns:-0}" '/^Name/ {n=$2} /^State/ {s=$2; if (s == "R" || s == "D") s = "S"} /^NSpid/ {p=$NF} /^NSpgid/ {g=$NF} /^NSsid/ {i=$NF}
 			END {print p, pp, g, i, s, n}' /proc/$_p/status
 		_q="$_q $(cat /proc/$_p/task/*/children 2>/dev/null)"
 	done | awk '$1 == 1 { $2 = 0 } { print }' | sort -n
