@@ -339,10 +339,13 @@ static void usage(void)
  * read (only the written pages when tracking is there).
  */
 static int lowdown_prepare(struct dump_ctx *d, const char *parent, unsigned full_every, pid_t init,
-			   char **cgroups, int ncg)
+			   char **cgroups, int ncg, bool leave)
 {
 	if (parent || d->compress || d->track)
 		d->indexed = true;
+	/* the pod ends: it stays stopped until the image is written, so the
+	 * writer reads its private pages (mm_late_read) and no pool is needed */
+	d->late_pages = !leave && !d->indexed && !getenv("ZAPC_ENGINE_NO_LATE");
 	if (parent) {
 		int err = chain_index_load(parent, full_every, &d->parent, &d->pindex);
 		if (err < 0)
@@ -366,7 +369,8 @@ static int lowdown_prepare(struct dump_ctx *d, const char *parent, unsigned full
 			return 0;
 		}
 	}
-	prealloc_pages(cgroups, ncg);
+	if (!d->late_pages)
+		prealloc_pages(cgroups, ncg);
 	return 0;
 }
 
@@ -439,7 +443,7 @@ int dump_main(int argc, char **argv)
 	d->info->ctime = (uint64_t)time(NULL);
 	d->info->tool_version = xstrdup(ENGINE_VERSION);
 
-	if ((err = lowdown_prepare(d, parent, full_every, init, cgroups, ncg)) < 0) {
+	if ((err = lowdown_prepare(d, parent, full_every, init, cgroups, ncg, leave)) < 0) {
 		if (outfd != STDOUT_FILENO) {
 			close(outfd);
 			unlink(out);

@@ -146,6 +146,7 @@ struct dproc {
 	struct dump_prefetch *pre;   /* batched injected queries (objects.c), NULL if none */
 	struct pagerun *preruns;     /* pre-copied pages used (data in d->pre) */
 	int npreruns, npreruns_cap;
+	bool late;                   /* runs known, pages read by the writer (mm_late_read) */
 };
 
 /*
@@ -186,6 +187,7 @@ struct dump_ctx {
 	bool track;                  /* keep dirty tracking for the next increment */
 	bool write_frozen;           /* bench only: write the image before resuming */
 	bool cow;                    /* --leave-running: capture pages copy-on-write (cowsnap.c) */
+	bool late_pages;             /* the pod ends: private pages read while writing (mm.c) */
 	ImgParent *parent;           /* NULL: a full image */
 	struct chain_index *pindex;  /* hashes of the parent chain's pages */
 	uint64_t track_stream;       /* stream the kept uffds were armed at (0 none) */
@@ -268,6 +270,9 @@ int mm_dump(struct dump_ctx *d, struct dproc *p);
 int mm_dump_shm(struct dump_ctx *d);
 /* Read p's runs (p->runs) from the memory of pid (p itself or its snapshot child). */
 int mm_read_pages(struct dproc *p, pid_t pid);
+/* Read runs (their data pointers set here, into one reused buffer, valid
+ * until the next call) of a stopped process; for the image writer. */
+int mm_late_read(struct dproc *p, struct pagerun *runs, int n);
 
 /* cowsnap.c — copy-on-write capture for --leave-running (docs/engine.md) */
 int cow_fork_all(struct dump_ctx *d);        /* frozen: fork a stopped snapshot of each big process */
