@@ -230,6 +230,7 @@ int dirty_arm(struct dump_ctx *d, struct dproc *p);
 struct range;
 int dirty_written(struct dproc *p, int pmfd, uint64_t start, uint64_t end, struct range **out, int *n);
 int dirty_present(struct dproc *p, int pmfd, uint64_t start, uint64_t end, struct range **out, int *n);
+int dirty_private_pages(int pmfd, uint64_t start, uint64_t end, struct range **out, int *n, int *cap);
 void dirty_attach(struct dump_ctx *d);
 uint64_t dirty_estimate(struct dump_ctx *d);
 int chain_restore_pipe(int fd, const char *name, pid_t *child);

@@ -266,6 +266,7 @@ static int inject_prepare_all(struct dump_ctx *d)
 			err = prep_map_start(&d->procs[i]);
 			w[i].started = err == 0;
 		}
+	phase_mark("inj_map_start");
 	for (int i = 0; i < n; i++) {
 		if (!w[i].started)
 			continue;
@@ -280,9 +281,11 @@ static int inject_prepare_all(struct dump_ctx *d)
 		if (e == 0 && (ret[i] > 0 || ret[i] < -4095))
 			d->procs[i].scratch = (uint64_t)ret[i];   /* removed on release even if we fail */
 	}
+	phase_mark("inj_map_finish");
 	for (int i = 0; i < n && !err; i++)
 		if (!d->procs[i].tree->zombie)
 			err = prep_batch_start(&d->procs[i], ret[i], &w[i]);
+	phase_mark("inj_batch_start");
 	for (int i = 0; i < n; i++) {
 		if (!w[i].started)
 			continue;
