@@ -78,6 +78,39 @@ static int add_threads(struct dproc *p)
 	return 0;
 }
 
+/* Append the children of thread tid of process i not seen yet. */
+static int add_children(struct dump_ctx *d, int i, pid_t tid, int *cap)
+{
+	char cp[128], small[4096];
+	snprintf(cp, sizeof(cp), "/proc/%d/task/%d/children", d->procs[i].hpid, tid);
+	ssize_t n = proc_read_small(cp, small, sizeof(small));
+	char *c = n >= 0 ? small : n == -EFBIG ? read_file_str(cp, NULL) : NULL;
+	int err = 0;
+	for (char *q = c; q && *q;) {
+		char *e;
+		long v = strtol(q, &e, 10);
+		if (e == q)
+			break;
+		q = e;
+		if (proc_by_hpid(d, (pid_t)v))
+			continue;
+		if (d->nprocs == MAX_PROCS) {
+			log_err("dump: more than %d processes", MAX_PROCS);
+			err = -E2BIG;
+			break;
+		}
+		if (d->nprocs == *cap) {
+			*cap *= 2;
+			d->procs = realloc(d->procs, (size_t)*cap * sizeof(*d->procs));
+		}
+		memset(&d->procs[d->nprocs], 0, sizeof(d->procs[0]));
+		d->procs[d->nprocs++].hpid = (pid_t)v;
+	}
+	if (c != small)
+		free(c);
+	return err;
+}
+
 /* Walk the tree from init; parents come before children. */
 static int collect_tree(struct dump_ctx *d, pid_t init)
 {
@@ -127,7 +160,9 @@ static int collect_tree(struct dump_ctx *d, pid_t init)
 		p = &d->procs[i];
 		p->tree->ppid = pp ? pp->tree->pid : 0;
 		p->tree->zombie = strstr(st, "State:\tZ") != NULL;
-		free(st);
+		/* kept: creds and signal masks are read from it (nothing of the
+		 * pod runs user code from here to the end of the dump) */
+		p->status = st;
 		if (p->tree->zombie) {
 			snprintf(path, sizeof(path), "/proc/%d/stat", p->hpid);
 			char *s = read_file_str(path, NULL);
@@ -161,7 +196,14 @@ static int collect_tree(struct dump_ctx *d, pid_t init)
 			log_err("dump: pid %d: threads: %s", p->hpid, strerror(-err));
 			return err;
 		}
-		/* children of every thread */
+		/* children of every thread (the task list of add_threads; a
+		 * zombie's from its task directory) */
+		if (!p->tree->zombie) {
+			for (int j = 0; j < p->nth; j++)
+				if ((err = add_children(d, i, d->procs[i].th[j].htid, &cap)) < 0)
+					return err;
+			continue;
+		}
 		DIR *dir;
 		snprintf(path, sizeof(path), "/proc/%d/task", p->hpid);
 		if ((dir = opendir(path))) {
@@ -169,31 +211,10 @@ static int collect_tree(struct dump_ctx *d, pid_t init)
 			while ((de = readdir(dir))) {
 				if (de->d_name[0] < '0' || de->d_name[0] > '9')
 					continue;
-				char cp[512];
-				snprintf(cp, sizeof(cp), "/proc/%d/task/%s/children", d->procs[i].hpid, de->d_name);
-				char *c = read_file_str(cp, NULL);
-				for (char *q = c; q && *q;) {
-					char *e;
-					long v = strtol(q, &e, 10);
-					if (e == q)
-						break;
-					q = e;
-					if (proc_by_hpid(d, (pid_t)v))
-						continue;
-					if (d->nprocs == MAX_PROCS) {
-						free(c);
-						closedir(dir);
-						log_err("dump: more than %d processes", MAX_PROCS);
-						return -E2BIG;
-					}
-					if (d->nprocs == cap) {
-						cap *= 2;
-						d->procs = realloc(d->procs, (size_t)cap * sizeof(*d->procs));
-					}
-					memset(&d->procs[d->nprocs], 0, sizeof(d->procs[0]));
-					d->procs[d->nprocs++].hpid = (pid_t)v;
+				if ((err = add_children(d, i, atoi(de->d_name), &cap)) < 0) {
+					closedir(dir);
+					return err;
 				}
-				free(c);
 			}
 			closedir(dir);
 		}
@@ -208,7 +229,8 @@ static int collect_tids(struct dproc *p)
 		return 0;
 	p->tree->n_tids = (size_t)p->nth;
 	p->tree->tids = xcalloc((size_t)p->nth, sizeof(uint32_t));
-	for (int j = 0; j < p->nth; j++) {
+	p->tree->tids[0] = p->tree->pid;     /* the leader's tid is the pid */
+	for (int j = 1; j < p->nth; j++) {
 		char path[128];
 		snprintf(path, sizeof(path), "/proc/%d/task/%d/status", p->hpid, p->th[j].htid);
 		char *st = read_file_str(path, NULL);

@@ -147,6 +147,7 @@ struct dproc {
 	struct pagerun *preruns;     /* pre-copied pages used (data in d->pre) */
 	int npreruns, npreruns_cap;
 	bool late;                   /* runs known, pages read by the writer (mm_late_read) */
+	char *status;                /* /proc/PID/status as read while frozen (collect_tree) */
 };
 
 /*
@@ -255,6 +256,7 @@ int show_main(int argc, char **argv);
 
 /* helpers (util.c) */
 char *read_file_str(const char *path, size_t *len);       /* NUL-terminated, malloc'd */
+ssize_t proc_read_small(const char *path, char *buf, size_t size);   /* procread.c */
 int read_link(const char *path, char *buf, size_t len);
 int write_str(const char *path, const char *s);
 void *xcalloc(size_t n, size_t sz);

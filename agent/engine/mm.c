@@ -55,9 +55,9 @@ uint32_t mapped_file_id(struct dump_ctx *d, const char *path, uint32_t flags);
 
 static int parse_stat_mm(struct dproc *p)
 {
-	char path[64];
+	char path[64], small[1024];
 	snprintf(path, sizeof(path), "/proc/%d/stat", p->hpid);
-	char *s = read_file_str(path, NULL);
+	char *s = proc_read_small(path, small, sizeof(small)) >= 0 ? small : read_file_str(path, NULL);
 	if (!s)
 		return -errno;
 	char *q = strrchr(s, ')');
@@ -73,7 +73,8 @@ static int parse_stat_mm(struct dproc *p)
 		while (*q == ' ')
 			q++;
 	}
-	free(s);
+	if (s != small)
+		free(s);
 	ImgMm *mm = p->core->mm;
 	mm->start_code = f[26]; mm->end_code = f[27]; mm->start_stack = f[28];
 	mm->start_data = f[45]; mm->end_data = f[46]; mm->start_brk = f[47];

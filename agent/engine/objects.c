@@ -129,11 +129,11 @@ int objects_late(struct rst_ctx *r, struct rproc *p)
 }
 
 /* SigCgt | SigIgn of /proc/PID/status (hex masks), or ~0 if unreadable. */
-static uint64_t signals_wanted(pid_t hpid)
+static uint64_t signals_wanted(const struct dproc *p)
 {
 	char path[64];
-	snprintf(path, sizeof(path), "/proc/%d/status", hpid);
-	char *st = read_file_str(path, NULL);
+	snprintf(path, sizeof(path), "/proc/%d/status", p->hpid);
+	char *st = p->status ? p->status : read_file_str(path, NULL);
 	if (!st)
 		return ~0ull;
 	uint64_t m = 0;
@@ -142,7 +142,8 @@ static uint64_t signals_wanted(pid_t hpid)
 		m |= strtoull(k + 8, NULL, 16);
 	if ((k = strstr(st, "SigIgn:\t")))
 		m |= strtoull(k + 8, NULL, 16);
-	free(st);
+	if (st != p->status)
+		free(st);
 	return m;
 }
 
@@ -207,7 +208,7 @@ static int prep_batch_start(struct dproc *p, long r, struct prep *w)
 	}
 	p->scratch = (uint64_t)r;
 	p->pre = xcalloc(1, sizeof(*p->pre));
-	uint64_t sc = p->scratch, want = p->pre->sigwant = signals_wanted(p->hpid);
+	uint64_t sc = p->scratch, want = p->pre->sigwant = signals_wanted(p);
 	int n = 0;
 	w->ops[n++] = (struct inj_op){ SYS_brk, { 0 }, 0 };
 	for (int t = 0; t < 3; t++)
