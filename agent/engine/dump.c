@@ -29,6 +29,7 @@
 
 #include "agent/engine/control.h"
 #include "agent/engine/engine.h"
+#include "agent/engine/fdkind.h"
 #include "agent/engine/inet.h"
 #include "agent/engine/objects.h"
 #include "agent/engine/seize.h"
@@ -497,6 +498,7 @@ int dump_main(int argc, char **argv)
 		return 1;
 	}
 	inet_dump_early(init);       /* the traffic hold, out of the frozen window */
+	mounts_dump_early(init);
 	if (d->rt)
 		rt_enter();
 	clock_gettime(CLOCK_MONOTONIC, &t0);

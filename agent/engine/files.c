@@ -213,8 +213,12 @@ int files_dump_finish(struct dump_ctx *d)
 {
 	int err;
 	for (const struct fd_kind *const *k = fd_kinds; *k; k++)
-		if ((*k)->dump_finish && (err = (*k)->dump_finish(d)) < 0)
-			return err;
+		if ((*k)->dump_finish) {
+			phase_mark("files_more");
+			if ((err = (*k)->dump_finish(d)) < 0)
+				return err;
+			phase_mark((*k)->name);     /* where the window's time goes (phase.c) */
+		}
 	return 0;
 }
 
