@@ -360,6 +360,7 @@ static void heap_prepare(void)
 {
 	size_t pad = 6u << 20;
 	mallopt(M_TRIM_THRESHOLD, 64 << 20);
+	mallopt(M_ARENA_MAX, 1);       /* helper threads too: not a fresh arena */
 	mallopt(M_TOP_PAD, (int)pad);
 	char *x = malloc(64);
 	char *top = sbrk(0);

@@ -148,6 +148,7 @@ struct dproc {
 	int npreruns, npreruns_cap;
 	bool late;                   /* runs known, pages read by the writer (mm_late_read) */
 	char *status;                /* /proc/PID/status as read while frozen (collect_tree) */
+	char *exe_path;              /* mm_dump in a helper thread: exe not yet given a file id */
 };
 
 /*
@@ -275,6 +276,12 @@ int mm_dump_shm(struct dump_ctx *d);
 int mm_read_pages(struct dproc *p, pid_t pid);
 /* Read runs (their data pointers set here, into one reused buffer, valid
  * until the next call) of a stopped process; for the image writer. */
+/* mm_dump in a helper thread (objects.c): what touches the dump-wide model
+ * (file ids, shared memory, info sizes) is left for mm_dump_resolve, which
+ * the main thread runs for every process afterwards. */
+void mm_dump_deferring(bool on);
+int mm_dump_resolve(struct dump_ctx *d, struct dproc *p);
+void phase_thread_off(void);
 int mm_late_read(struct dproc *p, struct pagerun *runs, int n);
 
 /* cowsnap.c — copy-on-write capture for --leave-running (docs/engine.md) */

@@ -689,6 +689,46 @@ static FILE *smaps_open(struct dump_ctx *d, struct dproc *p, bool *stale)
 	return f;
 }
 
+static __thread bool deferring;
+
+void mm_dump_deferring(bool on)
+{
+	deferring = on;
+}
+
+/* The dump-wide parts of a VMA: info sizes, the file id of a mapped file,
+ * and (shm, after the smaps pass only) the pages of shared memory. */
+static int vma_model(struct dump_ctx *d, struct dproc *p, ImgVma *v, bool shm)
+{
+	if (v->kind == VK_VDSO)
+		d->info->vdso_size = v->end - v->start;
+	else if (v->kind == VK_VVAR)
+		d->info->vvar_size = v->end - v->start;
+	else if (v->kind == VK_VCLOCK)
+		d->info->vclock_size = v->end - v->start;
+	else if (v->kind == VK_FILE) {
+		uint32_t fl = (v->flags & MAP_SHARED) && (v->prot & PROT_WRITE) ? O_RDWR : O_RDONLY;
+		SETOPT(v, file_id, mapped_file_id(d, v->name, fl));
+	} else if (v->kind == VK_SHM && shm)
+		return dump_shm_vma(d, p, v);
+	return 0;
+}
+
+int mm_dump_resolve(struct dump_ctx *d, struct dproc *p)
+{
+	if (p->exe_path) {
+		SETOPT(p->core->mm, exe_file_id, mapped_file_id(d, p->exe_path, O_RDONLY));
+		free(p->exe_path);
+		p->exe_path = NULL;
+	}
+	for (size_t i = 0; i < p->core->n_vmas; i++) {
+		int err = vma_model(d, p, p->core->vmas[i], true);
+		if (err < 0)
+			return err;
+	}
+	return 0;
+}
+
 int mm_dump(struct dump_ctx *d, struct dproc *p)
 {
 	char path[64], line[4096];
@@ -703,8 +743,12 @@ int mm_dump(struct dump_ctx *d, struct dproc *p)
 	}
 	snprintf(path, sizeof(path), "/proc/%d/exe", p->hpid);
 	char exe[4096];
-	if (read_link(path, exe, sizeof(exe)) > 0 && !strstr(exe, " (deleted)"))
-		SETOPT(p->core->mm, exe_file_id, mapped_file_id(d, exe, O_RDONLY));
+	if (read_link(path, exe, sizeof(exe)) > 0 && !strstr(exe, " (deleted)")) {
+		if (deferring)
+			p->exe_path = xstrdup(exe);
+		else
+			SETOPT(p->core->mm, exe_file_id, mapped_file_id(d, exe, O_RDONLY));
+	}
 
 	phase_mark("mm_stat");
 	bool stale = false;
@@ -751,13 +795,10 @@ int mm_dump(struct dump_ctx *d, struct dproc *p)
 			if (!strcmp(name, "[vdso]")) {
 				v->kind = VK_VDSO;
 				p->vdso_start = s;
-				d->info->vdso_size = e - s;
 			} else if (!strcmp(name, "[vvar]")) {
 				v->kind = VK_VVAR;
-				d->info->vvar_size = e - s;
 			} else if (!strcmp(name, "[vvar_vclock]")) {
 				v->kind = VK_VCLOCK;
-				d->info->vclock_size = e - s;
 			} else if (!strcmp(name, "[vsyscall]")) {
 				v->kind = VK_VSYSCALL;
 			} else if (perms[3] == 's' && (!strncmp(name, "/dev/zero (deleted)", 19) ||
@@ -776,9 +817,9 @@ int mm_dump(struct dump_ctx *d, struct dproc *p)
 					break;
 				}
 				v->kind = VK_FILE;
-				uint32_t fl = (v->flags & MAP_SHARED) && (v->prot & PROT_WRITE) ? O_RDWR : O_RDONLY;
-				SETOPT(v, file_id, mapped_file_id(d, name, fl));
 			}
+			if (!deferring && (err = vma_model(d, p, v, false)) < 0)
+				break;
 			continue;
 		}
 		if (v && !strncmp(line, "Rss:", 4))
@@ -838,7 +879,7 @@ int mm_dump(struct dump_ctx *d, struct dproc *p)
 					add_run(&p->present, &p->npresent, &p->npresent_cap, runs[k].addr, runs[k].npages,
 						p->tree->pid, v->start);
 			}
-			else if (v->kind == VK_SHM)
+			else if (v->kind == VK_SHM && !deferring)
 				err = dump_shm_vma(d, p, v);
 			if (err < 0)
 				break;
