@@ -50,30 +50,17 @@ static int add_threads(struct dproc *p)
 {
 	char path[64];
 	snprintf(path, sizeof(path), "/proc/%d/task", p->hpid);
-	DIR *dir = opendir(path);
-	if (!dir)
-		return -errno;
-	struct dirent *de;
-	int cap = 0;
+	int *tids = NULL, n = proc_list_numbers(path, &tids);
+	if (n < 0)
+		return n;
 	/* leader first */
-	p->th = xcalloc(1, sizeof(*p->th));
-	cap = 1;
+	p->th = xcalloc((size_t)n + 1, sizeof(*p->th));
 	p->th[0].htid = p->hpid;
 	p->nth = 1;
-	while ((de = readdir(dir))) {
-		if (de->d_name[0] < '0' || de->d_name[0] > '9')
-			continue;
-		pid_t t = atoi(de->d_name);
-		if (t == p->hpid)
-			continue;
-		if (p->nth == cap) {
-			cap *= 2;
-			p->th = realloc(p->th, (size_t)cap * sizeof(*p->th));
-		}
-		memset(&p->th[p->nth], 0, sizeof(p->th[0]));
-		p->th[p->nth++].htid = t;
-	}
-	closedir(dir);
+	for (int k = 0; k < n; k++)
+		if (tids[k] != p->hpid)
+			p->th[p->nth++].htid = tids[k];
+	free(tids);
 	if (p->nth > MAX_THREADS)
 		return -E2BIG;
 	return 0;
@@ -200,7 +187,8 @@ static int collect_tree(struct dump_ctx *d, pid_t init)
 		/* children of every thread (the task list of add_threads; a
 		 * zombie's from its task directory) */
 		if (!p->tree->zombie) {
-			for (int j = 0; j < p->nth; j++)
+			/* add_children may move d->procs: no p from here */
+			for (int j = 0; j < d->procs[i].nth; j++)
 				if ((err = add_children(d, i, d->procs[i].th[j].htid, &cap)) < 0)
 					return err;
 			continue;
@@ -516,6 +504,12 @@ int dump_main(int argc, char **argv)
 		goto fail;
 	dirty_attach(d);
 	phase_mark("tree");
+	/* seizing wakes every frozen task (PTRACE_INTERRUPT), the thaw all of
+	 * them: at real-time priority they cannot preempt the engine (see
+	 * objects_dump); no bulk work happens until rt_leave below */
+	bool seize_rt = !d->rt;
+	if (seize_rt)
+		rt_enter();
 	if ((err = seize_pod(d, cgroups, ncg)) < 0)
 		goto fail;
 	phase_mark("seize");
@@ -532,6 +526,8 @@ int dump_main(int argc, char **argv)
 		err = collect_tids(&d->procs[i]);
 	if (err < 0 || (err = capture_regs(d)) < 0)
 		goto fail;
+	if (seize_rt)
+		rt_leave();
 	pod_clocks(d, init);
 	pod_uts(d, init);
 	phase_mark("tids_regs");

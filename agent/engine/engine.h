@@ -258,6 +258,7 @@ int show_main(int argc, char **argv);
 /* helpers (util.c) */
 char *read_file_str(const char *path, size_t *len);       /* NUL-terminated, malloc'd */
 ssize_t proc_read_small(const char *path, char *buf, size_t size);   /* procread.c */
+int proc_list_numbers(const char *path, int **out);                  /* procread.c */
 int read_link(const char *path, char *buf, size_t len);
 int write_str(const char *path, const char *s);
 void *xcalloc(size_t n, size_t sz);

@@ -106,18 +106,9 @@ int files_dump(struct dump_ctx *d, struct dproc *p)
 {
 	char path[64], link[4096];
 	snprintf(path, sizeof(path), "/proc/%d/fd", p->hpid);
-	DIR *dir = opendir(path);
-	if (!dir)
-		return -errno;
-	int *fds = NULL, nfds = 0, err = 0;
-	struct dirent *de;
-	while ((de = readdir(dir))) {
-		if (de->d_name[0] < '0' || de->d_name[0] > '9')
-			continue;
-		fds = realloc(fds, (size_t)(nfds + 1) * sizeof(int));
-		fds[nfds++] = atoi(de->d_name);
-	}
-	closedir(dir);
+	int *fds = NULL, nfds = proc_list_numbers(path, &fds), err = 0;
+	if (nfds < 0)
+		return nfds;
 	qsort(fds, (size_t)nfds, sizeof(int), cmp_int);
 	int pidfd = -1;
 	for (int i = 0; i < nfds && !err; i++) {

@@ -775,7 +775,10 @@ int mm_dump(struct dump_ctx *d, struct dproc *p)
 		unsigned long long s, e, off, ino;
 		char perms[8], dev[16];
 		int pos = 0;
-		if (sscanf(line, "%llx-%llx %7s %llx %15s %llu %n", &s, &e, perms, &off, dev, &ino, &pos) >= 6 &&
+		/* a VMA line starts with a (lower-case hex) address, the ~20 field
+		 * lines of each VMA with an upper-case key: no sscanf for those */
+		bool addr = (line[0] >= '0' && line[0] <= '9') || (line[0] >= 'a' && line[0] <= 'f');
+		if (addr && sscanf(line, "%llx-%llx %7s %llx %15s %llu %n", &s, &e, perms, &off, dev, &ino, &pos) >= 6 &&
 		    strchr(line, '-') < strchr(line, ' ')) {
 			if (p->core->n_vmas >= MAX_VMAS) {
 				err = -E2BIG;

@@ -8,6 +8,9 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 #include "agent/engine/engine.h"
@@ -30,5 +33,44 @@ ssize_t proc_read_small(const char *path, char *buf, size_t size)
 	if ((size_t)n >= size - 1)
 		return -EFBIG;
 	buf[n] = 0;
+	return n;
+}
+
+/* The numeric entries of a /proc directory (task ids, fd numbers), in
+ * directory order, with getdents64 into a stack buffer: opendir() would
+ * malloc 32 KiB for every directory.  *out is malloc'd (free it); returns
+ * the count or -errno. */
+int proc_list_numbers(const char *path, int **out)
+{
+	int fd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (fd < 0)
+		return -errno;
+	char buf[4096] __attribute__((aligned(8)));
+	int n = 0, cap = 0, *v = NULL;
+	for (;;) {
+		long got = syscall(SYS_getdents64, fd, buf, sizeof(buf));
+		if (got < 0) {
+			int e = errno;
+			close(fd);
+			free(v);
+			return -e;
+		}
+		if (got == 0)
+			break;
+		for (long o = 0; o < got;) {
+			struct dirent64_ { uint64_t ino; int64_t off; unsigned short reclen; unsigned char type; char name[]; }
+				*de = (void *)(buf + o);
+			o += de->reclen;
+			if (de->name[0] < '0' || de->name[0] > '9')
+				continue;
+			if (n == cap) {
+				cap = cap ? cap * 2 : 16;
+				v = realloc(v, (size_t)cap * sizeof(*v));
+			}
+			v[n++] = atoi(de->name);
+		}
+	}
+	close(fd);
+	*out = v;
 	return n;
 }
