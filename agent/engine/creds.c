@@ -68,8 +68,14 @@ int creds_dump(struct dump_ctx *d, struct dproc *p)
 	}
 	snprintf(path, sizeof(path), "/proc/%d/personality", p->hpid);
 	p->core->personality = proc_read_small(path, buf, sizeof(buf)) > 0 ? (uint32_t)strtoul(buf, NULL, 16) : 0;
+	/* status "Name:" is comm with only '\\' and '\n' escaped (proc_task_name,
+	 * seq_escape_str with only "\n\\"): without a backslash it is comm itself */
+	const char *nm = p->status && !strncmp(p->status, "Name:\t", 6) ? p->status + 6 : NULL;
+	size_t nl = nm ? strcspn(nm, "\n") : 0;
 	snprintf(path, sizeof(path), "/proc/%d/comm", p->hpid);
-	if (proc_read_small(path, buf, sizeof(buf)) >= 0) {
+	if (nm && nl < 64 && !memchr(nm, '\\', nl)) {
+		p->core->comm = strndup(nm, nl);
+	} else if (proc_read_small(path, buf, sizeof(buf)) >= 0) {
 		buf[strcspn(buf, "\n")] = 0;
 		p->core->comm = xstrdup(buf);
 	} else {

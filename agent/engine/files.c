@@ -124,13 +124,16 @@ int files_dump(struct dump_ctx *d, struct dproc *p)
 		struct stat key;
 		snprintf(path, sizeof(path), "/proc/%d/fd/%d", p->hpid, fd);
 		bool keyed = stat(path, &key) == 0;
+		/* an inherited fd keeps its number: same-number candidates first */
 		uint32_t id = 0;
-		for (int k = 0; k < d->nfdescs && !id; k++) {
-			struct fdesc *o = &d->fdescs[k];
-			if ((!keyed || (o->dev == key.st_dev && o->ino == key.st_ino)) &&
-			    syscall(SYS_kcmp, o->hpid, p->hpid, KCMP_FILE, o->fd, fd) == 0)
-				id = o->id;
-		}
+		for (int pass = 0; pass < 2 && !id; pass++)
+			for (int k = 0; k < d->nfdescs && !id; k++) {
+				struct fdesc *o = &d->fdescs[k];
+				if ((o->fd == fd) == (pass == 0) &&
+				    (!keyed || (o->dev == key.st_dev && o->ino == key.st_ino)) &&
+				    syscall(SYS_kcmp, o->hpid, p->hpid, KCMP_FILE, o->fd, fd) == 0)
+					id = o->id;
+			}
 		if (id) {
 			if (fdinfo(p->hpid, fd, &pos, &flags) < 0) {
 				err = -errno;

@@ -691,6 +691,17 @@ static FILE *smaps_open(struct dump_ctx *d, struct dproc *p, bool *stale)
 
 static __thread bool deferring;
 
+static char *xmemdup_(const char *s, size_t n, size_t *lenp)
+{
+	char *c = malloc(n + 1);
+	if (!c)
+		return NULL;
+	memcpy(c, s, n);
+	c[n] = 0;
+	*lenp = n;
+	return c;
+}
+
 void mm_dump_deferring(bool on)
 {
 	deferring = on;
@@ -737,7 +748,9 @@ int mm_dump(struct dump_ctx *d, struct dproc *p)
 		return err;
 	snprintf(path, sizeof(path), "/proc/%d/auxv", p->hpid);
 	size_t alen;
-	char *auxv = read_file_str(path, &alen);
+	char small[2048];
+	ssize_t an = proc_read_small(path, small, sizeof(small));   /* ~370 bytes, all in one read */
+	char *auxv = an >= 0 ? xmemdup_(small, (size_t)an, &alen) : read_file_str(path, &alen);
 	if (auxv) {
 		SETOPT(p->core->mm, auxv, ((ProtobufCBinaryData){ alen, (uint8_t *)auxv }));
 	}
