@@ -534,11 +534,12 @@ static int indexed_vma_runs(struct dump_ctx *d, struct dproc *p, int pmfd, ImgVm
  * walk or pagemap read per VMA (~16 system calls per small process).
  * No PAGEMAP_SCAN: the per-VMA way, and *whole_scan cleared for the next.
  */
+static __thread struct range *pr;      /* pending_runs' scratch, per thread */
+static __thread int prcap;
+
 static int pending_runs(struct dproc *p, int pmfd, const int *pend, int npend, struct pagerun **runs, int *n,
 			int *cap, bool *whole_scan)
 {
-	static __thread struct range *pr;
-	static __thread int prcap;
 	int npr = 0, err;
 	ImgVma **vmas = p->core->vmas;
 	err = dirty_private_pages(pmfd, vmas[pend[0]]->start, vmas[pend[npend - 1]]->end, &pr, &npr, &prcap);
@@ -705,6 +706,11 @@ static char *xmemdup_(const char *s, size_t n, size_t *lenp)
 void mm_dump_deferring(bool on)
 {
 	deferring = on;
+	if (!on) {                 /* the helper thread ends: its scratch too */
+		free(pr);
+		pr = NULL;
+		prcap = 0;
+	}
 }
 
 /* The dump-wide parts of a VMA: info sizes, the file id of a mapped file,

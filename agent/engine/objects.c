@@ -95,6 +95,7 @@ static void *helper_run(void *arg)
 				j->spent[o - engine_objects] += now_ms() - t0;
 		}
 	}
+	mm_dump_deferring(false);
 	return NULL;
 }
 
