@@ -427,8 +427,9 @@ int dump_main(int argc, char **argv)
 	int ncg = 0, leave = 0, c, err = 0, frozen = 0, outfd = -1;
 	pid_t init = 0;
 	struct dump_ctx D = { 0 }, *d = &D;
-	struct timespec t0, t1, t2;
+	struct timespec t0, t1, t2, tstart;
 
+	clock_gettime(CLOCK_MONOTONIC, &tstart);
 	while ((c = getopt_long(argc, argv, "c:i:o:ln:P:C:Sp:F:tz::WH", opts, NULL)) != -1) {
 		switch (c) {
 		case 'c': if (ncg < 16) cgroups[ncg++] = optarg; break;
@@ -490,6 +491,8 @@ int dump_main(int argc, char **argv)
 	mounts_dump_early(init);
 	if (d->rt)
 		rt_enter();
+	if (getenv("ZAPC_ENGINE_TIMING"))      /* from main() to the freeze (heap, early reads, hold) */
+		fprintf(stderr, "TIMING prepare_ms %.3f\n", ms_since(&tstart));
 	clock_gettime(CLOCK_MONOTONIC, &t0);
 	phase_start();
 	for (int i = 0; i < ncg; i++) {
