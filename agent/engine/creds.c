@@ -27,7 +27,7 @@ int creds_dump(struct dump_ctx *d, struct dproc *p)
 {
 	char path[64], buf[4096];
 	snprintf(path, sizeof(path), "/proc/%d/status", p->hpid);
-	char *st = read_file_str(path, NULL);
+	char *st = p->status ? p->status : read_file_str(path, NULL);
 	if (!st)
 		return -errno;
 	ImgCreds *c = p->core->creds;
@@ -51,7 +51,8 @@ int creds_dump(struct dump_ctx *d, struct dproc *p)
 	}
 	const char *um = strstr(st, "Umask:\t");
 	p->core->umask = um ? (uint32_t)strtoul(um + 7, NULL, 8) : 022;
-	free(st);
+	if (st != p->status)
+		free(st);
 
 	snprintf(path, sizeof(path), "/proc/%d/cwd", p->hpid);
 	if (read_link(path, buf, sizeof(buf)) < 0)
@@ -66,18 +67,24 @@ int creds_dump(struct dump_ctx *d, struct dproc *p)
 		return -ENOTSUP;
 	}
 	snprintf(path, sizeof(path), "/proc/%d/personality", p->hpid);
-	char *pe = read_file_str(path, NULL);
-	p->core->personality = pe ? (uint32_t)strtoul(pe, NULL, 16) : 0;
-	free(pe);
+	p->core->personality = proc_read_small(path, buf, sizeof(buf)) > 0 ? (uint32_t)strtoul(buf, NULL, 16) : 0;
+	/* status "Name:" is comm with only '\\' and '\n' escaped (proc_task_name,
+	 * seq_escape_str with only "\n\\"): without a backslash it is comm itself */
+	const char *nm = p->status && !strncmp(p->status, "Name:\t", 6) ? p->status + 6 : NULL;
+	size_t nl = nm ? strcspn(nm, "\n") : 0;
 	snprintf(path, sizeof(path), "/proc/%d/comm", p->hpid);
-	char *cm = read_file_str(path, NULL);
-	if (cm)
-		cm[strcspn(cm, "\n")] = 0;
-	p->core->comm = cm ? cm : xstrdup("");
+	if (nm && nl < 64 && !memchr(nm, '\\', nl)) {
+		p->core->comm = strndup(nm, nl);
+	} else if (proc_read_small(path, buf, sizeof(buf)) >= 0) {
+		buf[strcspn(buf, "\n")] = 0;
+		p->core->comm = xstrdup(buf);
+	} else {
+		p->core->comm = xstrdup("");
+	}
 	/* prlimit(pid) on another uid needs CAP_SYS_RESOURCE (check_prlimit_permission),
 	 * which we lack: /proc/PID/limits lists resources 0..15 in order instead */
 	snprintf(path, sizeof(path), "/proc/%d/limits", p->hpid);
-	char *lim = read_file_str(path, NULL);
+	char *lim = proc_read_small(path, buf, sizeof(buf)) >= 0 ? buf : read_file_str(path, NULL);
 	char *line = lim ? strchr(lim, '\n') : NULL;
 	for (int res = 0; line && res < RLIM_NLIMITS; res++) {
 		line++;
@@ -94,7 +101,8 @@ int creds_dump(struct dump_ctx *d, struct dproc *p)
 		}
 		line = nl;
 	}
-	free(lim);
+	if (lim != buf)
+		free(lim);
 	(void)d;
 	return 0;
 }

@@ -66,6 +66,7 @@ struct page_region_ {
 #define PM_SCAN_WP_MATCHING_   (1 << 0)
 #define PM_SCAN_CHECK_WPASYNC_ (1 << 1)
 #define PAGE_IS_WRITTEN_ (1 << 1)
+#define PAGE_IS_FILE_    (1 << 2)
 #define PAGE_IS_PRESENT_ (1 << 3)
 #define PAGE_IS_SWAPPED_ (1 << 4)
 
@@ -166,6 +167,46 @@ int dirty_present(struct dproc *p, int pmfd, uint64_t start, uint64_t end, struc
 {
 	(void)p;
 	return scan(pmfd, start, end, false, out, n);
+}
+
+/*
+ * The pages a full dump saves in [start,end), whatever the VMAs there, by
+ * one walk: present or swapped and not page cache (PAGE_IS_FILE is "a page
+ * that is not anonymous", as PM_FILE of pagemap): in anonymous VMAs every
+ * page, in private file VMAs the COWed ones.  The caller clips the ranges
+ * to the VMAs it saves.  -ENOTTY/-EINVAL: no PAGEMAP_SCAN (kernel < 6.7).
+ */
+int dirty_private_pages(int pmfd, uint64_t start, uint64_t end, struct range **out, int *n, int *cap)
+{
+	static __thread struct page_region_ vec[1024];
+	struct pm_scan_arg_ a = { 0 };
+	a.size = sizeof(a);
+	a.vec = (uint64_t)(uintptr_t)vec;
+	a.vec_len = 1024;
+	a.category_inverted = a.category_mask = PAGE_IS_FILE_;
+	a.category_anyof_mask = a.return_mask = PAGE_IS_PRESENT_ | PAGE_IS_SWAPPED_;
+	for (uint64_t at = start; at < end;) {
+		a.start = at;
+		a.end = end;
+		long got = ioctl(pmfd, PAGEMAP_SCAN_, &a);
+		if (got < 0)
+			return -errno;
+		for (long i = 0; i < got; i++) {
+			if (*n && (*out)[*n - 1].e == vec[i].start) {    /* present then swapped */
+				(*out)[*n - 1].e = vec[i].end;
+				continue;
+			}
+			if (*n == *cap) {
+				*cap = *cap ? *cap * 2 : 256;
+				*out = realloc(*out, (size_t)*cap * sizeof(**out));
+			}
+			(*out)[(*n)++] = (struct range){ vec[i].start, vec[i].end };
+		}
+		if (a.walk_end <= at)
+			break;
+		at = a.walk_end;
+	}
+	return 0;
 }
 
 /* Before the freeze: take the uffds a keeper holds for this pod. */

@@ -14,11 +14,13 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <getopt.h>
+#include <malloc.h>
 #include <sched.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/ptrace.h>
 #include <sys/utsname.h>
 #include <sys/syscall.h>
@@ -27,6 +29,7 @@
 
 #include "agent/engine/control.h"
 #include "agent/engine/engine.h"
+#include "agent/engine/fdkind.h"
 #include "agent/engine/inet.h"
 #include "agent/engine/objects.h"
 #include "agent/engine/seize.h"
@@ -47,33 +50,53 @@ static int add_threads(struct dproc *p)
 {
 	char path[64];
 	snprintf(path, sizeof(path), "/proc/%d/task", p->hpid);
-	DIR *dir = opendir(path);
-	if (!dir)
-		return -errno;
-	struct dirent *de;
-	int cap = 0;
+	int *tids = NULL, n = proc_list_numbers(path, &tids);
+	if (n < 0)
+		return n;
 	/* leader first */
-	p->th = xcalloc(1, sizeof(*p->th));
-	cap = 1;
+	p->th = xcalloc((size_t)n + 1, sizeof(*p->th));
 	p->th[0].htid = p->hpid;
 	p->nth = 1;
-	while ((de = readdir(dir))) {
-		if (de->d_name[0] < '0' || de->d_name[0] > '9')
-			continue;
-		pid_t t = atoi(de->d_name);
-		if (t == p->hpid)
-			continue;
-		if (p->nth == cap) {
-			cap *= 2;
-			p->th = realloc(p->th, (size_t)cap * sizeof(*p->th));
-		}
-		memset(&p->th[p->nth], 0, sizeof(p->th[0]));
-		p->th[p->nth++].htid = t;
-	}
-	closedir(dir);
+	for (int k = 0; k < n; k++)
+		if (tids[k] != p->hpid)
+			p->th[p->nth++].htid = tids[k];
+	free(tids);
 	if (p->nth > MAX_THREADS)
 		return -E2BIG;
 	return 0;
+}
+
+/* Append the children of thread tid of process i not seen yet. */
+static int add_children(struct dump_ctx *d, int i, pid_t tid, int *cap)
+{
+	char cp[128], small[4096];
+	snprintf(cp, sizeof(cp), "/proc/%d/task/%d/children", d->procs[i].hpid, tid);
+	ssize_t n = proc_read_small(cp, small, sizeof(small));
+	char *c = n >= 0 ? small : n == -EFBIG ? read_file_str(cp, NULL) : NULL;
+	int err = 0;
+	for (char *q = c; q && *q;) {
+		char *e;
+		long v = strtol(q, &e, 10);
+		if (e == q)
+			break;
+		q = e;
+		if (proc_by_hpid(d, (pid_t)v))
+			continue;
+		if (d->nprocs == MAX_PROCS) {
+			log_err("dump: more than %d processes", MAX_PROCS);
+			err = -E2BIG;
+			break;
+		}
+		if (d->nprocs == *cap) {
+			*cap *= 2;
+			d->procs = realloc(d->procs, (size_t)*cap * sizeof(*d->procs));
+		}
+		memset(&d->procs[d->nprocs], 0, sizeof(d->procs[0]));
+		d->procs[d->nprocs++].hpid = (pid_t)v;
+	}
+	if (c != small)
+		free(c);
+	return err;
 }
 
 /* Walk the tree from init; parents come before children. */
@@ -125,7 +148,9 @@ static int collect_tree(struct dump_ctx *d, pid_t init)
 		p = &d->procs[i];
 		p->tree->ppid = pp ? pp->tree->pid : 0;
 		p->tree->zombie = strstr(st, "State:\tZ") != NULL;
-		free(st);
+		/* kept: creds and signal masks are read from it (nothing of the
+		 * pod runs user code from here to the end of the dump) */
+		p->status = st;
 		if (p->tree->zombie) {
 			snprintf(path, sizeof(path), "/proc/%d/stat", p->hpid);
 			char *s = read_file_str(path, NULL);
@@ -159,7 +184,15 @@ static int collect_tree(struct dump_ctx *d, pid_t init)
 			log_err("dump: pid %d: threads: %s", p->hpid, strerror(-err));
 			return err;
 		}
-		/* children of every thread */
+		/* children of every thread (the task list of add_threads; a
+		 * zombie's from its task directory) */
+		if (!p->tree->zombie) {
+			/* add_children may move d->procs: no p from here */
+			for (int j = 0; j < d->procs[i].nth; j++)
+				if ((err = add_children(d, i, d->procs[i].th[j].htid, &cap)) < 0)
+					return err;
+			continue;
+		}
 		DIR *dir;
 		snprintf(path, sizeof(path), "/proc/%d/task", p->hpid);
 		if ((dir = opendir(path))) {
@@ -167,31 +200,10 @@ static int collect_tree(struct dump_ctx *d, pid_t init)
 			while ((de = readdir(dir))) {
 				if (de->d_name[0] < '0' || de->d_name[0] > '9')
 					continue;
-				char cp[512];
-				snprintf(cp, sizeof(cp), "/proc/%d/task/%s/children", d->procs[i].hpid, de->d_name);
-				char *c = read_file_str(cp, NULL);
-				for (char *q = c; q && *q;) {
-					char *e;
-					long v = strtol(q, &e, 10);
-					if (e == q)
-						break;
-					q = e;
-					if (proc_by_hpid(d, (pid_t)v))
-						continue;
-					if (d->nprocs == MAX_PROCS) {
-						free(c);
-						closedir(dir);
-						log_err("dump: more than %d processes", MAX_PROCS);
-						return -E2BIG;
-					}
-					if (d->nprocs == cap) {
-						cap *= 2;
-						d->procs = realloc(d->procs, (size_t)cap * sizeof(*d->procs));
-					}
-					memset(&d->procs[d->nprocs], 0, sizeof(d->procs[0]));
-					d->procs[d->nprocs++].hpid = (pid_t)v;
+				if ((err = add_children(d, i, atoi(de->d_name), &cap)) < 0) {
+					closedir(dir);
+					return err;
 				}
-				free(c);
 			}
 			closedir(dir);
 		}
@@ -206,7 +218,8 @@ static int collect_tids(struct dproc *p)
 		return 0;
 	p->tree->n_tids = (size_t)p->nth;
 	p->tree->tids = xcalloc((size_t)p->nth, sizeof(uint32_t));
-	for (int j = 0; j < p->nth; j++) {
+	p->tree->tids[0] = p->tree->pid;     /* the leader's tid is the pid */
+	for (int j = 1; j < p->nth; j++) {
 		char path[128];
 		snprintf(path, sizeof(path), "/proc/%d/task/%d/status", p->hpid, p->th[j].htid);
 		char *st = read_file_str(path, NULL);
@@ -325,6 +338,26 @@ static void prealloc_pages(char **cgroups, int ncg)
 	mm_prealloc((size_t)(kb * 1024 + kb * 1024 / 16 + (8u << 20)));
 }
 
+/*
+ * The engine's own heap, populated in one go before the freeze: on this VM a
+ * first touch of a fresh page costs ~10 us as a page fault but ~1 us after
+ * MADV_POPULATE_WRITE, and a dump allocates a few KiB per process (the
+ * model, /proc texts).  Freed memory stays (no trim) for reuse.
+ */
+static void heap_prepare(void)
+{
+	size_t pad = 6u << 20;
+	mallopt(M_TRIM_THRESHOLD, 64 << 20);
+	mallopt(M_ARENA_MAX, 1);       /* helper threads too: not a fresh arena */
+	mallopt(M_TOP_PAD, (int)pad);
+	char *x = malloc(64);
+	char *top = sbrk(0);
+	uintptr_t from = ((uintptr_t)x + PAGE - 1) & ~(uintptr_t)(PAGE - 1);
+	if (x && top != (char *)-1 && (uintptr_t)top > from)
+		madvise((void *)from, (uintptr_t)top - from, 23 /* MADV_POPULATE_WRITE, 5.14 */);
+	free(x);
+}
+
 static void usage(void)
 {
 	fprintf(stderr, "usage: zapc-engine dump --cgroup DIR [--cgroup DIR...] --init PID -o FILE|- "
@@ -339,10 +372,13 @@ static void usage(void)
  * read (only the written pages when tracking is there).
  */
 static int lowdown_prepare(struct dump_ctx *d, const char *parent, unsigned full_every, pid_t init,
-			   char **cgroups, int ncg)
+			   char **cgroups, int ncg, bool leave)
 {
 	if (parent || d->compress || d->track)
 		d->indexed = true;
+	/* the pod ends: it stays stopped until the image is written, so the
+	 * writer reads its private pages (mm_late_read) and no pool is needed */
+	d->late_pages = !leave && !d->indexed && !getenv("ZAPC_ENGINE_NO_LATE");
 	if (parent) {
 		int err = chain_index_load(parent, full_every, &d->parent, &d->pindex);
 		if (err < 0)
@@ -366,7 +402,8 @@ static int lowdown_prepare(struct dump_ctx *d, const char *parent, unsigned full
 			return 0;
 		}
 	}
-	prealloc_pages(cgroups, ncg);
+	if (!d->late_pages)
+		prealloc_pages(cgroups, ncg);
 	return 0;
 }
 
@@ -390,8 +427,9 @@ int dump_main(int argc, char **argv)
 	int ncg = 0, leave = 0, c, err = 0, frozen = 0, outfd = -1;
 	pid_t init = 0;
 	struct dump_ctx D = { 0 }, *d = &D;
-	struct timespec t0, t1, t2;
+	struct timespec t0, t1, t2, tstart;
 
+	clock_gettime(CLOCK_MONOTONIC, &tstart);
 	while ((c = getopt_long(argc, argv, "c:i:o:ln:P:C:Sp:F:tz::WH", opts, NULL)) != -1) {
 		switch (c) {
 		case 'c': if (ncg < 16) cgroups[ncg++] = optarg; break;
@@ -415,6 +453,7 @@ int dump_main(int argc, char **argv)
 		usage();
 		return 2;
 	}
+	heap_prepare();
 	if (!strcmp(out, "-"))
 		outfd = STDOUT_FILENO;
 	else if ((outfd = open(out, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600)) < 0) {
@@ -439,7 +478,7 @@ int dump_main(int argc, char **argv)
 	d->info->ctime = (uint64_t)time(NULL);
 	d->info->tool_version = xstrdup(ENGINE_VERSION);
 
-	if ((err = lowdown_prepare(d, parent, full_every, init, cgroups, ncg)) < 0) {
+	if ((err = lowdown_prepare(d, parent, full_every, init, cgroups, ncg, leave)) < 0) {
 		if (outfd != STDOUT_FILENO) {
 			close(outfd);
 			unlink(out);
@@ -449,8 +488,11 @@ int dump_main(int argc, char **argv)
 		return 1;
 	}
 	inet_dump_early(init);       /* the traffic hold, out of the frozen window */
+	mounts_dump_early(init);
 	if (d->rt)
 		rt_enter();
+	if (getenv("ZAPC_ENGINE_TIMING"))      /* from main() to the freeze (heap, early reads, hold) */
+		fprintf(stderr, "TIMING prepare_ms %.3f\n", ms_since(&tstart));
 	clock_gettime(CLOCK_MONOTONIC, &t0);
 	phase_start();
 	for (int i = 0; i < ncg; i++) {
@@ -465,6 +507,12 @@ int dump_main(int argc, char **argv)
 		goto fail;
 	dirty_attach(d);
 	phase_mark("tree");
+	/* seizing wakes every frozen task (PTRACE_INTERRUPT), the thaw all of
+	 * them: at real-time priority they cannot preempt the engine (see
+	 * objects_dump); no bulk work happens until rt_leave below */
+	bool seize_rt = !d->rt;
+	if (seize_rt)
+		rt_enter();
 	if ((err = seize_pod(d, cgroups, ncg)) < 0)
 		goto fail;
 	phase_mark("seize");
@@ -481,6 +529,8 @@ int dump_main(int argc, char **argv)
 		err = collect_tids(&d->procs[i]);
 	if (err < 0 || (err = capture_regs(d)) < 0)
 		goto fail;
+	if (seize_rt)
+		rt_leave();
 	pod_clocks(d, init);
 	pod_uts(d, init);
 	phase_mark("tids_regs");

@@ -146,6 +146,9 @@ struct dproc {
 	struct dump_prefetch *pre;   /* batched injected queries (objects.c), NULL if none */
 	struct pagerun *preruns;     /* pre-copied pages used (data in d->pre) */
 	int npreruns, npreruns_cap;
+	bool late;                   /* runs known, pages read by the writer (mm_late_read) */
+	char *status;                /* /proc/PID/status as read while frozen (collect_tree) */
+	char *exe_path;              /* mm_dump in a helper thread: exe not yet given a file id */
 };
 
 /*
@@ -186,6 +189,7 @@ struct dump_ctx {
 	bool track;                  /* keep dirty tracking for the next increment */
 	bool write_frozen;           /* bench only: write the image before resuming */
 	bool cow;                    /* --leave-running: capture pages copy-on-write (cowsnap.c) */
+	bool late_pages;             /* the pod ends: private pages read while writing (mm.c) */
 	ImgParent *parent;           /* NULL: a full image */
 	struct chain_index *pindex;  /* hashes of the parent chain's pages */
 	uint64_t track_stream;       /* stream the kept uffds were armed at (0 none) */
@@ -228,6 +232,7 @@ int dirty_arm(struct dump_ctx *d, struct dproc *p);
 struct range;
 int dirty_written(struct dproc *p, int pmfd, uint64_t start, uint64_t end, struct range **out, int *n);
 int dirty_present(struct dproc *p, int pmfd, uint64_t start, uint64_t end, struct range **out, int *n);
+int dirty_private_pages(int pmfd, uint64_t start, uint64_t end, struct range **out, int *n, int *cap);
 void dirty_attach(struct dump_ctx *d);
 uint64_t dirty_estimate(struct dump_ctx *d);
 int chain_restore_pipe(int fd, const char *name, pid_t *child);
@@ -252,6 +257,8 @@ int show_main(int argc, char **argv);
 
 /* helpers (util.c) */
 char *read_file_str(const char *path, size_t *len);       /* NUL-terminated, malloc'd */
+ssize_t proc_read_small(const char *path, char *buf, size_t size);   /* procread.c */
+int proc_list_numbers(const char *path, int **out);                  /* procread.c */
 int read_link(const char *path, char *buf, size_t len);
 int write_str(const char *path, const char *s);
 void *xcalloc(size_t n, size_t sz);
@@ -268,6 +275,15 @@ int mm_dump(struct dump_ctx *d, struct dproc *p);
 int mm_dump_shm(struct dump_ctx *d);
 /* Read p's runs (p->runs) from the memory of pid (p itself or its snapshot child). */
 int mm_read_pages(struct dproc *p, pid_t pid);
+/* Read runs (their data pointers set here, into one reused buffer, valid
+ * until the next call) of a stopped process; for the image writer. */
+/* mm_dump in a helper thread (objects.c): what touches the dump-wide model
+ * (file ids, shared memory, info sizes) is left for mm_dump_resolve, which
+ * the main thread runs for every process afterwards. */
+void mm_dump_deferring(bool on);
+int mm_dump_resolve(struct dump_ctx *d, struct dproc *p);
+void phase_thread_off(void);
+int mm_late_read(struct dproc *p, struct pagerun *runs, int n);
 
 /* cowsnap.c — copy-on-write capture for --leave-running (docs/engine.md) */
 int cow_fork_all(struct dump_ctx *d);        /* frozen: fork a stopped snapshot of each big process */

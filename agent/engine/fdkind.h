@@ -53,6 +53,7 @@ struct fd_kind {
 extern const struct fd_kind *const fd_kinds[];   /* NULL-terminated */
 
 int files_dump_finish(struct dump_ctx *d);   /* runs every kind's dump_finish */
+void mounts_dump_early(pid_t init);          /* before the freeze: the mount tables (mounts.c) */
 
 /* Helpers for kinds. */
 int inv_move(struct rst_ctx *r, int fd);

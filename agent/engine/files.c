@@ -55,16 +55,20 @@ uint32_t mapped_file_id(struct dump_ctx *d, const char *path, uint32_t flags)
 
 static int fdinfo(pid_t pid, int fd, uint64_t *pos, uint32_t *flags)
 {
-	char path[64];
+	char path[64], small[2048];
 	snprintf(path, sizeof(path), "/proc/%d/fdinfo/%d", pid, fd);
-	char *s = read_file_str(path, NULL);
-	if (!s)
+	ssize_t n = proc_read_small(path, small, sizeof(small));
+	char *s = n >= 0 ? small : n == -EFBIG ? read_file_str(path, NULL) : NULL;
+	if (!s) {
+		errno = n == -EFBIG ? errno : (int)-n;
 		return -errno;
+	}
 	char *p = strstr(s, "pos:");
 	*pos = p ? strtoull(p + 4, NULL, 10) : 0;
 	p = strstr(s, "flags:");
 	*flags = p ? (uint32_t)strtoul(p + 6, NULL, 8) : 0;
-	free(s);
+	if (s != small)
+		free(s);
 	return 0;
 }
 
@@ -102,29 +106,51 @@ int files_dump(struct dump_ctx *d, struct dproc *p)
 {
 	char path[64], link[4096];
 	snprintf(path, sizeof(path), "/proc/%d/fd", p->hpid);
-	DIR *dir = opendir(path);
-	if (!dir)
-		return -errno;
-	int *fds = NULL, nfds = 0, err = 0;
-	struct dirent *de;
-	while ((de = readdir(dir))) {
-		if (de->d_name[0] < '0' || de->d_name[0] > '9')
-			continue;
-		fds = realloc(fds, (size_t)(nfds + 1) * sizeof(int));
-		fds[nfds++] = atoi(de->d_name);
-	}
-	closedir(dir);
+	int *fds = NULL, nfds = proc_list_numbers(path, &fds), err = 0;
+	if (nfds < 0)
+		return nfds;
 	qsort(fds, (size_t)nfds, sizeof(int), cmp_int);
-	int pidfd = (int)syscall(SYS_pidfd_open, p->hpid, 0);
-	if (pidfd < 0) {
-		free(fds);
-		return -errno;
-	}
+	int pidfd = -1;
 	for (int i = 0; i < nfds && !err; i++) {
 		int fd = fds[i], lfd = -1;
 		uint64_t pos = 0;
 		uint32_t flags = 0;
+		/*
+		 * Most fds of a pod are inherited: a stat through the magic link
+		 * (the description's dev/ino, the key of d->fdescs) and kcmp find
+		 * them without taking a copy; only the fd's own flag (cloexec,
+		 * fdinfo) is read then.  No stat: kcmp against every description.
+		 */
+		struct stat key;
 		snprintf(path, sizeof(path), "/proc/%d/fd/%d", p->hpid, fd);
+		bool keyed = stat(path, &key) == 0;
+		/* an inherited fd keeps its number: same-number candidates first */
+		uint32_t id = 0;
+		for (int pass = 0; pass < 2 && !id; pass++)
+			for (int k = 0; k < d->nfdescs && !id; k++) {
+				struct fdesc *o = &d->fdescs[k];
+				if ((o->fd == fd) == (pass == 0) &&
+				    (!keyed || (o->dev == key.st_dev && o->ino == key.st_ino)) &&
+				    syscall(SYS_kcmp, o->hpid, p->hpid, KCMP_FILE, o->fd, fd) == 0)
+					id = o->id;
+			}
+		if (id) {
+			if (fdinfo(p->hpid, fd, &pos, &flags) < 0) {
+				err = -errno;
+				log_err("dump: pid %u fd %d: %s", p->tree->pid, fd, strerror(errno));
+				break;
+			}
+			ImgFd *e = PB_PUSH(p->core, fds, ImgFd, img_fd__init);
+			e->fd = (uint32_t)fd;
+			e->file_id = id;
+			e->cloexec = !!(flags & O_CLOEXEC);
+			continue;
+		}
+		if (pidfd < 0 && (pidfd = (int)syscall(SYS_pidfd_open, p->hpid, 0)) < 0) {
+			err = -errno;
+			log_err("dump: pid %u: pidfd_open: %s", p->tree->pid, strerror(errno));
+			break;
+		}
 		if (read_link(path, link, sizeof(link)) < 0 || fdinfo(p->hpid, fd, &pos, &flags) < 0) {
 			err = -errno;
 			log_err("dump: pid %u fd %d: %s", p->tree->pid, fd, strerror(errno));
@@ -139,15 +165,11 @@ int files_dump(struct dump_ctx *d, struct dproc *p)
 				close(lfd);
 			break;
 		}
-		/* a description seen before (dup, inherited)? */
-		uint32_t id = 0;
-		for (int k = 0; k < d->nfdescs && !id; k++) {
-			struct fdesc *o = &d->fdescs[k];
-			if (o->dev == st.st_dev && o->ino == st.st_ino &&
-			    syscall(SYS_kcmp, o->hpid, p->hpid, KCMP_FILE, o->fd, fd) == 0)
-				id = o->id;
+		if (!keyed) {
+			key.st_dev = st.st_dev;
+			key.st_ino = st.st_ino;
 		}
-		if (!id) {
+		{
 			ImgFile *f = xcalloc(1, sizeof(*f));
 			img_file__init(f);
 			f->id = id = d->next_file_id++;
@@ -167,7 +189,7 @@ int files_dump(struct dump_ctx *d, struct dproc *p)
 			d->files->files = realloc(d->files->files, (d->files->n_files + 1) * sizeof(ImgFile *));
 			d->files->files[d->files->n_files++] = f;
 			d->fdescs = realloc(d->fdescs, (size_t)(d->nfdescs + 1) * sizeof(*d->fdescs));
-			d->fdescs[d->nfdescs++] = (struct fdesc){ p->hpid, fd, st.st_dev, st.st_ino, id };
+			d->fdescs[d->nfdescs++] = (struct fdesc){ p->hpid, fd, key.st_dev, key.st_ino, id };
 		}
 		close(lfd);
 		ImgFd *e = PB_PUSH(p->core, fds, ImgFd, img_fd__init);
@@ -175,7 +197,8 @@ int files_dump(struct dump_ctx *d, struct dproc *p)
 		e->file_id = id;
 		e->cloexec = !!(flags & O_CLOEXEC);
 	}
-	close(pidfd);
+	if (pidfd >= 0)
+		close(pidfd);
 	free(fds);
 	return err;
 }
@@ -184,8 +207,12 @@ int files_dump_finish(struct dump_ctx *d)
 {
 	int err;
 	for (const struct fd_kind *const *k = fd_kinds; *k; k++)
-		if ((*k)->dump_finish && (err = (*k)->dump_finish(d)) < 0)
-			return err;
+		if ((*k)->dump_finish) {
+			phase_mark("files_more");
+			if ((err = (*k)->dump_finish(d)) < 0)
+				return err;
+			phase_mark((*k)->name);     /* where the window's time goes (phase.c) */
+		}
 	return 0;
 }
 

@@ -59,9 +59,9 @@ uint32_t mapped_file_id(struct dump_ctx *d, const char *path, uint32_t flags);
 
 static int parse_stat_mm(struct dproc *p)
 {
-	char path[64];
+	char path[64], small[1024];
 	snprintf(path, sizeof(path), "/proc/%d/stat", p->hpid);
-	char *s = read_file_str(path, NULL);
+	char *s = proc_read_small(path, small, sizeof(small)) >= 0 ? small : read_file_str(path, NULL);
 	if (!s)
 		return -errno;
 	char *q = strrchr(s, ')');
@@ -77,7 +77,8 @@ static int parse_stat_mm(struct dproc *p)
 		while (*q == ' ')
 			q++;
 	}
-	free(s);
+	if (s != small)
+		free(s);
 	ImgMm *mm = p->core->mm;
 	mm->start_code = f[26]; mm->end_code = f[27]; mm->start_stack = f[28];
 	mm->start_data = f[45]; mm->end_data = f[46]; mm->start_brk = f[47];
@@ -150,7 +151,25 @@ static void *readv_thread(void *arg)
 	return NULL;
 }
 
-/* Read the runs' pages of pid into one buffer (two threads for big ones). */
+/* Read the runs' pages of pid into their data pointers (two threads for big ones). */
+static int read_runs_into(pid_t pid, struct pagerun *runs, int n, size_t total, const ImgProcCore *core)
+{
+	if (total < (2u << 20) || n < 2)
+		return read_some(pid, runs, n, core);
+	/* split at half the bytes; the second half in a thread */
+	int half = 0;
+	for (size_t acc = 0; half < n - 1 && acc < total / 2; half++)
+		acc += runs[half].npages * PAGE;
+	struct readv_job j = { pid, runs + half, n - half, 0, core };
+	pthread_t th;
+	if (pthread_create(&th, NULL, readv_thread, &j) != 0)
+		return read_some(pid, runs, n, core);
+	int err = read_some(pid, runs, half, core);
+	pthread_join(th, NULL);
+	return err < 0 ? err : j.err;
+}
+
+/* Read the runs' pages of pid into one buffer from the pool. */
 static int read_runs(pid_t pid, struct pagerun *runs, int n, uint8_t **bufp, size_t *lenp,
 		     const ImgProcCore *core)
 {
@@ -170,19 +189,44 @@ static int read_runs(pid_t pid, struct pagerun *runs, int n, uint8_t **bufp, siz
 		runs[i].data = buf + off;
 		off += runs[i].npages * PAGE;
 	}
-	if (total < (2u << 20) || n < 2)
-		return read_some(pid, runs, n, core);
-	/* split at half the bytes; the second half in a thread */
-	int half = 0;
-	for (size_t acc = 0; half < n - 1 && acc < total / 2; half++)
-		acc += runs[half].npages * PAGE;
-	struct readv_job j = { pid, runs + half, n - half, 0, core };
-	pthread_t th;
-	if (pthread_create(&th, NULL, readv_thread, &j) != 0)
-		return read_some(pid, runs, n, core);
-	int err = read_some(pid, runs, half, core);
-	pthread_join(th, NULL);
-	return err < 0 ? err : j.err;
+	return read_runs_into(pid, runs, n, total, core);
+}
+
+/*
+ * A checkpoint that ends the pod keeps it stopped until the image is
+ * written (dump.c), so its private pages need no copy while "frozen": the
+ * writer reads them run group by run group (at most 16 MiB) into one reused
+ * buffer (mm_late_read).  On this VM that saves a copy into freshly
+ * populated memory and the first user touch of every page of it (the CRC),
+ * ~10 us a page, and the pool populated before the freeze.
+ */
+static uint8_t *late_buf;
+static size_t late_len;
+
+int mm_late_read(struct dproc *p, struct pagerun *runs, int n)
+{
+	size_t total = 0;
+	for (int i = 0; i < n; i++)
+		total += runs[i].npages * PAGE;
+	if (total > late_len) {
+		size_t len = total < (1u << 20) ? (1u << 20) : total;
+		void *b = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+		if (b == MAP_FAILED)
+			return -ENOMEM;
+		if (late_buf)
+			munmap(late_buf, late_len);
+		late_buf = b;
+		late_len = len;
+	}
+	size_t off = 0;
+	for (int i = 0; i < n; i++) {
+		runs[i].data = late_buf + off;
+		off += runs[i].npages * PAGE;
+	}
+	int err = read_runs_into(p->hpid, runs, n, total, p->core);
+	if (err < 0)
+		log_err("dump: pid %u: reading memory: %s", p->tree->pid, strerror(-err));
+	return err;
 }
 
 static int read_some(pid_t pid, struct pagerun *runs, int n, const ImgProcCore *core)
@@ -488,6 +532,60 @@ static int indexed_vma_runs(struct dump_ctx *d, struct dproc *p, int pmfd, ImgVm
 	return 0;
 }
 
+/*
+ * The pages to save of the VMAs pend[] (anonymous and private file ones,
+ * in address order) by one PAGEMAP_SCAN walk over their span instead of a
+ * walk or pagemap read per VMA (~16 system calls per small process).
+ * No PAGEMAP_SCAN: the per-VMA way, and *whole_scan cleared for the next.
+ */
+static __thread struct range *pr;      /* pending_runs' scratch, per thread */
+static __thread int prcap;
+
+static int pending_runs(struct dproc *p, int pmfd, const int *pend, int npend, struct pagerun **runs, int *n,
+			int *cap, bool *whole_scan)
+{
+	int npr = 0, err;
+	ImgVma **vmas = p->core->vmas;
+	err = dirty_private_pages(pmfd, vmas[pend[0]]->start, vmas[pend[npend - 1]]->end, &pr, &npr, &prcap);
+	if (err == -ENOTTY || err == -EINVAL) {
+		*whole_scan = false;
+		for (int k = 0; k < npend; k++) {
+			ImgVma *v = vmas[pend[k]];
+			int before = *n;
+			err = v->kind == VK_ANON ? scan_runs(p, pmfd, v, runs, n, cap) : -ENOTTY;
+			if (err == -ENOTTY)
+				err = pagemap_runs(p, pmfd, v, runs, n, cap);
+			if (err < 0)
+				return err;
+			if (*n > before)
+				SETOPT(v, has_pages, 1);
+		}
+		return 0;
+	}
+	if (err < 0) {
+		log_err("dump: pid %u: PAGEMAP_SCAN: %s", p->tree->pid, strerror(-err));
+		return err;
+	}
+	int j = 0;
+	for (int k = 0; k < npend; k++) {
+		ImgVma *v = vmas[pend[k]];
+		int before = *n;
+		while (j < npr && pr[j].e <= v->start)
+			j++;
+		for (int i = j; i < npr && pr[i].s < v->end; i++) {
+			uint64_t s = pr[i].s > v->start ? pr[i].s : v->start, e = pr[i].e < v->end ? pr[i].e : v->end;
+			for (uint64_t a = s; a < e; a += PAGES_PER_RECORD * PAGE) {
+				uint64_t np = (e - a) / PAGE;
+				add_run(runs, n, cap, a, (uint32_t)(np < PAGES_PER_RECORD ? np : PAGES_PER_RECORD),
+					p->tree->pid, v->start);
+			}
+		}
+		if (*n > before)
+			SETOPT(v, has_pages, 1);
+	}
+	return 0;
+}
+
 static bool shm_range_seen(struct dump_ctx *d, uint32_t id, uint64_t off, uint64_t len)
 {
 	for (int i = 0; i < d->nshm_runs; i++)
@@ -587,7 +685,69 @@ static FILE *smaps_open(struct dump_ctx *d, struct dproc *p, bool *stale)
 		}
 	}
 	snprintf(path, sizeof(path), "/proc/%d/smaps", p->hpid);
-	return fopen(path, "re");
+	FILE *f = fopen(path, "re");
+	/* stdio would read 1 KiB at a time (st_blksize of /proc); seq_file
+	 * hands out up to a page per read */
+	static __thread char vbuf[1 << 16];
+	if (f)
+		setvbuf(f, vbuf, _IOFBF, sizeof(vbuf));
+	return f;
+}
+
+static __thread bool deferring;
+
+static char *xmemdup_(const char *s, size_t n, size_t *lenp)
+{
+	char *c = malloc(n + 1);
+	if (!c)
+		return NULL;
+	memcpy(c, s, n);
+	c[n] = 0;
+	*lenp = n;
+	return c;
+}
+
+void mm_dump_deferring(bool on)
+{
+	deferring = on;
+	if (!on) {                 /* the helper thread ends: its scratch too */
+		free(pr);
+		pr = NULL;
+		prcap = 0;
+	}
+}
+
+/* The dump-wide parts of a VMA: info sizes, the file id of a mapped file,
+ * and (shm, after the smaps pass only) the pages of shared memory. */
+static int vma_model(struct dump_ctx *d, struct dproc *p, ImgVma *v, bool shm)
+{
+	if (v->kind == VK_VDSO)
+		d->info->vdso_size = v->end - v->start;
+	else if (v->kind == VK_VVAR)
+		d->info->vvar_size = v->end - v->start;
+	else if (v->kind == VK_VCLOCK)
+		d->info->vclock_size = v->end - v->start;
+	else if (v->kind == VK_FILE) {
+		uint32_t fl = (v->flags & MAP_SHARED) && (v->prot & PROT_WRITE) ? O_RDWR : O_RDONLY;
+		SETOPT(v, file_id, mapped_file_id(d, v->name, fl));
+	} else if (v->kind == VK_SHM && shm)
+		return dump_shm_vma(d, p, v);
+	return 0;
+}
+
+int mm_dump_resolve(struct dump_ctx *d, struct dproc *p)
+{
+	if (p->exe_path) {
+		SETOPT(p->core->mm, exe_file_id, mapped_file_id(d, p->exe_path, O_RDONLY));
+		free(p->exe_path);
+		p->exe_path = NULL;
+	}
+	for (size_t i = 0; i < p->core->n_vmas; i++) {
+		int err = vma_model(d, p, p->core->vmas[i], true);
+		if (err < 0)
+			return err;
+	}
+	return 0;
 }
 
 int mm_dump(struct dump_ctx *d, struct dproc *p)
@@ -598,14 +758,20 @@ int mm_dump(struct dump_ctx *d, struct dproc *p)
 		return err;
 	snprintf(path, sizeof(path), "/proc/%d/auxv", p->hpid);
 	size_t alen;
-	char *auxv = read_file_str(path, &alen);
+	char small[2048];
+	ssize_t an = proc_read_small(path, small, sizeof(small));   /* ~370 bytes, all in one read */
+	char *auxv = an >= 0 ? xmemdup_(small, (size_t)an, &alen) : read_file_str(path, &alen);
 	if (auxv) {
 		SETOPT(p->core->mm, auxv, ((ProtobufCBinaryData){ alen, (uint8_t *)auxv }));
 	}
 	snprintf(path, sizeof(path), "/proc/%d/exe", p->hpid);
 	char exe[4096];
-	if (read_link(path, exe, sizeof(exe)) > 0 && !strstr(exe, " (deleted)"))
-		SETOPT(p->core->mm, exe_file_id, mapped_file_id(d, exe, O_RDONLY));
+	if (read_link(path, exe, sizeof(exe)) > 0 && !strstr(exe, " (deleted)")) {
+		if (deferring)
+			p->exe_path = xstrdup(exe);
+		else
+			SETOPT(p->core->mm, exe_file_id, mapped_file_id(d, exe, O_RDONLY));
+	}
 
 	phase_mark("mm_stat");
 	bool stale = false;
@@ -626,12 +792,16 @@ int mm_dump(struct dump_ctx *d, struct dproc *p)
 	uint64_t rss = 0, swap = 0;
 	p->cow_ok = d->cow && p->uffd < 0;
 	struct pagerun *runs = NULL;
-	int nruns = 0, cap = 0;
+	int nruns = 0, cap = 0, *pend = NULL, npend = 0;
+	static bool whole_scan = true;     /* until PAGEMAP_SCAN is found missing */
 	while (fgets(line, sizeof(line), f)) {
 		unsigned long long s, e, off, ino;
 		char perms[8], dev[16];
 		int pos = 0;
-		if (sscanf(line, "%llx-%llx %7s %llx %15s %llu %n", &s, &e, perms, &off, dev, &ino, &pos) >= 6 &&
+		/* a VMA line starts with a (lower-case hex) address, the ~20 field
+		 * lines of each VMA with an upper-case key: no sscanf for those */
+		bool addr = (line[0] >= '0' && line[0] <= '9') || (line[0] >= 'a' && line[0] <= 'f');
+		if (addr && sscanf(line, "%llx-%llx %7s %llx %15s %llu %n", &s, &e, perms, &off, dev, &ino, &pos) >= 6 &&
 		    strchr(line, '-') < strchr(line, ' ')) {
 			if (p->core->n_vmas >= MAX_VMAS) {
 				err = -E2BIG;
@@ -651,13 +821,10 @@ int mm_dump(struct dump_ctx *d, struct dproc *p)
 			if (!strcmp(name, "[vdso]")) {
 				v->kind = VK_VDSO;
 				p->vdso_start = s;
-				d->info->vdso_size = e - s;
 			} else if (!strcmp(name, "[vvar]")) {
 				v->kind = VK_VVAR;
-				d->info->vvar_size = e - s;
 			} else if (!strcmp(name, "[vvar_vclock]")) {
 				v->kind = VK_VCLOCK;
-				d->info->vclock_size = e - s;
 			} else if (!strcmp(name, "[vsyscall]")) {
 				v->kind = VK_VSYSCALL;
 			} else if (perms[3] == 's' && (!strncmp(name, "/dev/zero (deleted)", 19) ||
@@ -676,9 +843,9 @@ int mm_dump(struct dump_ctx *d, struct dproc *p)
 					break;
 				}
 				v->kind = VK_FILE;
-				uint32_t fl = (v->flags & MAP_SHARED) && (v->prot & PROT_WRITE) ? O_RDWR : O_RDONLY;
-				SETOPT(v, file_id, mapped_file_id(d, name, fl));
 			}
+			if (!deferring && (err = vma_model(d, p, v, false)) < 0)
+				break;
 			continue;
 		}
 		if (v && !strncmp(line, "Rss:", 4))
@@ -723,6 +890,10 @@ int mm_dump(struct dump_ctx *d, struct dproc *p)
 				rss = 1;      /* smaps read before the freeze: look every VMA up */
 			if (d->indexed && v->kind == VK_ANON && (rss || swap)) {
 				err = indexed_vma_runs(d, p, pmfd, v, p->core->n_vmas - 1, &runs, &nruns, &cap);
+			} else if ((v->kind == VK_ANON || (v->kind == VK_FILE && !(v->flags & MAP_SHARED))) && (rss || swap) &&
+				   !d->indexed && whole_scan) {
+				pend = realloc(pend, (size_t)(npend + 1) * sizeof(*pend));
+				pend[npend++] = (int)p->core->n_vmas - 1;   /* one walk after the loop */
 			} else if ((v->kind == VK_ANON || (v->kind == VK_FILE && !(v->flags & MAP_SHARED))) && (rss || swap)) {
 				int before = nruns;
 				err = v->kind == VK_ANON ? scan_runs(p, pmfd, v, &runs, &nruns, &cap) : -ENOTTY;
@@ -734,13 +905,16 @@ int mm_dump(struct dump_ctx *d, struct dproc *p)
 					add_run(&p->present, &p->npresent, &p->npresent_cap, runs[k].addr, runs[k].npages,
 						p->tree->pid, v->start);
 			}
-			else if (v->kind == VK_SHM)
+			else if (v->kind == VK_SHM && !deferring)
 				err = dump_shm_vma(d, p, v);
 			if (err < 0)
 				break;
 		}
 	}
 	fclose(f);
+	if (err == 0 && npend)
+		err = pending_runs(p, pmfd, pend, npend, &runs, &nruns, &cap, &whole_scan);
+	free(pend);
 	close(pmfd);
 	if (err < 0) {
 		free(runs);
@@ -755,6 +929,10 @@ int mm_dump(struct dump_ctx *d, struct dproc *p)
 		bytes += (size_t)runs[i].npages * PAGE;
 	if (p->cow_ok && bytes >= cow_min_bytes()) {
 		p->cow_defer = true;
+		return 0;
+	}
+	if (d->late_pages) {
+		p->late = true;        /* read by the writer (mm_late_read) */
 		return 0;
 	}
 	return mm_read_pages(p, p->hpid);

@@ -19,6 +19,12 @@ static struct { const char *name; double ms; } phases[PHASE_MAX];
 static int nphases;
 static struct timespec last;
 static bool started;
+static __thread bool off_thread;      /* a helper thread (objects.c): no marks */
+
+void phase_thread_off(void)
+{
+	off_thread = true;
+}
 
 static double since_last(void)
 {
@@ -38,7 +44,7 @@ void phase_start(void)
 
 void phase_mark(const char *name)
 {
-	if (!started)
+	if (!started || off_thread)
 		return;
 	double ms = since_last();
 	for (int i = 0; i < nphases; i++)

@@ -53,6 +53,27 @@ static int put_runs(struct image_writer *w, uint32_t type, struct pagerun *runs,
 	return 0;
 }
 
+/* Pages of a process that were not copied while frozen (mm_late_read): read
+ * now, at most 16 MiB at a time, and written from the reused buffer. */
+static int put_late_runs(struct image_writer *w, struct dproc *p)
+{
+	for (int i = 0; i < p->nruns;) {
+		size_t total = p->runs[i].npages * PAGE;
+		int j = i + 1;
+		while (j < p->nruns && total + p->runs[j].npages * PAGE <= PAGES_PER_RECORD * PAGE)
+			total += p->runs[j++].npages * PAGE;
+		int err = mm_late_read(p, p->runs + i, j - i);
+		if (err == 0)
+			err = put_runs(w, REC_PAGES, p->runs + i, j - i);
+		for (int k = i; k < j; k++)
+			p->runs[k].data = NULL;
+		if (err < 0)
+			return err;
+		i = j;
+	}
+	return 0;
+}
+
 int pages_put(struct image_writer *w, bool indexed, int level, uint64_t addr, uint32_t np, uint32_t owner,
 	      const uint8_t *data, uint64_t *stored_bytes);
 
@@ -158,7 +179,9 @@ int dump_write(struct dump_ctx *d, int fd)
 		struct dproc *p = &d->procs[i];
 		if (p->tree->zombie)
 			continue;
-		if (!d->indexed && (err = put_runs(w, REC_PAGES, p->runs, p->nruns)) < 0)
+		if (!d->indexed && p->late && (err = put_late_runs(w, p)) < 0)
+			goto out;
+		if (!d->indexed && !p->late && (err = put_runs(w, REC_PAGES, p->runs, p->nruns)) < 0)
 			goto out;
 		for (int k = 0; d->indexed && k < nstored[i]; k++)
 			if ((err = pages_put(w, true, d->compress, stored[i][k].addr, stored[i][k].npages,

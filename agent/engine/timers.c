@@ -65,9 +65,13 @@ int timers_dump(struct dump_ctx *d, struct dproc *p)
 		it->interval_us = (uint64_t)v.it_interval.tv_sec * 1000000 + (uint64_t)v.it_interval.tv_usec;
 		it->value_us = (uint64_t)v.it_value.tv_sec * 1000000 + (uint64_t)v.it_value.tv_usec;
 	}
-	char path[64];
+	char path[64], small[2048];
 	snprintf(path, sizeof(path), "/proc/%d/timers", p->hpid);
-	char *s = read_file_str(path, NULL);
+	/* one record per timer (~100 bytes): seq_file stops filling when it
+	 * has what was asked, far below its page buffer, so a read shorter
+	 * than 2047 bytes is the whole list (usually empty) */
+	ssize_t sn = proc_read_small(path, small, sizeof(small));
+	char *s = sn >= 0 ? small : read_file_str(path, NULL);
 	ImgPosixTimer *t = NULL;
 	for (char *l = s; l && *l;) {
 		char *nl = strchr(l, '\n');
@@ -91,7 +95,8 @@ int timers_dump(struct dump_ctx *d, struct dproc *p)
 		}
 		l = nl ? nl + 1 : NULL;
 	}
-	free(s);
+	if (s != small)
+		free(s);
 	for (size_t i = 0; i < p->core->n_timers; i++) {
 		t = p->core->timers[i];
 		long x = inj_call(&p->inj, "dump: timer_gettime", SYS_timer_gettime, (uint64_t)t->id, p->scratch,
