@@ -211,6 +211,47 @@ static int collect_tree(struct dump_ctx *d, pid_t init)
 	return 0;
 }
 
+/* What collect_tree built, for a second try (dump_main's vfork retry). */
+static void tree_drop(struct dump_ctx *d)
+{
+	for (int i = 0; i < d->nprocs; i++) {
+		struct dproc *p = &d->procs[i];
+		if (p->tree)
+			protobuf_c_message_free_unpacked(&p->tree->base, NULL);
+		if (p->core)
+			protobuf_c_message_free_unpacked(&p->core->base, NULL);
+		free(p->status);
+		free(p->th);
+	}
+	free(d->procs);
+	d->procs = NULL;
+	d->nprocs = 0;
+}
+
+/* The pod pid of a process sleeping inside vfork() until its child execs
+ * or exits (state D, wchan kernel_clone — wait_for_vfork_done is inlined
+ * there — or wait_for_vfork_done), 0 if none.  Only the main threads: the
+ * status of each was read by collect_tree. */
+static uint32_t vfork_waiter(struct dump_ctx *d)
+{
+	for (int i = 0; i < d->nprocs; i++) {
+		struct dproc *p = &d->procs[i];
+		if (p->tree->zombie || !p->status || !strstr(p->status, "State:\tD"))
+			continue;
+		char path[64], w[64] = "";
+		snprintf(path, sizeof(path), "/proc/%d/wchan", p->hpid);
+		int fd = open(path, O_RDONLY | O_CLOEXEC);
+		if (fd < 0)
+			continue;
+		ssize_t n = read(fd, w, sizeof(w) - 1);
+		close(fd);
+		w[n > 0 ? n : 0] = 0;
+		if (!strcmp(w, "kernel_clone") || !strcmp(w, "wait_for_vfork_done"))
+			return p->tree->pid;
+	}
+	return 0;
+}
+
 /* Thread ids inside the pod (NSpid of each task). */
 static int collect_tids(struct dproc *p)
 {
@@ -505,6 +546,34 @@ int dump_main(int argc, char **argv)
 	phase_mark("freeze");
 	if ((err = collect_tree(d, init)) < 0)
 		goto fail;
+	/* A task inside vfork() sleeps, killable only, until its child execs;
+	 * seized, the child never would, and the task would never stop for us.
+	 * Let the pod run a moment and freeze it again (up to ~2 s). */
+	for (int attempt = 0;; attempt++) {
+		uint32_t vf = vfork_waiter(d);
+		if (!vf)
+			break;
+		if (attempt == 11) {
+			log_err("dump: pid %u stays inside vfork() (its child has not run exec for 2 s): "
+				"the pod runs on, try again", vf);
+			err = -EAGAIN;
+			goto fail;
+		}
+		for (int i = 0; i < ncg; i++)
+			cg_freeze(cgroups[i], 0);
+		frozen = 0;
+		tree_drop(d);
+		usleep(1000u << (attempt < 10 ? attempt : 10));
+		clock_gettime(CLOCK_MONOTONIC, &t0);
+		phase_start();
+		for (int i = 0; i < ncg; i++) {
+			if ((err = cg_freeze(cgroups[i], 1)) < 0)
+				goto fail;
+			frozen = i + 1;
+		}
+		if ((err = collect_tree(d, init)) < 0)
+			goto fail;
+	}
 	dirty_attach(d);
 	phase_mark("tree");
 	/* seizing wakes every frozen task (PTRACE_INTERRUPT), the thaw all of

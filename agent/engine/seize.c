@@ -14,6 +14,7 @@
 #include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -188,6 +189,52 @@ out:
 	return err;
 }
 
+/* Is tid asleep inside vfork() (see dump_main)?  Its wchan says so. */
+static bool in_vfork(pid_t tid)
+{
+	char path[64], w[64] = "";
+	snprintf(path, sizeof(path), "/proc/%d/wchan", tid);
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return false;
+	ssize_t n = read(fd, w, sizeof(w) - 1);
+	close(fd);
+	w[n > 0 ? n : 0] = 0;
+	return !strcmp(w, "kernel_clone") || !strcmp(w, "wait_for_vfork_done");
+}
+
+/*
+ * The trap of one seized thread.  Threads trap right after the thaw, so
+ * this is a WNOHANG poll with short naps rather than a blocking wait: a
+ * thread that cannot trap must be noticed, not waited for forever — a
+ * thread of a process whose main thread was not the one inside vfork()
+ * (dump_main retries those), or one stuck in the kernel (a dead NFS
+ * server): after 10 s the dump fails naming it, and the pod runs on.
+ */
+static int wait_trap(struct dproc *p, struct dthread *t, int *st)
+{
+	long t0 = now_ms();
+	for (unsigned n = 0;; n++) {
+		pid_t w = waitpid(t->htid, st, __WALL | WNOHANG);
+		if (w == t->htid)
+			return 0;
+		if (w < 0 && errno != EINTR)
+			return -errno;
+		if (n % 64 == 63 && in_vfork(t->htid)) {
+			log_err("dump: pid %u tid %d is inside vfork() (its child has not run exec): "
+				"the pod runs on, try again", p->tree->pid, t->htid);
+			return -EAGAIN;
+		}
+		if (now_ms() - t0 > 10000) {
+			log_err("dump: pid %u tid %d did not stop within 10 s: the pod runs on", p->tree->pid,
+				t->htid);
+			return -ETIMEDOUT;
+		}
+		struct timespec nap = { 0, n < 64 ? 20000 : 1000000 };
+		nanosleep(&nap, NULL);
+	}
+}
+
 /* After the thaw: collect the trap of every seized thread. */
 int seize_wait_all(struct dump_ctx *d)
 {
@@ -198,9 +245,10 @@ int seize_wait_all(struct dump_ctx *d)
 			if (!t->seized)
 				continue;
 			for (;;) {
-				int st, err = wait_stop(t->htid, &st);
+				int st, err = wait_trap(p, t, &st);
 				if (err < 0) {
-					log_err("dump: wait for tid %d: %s", t->htid, strerror(-err));
+					if (err != -EAGAIN && err != -ETIMEDOUT)
+						log_err("dump: wait for tid %d: %s", t->htid, strerror(-err));
 					return err;
 				}
 				if (!WIFSTOPPED(st)) {
