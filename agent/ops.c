@@ -74,19 +74,11 @@ static struct {
 void ops_timing(const char *fmt, ...)
 {
 	static int on = -1;
-	struct timespec t;
-	char what[512];
 	va_list ap;
 
-	if (on < 0)
-		on = getenv("ZAPC_AGENT_TIMING") != NULL;
-	if (!on)
-		return;
-	clock_gettime(CLOCK_MONOTONIC, &t);
 	va_start(ap, fmt);
-	vsnprintf(what, sizeof(what), fmt, ap);
+	log_vtiming(&on, "ZAPC_AGENT_TIMING", "agent", fmt, ap);
 	va_end(ap);
-	fprintf(stderr, "TIMING agent %.1f %s\n", t.tv_sec * 1e3 + t.tv_nsec / 1e6, what);
 }
 
 void ops_init(struct event_base *base, struct pod_node *node, const char *engine_path)

@@ -378,23 +378,6 @@ static int plain_streams(void)
 	return v && !strcmp(v, "1");
 }
 
-static int fd_write_all(int fd, const void *buf, size_t len)
-{
-	const char *p = buf;
-
-	while (len) {
-		ssize_t n = write(fd, p, len);
-
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n <= 0)
-			return n < 0 ? -errno : -EIO;
-		p += n;
-		len -= (size_t)n;
-	}
-	return 0;
-}
-
 /* Read exactly len bytes from the stream: TLS, or (ssl NULL) the plain fd. */
 static int tls_read_full(SSL *ssl, int fd, void *buf, size_t len)
 {

@@ -4,8 +4,10 @@
  * lines from concurrent processes do not interleave.
  */
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <syslog.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "lib/log.h"
@@ -66,4 +68,18 @@ void log_msg(enum log_level lvl, const char *fmt, ...)
 	va_start(ap, fmt);
 	log_vmsg(lvl, fmt, ap);
 	va_end(ap);
+}
+
+void log_vtiming(int *on, const char *env, const char *who, const char *fmt, va_list ap)
+{
+	struct timespec t;
+	char what[512];
+
+	if (*on < 0)
+		*on = getenv(env) != NULL;
+	if (!*on)
+		return;
+	clock_gettime(CLOCK_MONOTONIC, &t);
+	vsnprintf(what, sizeof(what), fmt, ap);
+	fprintf(stderr, "TIMING %s %.1f %s\n", who, t.tv_sec * 1e3 + t.tv_nsec / 1e6, what);
 }

@@ -27,6 +27,13 @@ void log_vmsg(enum log_level lvl, const char *fmt, va_list ap);
 const char *log_last_err(void);
 void log_last_err_clear(void);
 
+/*
+ * Step timelines: when $ENV is set, "TIMING WHO MS WHAT" on stderr, MS on
+ * CLOCK_MONOTONIC (shared by every process of the machine, so the lines of
+ * the manager and the agents merge into one timeline).  *on caches getenv.
+ */
+void log_vtiming(int *on, const char *env, const char *who, const char *fmt, va_list ap);
+
 #define log_err(...)   log_msg(LOG_LVL_ERR, __VA_ARGS__)
 #define log_warn(...)  log_msg(LOG_LVL_WARN, __VA_ARGS__)
 #define log_info(...)  log_msg(LOG_LVL_INFO, __VA_ARGS__)

@@ -92,6 +92,8 @@ ssize_t tls_read(SSL *ssl, void *buf, size_t len);
  * tls_stream_pipe_size raises a pipe to 1 MiB (best effort).
  */
 int tls_stream_send(int in, SSL *ssl, int fd, uint64_t *sent);
+/* write all of buf to a plain fd (EINTR retried): 0 or -errno */
+int fd_write_all(int fd, const void *buf, size_t len);
 int tls_stream_recv(SSL *ssl, int fd, int out, uint64_t *got);
 void tls_stream_pipe_size(int fd);
 

@@ -41,7 +41,7 @@ void tls_stream_pipe_size(int fd)
 		fcntl(fd, F_SETPIPE_SZ, 256 << 10);
 }
 
-static int write_all(int fd, const void *buf, size_t len)
+int fd_write_all(int fd, const void *buf, size_t len)
 {
 	const char *p = buf;
 
@@ -112,7 +112,7 @@ int tls_stream_send(int in, SSL *ssl, int fd, uint64_t *sent)
 		if (ssl)
 			rc = tls_write_all(ssl, buf, (size_t)r);
 		else
-			rc = write_all(fd, buf, (size_t)r);
+			rc = fd_write_all(fd, buf, (size_t)r);
 		if (rc < 0)
 			goto out;
 		/* Flush only when the pipe is drained: a full pipe means more
@@ -158,7 +158,7 @@ int tls_stream_recv(SSL *ssl, int fd, int out, uint64_t *got)
 			rc = ssl ? (int)r : -errno;
 			goto out;
 		}
-		if ((rc = write_all(out, buf, (size_t)r)) < 0)
+		if ((rc = fd_write_all(out, buf, (size_t)r)) < 0)
 			goto out;
 		if (got)
 			*got += (uint64_t)r;

@@ -51,19 +51,11 @@ static void mtiming(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 static void mtiming(const char *fmt, ...)
 {
 	static int on = -1;
-	struct timespec t;
-	char what[512];
 	va_list ap;
 
-	if (on < 0)
-		on = getenv("ZAPC_MANAGER_TIMING") != NULL;
-	if (!on)
-		return;
-	clock_gettime(CLOCK_MONOTONIC, &t);
 	va_start(ap, fmt);
-	vsnprintf(what, sizeof(what), fmt, ap);
+	log_vtiming(&on, "ZAPC_MANAGER_TIMING", "manager", fmt, ap);
 	va_end(ap);
-	fprintf(stderr, "TIMING manager %.1f %s\n", t.tv_sec * 1e3 + t.tv_nsec / 1e6, what);
 }
 
 /* --- one agent taking part in an operation -------------------------------- */

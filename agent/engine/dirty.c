@@ -49,6 +49,7 @@
 #include <unistd.h>
 
 #include "agent/engine/engine.h"
+#include "agent/engine/uffd.h"
 #include "lib/log.h"
 
 /* Debian's linux-libc-dev is 6.1: the 6.7 PAGEMAP_SCAN ABI by hand. */
@@ -313,30 +314,9 @@ uint64_t dirty_estimate(struct dump_ctx *d)
 
 static int new_uffd(struct dproc *p)
 {
-	long tfd = inj_call(&p->inj, "dirty: inject userfaultfd", SYS_userfaultfd, O_CLOEXEC | O_NONBLOCK, 0, 0, 0,
-			    0, 0);
-	if (tfd < 0)
-		return (int)tfd;
-	int pidfd = (int)syscall(SYS_pidfd_open, p->hpid, 0), fd = -1, err = 0;
-	if (pidfd >= 0)
-		fd = (int)syscall(SYS_pidfd_getfd, pidfd, (int)tfd, 0);
-	if (fd < 0)
-		err = -errno;
-	if (pidfd >= 0)
-		close(pidfd);
-	/* the application must never see it */
-	long x = inj_call(&p->inj, "dirty: close injected userfaultfd", SYS_close, (uint64_t)tfd, 0, 0, 0, 0, 0);
-	if (err < 0 || x < 0) {
-		if (fd >= 0)
-			close(fd);
-		return err < 0 ? err : (int)x;
-	}
-	struct uffdio_api api = { .api = UFFD_API, .features = UFFD_FEATURE_WP_ASYNC };
-	if (ioctl(fd, UFFDIO_API, &api) < 0) {
-		err = -errno;
-		close(fd);
+	int fd, err = uffd_take(&p->inj, p->hpid, UFFD_FEATURE_WP_ASYNC, &fd);
+	if (err < 0)
 		return err;
-	}
 	p->uffd = fd;
 	return 0;
 }

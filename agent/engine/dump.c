@@ -211,6 +211,18 @@ static int collect_tree(struct dump_ctx *d, pid_t init)
 	return 0;
 }
 
+/* Freeze every cgroup of the pod; *frozen counts those frozen (to thaw on failure). */
+static int freeze_all(char **cgroups, int ncg, int *frozen)
+{
+	for (int i = 0; i < ncg; i++) {
+		int err = cg_freeze(cgroups[i], 1);
+		if (err < 0)
+			return err;
+		*frozen = i + 1;
+	}
+	return 0;
+}
+
 /* What collect_tree built, for a second try (dump_main's vfork retry). */
 static void tree_drop(struct dump_ctx *d)
 {
@@ -536,11 +548,8 @@ int dump_main(int argc, char **argv)
 		fprintf(stderr, "TIMING prepare_ms %.3f\n", ms_since(&tstart));
 	clock_gettime(CLOCK_MONOTONIC, &t0);
 	phase_start();
-	for (int i = 0; i < ncg; i++) {
-		if ((err = cg_freeze(cgroups[i], 1)) < 0)
-			goto fail;
-		frozen = i + 1;
-	}
+	if ((err = freeze_all(cgroups, ncg, &frozen)) < 0)
+		goto fail;
 	if (getenv("ZAPC_ENGINE_TIMING"))
 		fprintf(stderr, "TIMING freeze_ms %.3f\n", ms_since(&t0));
 	phase_mark("freeze");
@@ -566,11 +575,8 @@ int dump_main(int argc, char **argv)
 		usleep(1000u << (attempt < 10 ? attempt : 10));
 		clock_gettime(CLOCK_MONOTONIC, &t0);
 		phase_start();
-		for (int i = 0; i < ncg; i++) {
-			if ((err = cg_freeze(cgroups[i], 1)) < 0)
-				goto fail;
-			frozen = i + 1;
-		}
+		if ((err = freeze_all(cgroups, ncg, &frozen)) < 0)
+			goto fail;
 		if ((err = collect_tree(d, init)) < 0)
 			goto fail;
 	}
