@@ -21,7 +21,9 @@ now=$out/current.txt
 if [ $# -gt 0 ]; then list="$*"; else list=$(ls bench/*.sh 2>/dev/null | grep -v '/run.sh$'); fi
 for b in $list; do
 	echo "== $b"
-	timeout -k 5 900 sh "$b" 2>&1 | while IFS= read -r line; do
+	# each with the interpreter its first line names (cluster.sh is bash)
+	interp=$(sed -n '1s/^#![[:space:]]*//p' "$b"); [ -n "$interp" ] || interp=sh
+	timeout -k 5 900 $interp "$b" 2>&1 | while IFS= read -r line; do
 		case "$line" in
 		BENCH\ *) echo "$line" >> "$now"; echo "   ${line#BENCH }" ;;
 		*) echo "   $line" ;;
