@@ -426,7 +426,7 @@ static void merge_preruns(struct dproc *p)
 
 /* Indexed images: the VMA's present pages go to the index; the pages to read
  * are the written ones when the VMA is tracked since the parent, else all. */
-static int indexed_vma_runs(struct dump_ctx *d, struct dproc *p, int pmfd, ImgVma *v, size_t vi,
+static int indexed_vma_runs(struct dump_ctx *d, struct dproc *p, int pmfd, ImgVma *v, size_t vi, bool resident,
 			    struct pagerun **runs, int *n, int *cap)
 {
 	struct range *pr = NULL, *wr = NULL;
@@ -438,7 +438,14 @@ static int indexed_vma_runs(struct dump_ctx *d, struct dproc *p, int pmfd, ImgVm
 	/* two walks: present (no write-protect), then the written ones with the
 	 * kernel's fast path (category and return mask exactly PAGE_IS_WRITTEN);
 	 * one combined walk measured no faster */
-	if ((err = dirty_present(p, pmfd, v->start, v->end, &pr, &npr)) < 0) {
+	/* every page resident (smaps' Rss, read frozen, counts each present
+	 * page once): the present set is the whole VMA, no walk (1.5 ms for
+	 * 1 GiB, the biggest piece of an increment's frozen window) */
+	if (resident) {
+		pr = xcalloc(1, sizeof(*pr));
+		pr[0] = (struct range){ v->start, v->end };
+		npr = 1;
+	} else if ((err = dirty_present(p, pmfd, v->start, v->end, &pr, &npr)) < 0) {
 		log_err("dump: pid %u vma %#llx: PAGEMAP_SCAN: %s", p->tree->pid, (unsigned long long)v->start,
 			strerror(-err));
 		return err;
@@ -889,7 +896,8 @@ int mm_dump(struct dump_ctx *d, struct dproc *p)
 			if (stale)
 				rss = 1;      /* smaps read before the freeze: look every VMA up */
 			if (d->indexed && v->kind == VK_ANON && (rss || swap)) {
-				err = indexed_vma_runs(d, p, pmfd, v, p->core->n_vmas - 1, &runs, &nruns, &cap);
+				bool resident = !stale && !swap && rss * 1024 == v->end - v->start;
+				err = indexed_vma_runs(d, p, pmfd, v, p->core->n_vmas - 1, resident, &runs, &nruns, &cap);
 			} else if ((v->kind == VK_ANON || (v->kind == VK_FILE && !(v->flags & MAP_SHARED))) && (rss || swap) &&
 				   !d->indexed && whole_scan) {
 				pend = realloc(pend, (size_t)(npend + 1) * sizeof(*pend));
