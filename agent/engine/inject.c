@@ -196,30 +196,10 @@ static const uint8_t batch_code[] = {
 	0x30, 0x0f, 0x05, 0x48, 0x89, 0x43, 0x38, 0x48, 0x83, 0xc3, 0x40, 0xeb, 0xd3, 0xcc,
 };
 
+/* One write: the loop, the ops and the end marker (inj_batch_with_start). */
 int inj_batch_start(struct inj *t, uint64_t area, const struct inj_op *ops, int k)
 {
-	int err;
-	struct inj_op end = { (uint64_t)-1, { 0 }, 0 };
-	if (k > INJ_BATCH_MAX)
-		return -E2BIG;
-	if ((err = mem_write(t->tid, area, batch_code, sizeof(batch_code))) < 0) {
-		log_err("tid %d: write batch code: %s", t->tid, strerror(-err));
-		return err;
-	}
-	if ((err = mem_write(t->tid, area + 64, ops, (size_t)k * sizeof(*ops))) < 0 ||
-	    (err = mem_write(t->tid, area + 64 + (uint64_t)k * sizeof(*ops), &end, sizeof(end))) < 0)
-		return err;
-	struct user_regs_struct r = t->base;
-	r.rip = area;
-	r.rbx = area + 64;
-	r.orig_rax = (uint64_t)-1;
-	r.eflags &= ~(0x100ull | 0x400ull);
-	if ((err = regs_set(t->tid, &r)) < 0 || ptrace(PTRACE_CONT, t->tid, 0, 0) < 0) {
-		err = err < 0 ? err : -errno;
-		log_err("tid %d: run batch: %s", t->tid, strerror(-err));
-		return err;
-	}
-	return 0;
+	return inj_batch_with_start(t, area, ops, k, 0, NULL, 0);
 }
 
 int inj_batch_finish(struct inj *t, uint64_t area, struct inj_op *ops, int k)
@@ -254,14 +234,7 @@ int inj_batch_finish(struct inj *t, uint64_t area, struct inj_op *ops, int k)
 
 int inj_batch(struct inj *t, uint64_t area, struct inj_op *ops, int n)
 {
-	for (int done = 0; done < n;) {
-		int k = n - done < INJ_BATCH_MAX ? n - done : INJ_BATCH_MAX, err;
-		if ((err = inj_batch_start(t, area, ops + done, k)) < 0 ||
-		    (err = inj_batch_finish(t, area, ops + done, k)) < 0)
-			return err;
-		done += k;
-	}
-	return 0;
+	return inj_batch_with(t, area, ops, n, 0, NULL, 0);
 }
 
 /* The calling process runs ops itself from area (the loop above, copied
@@ -286,10 +259,9 @@ const uint8_t *inj_batch_code(size_t *len)
 }
 
 /*
- * inj_batch, with fewer system calls per round: the loop, the ops and the end
- * marker go in one process_vm_writev (inj_batch_start writes them one by
- * one), together with data_len bytes at data_at on the first round (the
- * arguments the ops point to; data_len 0: none).
+ * inj_batch with data: the loop, the ops and the end marker go in one
+ * process_vm_writev per round, together with data_len bytes at data_at on
+ * the first round (the arguments the ops point to; data_len 0: none).
  */
 /* One round (k <= INJ_BATCH_MAX ops) of inj_batch_with, started: finish it
  * with inj_batch_finish. */
