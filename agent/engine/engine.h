@@ -346,6 +346,9 @@ struct rst_ctx {
 	struct inherit { int fd; char *key; } inherit[16];
 	int ninherit;
 };
+/* One line of a /proc/PID/maps: its range in *s and *e (false if it has none);
+ * [vdso], [vvar] and [vvar_vclock] are noted in r->eng_* (restore.c). */
+bool rst_maps_line(struct rst_ctx *r, char *line, unsigned long long *s, unsigned long long *e);
 int inherited_fd(struct rst_ctx *r, const char *key);
 
 struct range;

@@ -648,6 +648,22 @@ static int finish_process(struct rst_ctx *r, struct rproc *p)
 	return 0;
 }
 
+bool rst_maps_line(struct rst_ctx *r, char *line, unsigned long long *s, unsigned long long *e)
+{
+	int pos = 0;
+	if (sscanf(line, "%llx-%llx %*s %*s %*s %*s %n", s, e, &pos) < 2)
+		return false;
+	char *name = line + pos;
+	name[strcspn(name, "\n")] = 0;
+	if (!strcmp(name, "[vdso]"))
+		r->eng_vdso = *s, r->eng_vdso_len = *e - *s;
+	else if (!strcmp(name, "[vvar]"))
+		r->eng_vvar = *s, r->eng_vvar_len = *e - *s;
+	else if (!strcmp(name, "[vvar_vclock]"))
+		r->eng_vclock = *s, r->eng_vclock_len = *e - *s;
+	return true;
+}
+
 static void timing(const char *what)
 {
 	static struct timespec t0;
@@ -808,19 +824,10 @@ int restore_main(int argc, char **argv)
 		char line[4096];
 		while (f && fgets(line, sizeof(line), f)) {
 			unsigned long long s, e;
-			int pos = 0;
-			if (sscanf(line, "%llx-%llx %*s %*s %*s %*s %n", &s, &e, &pos) >= 2) {
+			if (rst_maps_line(r, line, &s, &e)) {
 				rg = realloc(rg, (size_t)(n + 1) * sizeof(*rg));
 				rg[n].s = s;
 				rg[n++].e = e + (1ull << 30);   /* room for our heap to grow */
-				char *name = line + pos;
-				name[strcspn(name, "\n")] = 0;
-				if (!strcmp(name, "[vdso]"))
-					r->eng_vdso = s, r->eng_vdso_len = e - s;
-				else if (!strcmp(name, "[vvar]"))
-					r->eng_vvar = s, r->eng_vvar_len = e - s;
-				else if (!strcmp(name, "[vvar_vclock]"))
-					r->eng_vclock = s, r->eng_vclock_len = e - s;
 			}
 		}
 		if (f)

@@ -373,19 +373,8 @@ int seed_tasks_vdso(struct rst_ctx *r, pid_t root)
 	r->eng_vdso_len = r->eng_vvar_len = r->eng_vclock_len = 0;
 	int nmaps = 0;
 	while (fgets(line, sizeof(line), f)) {
-		nmaps++;
 		unsigned long long s, e;
-		int pos = 0;
-		if (sscanf(line, "%llx-%llx %*s %*s %*s %*s %n", &s, &e, &pos) < 2)
-			continue;
-		char *name = line + pos;
-		name[strcspn(name, "\n")] = 0;
-		if (!strcmp(name, "[vdso]"))
-			r->eng_vdso = s, r->eng_vdso_len = e - s;
-		else if (!strcmp(name, "[vvar]"))
-			r->eng_vvar = s, r->eng_vvar_len = e - s;
-		else if (!strcmp(name, "[vvar_vclock]"))
-			r->eng_vclock = s, r->eng_vclock_len = e - s;
+		nmaps += rst_maps_line(r, line, &s, &e);
 	}
 	fclose(f);
 	log_debug("restore: the init has %d mappings when ready", nmaps);
