@@ -241,24 +241,13 @@ static void tree_drop(struct dump_ctx *d)
 }
 
 /* The pod pid of a process sleeping inside vfork() until its child execs
- * or exits (state D, wchan kernel_clone — wait_for_vfork_done is inlined
- * there — or wait_for_vfork_done), 0 if none.  Only the main threads: the
- * status of each was read by collect_tree. */
+ * or exits (state D and task_in_vfork), 0 if none.  Only the main threads:
+ * the status of each was read by collect_tree. */
 static uint32_t vfork_waiter(struct dump_ctx *d)
 {
 	for (int i = 0; i < d->nprocs; i++) {
 		struct dproc *p = &d->procs[i];
-		if (p->tree->zombie || !p->status || !strstr(p->status, "State:\tD"))
-			continue;
-		char path[64], w[64] = "";
-		snprintf(path, sizeof(path), "/proc/%d/wchan", p->hpid);
-		int fd = open(path, O_RDONLY | O_CLOEXEC);
-		if (fd < 0)
-			continue;
-		ssize_t n = read(fd, w, sizeof(w) - 1);
-		close(fd);
-		w[n > 0 ? n : 0] = 0;
-		if (!strcmp(w, "kernel_clone") || !strcmp(w, "wait_for_vfork_done"))
+		if (!p->tree->zombie && p->status && strstr(p->status, "State:\tD") && task_in_vfork(p->hpid))
 			return p->tree->pid;
 	}
 	return 0;

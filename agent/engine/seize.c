@@ -189,8 +189,7 @@ out:
 	return err;
 }
 
-/* Is tid asleep inside vfork() (see dump_main)?  Its wchan says so. */
-static bool in_vfork(pid_t tid)
+bool task_in_vfork(pid_t tid)
 {
 	char path[64], w[64] = "";
 	snprintf(path, sizeof(path), "/proc/%d/wchan", tid);
@@ -220,7 +219,7 @@ static int wait_trap(struct dproc *p, struct dthread *t, int *st)
 			return 0;
 		if (w < 0 && errno != EINTR)
 			return -errno;
-		if (n % 64 == 63 && in_vfork(t->htid)) {
+		if (n % 64 == 63 && task_in_vfork(t->htid)) {
 			log_err("dump: pid %u tid %d is inside vfork() (its child has not run exec): "
 				"the pod runs on, try again", p->tree->pid, t->htid);
 			return -EAGAIN;
