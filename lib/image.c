@@ -10,10 +10,6 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <linux/audit.h>
-/* the one-call SHA-256 API: EVP_DigestInit fetches a provider, 4–8 ms per
- * process here, more than a whole small checkpoint */
-#define OPENSSL_SUPPRESS_DEPRECATED
-#include <openssl/sha.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -23,6 +19,7 @@
 #include <unistd.h>
 
 #include "lib/image.h"
+#include "lib/sha256.h"
 
 #define HDR_LEN     40
 #define REC_HDR_LEN 8
@@ -70,14 +67,14 @@ static void encode_header(uint8_t *b, const struct image_header *h)
 }
 
 /* The trailer digest: header bytes, then (type, len, crc) of every record. */
-static void digest_record(SHA256_CTX *md, uint32_t type, uint32_t len, uint32_t crc)
+static void digest_record(struct sha256 *md, uint32_t type, uint32_t len, uint32_t crc)
 {
 	uint8_t b[12];
 
 	put32(b, type);
 	put32(b + 4, len);
 	put32(b + 8, crc);
-	SHA256_Update(md, b, sizeof(b));
+	sha256_update(md, b, sizeof(b));
 }
 
 /* --- writer ------------------------------------------------------------- */
@@ -90,7 +87,7 @@ struct image_writer {
 	uint8_t *buf;
 	size_t used;
 	uint64_t bytes, nrecords, payload_bytes;
-	SHA256_CTX md;
+	struct sha256 md;
 	int failed, finished;
 	char err[256];
 };
@@ -170,10 +167,11 @@ static struct image_writer *writer_open(image_write_fn fn, void *ctx, int fd, ui
 	struct image_writer *w = calloc(1, sizeof(*w));
 	uint8_t hb[HDR_LEN];
 
-	if (!w || !(w->buf = malloc(BUF_SIZE)) || !SHA256_Init(&w->md)) {
+	if (!w || !(w->buf = malloc(BUF_SIZE))) {
 		snprintf(err, errlen, "image: out of memory starting a writer");
 		goto fail;
 	}
+	sha256_init(&w->md);
 	w->fn = fn;
 	w->ctx = ctx ? ctx : w;
 	w->fd = fd;
@@ -186,7 +184,7 @@ static struct image_writer *writer_open(image_write_fn fn, void *ctx, int fd, ui
 		goto fail;
 	}
 	encode_header(hb, &w->hdr);
-	SHA256_Update(&w->md, hb, sizeof(hb));
+	sha256_update(&w->md, hb, sizeof(hb));
 	if (wput(w, hb, sizeof(hb)) < 0) {
 		snprintf(err, errlen, "%s", w->err);
 		goto fail;
@@ -267,8 +265,7 @@ int image_writer_finish(struct image_writer *w)
 	put32(rec + 4, TRAILER_LEN);
 	put64(rec + 8, w->nrecords);
 	put64(rec + 16, w->payload_bytes);
-	if (!SHA256_Final(rec + 24, &w->md))
-		return werr(w, EIO, "image: sha256 failed");
+	sha256_final(&w->md, rec + 24);
 	put32(rec + 8 + TRAILER_LEN, crc32c(0, rec, 8 + TRAILER_LEN));
 	w->finished = 1;
 	if ((rc = wput(w, rec, sizeof(rec))) || (rc = wflush(w)))
@@ -303,7 +300,7 @@ struct image_reader {
 	int in_record, done, failed;
 	uint32_t max_record;
 	uint64_t payload_bytes;
-	SHA256_CTX md;
+	struct sha256 md;
 	const char *(*namer)(uint32_t);
 	char err[320];
 };
@@ -414,10 +411,11 @@ static struct image_reader *reader_open(image_read_fn fn, void *ctx, int fd, cha
 	uint8_t hb[HDR_LEN];
 	ssize_t n;
 
-	if (!r || !(r->buf = malloc(BUF_SIZE)) || !SHA256_Init(&r->md)) {
+	if (!r || !(r->buf = malloc(BUF_SIZE))) {
 		snprintf(err, errlen, "image: out of memory starting a reader");
 		goto fail;
 	}
+	sha256_init(&r->md);
 	r->fn = fn;
 	r->ctx = ctx ? ctx : r;
 	r->fd = fd;
@@ -460,7 +458,7 @@ static struct image_reader *reader_open(image_read_fn fn, void *ctx, int fd, cha
 			 r->hdr.page_size, sysconf(_SC_PAGESIZE));
 		goto fail;
 	}
-	SHA256_Update(&r->md, hb, sizeof(hb));
+	sha256_update(&r->md, hb, sizeof(hb));
 	return r;
 fail:
 	image_reader_free(r);
@@ -546,8 +544,7 @@ static int check_trailer(struct image_reader *r)
 	int rc;
 
 	/* The trailer is not part of its own digest: finalise before reading it. */
-	if (!SHA256_Final(want, &r->md))
-		return rerr(r, EIO, "sha256 failed");
+	sha256_final(&r->md, want);
 	if (r->len != TRAILER_LEN)
 		return rerr(r, EPROTO, "trailer is %u bytes, expected %d", r->len, TRAILER_LEN);
 	r->in_record = 1;

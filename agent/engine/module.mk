@@ -8,7 +8,7 @@ OBJS         += $(call objs,$(ENGINE_SRCS))
 # libnetstate.a by path: netstate/module.mk (NETSTATE_LIB) is read after this file
 $(BUILD)/bin/zapc-engine: $(call objs,$(ENGINE_SRCS) agent/pod_mounts.c) $(BUILD)/libnetstate.a $(LIBZAPC)
 	@mkdir -p $(@D)
-	$(CC) $(LDFLAGS) -Wl,-z,now -o $@ $^ $(LDLIBS)
+	$(CC) $(LDFLAGS) -Wl,-z,now -Wl,--as-needed -o $@ $^ $(LDLIBS)
 
 # zapc-restore-seed: the tiny static program the restored tasks are forked
 # from (seed.h).  Freestanding: no libc, no sanitizers, its own flags.
