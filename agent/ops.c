@@ -378,6 +378,10 @@ static void on_ctl(evutil_socket_t fd, short what, void *arg)
 	case ZAPC__ENGINE__TO_AGENT__MSG_PROGRESS:
 		log_debug("pod %s: %s (%llu bytes)", op->pod_name, m->progress->phase,
 			  (unsigned long long)m->progress->bytes);
+		/* a snapshot's engine says the pod runs again: the manager
+		 * waits for that report, not for its own Go (peer.c task_sync) */
+		if (op->sync_cb && m->progress->phase && !strcmp(m->progress->phase, "resumed"))
+			op->sync_cb(op->ctx, "resumed", 0);
 		break;
 	case ZAPC__ENGINE__TO_AGENT__MSG_SYNC:
 		ops_timing("pod %s: sync %s", op->pod_name, m->sync->phase ? m->sync->phase : "");

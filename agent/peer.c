@@ -302,16 +302,22 @@ static void task_sync(void *ctx, const char *phase, uint64_t frozen_us)
 	struct task *t = ctx;
 	struct pop *op = t->op;
 	uint64_t worst = 0;
+	/* "resumed" (a snapshot's pod runs again) is a report passed on to the
+	 * manager once every pod of the operation made it, not a sync point:
+	 * the engine waits for no answer and there is nothing left to abort */
+	bool report = !strcmp(phase, "resumed");
 
 	snprintf(t->phase, sizeof(t->phase), "%s", phase);
 	if (frozen_us)
 		t->frozen_us = frozen_us;
 	if (op->aborted) {
-		ops_sync_answer(t, 0, op->why);
+		if (!report)
+			ops_sync_answer(t, 0, op->why);
 		return;
 	}
 	if (!op->c) {	/* the manager is gone: nobody can say Go */
-		op_abort(op, "the manager's connection was lost");
+		if (!report)
+			op_abort(op, "the manager's connection was lost");
 		return;
 	}
 	for (int i = 0; i < op->ntasks; i++) {

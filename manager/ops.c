@@ -936,7 +936,10 @@ int job_checkpoint(const Zapc__Mgr__JobRequest *rq, out_fn out, void *ctx, char 
 			goto abort;
 		outf(out, ctx, "[%7.1f ms] all images written; the pods end", ms_since(o->t0));
 		send_go(o, "written", 1);
-	} else {
+	} else if (wait_all(o, "resumed", 1) == 0) {
+		/* every agent reported its pods running again (their engines'
+		 * own word after the thaw, not our Go); a failure here is after
+		 * the commit point and is reported by the wait for the results */
 		outf(out, ctx, "[%7.1f ms] pods resumed; images being written", ms_since(o->t0));
 	}
 	if (wait_all(o, NULL, 1) < 0 || o->fail[0]) {

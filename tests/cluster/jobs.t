@@ -9,7 +9,7 @@ need_root
 for b in zapc zapc-agent zapc-manager zapc-engine; do
 	[ -x "$ZBIN/$b" ] || skip_all "no $b in $ZBIN"
 done
-plan 33
+plan 35
 
 SC=$ZAPC_SRC/tests/cluster/simcluster
 export SIMCLUSTER_PREFIX ZBIN
@@ -23,7 +23,8 @@ for k in 1 2 3 4 5 6; do on_exit "cgroup_purge zapc-$P-n$k"; done
 on_exit "$SC down --prefix $P"
 on_exit "sim_logs $ST"
 
-t_timeout 60 "$SC" up 4 --agents --manager > /dev/null
+# the manager's timeline (its log) shows which agent reported what, and when
+ZAPC_MANAGER_TIMING=1 t_timeout 60 "$SC" up 4 --agents --manager > /dev/null
 ok $? "4 nodes with agents (TLS) and a manager"
 t_timeout 60 "$SC" up 2 --agents --tls --subnet 10.79.0.0/24 > /dev/null
 ok $? "2 more nodes in another subnet"
@@ -69,6 +70,13 @@ job checkpoint cnt -o "$T/snap" --leave-running > "$T/snap.out" 2>&1
 ok $? "snapshot of the job (--leave-running)"
 grep -q 'the sync point' "$T/snap.out"
 ok $? "the output shows the sync point"
+# "pods resumed" is printed once both agents reported their pods running
+# again (the manager's log has their reports), not when the manager sent Go
+awk '/the sync point/ { s = NR } /pods resumed/ { r = NR } /done:/ { d = NR }
+	END { exit !(s && r > s && d > r) }' "$T/snap.out"
+ok $? "the output says the pods resumed, between the sync point and the end"
+is "$(grep -c "TIMING manager .* ${N}[12] reached resumed" "$ST/manager/manager.log")" 2 \
+	"both nodes reported their pods resumed to the manager"
 n=$(ls "$T"/snap/*/*/image.zapc 2>/dev/null | wc -l)
 is "$n" 4 "one image per pod under DIR/NODE/POD/"
 all_grow
