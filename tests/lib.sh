@@ -40,7 +40,7 @@ ok() {
 
 # is GOT WANT WHAT
 is() {
-	if [ "$1" = "$2" ]; then ok 0 "$3"; else ok 1 "$3"; diag "got '$1', want '$2'"; fi
+	if [ "$1" = "$2" ]; then ok 0 "$3"; else ok 1 "$3"; diag "got '$1', want '$2'"; return 1; fi
 }
 
 skip_all() { echo "1..0 # SKIP $*"; _t_planned=0; exit 0; }

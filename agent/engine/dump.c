@@ -240,17 +240,43 @@ static void tree_drop(struct dump_ctx *d)
 	d->nprocs = 0;
 }
 
-/* The pod pid of a process sleeping inside vfork() until its child execs
- * or exits (state D and task_in_vfork), 0 if none.  Only the main threads:
- * the status of each was read by collect_tree. */
-static uint32_t vfork_waiter(struct dump_ctx *d)
+/* A process sleeping inside vfork() until its child execs or exits, NULL
+ * if none; *child gets the child's host pid.  Only parents that are not
+ * plainly sleeping (S) or stopped are asked: the vfork sleep shows as D, or
+ * as R for a moment after a freeze or thaw woke it (seize.h vfork_pair). */
+static struct dproc *vfork_waiter(struct dump_ctx *d, pid_t *child)
 {
 	for (int i = 0; i < d->nprocs; i++) {
-		struct dproc *p = &d->procs[i];
-		if (!p->tree->zombie && p->status && strstr(p->status, "State:\tD") && task_in_vfork(p->hpid))
-			return p->tree->pid;
+		struct dproc *c = &d->procs[i];
+		if (c->tree->zombie || !c->tree->ppid)
+			continue;
+		for (int j = 0; j < d->nprocs; j++) {
+			struct dproc *p = &d->procs[j];
+			if (p->tree->pid != c->tree->ppid)
+				continue;
+			const char *st = p->status ? strstr(p->status, "State:\t") : NULL;
+			char s = st ? st[7] : '?';
+			if (!p->tree->zombie && s != 'S' && s != 'T' && s != 't' && vfork_pair(p->hpid, c->hpid)) {
+				*child = c->hpid;
+				return p;
+			}
+			break;
+		}
 	}
-	return 0;
+	return NULL;
+}
+
+static double ms_since(const struct timespec *t0);
+
+/* The pod runs: wait (polling every ms) until the vfork of parent for
+ * child has ended, or until budget_ms after since.  Freezing right then
+ * finds the parent in the code after vfork (usually a wait for the child),
+ * not inside the next one, which a blind sleep may well hit when the pod
+ * vforks in a loop. */
+static void vfork_wait_end(pid_t parent, pid_t child, const struct timespec *since, double budget_ms)
+{
+	while (vfork_pair(parent, child) && ms_since(since) < budget_ms)
+		usleep(1000);
 }
 
 /* Thread ids inside the pod (NSpid of each task). */
@@ -553,22 +579,28 @@ int dump_main(int argc, char **argv)
 		goto fail;
 	/* A task inside vfork() sleeps, killable only, until its child execs;
 	 * seized, the child never would, and the task would never stop for us.
-	 * Let the pod run a moment and freeze it again (up to ~2 s). */
-	for (int attempt = 0;; attempt++) {
-		uint32_t vf = vfork_waiter(d);
+	 * Let the pod run until that vfork ends and freeze it again (for up
+	 * to 5 s in all). */
+	struct timespec vf_t0 = { 0, 0 };
+	for (;;) {
+		pid_t vf_child = 0;
+		struct dproc *vf = vfork_waiter(d, &vf_child);
 		if (!vf)
 			break;
-		if (attempt == 11) {
-			log_err("dump: pid %u stays inside vfork() (its child has not run exec for 2 s): "
-				"the pod runs on, try again", vf);
+		if (!vf_t0.tv_sec)
+			clock_gettime(CLOCK_MONOTONIC, &vf_t0);
+		if (ms_since(&vf_t0) >= 5000) {
+			log_err("dump: pid %u stays inside vfork() (its child has not run exec for 5 s): "
+				"the pod runs on, try again", vf->tree->pid);
 			err = -EAGAIN;
 			goto fail;
 		}
+		pid_t vf_hpid = vf->hpid;
 		for (int i = 0; i < ncg; i++)
 			cg_freeze(cgroups[i], 0);
 		frozen = 0;
 		tree_drop(d);
-		usleep(1000u << (attempt < 10 ? attempt : 10));
+		vfork_wait_end(vf_hpid, vf_child, &vf_t0, 5000);
 		clock_gettime(CLOCK_MONOTONIC, &t0);
 		phase_start();
 		if ((err = freeze_all(cgroups, ncg, &frozen)) < 0)

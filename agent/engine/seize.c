@@ -11,6 +11,7 @@
  */
 #include <dirent.h>
 #include <errno.h>
+#include <linux/kcmp.h>
 #include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
@@ -202,6 +203,11 @@ bool task_in_vfork(pid_t tid)
 	return !strcmp(w, "kernel_clone") || !strcmp(w, "wait_for_vfork_done");
 }
 
+bool vfork_pair(pid_t parent, pid_t child)
+{
+	return syscall(SYS_kcmp, parent, child, KCMP_VM, 0, 0) == 0;
+}
+
 /*
  * The trap of one seized thread.  Threads trap right after the thaw, so
  * this is a WNOHANG poll with short naps rather than a blocking wait: a
@@ -263,8 +269,12 @@ int seize_wait_all(struct dump_ctx *d)
 					break;
 				}
 				/* A signal was being delivered: let the application have it
-				 * (as it would have without us) and wait for the trap. */
-				if (ptrace(PTRACE_CONT, t->htid, 0, sig) < 0)
+				 * (as it would have without us) and wait for the trap.  That
+				 * stop consumed our PTRACE_INTERRUPT ("any trap clears pending
+				 * STOP trap", kernel/signal.c ptrace_stop), so ask again: else
+				 * the thread runs on, free, while the pod is being dumped. */
+				if (ptrace(PTRACE_CONT, t->htid, 0, sig) < 0 ||
+				    ptrace(PTRACE_INTERRUPT, t->htid, 0, 0) < 0)
 					return -errno;
 			}
 		}

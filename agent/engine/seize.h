@@ -8,11 +8,16 @@
 
 #include "agent/engine/engine.h"
 
-int cg_freeze(const char *cg, int on);
-/* Is tid asleep inside vfork(), waiting for its child to exec or exit?  Its
- * wchan says so: kernel_clone (wait_for_vfork_done is inlined there) or
- * wait_for_vfork_done (dump_main, seize_wait_all). */
-bool task_in_vfork(pid_t tid);          /* waits for cgroup.events "frozen" */
+int cg_freeze(const char *cg, int on);   /* waits for cgroup.events "frozen" */
+/* Is tid asleep inside vfork() right now?  Its wchan says so: kernel_clone
+ * (wait_for_vfork_done is inlined there) or wait_for_vfork_done.  Only for a
+ * thread that does not trap (seize_wait_all): see vfork_pair. */
+bool task_in_vfork(pid_t tid);
+/* Does parent still sleep inside vfork() for child (host pids)?  Exactly
+ * while the two share one mm (kcmp KCMP_VM): the child's exec or exit ends
+ * both.  wchan cannot tell: a freeze or a thaw wakes the sleeping parent for
+ * a moment (state R, wchan 0) and it sleeps on. */
+bool vfork_pair(pid_t parent, pid_t child);
 int cg_kill(const char *cg);
 int cg_list(const char *cg, const char *file, pid_t **out, int *n);  /* recursive */
 

@@ -13,9 +13,9 @@ pod_start zv "$ZBIN/zt-vfork" 300 > "$d/out"; ok $? "pod started"
 in_vfork() { grep -q '^State:.D' /proc/$POD_INIT/status; }
 fails=0
 for i in 1 2 3; do
-	wait_for 5 in_vfork || fails=$((fails + 1))
+	wait_for 5 in_vfork || { fails=$((fails + 1)); echo "snapshot $i: not seen inside vfork() for 5 s" >> "$d/err"; }
 	t_timeout 20 "$ENGINE" dump --cgroup "$POD_CG" --init "$POD_INIT" --leave-running -o "$d/snap" \
-		2> "$d/err" || fails=$((fails + 1))
+		2>> "$d/err" || { fails=$((fails + 1)); echo "snapshot $i: dump failed" >> "$d/err"; }
 done
 is "$fails" 0 "three snapshots taken while the process was inside vfork()" || diag "$(cat "$d/err")"
 n0=$(tail -1 "$d/out")
