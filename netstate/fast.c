@@ -53,13 +53,14 @@
 #include <sys/socket.h>
 
 #include "lib/log.h"
+#include "netstate/bpf_rec.h"
 #include "netstate/internal.h"
 
 #ifndef SO_PEEK_OFF
 #define SO_PEEK_OFF 42
 #endif
 
-#define BATCH 16   /* connections per batch: ~25 ring entries each (ring 1) */
+#define BATCH 16   /* connections per batch without the BPF reader: ~25 ring entries each (ring 1) */
 
 static const int v_one = 1, v_zero = 0, v_repair_on = TCP_REPAIR_ON, v_repair_off = TCP_REPAIR_OFF_NO_WP,
 		 v_recvq = TCP_RECV_QUEUE, v_sendq = TCP_SEND_QUEUE;
@@ -79,6 +80,7 @@ struct fast {
 	uint32_t snd_seq, rcv_seq, ts;
 	int mss, unsq;
 	struct tcp_repair_window win;
+	const struct ns_bpf_rec *rec;   /* the BPF reader's values, or NULL: syscalls */
 	bool slow;
 };
 
@@ -107,7 +109,7 @@ static int ring1(struct ns_ring *r, struct fast *f)
 	f->peek_off = -1;
 	f->inline_orig = 0;
 	f->rpeek = 0;
-	if ((e = ns_ring_reserve(r, NS_PRE_MAX + 12)))   /* all of this socket's requests in one run */
+	if ((e = ns_ring_reserve(r, NS_PRE_QUEUE_MAX + 12)))   /* all of this socket's requests in one run */
 		return e;
 	if ((e = ns_opts_queue(r, fd, f->s, dg, &f->pre)) ||
 	    (e = ns_ring_getsockopt(r, fd, SO_PEEK_OFF, &f->peek_off, sizeof(int), &f->peek_off_res)) ||
@@ -146,9 +148,68 @@ static int ring1(struct ns_ring *r, struct fast *f)
 	return 0;
 }
 
-/* After ring 1: can the batch vouch for this connection?  Then the
- * syscall part (send queue selected, repair on). */
-static void direct1(struct fast *f)
+/* The IP/TCP options of the table from the BPF record, as getsockopt
+ * would give them (tcpstate.bpf.c); ns_opts_capture asks no syscall for
+ * them then.  One it cannot know exactly is left to getsockopt. */
+static void bpf_opts(struct fast *f)
+{
+	const struct ns_bpf_rec *b = f->rec;
+	struct ns_opt_pre *p = &f->pre;
+
+	ns_opt_pre_add_int(p, IPPROTO_TCP, TCP_NODELAY, !!(b->flags & NS_BPF_NODELAY));
+	ns_opt_pre_add_int(p, IPPROTO_TCP, TCP_CORK, !!(b->flags & NS_BPF_CORK));
+	ns_opt_pre_add_int(p, IPPROTO_TCP, TCP_THIN_LINEAR_TIMEOUTS, !!(b->flags & NS_BPF_THIN_LTO));
+	ns_opt_pre_add_int(p, IPPROTO_TCP, TCP_KEEPIDLE, b->keepidle);
+	ns_opt_pre_add_int(p, IPPROTO_TCP, TCP_KEEPINTVL, b->keepintvl);
+	ns_opt_pre_add_int(p, IPPROTO_TCP, TCP_KEEPCNT, b->keepcnt);
+	ns_opt_pre_add_int(p, IPPROTO_TCP, TCP_USER_TIMEOUT, b->user_timeout);
+	ns_opt_pre_add_int(p, IPPROTO_TCP, TCP_NOTSENT_LOWAT, b->notsent_lowat);
+	ns_opt_pre_add_int(p, IPPROTO_TCP, TCP_LINGER2, b->linger2);
+	ns_opt_pre_add_int(p, IPPROTO_TCP, TCP_SYNCNT, b->syncnt);
+	if (!b->defer_accept_raw)   /* else retrans_to_secs(): left to getsockopt */
+		ns_opt_pre_add_int(p, IPPROTO_TCP, TCP_DEFER_ACCEPT, 0);
+	if (b->family == AF_INET) {
+		ns_opt_pre_add_int(p, IPPROTO_IP, IP_TTL, b->ttl);
+		ns_opt_pre_add_int(p, IPPROTO_IP, IP_MTU_DISCOVER, b->pmtudisc);
+	} else {
+		ns_opt_pre_add_int(p, IPPROTO_IPV6, IPV6_V6ONLY, !!(b->flags & NS_BPF_V6ONLY));
+		ns_opt_pre_add_int(p, IPPROTO_IPV6, IPV6_MTU_DISCOVER, b->pmtudisc6);
+		/* < 0: the cached route's hop limit (ip6_dst_hoplimit): getsockopt */
+		if (b->hop_limit6 >= 0)
+			ns_opt_pre_add_int(p, IPPROTO_IPV6, IPV6_UNICAST_HOPS, b->hop_limit6);
+	}
+}
+
+/* The values the syscalls below would read, from the BPF record (read
+ * after ring 1, like them): true, or false when there is no usable record. */
+static bool from_bpf(struct fast *f, const struct ns_bpf_buf *bb)
+{
+	const struct ns_diag_sock *dg = f->dg;
+	const struct ns_bpf_rec *b = bb ? ns_bpf_find(bb, f->fd, dg->ino) : NULL;
+
+	/* in repair mode (ring 1 put it there) and in the state sock_diag saw */
+	if (!b || !(b->flags & NS_BPF_REPAIR) || b->state != dg->ti.tcpi_state ||
+	    (int)b->family != dg->family)
+		return false;
+	f->rec = b;
+	f->snd_seq = b->write_seq;        /* TCP_QUEUE_SEQ, send queue */
+	f->rcv_seq = b->rcv_nxt;          /* TCP_QUEUE_SEQ, receive queue: no ring 2 */
+	f->mss = (int)b->maxseg;
+	f->ts = (dg->ti.tcpi_options & TCPI_OPT_TIMESTAMPS) ? b->timestamp : 0;
+	f->win.snd_wl1 = b->snd_wl1;
+	f->win.snd_wnd = b->snd_wnd;
+	f->win.max_window = b->max_window;
+	f->win.rcv_wnd = b->rcv_wnd;
+	f->win.rcv_wup = b->rcv_wup;
+	f->unsq = (int)(b->write_seq - b->snd_nxt);   /* SIOCOUTQNSD */
+	bpf_opts(f);
+	return true;
+}
+
+/* After ring 1: can the batch vouch for this connection?  Then the values
+ * from the BPF record (bb), or the syscall part (send queue selected,
+ * repair on). */
+static void direct1(struct fast *f, const struct ns_bpf_buf *bb)
 {
 	const struct ns_diag_sock *dg = f->dg;
 	socklen_t len;
@@ -164,6 +225,8 @@ static void direct1(struct fast *f)
 		f->slow = true;
 		return;
 	}
+	if (from_bpf(f, bb))
+		return;
 	if (get_int(fd, IPPROTO_TCP, TCP_QUEUE_SEQ, (int *)&f->snd_seq) ||
 	    get_int(fd, IPPROTO_TCP, TCP_MAXSEG, &f->mss)) {
 		f->slow = true;
@@ -311,7 +374,7 @@ static Netstate__Socket *new_sock(const struct ns_diag_sock *dg)
 }
 
 /* One batch: out[f->i] set for the connections it could vouch for. */
-static int batch(struct ns_ring **rp, struct fast *fs, size_t n, Netstate__Socket **out)
+static int batch(struct ns_ring **rp, struct ns_bpf_buf *bb, struct fast *fs, size_t n, Netstate__Socket **out)
 {
 	struct ns_ring *r = *rp;
 	int err = 0;
@@ -336,6 +399,10 @@ static int batch(struct ns_ring **rp, struct fast *fs, size_t n, Netstate__Socke
 		*rp = NULL;   /* the caller closes it; nothing more goes through it */
 		r = NULL;
 	}
+	/* The BPF reader: every socket's values in one read, now that they are
+	 * in repair mode and peeked (failed: the syscalls below, logged). */
+	if (!err && bb && ns_bpf_read(bb) < 0)
+		bb = NULL;
 	for (k = 0; k < n; k++) {
 		struct fast *f = &fs[k];
 
@@ -343,13 +410,13 @@ static int batch(struct ns_ring **rp, struct fast *fs, size_t n, Netstate__Socke
 			f->slow = true;
 			continue;
 		}
-		direct1(f);
+		direct1(f, bb);
 		if (!f->slow) {
 			int e = ns_opts_capture(f->fd, f->s, f->dg, &f->pre, f->dg->file_flags);
 			if (e)
 				f->slow = true;   /* the slow path meets it again and reports it */
 		}
-		if (!f->slow)
+		if (!f->slow && !f->rec)
 			ns_ring_setsockopt(r, f->fd, IPPROTO_TCP, TCP_REPAIR_QUEUE, &v_recvq, &f->selr2_res, false);
 	}
 	/* ring 2 */
@@ -362,7 +429,7 @@ static int batch(struct ns_ring **rp, struct fast *fs, size_t n, Netstate__Socke
 	for (k = 0; k < n; k++) {
 		struct fast *f = &fs[k];
 
-		if (!f->slow && (f->selr2_res || get_int(f->fd, IPPROTO_TCP, TCP_QUEUE_SEQ, (int *)&f->rcv_seq)))
+		if (!f->slow && !f->rec && (f->selr2_res || get_int(f->fd, IPPROTO_TCP, TCP_QUEUE_SEQ, (int *)&f->rcv_seq)))
 			f->slow = true;
 		put_back(r, f);
 	}
@@ -395,15 +462,19 @@ static int batch(struct ns_ring **rp, struct fast *fs, size_t n, Netstate__Socke
 	return err;
 }
 
-int ns_fast_capture(struct ns_ring *r, const int *fd, struct ns_diag_sock *e, const size_t *idx, size_t n,
-		    Netstate__Socket **out)
+int ns_fast_capture(struct ns_ring *r, struct ns_bpf_buf *bb, const int *fd, struct ns_diag_sock *e,
+		    const size_t *idx, size_t n, Netstate__Socket **out)
 {
-	struct fast fs[BATCH];
+	/* With the BPF reader, one batch: one iterator read for all (ring 1
+	 * still runs in pieces of what the ring holds). */
+	size_t bs = bb ? n : BATCH;
+	struct fast *fs = calloc(bs, sizeof(*fs));
 	int err = 0;
 
-	memset(fs, 0, sizeof(fs));
-	for (size_t done = 0; done < n && r && !err; done += BATCH) {
-		size_t m = n - done < BATCH ? n - done : BATCH;
+	if (!fs)
+		return 0;   /* all of them one by one */
+	for (size_t done = 0; done < n && r && !err; done += bs) {
+		size_t m = n - done < bs ? n - done : bs;
 
 		for (size_t k = 0; k < m; k++) {
 			memset(&fs[k], 0, sizeof(fs[k]));
@@ -413,7 +484,8 @@ int ns_fast_capture(struct ns_ring *r, const int *fd, struct ns_diag_sock *e, co
 			/* "did not run": nothing to undo for a socket a failed batch never reached */
 			fs[k].on_res = fs[k].inline_res = fs[k].peek_off_res = fs[k].rpeek = fs[k].speek = -ECANCELED;
 		}
-		err = batch(&r, fs, m, out);
+		err = batch(&r, bb, fs, m, out);
 	}
+	free(fs);
 	return err;
 }

@@ -51,6 +51,14 @@ int netstate_sock_capture_many(int netns_fd, const int *fd, const uint64_t *ino,
  * while the pod is stopped. */
 void netstate_capture_prepare(int threads);
 
+/* Is the BPF reader of TCP state in use (loaded now if not yet; 1 or 0)?
+ * *load_ms (may be NULL): what its load and attach took. */
+int netstate_capture_bpf(double *load_ms);
+/* Let captures use the BPF reader (on, the default) or not (A/B benches and
+ * tests); returns the previous setting.  ZAPC_NETSTATE_NO_BPF=1 in the
+ * environment keeps it off for the whole process. */
+int netstate_capture_use_bpf(int on);
+
 /* Make the captured original disappear silently when its last fd closes
  * (TCP: leave it in repair mode, so no FIN/RST reaches the peer).  For
  * migration, after capture and before the pod is killed. */

@@ -110,6 +110,7 @@ static struct slot {
 	bool ring_ok;
 	struct ns_ring ring;
 	struct ns_diag_bufs *bufs;
+	struct ns_bpf_buf bpf;   /* the BPF reader's records */
 } slots[MAX_SHARES] = {
 	[0 ... MAX_SHARES - 1] = { .lock = PTHREAD_MUTEX_INITIALIZER },
 };
@@ -126,6 +127,8 @@ static void slot_fill(struct slot *sl)
 	}
 	if (!sl->bufs)
 		sl->bufs = ns_diag_bufs_new();
+	if (ns_bpf_prepare() == 0)
+		ns_bpf_buf_init(&sl->bpf, 64 << 10);   /* 512 records; grows if more */
 }
 
 static void *noop_thread(void *arg)
@@ -254,7 +257,8 @@ static void *share_worker(void *arg)
 			idx[nf++] = i;
 		}
 	}
-	if (nf && sl->ring_ok && !sl->ring.broken && (r = ns_fast_capture(&sl->ring, m->fd, m->e, idx, nf, m->out)) < 0)
+	if (nf && sl->ring_ok && !sl->ring.broken &&
+	    (r = ns_fast_capture(&sl->ring, ns_bpf_prepare() == 0 ? &sl->bpf : NULL, m->fd, m->e, idx, nf, m->out)) < 0)
 		fail_at(m, idx[0], r);
 	for (size_t i = sh->lo; i < sh->hi && !stopped(m); i++) {
 		struct ns_diag_sock *e = &m->e[i];
@@ -268,6 +272,7 @@ out:
 		if (own.ring_ok)
 			ns_ring_close(&own.ring);
 		free(own.bufs);
+		free(own.bpf.data);
 	} else {
 		pthread_mutex_unlock(&sl->lock);
 	}

@@ -261,7 +261,7 @@ int ns_opts_queue(struct ns_ring *r, int fd, const Netstate__Socket *s, const st
 		if (d->level != SOL_SOCKET || d->kind == K_STR || !applies(d, kind))
 			continue;
 		memset(tmp, 0, sizeof(tmp));
-		if (from_diag(dg, d, tmp) > 0 || pre->n == NS_PRE_MAX)
+		if (from_diag(dg, d, tmp) > 0 || pre->n == NS_PRE_QUEUE_MAX)
 			continue;
 		pre->o[pre->n].idx = (uint8_t)i;
 		memset(pre->o[pre->n].val, 0, sizeof(pre->o[pre->n].val));
@@ -284,6 +284,22 @@ int ns_opt_pre_int(const struct ns_opt_pre *pre, int level, int name, int *val)
 		}
 	}
 	return -ENOENT;
+}
+
+int ns_opt_pre_add_int(struct ns_opt_pre *pre, int level, int name, int val)
+{
+	const struct opt_desc *d = find_desc((uint32_t)level, (uint32_t)name);
+
+	if (!d)
+		return -ENOENT;
+	if (pre->n == NS_PRE_MAX)
+		return -ENOSPC;
+	pre->o[pre->n].idx = (uint8_t)(d - opt_table);
+	pre->o[pre->n].res = sizeof(int);
+	memset(pre->o[pre->n].val, 0, sizeof(pre->o[pre->n].val));
+	memcpy(pre->o[pre->n].val, &val, sizeof(val));
+	pre->n++;
+	return 0;
 }
 
 /* The value read ahead for table entry i: its length (or -errno), or 0 when

@@ -1,0 +1,219 @@
+/*
+ * bpf.c — the BPF reader of TCP state: loads bpf/tcpstate.bpf.c (embedded
+ * in the binary by bpf_obj.S) once, before the pod is frozen, and reads
+ * the records of every TCP socket this process holds with one iterator
+ * read (fast.c uses them instead of ~20 IP/TCP-level getsockopt calls per
+ * connection).  See docs/netstate.md, "BPF reader".
+ *
+ * Anything that keeps it from working (ZAPC_NETSTATE_NO_BPF=1, no BTF, no
+ * kernel config for CONFIG_HZ, EPERM, a verifier refusal, an old kernel
+ * without task-file iterators or their pid filter) leaves the syscall path
+ * in force, with one log_info line saying why.
+ */
+#include <errno.h>
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+#include <bpf/bpf.h>
+#include <bpf/libbpf.h>
+
+#include "lib/log.h"
+#include "netstate/bpf_rec.h"
+#include "netstate/internal.h"
+
+_Static_assert(sizeof(struct ns_bpf_rec) == 128, "ns_bpf_rec: the BPF program writes 128 bytes");
+
+extern const unsigned char ns_bpf_obj_start[], ns_bpf_obj_end[];   /* bpf_obj.S */
+
+static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
+static int state;                   /* 0 not tried, 1 ready, -errno failed */
+static struct bpf_object *obj;
+static struct bpf_link *link_;
+static pid_t link_pid;              /* the process the link's iterator walks */
+static double load_ms;
+static char last_warn[160];         /* libbpf's last warning: the reason of a failure */
+static int enabled = 1;             /* netstate_capture_use_bpf */
+
+static int print_libbpf(enum libbpf_print_level level, const char *fmt, va_list ap)
+{
+	char line[512];
+	size_t n;
+
+	vsnprintf(line, sizeof(line), fmt, ap);
+	n = strlen(line);
+	while (n && line[n - 1] == '\n')
+		line[--n] = 0;
+	if (level == LIBBPF_WARN && n)
+		snprintf(last_warn, sizeof(last_warn), "%s", line);
+	log_debug("libbpf: %s", line);
+	return 0;
+}
+
+static double now_ms(void)
+{
+	struct timespec t;
+
+	clock_gettime(CLOCK_MONOTONIC, &t);
+	return (double)t.tv_sec * 1e3 + t.tv_nsec / 1e6;
+}
+
+/* Attach the iterator to this process's files (task iterators take a pid
+ * filter since Linux 6.1; without one it would walk every task). */
+static int attach(void)
+{
+	union bpf_iter_link_info li;
+	struct bpf_program *p = bpf_object__find_program_by_name(obj, "ns_tcpstate");
+	LIBBPF_OPTS(bpf_iter_attach_opts, o, .link_info = &li, .link_info_len = sizeof(li));
+
+	if (!p)
+		return -ENOENT;
+	memset(&li, 0, sizeof(li));
+	li.task.pid = (__u32)getpid();
+	if (link_)
+		bpf_link__destroy(link_);
+	link_ = bpf_program__attach_iter(p, &o);
+	if (!link_) {
+		link_ = NULL;
+		return errno ? -errno : -EINVAL;
+	}
+	link_pid = getpid();
+	return 0;
+}
+
+static int load(void)
+{
+	LIBBPF_OPTS(bpf_object_open_opts, oo, .object_name = "zapc_tcpstate");
+	int r;
+
+	if (getenv("ZAPC_NETSTATE_NO_BPF") && strcmp(getenv("ZAPC_NETSTATE_NO_BPF"), "0")) {
+		log_info("netstate: BPF reader off (ZAPC_NETSTATE_NO_BPF): TCP state by syscalls");
+		return -ECANCELED;
+	}
+	libbpf_set_print(print_libbpf);
+	double t0 = now_ms();
+	obj = bpf_object__open_mem(ns_bpf_obj_start, (size_t)(ns_bpf_obj_end - ns_bpf_obj_start), &oo);
+	if (!obj) {
+		r = errno ? -errno : -EINVAL;
+		obj = NULL;
+		goto fail;
+	}
+	if ((r = bpf_object__load(obj)) || (r = attach()))
+		goto fail;
+	load_ms = now_ms() - t0;
+	log_debug("netstate: BPF reader loaded in %.2f ms", load_ms);
+	return 0;
+fail:
+	log_info("netstate: BPF reader unavailable (%s%s%s): TCP state by syscalls", strerror(r < 0 ? -r : r),
+		 last_warn[0] ? "; libbpf: " : "", last_warn);
+	if (link_)
+		bpf_link__destroy(link_);
+	bpf_object__close(obj);
+	link_ = NULL;
+	obj = NULL;
+	return r < 0 ? r : -r;
+}
+
+int netstate_capture_use_bpf(int on)
+{
+	return __atomic_exchange_n(&enabled, !!on, __ATOMIC_RELAXED);
+}
+
+int ns_bpf_prepare(void)
+{
+	int r;
+
+	if (!__atomic_load_n(&enabled, __ATOMIC_RELAXED))
+		return -ENOTSUP;
+	pthread_mutex_lock(&lock);
+	if (!state)
+		state = load() ? -1 : 1;
+	if (state == 1 && link_pid != getpid() && (r = attach()) < 0) {
+		log_info("netstate: BPF reader: attach in pid %d: %s: TCP state by syscalls", (int)getpid(),
+			 strerror(-r));
+		state = -1;
+	}
+	r = state == 1 ? 0 : -ENOTSUP;
+	pthread_mutex_unlock(&lock);
+	return r;
+}
+
+int netstate_capture_bpf(double *ms)
+{
+	int on = ns_bpf_prepare() == 0;
+
+	if (ms)
+		*ms = load_ms;
+	return on;
+}
+
+int ns_bpf_buf_init(struct ns_bpf_buf *b, size_t cap)
+{
+	if (b->cap >= cap)
+		return 0;
+	void *p = realloc(b->data, cap);
+	if (!p)
+		return -ENOMEM;
+	memset(p, 0, cap);   /* touched now, not while the pod is frozen */
+	b->data = p;
+	b->cap = cap;
+	return 0;
+}
+
+int ns_bpf_read(struct ns_bpf_buf *b)
+{
+	int fd, r = 0;
+	ssize_t n;
+
+	b->len = 0;
+	if (ns_bpf_prepare())
+		return -ENOTSUP;
+	if (getenv("ZAPC_NETSTATE_BPF_BREAK"))   /* tests: a reader that fails in the middle of a capture */
+		return -EIO;
+	if ((fd = bpf_iter_create(bpf_link__fd(link_))) < 0) {
+		r = -errno;
+		log_info("netstate: BPF reader: iterator: %s: TCP state by syscalls", strerror(-r));
+		return r;
+	}
+	for (;;) {
+		if (b->cap - b->len < 8 * sizeof(struct ns_bpf_rec) && (r = ns_bpf_buf_init(b, b->cap * 2 + 65536)))
+			break;
+		n = read(fd, (char *)b->data + b->len, b->cap - b->len);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0) {
+			r = -errno;
+			log_info("netstate: BPF reader: read: %s: TCP state by syscalls", strerror(-r));
+			break;
+		}
+		if (n == 0)
+			break;
+		b->len += (size_t)n;
+	}
+	close(fd);
+	if (!r && b->len % sizeof(struct ns_bpf_rec))
+		r = -EPROTO;
+	return r ? r : (int)(b->len / sizeof(struct ns_bpf_rec));
+}
+
+/* The iterator walks the fd table in ascending order: binary search. */
+const struct ns_bpf_rec *ns_bpf_find(const struct ns_bpf_buf *b, int fd, uint64_t ino)
+{
+	const struct ns_bpf_rec *v = b->data;
+	size_t lo = 0, hi = b->len / sizeof(*v);
+
+	while (lo < hi) {
+		size_t mid = lo + (hi - lo) / 2;
+
+		if (v[mid].fd < fd)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	if (lo < b->len / sizeof(*v) && v[lo].fd == fd && v[lo].magic == NS_BPF_REC_MAGIC && (!ino || v[lo].ino == ino))
+		return &v[lo];
+	return NULL;
+}

@@ -1,0 +1,44 @@
+/*
+ * bpf_rec.h — the record the BPF reader (bpf/tcpstate.bpf.c) writes for
+ * each TCP socket of the reading process, and bpf.c parses.  Shared by the
+ * BPF program (clang -target bpf) and user space: plain C types only, the
+ * same sizes on both (checked by a static assert in bpf.c).
+ *
+ * Every value is what the getsockopt/ioctl named in its comment returns,
+ * computed the way the kernel computes it (citations in tcpstate.bpf.c),
+ * or the raw field where user space finishes the job.
+ */
+#ifndef ZAPC_NETSTATE_BPF_REC_H
+#define ZAPC_NETSTATE_BPF_REC_H
+
+#define NS_BPF_REC_MAGIC 0x7a6e7301u   /* "zns" v1: changes with the layout */
+
+/* flags */
+#define NS_BPF_REPAIR      0x1u    /* tp->repair */
+#define NS_BPF_NODELAY     0x2u    /* TCP_NODELAY */
+#define NS_BPF_CORK        0x4u    /* TCP_CORK */
+#define NS_BPF_THIN_LTO    0x8u    /* TCP_THIN_LINEAR_TIMEOUTS */
+#define NS_BPF_V6ONLY      0x10u   /* IPV6_V6ONLY */
+#define NS_BPF_USEC_TS     0x40u   /* tp->tcp_usec_ts */
+
+struct ns_bpf_rec {
+	unsigned int magic;
+	int fd;                       /* in the reading process */
+	unsigned long long ino;       /* the socket inode (fstat st_ino) */
+	unsigned int family, state, flags, repair_queue;
+	unsigned int write_seq;       /* TCP_QUEUE_SEQ, send queue */
+	unsigned int rcv_nxt;         /* TCP_QUEUE_SEQ, receive queue */
+	unsigned int snd_nxt;         /* SIOCOUTQNSD = write_seq - snd_nxt */
+	unsigned int snd_una;
+	unsigned int snd_wl1, snd_wnd, max_window, rcv_wnd, rcv_wup;   /* TCP_REPAIR_WINDOW */
+	unsigned int maxseg;          /* TCP_MAXSEG */
+	unsigned int timestamp;       /* TCP_TIMESTAMP */
+	int keepidle, keepintvl, keepcnt;   /* TCP_KEEPIDLE/KEEPINTVL (s), TCP_KEEPCNT */
+	int syncnt, linger2, user_timeout, notsent_lowat;
+	int defer_accept_raw;         /* rskq_defer_accept (retransmits; 0 is 0 s) */
+	int ttl, pmtudisc;            /* IP_TTL, IP_MTU_DISCOVER (IPv4) */
+	int hop_limit6, pmtudisc6;    /* np->hop_limit (raw: < 0 is "the route's"), IPV6_MTU_DISCOVER */
+	int pad;
+};
+
+#endif
