@@ -1,7 +1,7 @@
 /*
  * tcpstate.bpf.c — BPF iterator over the reading process's open files
  * (SEC "iter/task_file", filtered to one process when attached): for each
- * TCP socket, one struct ns_bpf_rec (netstate/bpf_rec.h) with the values
+ * TCP socket in repair mode, one struct ns_bpf_rec (netstate/bpf_rec.h) with the values
  * the IP/TCP-level getsockopt calls and SIOCOUTQNSD of a capture would
  * return.  One read() of the iterator replaces ~20 syscalls per connection
  * (netstate/fast.c).  Loaded and read by netstate/bpf.c.
@@ -138,8 +138,11 @@ int ns_tcpstate(struct bpf_iter__task_file *ctx)
 	r.state = sk->__sk_common.skc_state;
 	net = sk->__sk_common.skc_net.net;
 
-	if (BPF_CORE_READ_BITFIELD_PROBED(tp, repair))
-		r.flags |= NS_BPF_REPAIR;
+	/* Only sockets in repair mode: the capture put those it asks about
+	 * there (fast.c, ring 1); the others are not its business. */
+	if (!BPF_CORE_READ_BITFIELD_PROBED(tp, repair))
+		return 0;
+	r.flags |= NS_BPF_REPAIR;
 	r.repair_queue = tp->repair_queue;
 	/* TCP_QUEUE_SEQ: write_seq (send queue) or rcv_nxt (receive queue) */
 	r.write_seq = tp->write_seq;
