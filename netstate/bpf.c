@@ -11,6 +11,7 @@
  * in force, with one log_info line saying why.
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -32,7 +33,8 @@ extern const unsigned char ns_bpf_obj_start[], ns_bpf_obj_end[];   /* bpf_obj.S 
 static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
 static int state;                   /* 0 not tried, 1 ready, -errno failed */
 static struct bpf_object *obj;
-static struct bpf_link *link_;
+static int prog_fd = -1;            /* loaded here (in obj) or inherited */
+static int link_fd = -1;
 static pid_t link_pid;              /* the process the link's iterator walks */
 static double load_ms;
 static char last_warn[160];         /* libbpf's last warning: the reason of a failure */
@@ -66,21 +68,39 @@ static double now_ms(void)
 static int attach(void)
 {
 	union bpf_iter_link_info li;
-	struct bpf_program *p = bpf_object__find_program_by_name(obj, "ns_tcpstate");
-	LIBBPF_OPTS(bpf_iter_attach_opts, o, .link_info = &li, .link_info_len = sizeof(li));
+	LIBBPF_OPTS(bpf_link_create_opts, o, .iter_info = &li, .iter_info_len = sizeof(li));
+	int fd;
 
-	if (!p)
-		return -ENOENT;
 	memset(&li, 0, sizeof(li));
 	li.task.pid = (__u32)getpid();
-	if (link_)
-		bpf_link__destroy(link_);
-	link_ = bpf_program__attach_iter(p, &o);
-	if (!link_) {
-		link_ = NULL;
-		return errno ? -errno : -EINVAL;
-	}
+	if ((fd = bpf_link_create(prog_fd, 0, BPF_TRACE_ITER, &o)) < 0)
+		return -errno;
+	if (link_fd >= 0)
+		close(link_fd);
+	link_fd = fd;
 	link_pid = getpid();
+	return 0;
+}
+
+/* A program loaded by a long-lived parent (NETSTATE_BPF_PROG_FD_ENV names
+ * its fd): ours if it is a tracing program called ns_tcpstate (records
+ * of another layout are refused by their magic).  Saves the ~0.1-0.3 s of
+ * BTF parsing a load costs in every process (docs/netstate.md). */
+static int adopt(const char *env)
+{
+	struct bpf_prog_info info;
+	__u32 len = sizeof(info);
+	char *end;
+	long fd = strtol(env, &end, 10);
+
+	memset(&info, 0, sizeof(info));
+	if (*end || fd < 0 || fd > 65535 || bpf_obj_get_info_by_fd((int)fd, &info, &len) < 0)
+		return -EBADF;
+	if (info.type != BPF_PROG_TYPE_TRACING || strcmp(info.name, "ns_tcpstate"))
+		return -EBADF;
+	if (fcntl((int)fd, F_SETFD, FD_CLOEXEC) < 0)   /* not for the processes we start */
+		return -errno;
+	prog_fd = (int)fd;
 	return 0;
 }
 
@@ -95,13 +115,28 @@ static int load(void)
 	}
 	libbpf_set_print(print_libbpf);
 	double t0 = now_ms();
+	const char *env = getenv(NETSTATE_BPF_PROG_FD_ENV);
+	if (env && adopt(env) == 0 && attach() == 0) {
+		load_ms = now_ms() - t0;
+		log_debug("netstate: BPF reader inherited (fd %d), attached in %.2f ms", prog_fd, load_ms);
+		return 0;
+	}
+	prog_fd = -1;
 	obj = bpf_object__open_mem(ns_bpf_obj_start, (size_t)(ns_bpf_obj_end - ns_bpf_obj_start), &oo);
 	if (!obj) {
 		r = errno ? -errno : -EINVAL;
 		obj = NULL;
 		goto fail;
 	}
-	if ((r = bpf_object__load(obj)) || (r = attach()))
+	if ((r = bpf_object__load(obj)))
+		goto fail;
+	struct bpf_program *p = bpf_object__find_program_by_name(obj, "ns_tcpstate");
+	prog_fd = p ? bpf_program__fd(p) : -1;
+	if (prog_fd < 0) {
+		r = -ENOENT;
+		goto fail;
+	}
+	if ((r = attach()))
 		goto fail;
 	load_ms = now_ms() - t0;
 	log_debug("netstate: BPF reader loaded in %.2f ms", load_ms);
@@ -109,11 +144,9 @@ static int load(void)
 fail:
 	log_info("netstate: BPF reader unavailable (%s%s%s): TCP state by syscalls", strerror(r < 0 ? -r : r),
 		 last_warn[0] ? "; libbpf: " : "", last_warn);
-	if (link_)
-		bpf_link__destroy(link_);
 	bpf_object__close(obj);
-	link_ = NULL;
 	obj = NULL;
+	prog_fd = -1;
 	return r < 0 ? r : -r;
 }
 
@@ -139,6 +172,11 @@ int ns_bpf_prepare(void)
 	r = state == 1 ? 0 : -ENOTSUP;
 	pthread_mutex_unlock(&lock);
 	return r;
+}
+
+int netstate_bpf_prog_fd(void)
+{
+	return ns_bpf_prepare() == 0 ? prog_fd : -1;
 }
 
 int netstate_capture_bpf(double *ms)
@@ -173,7 +211,7 @@ int ns_bpf_read(struct ns_bpf_buf *b)
 		return -ENOTSUP;
 	if (getenv("ZAPC_NETSTATE_BPF_BREAK"))   /* tests: a reader that fails in the middle of a capture */
 		return -EIO;
-	if ((fd = bpf_iter_create(bpf_link__fd(link_))) < 0) {
+	if ((fd = bpf_iter_create(link_fd)) < 0) {
 		r = -errno;
 		log_info("netstate: BPF reader: iterator: %s: TCP state by syscalls", strerror(-r));
 		return r;

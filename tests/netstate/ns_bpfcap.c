@@ -30,6 +30,7 @@
 #include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -252,6 +253,12 @@ int main(int argc, char **argv)
 	double load_ms = 0;
 	bool no_bpf = getenv("ZAPC_NETSTATE_NO_BPF") && strcmp(getenv("ZAPC_NETSTATE_NO_BPF"), "0");
 
+	if (argc == 2 && !strcmp(argv[1], "child")) {   /* given the program by its parent */
+		log_init("ns_bpfcap child", 0);
+		int on = netstate_capture_bpf(&load_ms);
+		printf("# child: BPF reader %s, attached in %.2f ms\n", on ? "in use" : "NOT in use", load_ms);
+		return on ? 0 : 1;
+	}
 	if (argc < 7) {
 		fprintf(stderr, "usage: ns_bpfcap POD_NS PEER_NS POD_IP PEER_IP POD_IP6 PEER_IP6\n");
 		return 2;
@@ -273,6 +280,24 @@ int main(int argc, char **argv)
 		ok(!bpf, "ZAPC_NETSTATE_NO_BPF=1: the BPF reader is off");
 	else
 		ok(bpf, "the BPF reader is loaded (%.1f ms, before the freeze)", load_ms);
+
+	if (bpf) {
+		/* A long-lived parent (the agent) loads once; a child only attaches. */
+		int pfd = netstate_bpf_prog_fd(), d = pfd >= 0 ? dup(pfd) : -1, st = -1;
+		char num[16];
+		snprintf(num, sizeof(num), "%d", d);
+		pid_t pid = fork();
+		if (pid == 0) {
+			setenv(NETSTATE_BPF_PROG_FD_ENV, num, 1);
+			execl("/proc/self/exe", "ns_bpfcap", "child", (char *)NULL);
+			_exit(127);
+		}
+		if (pid > 0)
+			waitpid(pid, &st, 0);
+		close(d);
+		ok(pid > 0 && WIFEXITED(st) && WEXITSTATUS(st) == 0,
+		   "a child given the loaded program (%s=%d) uses the reader without loading it", NETSTATE_BPF_PROG_FD_ENV, d);
+	}
 
 	/* The pod's connections. */
 	int e = 0;
