@@ -1,23 +1,32 @@
 /*
  * fast.c — capture a pod's established TCP connections in batches, with
  * the socket operations that io_uring can do queued on one ring (one
- * syscall per batch and phase) and only the rest as syscalls.
+ * syscall per batch and phase), and the rest read by the BPF reader in one
+ * read() (bpf.c) or, without it, as syscalls.
  *
  * Why: a syscall costs ~1.2-2.4 us on this VM and the capture of one
  * connection took ~48 of them (docs/netstate.md, "Figures").  io_uring
  * takes SOL_SOCKET getsockopt, setsockopt at any level (TCP_REPAIR,
  * TCP_REPAIR_QUEUE, SO_OOBINLINE ...), SIOCINQ/SIOCOUTQ and recv with
- * MSG_PEEK (uring.c); what stays a syscall is IP/TCP-level getsockopt:
- * TCP_QUEUE_SEQ, TCP_MAXSEG, TCP_TIMESTAMP, TCP_REPAIR_WINDOW and the
- * options of the table that are not SOL_SOCKET.
+ * MSG_PEEK (uring.c); IP/TCP-level getsockopt it cannot do: TCP_QUEUE_SEQ,
+ * TCP_MAXSEG, TCP_TIMESTAMP, TCP_REPAIR_WINDOW, SIOCOUTQNSD and the options
+ * of the table that are not SOL_SOCKET.  The BPF reader computes those
+ * values for every socket in repair mode the way the kernel's getsockopt
+ * does (bpf/tcpstate.bpf.c); without it (not loaded, or its read failed)
+ * they are ~20 syscalls per connection.
  *
- * Phases for a batch of connections (each "ring" is one io_uring_enter):
+ * Phases for a batch of connections (each "ring" is one io_uring_enter, or
+ * a few when the ring fills; with the BPF reader the batch is all the
+ * connections of the share, without it 16):
  *   ring 1: SOL_SOCKET options, SO_PEEK_OFF, urgent-byte peek, SIOCINQ,
  *           SO_OOBINLINE=1, SIOCINQ again, TCP_REPAIR on, receive queue
  *           selected and peeked, send queue selected and peeked
- *   calls:  TCP_QUEUE_SEQ (write_seq), TCP_MAXSEG, TCP_TIMESTAMP,
- *           TCP_REPAIR_WINDOW, [SIOCOUTQNSD], the other options
- *   ring 2: receive queue selected;  calls: TCP_QUEUE_SEQ (rcv_nxt)
+ *   BPF:    one iterator read: write_seq, rcv_nxt, snd_nxt, mss_clamp,
+ *           the clock + tsoffset, the five window fields and the IP/TCP
+ *           options of each socket in repair mode
+ *   or calls: TCP_QUEUE_SEQ (write_seq), TCP_MAXSEG, TCP_TIMESTAMP,
+ *           TCP_REPAIR_WINDOW, [SIOCOUTQNSD], the other options;
+ *           ring 2: receive queue selected;  calls: TCP_QUEUE_SEQ (rcv_nxt)
  *   ring 3: SIOCINQ, SIOCOUTQ (did anything move?), TCP_REPAIR off (no
  *           window probe), SO_REUSEADDR / SO_PEEK_OFF / SO_OOBINLINE back
  *
@@ -30,11 +39,15 @@
  *   receive queue only grow (a pod's loopback connections are not held).
  *   So the send peek is the queue from snd_una to write_seq, and the
  *   receive peek matches rcv_nxt when SIOCINQ in ring 3 equals its length
- *   (rcv_nxt only grows) and it did not fill its buffer.
+ *   (rcv_nxt only grows) and it did not fill its buffer.  The BPF read, like
+ *   the calls it replaces, comes after ring 1 and before ring 3: the same
+ *   window, so the same argument holds for the values it reads (a record
+ *   counts only for a socket in repair mode, in the state sock_diag saw).
  * * Unsent bytes (write_seq - snd_nxt) only shrink: snd_nxt only moves
  *   forward (retransmissions do not rewind it).  sock_diag's
  *   tcpi_notsent_bytes == 0 therefore proves 0 now; otherwise SIOCOUTQNSD
- *   is asked after the peek (bytes sent in between count as sent: true).
+ *   (or the BPF reader's write_seq - snd_nxt) is read after the peek
+ *   (bytes sent in between count as sent: true).
  * * Urgent data: with SO_OOBINLINE off, SIOCINQ stops at an urgent mark
  *   inside the queue (tcp_inq) and reads the whole queue with it on; equal
  *   values and no pending urgent byte (MSG_OOB peek fails with EINVAL)
