@@ -11,7 +11,7 @@
 #ifndef ZAPC_NETSTATE_BPF_REC_H
 #define ZAPC_NETSTATE_BPF_REC_H
 
-#define NS_BPF_REC_MAGIC 0x7a6e7301u   /* "zns" v1: changes with the layout */
+#define NS_BPF_REC_MAGIC 0x7a6e7302u   /* "zns" v2: changes with the layout */
 
 /* flags */
 #define NS_BPF_REPAIR      0x1u    /* tp->repair */
@@ -31,14 +31,16 @@ struct ns_bpf_rec {
 	unsigned int snd_nxt;         /* SIOCOUTQNSD = write_seq - snd_nxt */
 	unsigned int snd_una;
 	unsigned int snd_wl1, snd_wnd, max_window, rcv_wnd, rcv_wup;   /* TCP_REPAIR_WINDOW */
-	unsigned int maxseg;          /* TCP_MAXSEG */
+	unsigned int mss_clamp;       /* TCP_MAXSEG in repair mode */
+	unsigned int copied_seq;      /* rcv_nxt - copied_seq = SIOCINQ (+ a FIN) */
+	unsigned int rcv_saddr, saddr, daddr;   /* IPv4 getsockname/getpeername (network order) */
+	unsigned short sport, dport;  /* network order */
 	unsigned int timestamp;       /* TCP_TIMESTAMP */
 	int keepidle, keepintvl, keepcnt;   /* TCP_KEEPIDLE/KEEPINTVL (s), TCP_KEEPCNT */
 	int syncnt, linger2, user_timeout, notsent_lowat;
 	int defer_accept_raw;         /* rskq_defer_accept (retransmits; 0 is 0 s) */
 	int ttl, pmtudisc;            /* IP_TTL, IP_MTU_DISCOVER (IPv4) */
 	int hop_limit6, pmtudisc6;    /* np->hop_limit (raw: < 0 is "the route's"), IPV6_MTU_DISCOVER */
-	int pad;
 };
 
 #endif

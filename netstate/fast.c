@@ -18,13 +18,14 @@
  * Phases for a batch of connections (each "ring" is one io_uring_enter, or
  * a few when the ring fills; with the BPF reader the batch is all the
  * connections of the share, without it 16):
+ *   BPF:    (sock.c, before pass 0: it also gives kinds and IPv4 addresses)
+ *           one iterator read: write_seq, rcv_nxt, copied_seq, snd_una,
+ *           snd_nxt, mss_clamp, the clock + tsoffset, the five window
+ *           fields and the IP/TCP options of each TCP socket
  *   ring 1: SOL_SOCKET options, SO_PEEK_OFF, urgent-byte peek, SIOCINQ,
  *           SO_OOBINLINE=1, SIOCINQ again, TCP_REPAIR on, receive queue
  *           selected and peeked, send queue selected and peeked
- *   BPF:    one iterator read: write_seq, rcv_nxt, snd_nxt, mss_clamp,
- *           the clock + tsoffset, the five window fields and the IP/TCP
- *           options of each socket in repair mode
- *   or calls: TCP_QUEUE_SEQ (write_seq), TCP_MAXSEG, TCP_TIMESTAMP,
+ *   or calls (no BPF): TCP_QUEUE_SEQ (write_seq), TCP_MAXSEG, TCP_TIMESTAMP,
  *           TCP_REPAIR_WINDOW, [SIOCOUTQNSD], the other options;
  *           ring 2: receive queue selected;  calls: TCP_QUEUE_SEQ (rcv_nxt)
  *   ring 3: SIOCINQ, SIOCOUTQ (did anything move?), TCP_REPAIR off (no
@@ -39,10 +40,16 @@
  *   receive queue only grow (a pod's loopback connections are not held).
  *   So the send peek is the queue from snd_una to write_seq, and the
  *   receive peek matches rcv_nxt when SIOCINQ in ring 3 equals its length
- *   (rcv_nxt only grows) and it did not fill its buffer.  The BPF read, like
- *   the calls it replaces, comes after ring 1 and before ring 3: the same
- *   window, so the same argument holds for the values it reads (a record
- *   counts only for a socket in repair mode, in the state sock_diag saw).
+ *   (rcv_nxt only grows) and it did not fill its buffer.  The BPF read comes
+ *   before ring 1: its rcv_nxt - copied_seq (less a FIN) must equal the
+ *   receive peek and its write_seq - snd_una (less an unacked FIN) the
+ *   send peek; rcv_nxt only grows and snd_una only moves forward, so with
+ *   ring 3 equal too nothing moved from the read to ring 3, and its
+ *   sequence numbers are those of the peeks.  Window fields and the clock
+ *   are read a little earlier than the calls did (both are advisory or
+ *   move on; the restored clock continues from the value read).  TCP_MAXSEG
+ *   is read as in repair mode (mss_clamp).  A record counts only for a
+ *   socket not in repair mode, in the state sock_diag saw.
  * * Unsent bytes (write_seq - snd_nxt) only shrink: snd_nxt only moves
  *   forward (retransmissions do not rewind it).  sock_diag's
  *   tcpi_notsent_bytes == 0 therefore proves 0 now; otherwise SIOCOUTQNSD
@@ -200,14 +207,14 @@ static bool from_bpf(struct fast *f, const struct ns_bpf_buf *bb)
 	const struct ns_diag_sock *dg = f->dg;
 	const struct ns_bpf_rec *b = bb ? ns_bpf_find(bb, f->fd, dg->ino) : NULL;
 
-	/* in repair mode (ring 1 put it there) and in the state sock_diag saw */
-	if (!b || !(b->flags & NS_BPF_REPAIR) || b->state != dg->ti.tcpi_state ||
-	    (int)b->family != dg->family)
+	/* read before ring 1 (sock.c): the state sock_diag saw, not yet in
+	 * repair mode (else it is not the app's state: another capture?) */
+	if (!b || (b->flags & NS_BPF_REPAIR) || b->state != dg->ti.tcpi_state || (int)b->family != dg->family)
 		return false;
 	f->rec = b;
 	f->snd_seq = b->write_seq;        /* TCP_QUEUE_SEQ, send queue */
 	f->rcv_seq = b->rcv_nxt;          /* TCP_QUEUE_SEQ, receive queue: no ring 2 */
-	f->mss = (int)b->maxseg;
+	f->mss = (int)b->mss_clamp;       /* TCP_MAXSEG in repair mode */
 	f->ts = (dg->ti.tcpi_options & TCPI_OPT_TIMESTAMPS) ? b->timestamp : 0;
 	f->win.snd_wl1 = b->snd_wl1;
 	f->win.snd_wnd = b->snd_wnd;
@@ -336,7 +343,12 @@ static int finish(struct fast *f)
 	 * unsent count while unsent) but is no byte of the queue. */
 	if (fin_unacked && f->unsq > 0)
 		f->unsq--;
-	if (f->inq_after != f->rpeek || f->outq_after != f->speek + fin_unacked || f->unsq > f->speek) {
+	/* With the BPF record (read before ring 1): its queue ends must be the
+	 * peeked ones, so nothing moved between it and the peeks either. */
+	const struct ns_bpf_rec *b = f->rec;
+	bool bpf_moved = b && (b->rcv_nxt - b->copied_seq - (c->peer_fin ? 1u : 0u) != (uint32_t)f->rpeek ||
+			       b->write_seq - b->snd_una != (uint32_t)(f->speek + fin_unacked));
+	if (f->inq_after != f->rpeek || f->outq_after != f->speek + fin_unacked || f->unsq > f->speek || bpf_moved) {
 		free(c);   /* something moved after sock_diag looked: measure on its own */
 		f->slow = true;
 		return 0;
@@ -412,10 +424,6 @@ static int batch(struct ns_ring **rp, struct ns_bpf_buf *bb, struct fast *fs, si
 		*rp = NULL;   /* the caller closes it; nothing more goes through it */
 		r = NULL;
 	}
-	/* The BPF reader: every socket's values in one read, now that they are
-	 * in repair mode and peeked (failed: the syscalls below, logged). */
-	if (!err && bb && ns_bpf_read(bb) < 0)
-		bb = NULL;
 	for (k = 0; k < n; k++) {
 		struct fast *f = &fs[k];
 

@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include "lib/log.h"
+#include "netstate/bpf_rec.h"
 #include "netstate/internal.h"
 
 void netstate_sock_free(netstate_sock_t *s)
@@ -175,7 +176,31 @@ struct share {
 /* Pass 0: kind (SO_DOMAIN/SO_PROTOCOL/SO_TYPE where not known, batched
  * when a ring is there) and addresses (what sock_diag needs to find a
  * connection). */
-static int pass0(struct many *m, size_t lo, size_t hi, struct ns_ring *r)
+/* getsockname/getpeername of an IPv4 TCP socket from its BPF record, as
+ * inet_getname computes them: the peer only with a port and not in CLOSE
+ * or SYN_SENT (ENOTCONN); our address is rcv_saddr, saddr when 0.  IPv6
+ * is left to the syscalls (flow info and scope ids live in bits CO-RE
+ * cannot reach). */
+static bool names_from_bpf(struct ns_diag_sock *e, const struct ns_bpf_rec *b)
+{
+	if (!b || b->family != AF_INET || e->family != AF_INET)
+		return false;
+	memset(&e->local, 0, sizeof(e->local));
+	e->local.in4.sin_family = AF_INET;
+	e->local.in4.sin_port = b->sport;
+	e->local.in4.sin_addr.s_addr = b->rcv_saddr ? b->rcv_saddr : b->saddr;
+	e->has_local = true;
+	memset(&e->peer, 0, sizeof(e->peer));
+	e->has_peer = b->dport && b->state != TCP_CLOSE && b->state != TCP_SYN_SENT;
+	if (e->has_peer) {
+		e->peer.in4.sin_family = AF_INET;
+		e->peer.in4.sin_port = b->dport;
+		e->peer.in4.sin_addr.s_addr = b->daddr;
+	}
+	return true;
+}
+
+static int pass0(struct many *m, size_t lo, size_t hi, struct ns_ring *r, const struct ns_bpf_buf *bb)
 {
 	int res[3 * 64];
 
@@ -187,6 +212,14 @@ static int pass0(struct many *m, size_t lo, size_t hi, struct ns_ring *r)
 			int *rs = &res[3 * (i - b)];
 
 			rs[0] = rs[1] = rs[2] = 0;
+			/* a TCP socket the BPF reader saw: SOCK_STREAM, IPPROTO_TCP */
+			const struct ns_bpf_rec *b = bb ? ns_bpf_find(bb, m->fd[i], e->ino) : NULL;
+			if (b && (e->family < 0 || e->family == (int)b->family) && (e->protocol < 0 || e->protocol == IPPROTO_TCP)) {
+				e->family = (int)b->family;
+				e->protocol = IPPROTO_TCP;
+				e->type = SOCK_STREAM;
+				continue;
+			}
 			if (e->family < 0)
 				ns_ring_getsockopt(r, m->fd[i], SO_DOMAIN, &e->family, sizeof(int), &rs[0]);
 			if (e->protocol < 0)
@@ -221,6 +254,10 @@ static int pass0(struct many *m, size_t lo, size_t hi, struct ns_ring *r)
 		if (e->protocol != IPPROTO_TCP)
 			continue;
 		e->named = true;
+		if (bb && names_from_bpf(e, ns_bpf_find(bb, fd, e->ino))) {
+			e->ask = e->has_local && e->has_peer && e->ino;
+			continue;
+		}
 		len = sizeof(e->local);
 		e->has_local = getsockname(fd, &e->local.sa, &len) == 0;
 		len = sizeof(e->peer);
@@ -243,7 +280,12 @@ static void *share_worker(void *arg)
 	if (pthread_mutex_trylock(&sl->lock) != 0)
 		sl = &own;
 	slot_fill(sl);
-	if (pass0(m, sh->lo, sh->hi, sl->ring_ok ? &sl->ring : NULL) < 0)
+	/* The BPF reader, once: kinds and addresses for pass 0, the TCP values
+	 * for fast.c (which checks nothing moved since); failed: syscalls. */
+	struct ns_bpf_buf *bb = ns_bpf_prepare() == 0 ? &sl->bpf : NULL;
+	if (bb && ns_bpf_read(bb) < 0)
+		bb = NULL;
+	if (pass0(m, sh->lo, sh->hi, sl->ring_ok ? &sl->ring : NULL, bb) < 0)
 		goto out;
 	if (sl->bufs)
 		ns_diag_ask(sh->nl, sl->bufs, m->e + sh->lo, sh->hi - sh->lo);   /* failed: asked one by one */
@@ -258,7 +300,7 @@ static void *share_worker(void *arg)
 		}
 	}
 	if (nf && sl->ring_ok && !sl->ring.broken &&
-	    (r = ns_fast_capture(&sl->ring, ns_bpf_prepare() == 0 ? &sl->bpf : NULL, m->fd, m->e, idx, nf, m->out)) < 0)
+	    (r = ns_fast_capture(&sl->ring, bb, m->fd, m->e, idx, nf, m->out)) < 0)
 		fail_at(m, idx[0], r);
 	for (size_t i = sh->lo; i < sh->hi && !stopped(m); i++) {
 		struct ns_diag_sock *e = &m->e[i];

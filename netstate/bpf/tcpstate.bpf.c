@@ -1,7 +1,7 @@
 /*
  * tcpstate.bpf.c — BPF iterator over the reading process's open files
  * (SEC "iter/task_file", filtered to one process when attached): for each
- * TCP socket in repair mode, one struct ns_bpf_rec (netstate/bpf_rec.h) with the values
+ * TCP socket, one struct ns_bpf_rec (netstate/bpf_rec.h) with the values
  * the IP/TCP-level getsockopt calls and SIOCOUTQNSD of a capture would
  * return.  One read() of the iterator replaces ~20 syscalls per connection
  * (netstate/fast.c).  Loaded and read by netstate/bpf.c.
@@ -56,6 +56,8 @@ struct netns_ipv4 {
 struct net { struct netns_ipv4 ipv4; } PAI;
 typedef struct { struct net *net; } possible_net_t;
 struct sock_common {
+	__u32 skc_daddr, skc_rcv_saddr;
+	__u16 skc_dport;
 	unsigned short skc_family;
 	volatile unsigned char skc_state;
 	unsigned char skc_ipv6only : 1;
@@ -67,6 +69,8 @@ struct ipv6_pinfo { __s16 hop_limit; __u8 pmtudisc; } PAI;
 struct inet_sock {
 	struct sock sk;
 	struct ipv6_pinfo *pinet6;
+	__u32 inet_saddr;
+	__u16 inet_sport;
 	__s16 uc_ttl;
 	__u8 pmtudisc;
 } PAI;
@@ -81,7 +85,7 @@ struct tcp_options_received { __u16 user_mss; __u16 mss_clamp; } PAI;
 struct tcp_sock {
 	struct inet_connection_sock inet_conn;
 	__u32 max_window, notsent_lowat, tsoffset, snd_wnd, mss_cache, snd_wl1, write_seq;
-	__u32 rcv_nxt, snd_nxt, snd_una, rcv_wnd, rcv_wup;
+	__u32 rcv_nxt, copied_seq, snd_nxt, snd_una, rcv_wnd, rcv_wup;
 	__u8 repair : 1, tcp_usec_ts : 1;
 	__u8 nonagle : 4;
 	__u8 thin_lto : 1;
@@ -97,8 +101,6 @@ extern int CONFIG_HZ __kconfig;
 #define AF_INET6 10
 #define TCP_NAGLE_OFF 1    /* include/net/tcp.h */
 #define TCP_NAGLE_CORK 2
-#define TCPF_CLOSE (1 << 7)
-#define TCPF_LISTEN (1 << 10)
 
 char LICENSE[] SEC("license") = "GPL";
 
@@ -138,11 +140,8 @@ int ns_tcpstate(struct bpf_iter__task_file *ctx)
 	r.state = sk->__sk_common.skc_state;
 	net = sk->__sk_common.skc_net.net;
 
-	/* Only sockets in repair mode: the capture put those it asks about
-	 * there (fast.c, ring 1); the others are not its business. */
-	if (!BPF_CORE_READ_BITFIELD_PROBED(tp, repair))
-		return 0;
-	r.flags |= NS_BPF_REPAIR;
+	if (BPF_CORE_READ_BITFIELD_PROBED(tp, repair))
+		r.flags |= NS_BPF_REPAIR;
 	r.repair_queue = tp->repair_queue;
 	/* TCP_QUEUE_SEQ: write_seq (send queue) or rcv_nxt (receive queue) */
 	r.write_seq = tp->write_seq;
@@ -156,12 +155,16 @@ int ns_tcpstate(struct bpf_iter__task_file *ctx)
 	r.max_window = tp->max_window;
 	r.rcv_wnd = tp->rcv_wnd;
 	r.rcv_wup = tp->rcv_wup;
-	/* TCP_MAXSEG: mss_cache; user_mss in CLOSE/LISTEN when set; mss_clamp in repair */
-	r.maxseg = tp->mss_cache;
-	if (tp->rx_opt.user_mss && ((1 << r.state) & (TCPF_CLOSE | TCPF_LISTEN)))
-		r.maxseg = tp->rx_opt.user_mss;
-	if (r.flags & NS_BPF_REPAIR)
-		r.maxseg = tp->rx_opt.mss_clamp;
+	/* TCP_MAXSEG in repair mode (the capture reads it there): mss_clamp */
+	r.mss_clamp = tp->rx_opt.mss_clamp;
+	r.copied_seq = tp->copied_seq;
+	/* inet_getname: the peer is daddr:dport; we are rcv_saddr (saddr when
+	 * 0):sport (user space applies its ENOTCONN rule) */
+	r.rcv_saddr = sk->__sk_common.skc_rcv_saddr;
+	r.daddr = sk->__sk_common.skc_daddr;
+	r.dport = sk->__sk_common.skc_dport;
+	r.saddr = tp->inet_conn.icsk_inet.inet_saddr;
+	r.sport = tp->inet_conn.icsk_inet.inet_sport;
 	/* TCP_TIMESTAMP: tcp_clock_ts(tcp_usec_ts) + tsoffset, low bit = the usec
 	 * flag.  tcp_clock_ns() is ktime_get_ns(); bpf_ktime_get_ns() reads the
 	 * same CLOCK_MONOTONIC (its NMI-safe variant). */
