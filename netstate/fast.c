@@ -399,7 +399,7 @@ static Netstate__Socket *new_sock(const struct ns_diag_sock *dg)
 }
 
 /* One batch: out[f->i] set for the connections it could vouch for. */
-static int batch(struct ns_ring **rp, struct ns_bpf_buf *bb, struct fast *fs, size_t n, Netstate__Socket **out)
+static int batch(struct ns_ring **rp, const struct ns_bpf_buf *bb, struct fast *fs, size_t n, Netstate__Socket **out)
 {
 	struct ns_ring *r = *rp;
 	int err = 0;
@@ -483,7 +483,7 @@ static int batch(struct ns_ring **rp, struct ns_bpf_buf *bb, struct fast *fs, si
 	return err;
 }
 
-int ns_fast_capture(struct ns_ring *r, struct ns_bpf_buf *bb, const int *fd, struct ns_diag_sock *e,
+int ns_fast_capture(struct ns_ring *r, const struct ns_bpf_buf *bb, const int *fd, struct ns_diag_sock *e,
 		    const size_t *idx, size_t n, Netstate__Socket **out)
 {
 	/* With the BPF reader, one batch: one iterator read for all (ring 1

@@ -149,7 +149,7 @@ const struct ns_bpf_rec *ns_bpf_find(const struct ns_bpf_buf *b, int fd, uint64_
  * when it is there (NULL: syscalls).  out[idx[k]] is set for each one the
  * batch could vouch for; the others stay NULL, untouched, for
  * ns_tcp_capture.  0, or -errno (logged) when a socket could not be put back. */
-int ns_fast_capture(struct ns_ring *r, struct ns_bpf_buf *bb, const int *fd, struct ns_diag_sock *e,
+int ns_fast_capture(struct ns_ring *r, const struct ns_bpf_buf *bb, const int *fd, struct ns_diag_sock *e,
 		    const size_t *idx, size_t n, Netstate__Socket **out);
 
 /* udp.c */

@@ -95,6 +95,7 @@ int netstate_sock_capture(int fd, netstate_sock_t **out)
  * pod is frozen.
  */
 struct many {
+	const struct ns_bpf_buf *bb;   /* the BPF reader's records (read once for all shares), or NULL */
 	const int *fd;
 	netstate_sock_t **out;
 	struct ns_diag_sock *e;
@@ -111,10 +112,15 @@ static struct slot {
 	bool ring_ok;
 	struct ns_ring ring;
 	struct ns_diag_bufs *bufs;
-	struct ns_bpf_buf bpf;   /* the BPF reader's records */
 } slots[MAX_SHARES] = {
 	[0 ... MAX_SHARES - 1] = { .lock = PTHREAD_MUTEX_INITIALIZER },
 };
+
+/* The BPF reader's records, one read per call for all its shares. */
+static struct {
+	pthread_mutex_t lock;
+	struct ns_bpf_buf b;
+} shared_bpf = { .lock = PTHREAD_MUTEX_INITIALIZER };
 
 static void slot_fill(struct slot *sl)
 {
@@ -128,8 +134,6 @@ static void slot_fill(struct slot *sl)
 	}
 	if (!sl->bufs)
 		sl->bufs = ns_diag_bufs_new();
-	if (ns_bpf_prepare() == 0)
-		ns_bpf_buf_init(&sl->bpf, 64 << 10);   /* 512 records; grows if more */
 }
 
 static void *noop_thread(void *arg)
@@ -141,6 +145,11 @@ void netstate_capture_prepare(int threads)
 {
 	pthread_t th;
 
+	if (ns_bpf_prepare() == 0) {
+		pthread_mutex_lock(&shared_bpf.lock);
+		ns_bpf_buf_init(&shared_bpf.b, 96 << 10);   /* ~680 records; grows if more */
+		pthread_mutex_unlock(&shared_bpf.lock);
+	}
 	for (int k = 0; k < threads && k < MAX_SHARES; k++) {
 		pthread_mutex_lock(&slots[k].lock);
 		slot_fill(&slots[k]);
@@ -280,11 +289,7 @@ static void *share_worker(void *arg)
 	if (pthread_mutex_trylock(&sl->lock) != 0)
 		sl = &own;
 	slot_fill(sl);
-	/* The BPF reader, once: kinds and addresses for pass 0, the TCP values
-	 * for fast.c (which checks nothing moved since); failed: syscalls. */
-	struct ns_bpf_buf *bb = ns_bpf_prepare() == 0 ? &sl->bpf : NULL;
-	if (bb && ns_bpf_read(bb) < 0)
-		bb = NULL;
+	const struct ns_bpf_buf *bb = m->bb;
 	if (pass0(m, sh->lo, sh->hi, sl->ring_ok ? &sl->ring : NULL, bb) < 0)
 		goto out;
 	if (sl->bufs)
@@ -314,7 +319,6 @@ out:
 		if (own.ring_ok)
 			ns_ring_close(&own.ring);
 		free(own.bufs);
-		free(own.bpf.data);
 	} else {
 		pthread_mutex_unlock(&sl->lock);
 	}
@@ -346,6 +350,18 @@ int netstate_sock_capture_many(int netns_fd, const int *fd, const uint64_t *ino,
 	while (nsh < threads && nsh < MAX_SHARES && n > (size_t)nsh * 8)
 		nsh++;
 	ns_diag_open(netns_fd, nl, nsh);   /* failed: every socket is asked itself */
+	/* The BPF reader, once for all shares: kinds and IPv4 addresses for
+	 * pass 0, the TCP values for fast.c (which checks that nothing moved
+	 * since); unavailable or failed: syscalls. */
+	struct ns_bpf_buf own_bpf = { 0 }, *bb = NULL;
+	bool shared = false;
+	if (ns_bpf_prepare() == 0) {
+		shared = pthread_mutex_trylock(&shared_bpf.lock) == 0;   /* else a concurrent call has it */
+		bb = shared ? &shared_bpf.b : &own_bpf;
+		if (ns_bpf_read(bb) < 0)
+			bb = NULL;
+	}
+	m.bb = bb;
 	for (int k = 0; k < nsh; k++)
 		sh[k] = (struct share){ &m, n * (size_t)k / (size_t)nsh, n * (size_t)(k + 1) / (size_t)nsh, nl[k], k };
 	for (int k = 1; k < nsh; k++)
@@ -359,6 +375,9 @@ int netstate_sock_capture_many(int netns_fd, const int *fd, const uint64_t *ino,
 	for (int k = 0; k < nsh; k++)
 		if (nl[k] >= 0)
 			close(nl[k]);
+	if (shared)
+		pthread_mutex_unlock(&shared_bpf.lock);
+	free(own_bpf.data);
 	if (m.err) {
 		if (failed)
 			*failed = m.failed;
