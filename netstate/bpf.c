@@ -26,7 +26,7 @@
 #include "netstate/bpf_rec.h"
 #include "netstate/internal.h"
 
-_Static_assert(sizeof(struct ns_bpf_rec) == 144, "ns_bpf_rec: the BPF program (same header, BPF target) writes 144 bytes");
+_Static_assert(sizeof(struct ns_bpf_rec) == 216, "ns_bpf_rec: the BPF program (same header, BPF target) writes 216 bytes");
 
 extern const unsigned char ns_bpf_obj_start[], ns_bpf_obj_end[];   /* bpf_obj.S */
 

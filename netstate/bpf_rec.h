@@ -11,7 +11,7 @@
 #ifndef ZAPC_NETSTATE_BPF_REC_H
 #define ZAPC_NETSTATE_BPF_REC_H
 
-#define NS_BPF_REC_MAGIC 0x7a6e7302u   /* "zns" v2: changes with the layout */
+#define NS_BPF_REC_MAGIC 0x7a6e7303u   /* "zns" v3: changes with the layout */
 
 /* flags */
 #define NS_BPF_REPAIR      0x1u    /* tp->repair */
@@ -41,6 +41,14 @@ struct ns_bpf_rec {
 	int defer_accept_raw;         /* rskq_defer_accept (retransmits; 0 is 0 s) */
 	int ttl, pmtudisc;            /* IP_TTL, IP_MTU_DISCOVER (IPv4) */
 	int hop_limit6, pmtudisc6;    /* np->hop_limit (raw: < 0 is "the route's"), IPV6_MTU_DISCOVER */
+	/* SOL_SOCKET, as sk_getsockopt gives them */
+	int reuse, reuseport, sndbuf, rcvbuf, rcvlowat, priority, buf_lock;
+	int linger_onoff, linger;     /* SO_LINGER */
+	unsigned int sflags;          /* NS_BPF_S_* */
+	long long rcvtimeo_sec, rcvtimeo_usec, sndtimeo_sec, sndtimeo_usec;   /* SO_RCVTIMEO/SNDTIMEO (old timeval) */
 };
+#define NS_BPF_S_KEEPOPEN  0x1u   /* SO_KEEPALIVE */
+#define NS_BPF_S_URGINLINE 0x2u   /* SO_OOBINLINE */
+#define NS_BPF_S_TIMESTAMP 0x4u   /* SO_TIMESTAMP (old) */
 
 #endif

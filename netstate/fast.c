@@ -117,7 +117,45 @@ static void free_bufs(struct fast *f)
 	f->rbuf = f->sbuf = NULL;
 }
 
-static int ring1(struct ns_ring *r, struct fast *f)
+/* The BPF record of this connection, if it can be used: read before
+ * ring 1 (sock.c), so not in repair mode, and in the state sock_diag saw. */
+static const struct ns_bpf_rec *usable_rec(const struct fast *f, const struct ns_bpf_buf *bb)
+{
+	const struct ns_diag_sock *dg = f->dg;
+	const struct ns_bpf_rec *b = bb ? ns_bpf_find(bb, f->fd, dg->ino) : NULL;
+
+	if (!b || (b->flags & NS_BPF_REPAIR) || b->state != dg->ti.tcpi_state || (int)b->family != dg->family)
+		return NULL;
+	return b;
+}
+
+/* The SOL_SOCKET options of the table from the BPF record, as
+ * sk_getsockopt gives them: not asked on the ring then. */
+static void bpf_sock_opts(struct fast *f)
+{
+	const struct ns_bpf_rec *b = f->rec;
+	struct ns_opt_pre *p = &f->pre;
+	struct linger lg = { .l_onoff = b->linger_onoff, .l_linger = b->linger };
+	struct timeval rt = { .tv_sec = b->rcvtimeo_sec, .tv_usec = b->rcvtimeo_usec };
+	struct timeval st = { .tv_sec = b->sndtimeo_sec, .tv_usec = b->sndtimeo_usec };
+
+	p->lock = b->buf_lock;
+	p->lock_res = sizeof(int);
+	ns_opt_pre_add_int(p, SOL_SOCKET, SO_REUSEADDR, b->reuse);
+	ns_opt_pre_add_int(p, SOL_SOCKET, SO_REUSEPORT, b->reuseport);
+	ns_opt_pre_add_int(p, SOL_SOCKET, SO_KEEPALIVE, !!(b->sflags & NS_BPF_S_KEEPOPEN));
+	ns_opt_pre_add_int(p, SOL_SOCKET, SO_OOBINLINE, !!(b->sflags & NS_BPF_S_URGINLINE));
+	ns_opt_pre_add_int(p, SOL_SOCKET, SO_SNDBUF, b->sndbuf);
+	ns_opt_pre_add_int(p, SOL_SOCKET, SO_RCVBUF, b->rcvbuf);
+	ns_opt_pre_add_int(p, SOL_SOCKET, SO_RCVLOWAT, b->rcvlowat);
+	ns_opt_pre_add_int(p, SOL_SOCKET, SO_PRIORITY, b->priority);
+	ns_opt_pre_add_int(p, SOL_SOCKET, SO_TIMESTAMP, !!(b->sflags & NS_BPF_S_TIMESTAMP));
+	ns_opt_pre_add(p, SOL_SOCKET, SO_LINGER, &lg, sizeof(lg));
+	ns_opt_pre_add(p, SOL_SOCKET, SO_RCVTIMEO, &rt, sizeof(rt));
+	ns_opt_pre_add(p, SOL_SOCKET, SO_SNDTIMEO, &st, sizeof(st));
+}
+
+static int ring1(struct ns_ring *r, struct fast *f, const struct ns_bpf_buf *bb)
 {
 	const struct ns_diag_sock *dg = f->dg;
 	int fd = f->fd, e;
@@ -131,6 +169,10 @@ static int ring1(struct ns_ring *r, struct fast *f)
 	f->rpeek = 0;
 	if ((e = ns_ring_reserve(r, NS_PRE_QUEUE_MAX + 12)))   /* all of this socket's requests in one run */
 		return e;
+	f->pre.n = 0;
+	f->pre.lock_res = -1;
+	if ((f->rec = usable_rec(f, bb)))
+		bpf_sock_opts(f);
 	if ((e = ns_opts_queue(r, fd, f->s, dg, &f->pre)) ||
 	    (e = ns_ring_getsockopt(r, fd, SO_PEEK_OFF, &f->peek_off, sizeof(int), &f->peek_off_res)) ||
 	    (e = ns_ring_recv(r, fd, &f->oob, 1, MSG_OOB | MSG_PEEK, &f->oob_res)) ||
@@ -202,16 +244,13 @@ static void bpf_opts(struct fast *f)
 
 /* The values the syscalls below would read, from the BPF record (read
  * after ring 1, like them): true, or false when there is no usable record. */
-static bool from_bpf(struct fast *f, const struct ns_bpf_buf *bb)
+static bool from_bpf(struct fast *f)
 {
 	const struct ns_diag_sock *dg = f->dg;
-	const struct ns_bpf_rec *b = bb ? ns_bpf_find(bb, f->fd, dg->ino) : NULL;
+	const struct ns_bpf_rec *b = f->rec;   /* usable_rec() in ring 1 */
 
-	/* read before ring 1 (sock.c): the state sock_diag saw, not yet in
-	 * repair mode (else it is not the app's state: another capture?) */
-	if (!b || (b->flags & NS_BPF_REPAIR) || b->state != dg->ti.tcpi_state || (int)b->family != dg->family)
+	if (!b)
 		return false;
-	f->rec = b;
 	f->snd_seq = b->write_seq;        /* TCP_QUEUE_SEQ, send queue */
 	f->rcv_seq = b->rcv_nxt;          /* TCP_QUEUE_SEQ, receive queue: no ring 2 */
 	f->mss = (int)b->mss_clamp;       /* TCP_MAXSEG in repair mode */
@@ -229,7 +268,7 @@ static bool from_bpf(struct fast *f, const struct ns_bpf_buf *bb)
 /* After ring 1: can the batch vouch for this connection?  Then the values
  * from the BPF record (bb), or the syscall part (send queue selected,
  * repair on). */
-static void direct1(struct fast *f, const struct ns_bpf_buf *bb)
+static void direct1(struct fast *f)
 {
 	const struct ns_diag_sock *dg = f->dg;
 	socklen_t len;
@@ -245,7 +284,7 @@ static void direct1(struct fast *f, const struct ns_bpf_buf *bb)
 		f->slow = true;
 		return;
 	}
-	if (from_bpf(f, bb))
+	if (from_bpf(f))
 		return;
 	if (get_int(fd, IPPROTO_TCP, TCP_QUEUE_SEQ, (int *)&f->snd_seq) ||
 	    get_int(fd, IPPROTO_TCP, TCP_MAXSEG, &f->mss)) {
@@ -414,7 +453,7 @@ static int batch(struct ns_ring **rp, const struct ns_bpf_buf *bb, struct fast *
 
 		f->slow = false;
 		f->off_res = f->reuse_res = f->peek_back_res = f->inline_back_res = 0;
-		err = ring1(r, f);
+		err = ring1(r, f, bb);
 	}
 	if (!err)
 		err = ns_ring_run(r);
@@ -431,7 +470,7 @@ static int batch(struct ns_ring **rp, const struct ns_bpf_buf *bb, struct fast *
 			f->slow = true;
 			continue;
 		}
-		direct1(f, bb);
+		direct1(f);
 		if (!f->slow) {
 			int e = ns_opts_capture(f->fd, f->s, f->dg, &f->pre, f->dg->file_flags);
 			if (e)

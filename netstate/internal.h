@@ -98,8 +98,10 @@ int ns_ring_recv(struct ns_ring *r, int fd, void *buf, size_t len, int flags, in
 struct ns_opt_pre {
 	int n;
 	int lock, lock_res;              /* SO_BUF_LOCK: value, bytes or -errno */
-	struct { int res; uint8_t idx; char val[16]; } o[NS_PRE_MAX];
+	struct { int res; uint8_t idx; char val[16]; } o[NS_PRE_MAX];   /* val: an int, struct linger or timeval */
 };
+/* pre->n and pre->lock_res say what is known already (pre->n = 0 and
+ * lock_res = -1 for nothing): that is not queued again. */
 int ns_opts_queue(struct ns_ring *r, int fd, const Netstate__Socket *s, const struct ns_diag_sock *dg,
 		  struct ns_opt_pre *pre);
 /* An int option read ahead: 0, or -ENOENT. */
@@ -107,6 +109,7 @@ int ns_opt_pre_int(const struct ns_opt_pre *pre, int level, int name, int *val);
 /* Add an int option's value known otherwise (the BPF reader): 0, or
  * -ENOSPC / -ENOENT (not in the table: asked by getsockopt then). */
 int ns_opt_pre_add_int(struct ns_opt_pre *pre, int level, int name, int val);
+int ns_opt_pre_add(struct ns_opt_pre *pre, int level, int name, const void *val, int len);
 
 /* sockopt.c — phases of ns_opts_apply */
 enum ns_opt_phase { NS_OPT_BEFORE_BIND, NS_OPT_AFTER_REPAIR };

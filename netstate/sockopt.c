@@ -248,21 +248,26 @@ static int from_diag(const struct ns_diag_sock *dg, const struct opt_desc *d, vo
 int ns_opts_queue(struct ns_ring *r, int fd, const Netstate__Socket *s, const struct ns_diag_sock *dg,
 		  struct ns_opt_pre *pre)
 {
-	int kind = sock_kind_flags(s), r2;
+	int kind = sock_kind_flags(s), r2, known = pre->n, queued = 0;
 	char tmp[OPT_STR_MAX + 16];
 
-	pre->n = 0;
-	pre->lock = 0;
-	if ((r2 = ns_ring_getsockopt(r, fd, SO_BUF_LOCK, &pre->lock, sizeof(pre->lock), &pre->lock_res)))
-		return r2;
+	if (pre->lock_res < (int)sizeof(int)) {   /* not known yet */
+		pre->lock = 0;
+		if ((r2 = ns_ring_getsockopt(r, fd, SO_BUF_LOCK, &pre->lock, sizeof(pre->lock), &pre->lock_res)))
+			return r2;
+	}
 	for (size_t i = 0; i < N_OPTS; i++) {
 		const struct opt_desc *d = &opt_table[i];
+		bool have = false;
 
 		if (d->level != SOL_SOCKET || d->kind == K_STR || !applies(d, kind))
 			continue;
+		for (int k = 0; k < known && !have; k++)
+			have = pre->o[k].idx == i;
 		memset(tmp, 0, sizeof(tmp));
-		if (from_diag(dg, d, tmp) > 0 || pre->n == NS_PRE_QUEUE_MAX)
+		if (have || from_diag(dg, d, tmp) > 0 || queued == NS_PRE_QUEUE_MAX || pre->n == NS_PRE_MAX)
 			continue;
+		queued++;
 		pre->o[pre->n].idx = (uint8_t)i;
 		memset(pre->o[pre->n].val, 0, sizeof(pre->o[pre->n].val));
 		if ((r2 = ns_ring_getsockopt(r, fd, d->name, pre->o[pre->n].val, sizeof(pre->o[pre->n].val),
@@ -286,20 +291,25 @@ int ns_opt_pre_int(const struct ns_opt_pre *pre, int level, int name, int *val)
 	return -ENOENT;
 }
 
-int ns_opt_pre_add_int(struct ns_opt_pre *pre, int level, int name, int val)
+int ns_opt_pre_add(struct ns_opt_pre *pre, int level, int name, const void *val, int len)
 {
 	const struct opt_desc *d = find_desc((uint32_t)level, (uint32_t)name);
 
 	if (!d)
 		return -ENOENT;
-	if (pre->n == NS_PRE_MAX)
+	if (pre->n == NS_PRE_MAX || len <= 0 || (size_t)len > sizeof(pre->o[0].val))
 		return -ENOSPC;
 	pre->o[pre->n].idx = (uint8_t)(d - opt_table);
-	pre->o[pre->n].res = sizeof(int);
+	pre->o[pre->n].res = len;
 	memset(pre->o[pre->n].val, 0, sizeof(pre->o[pre->n].val));
-	memcpy(pre->o[pre->n].val, &val, sizeof(val));
+	memcpy(pre->o[pre->n].val, val, (size_t)len);
 	pre->n++;
 	return 0;
+}
+
+int ns_opt_pre_add_int(struct ns_opt_pre *pre, int level, int name, int val)
+{
+	return ns_opt_pre_add(pre, level, name, &val, sizeof(val));
 }
 
 /* The value read ahead for table entry i: its length (or -errno), or 0 when

@@ -60,10 +60,22 @@ struct sock_common {
 	__u16 skc_dport;
 	unsigned short skc_family;
 	volatile unsigned char skc_state;
+	unsigned char skc_reuse : 4;
+	unsigned char skc_reuseport : 1;
 	unsigned char skc_ipv6only : 1;
 	possible_net_t skc_net;
+	unsigned long skc_flags;
 } PAI;
-struct sock { struct sock_common __sk_common; } PAI;
+struct sock {
+	struct sock_common __sk_common;
+	__u8 sk_userlocks;
+	int sk_rcvbuf, sk_sndbuf, sk_rcvlowat;
+	long sk_rcvtimeo, sk_sndtimeo;
+	__u32 sk_priority;
+	unsigned long sk_lingertime;
+} PAI;
+enum sock_flags { SOCK_URGINLINE = 2, SOCK_KEEPOPEN = 3, SOCK_LINGER = 4, SOCK_RCVTSTAMP = 11,
+		  SOCK_RCVTSTAMPNS = 12, SOCK_TSTAMP_NEW = 26 };
 struct socket { struct sock *sk; } PAI;
 struct ipv6_pinfo { __s16 hop_limit; __u8 pmtudisc; } PAI;
 struct inet_sock {
@@ -97,12 +109,28 @@ struct tcp_sock {
 
 extern int CONFIG_HZ __kconfig;
 
+#define SOCK_BUF_LOCK_MASK 3   /* SOCK_SNDBUF_LOCK | SOCK_RCVBUF_LOCK */
+#define MAX_SCHEDULE_TIMEOUT 0x7fffffffffffffffL
 #define AF_INET 2
 #define AF_INET6 10
 #define TCP_NAGLE_OFF 1    /* include/net/tcp.h */
 #define TCP_NAGLE_CORK 2
 
 char LICENSE[] SEC("license") = "GPL";
+
+/* sock_flag(sk, flag); the bit numbers relocated (enum sock_flags is named) */
+#define SK_FLAG(fl, name) (!!((fl) & (1UL << bpf_core_enum_value(enum sock_flags, name))))
+
+/* sock_get_timeout(), old timeval: 0 for "none", else jiffies in s + us */
+static __always_inline void timeo(long t, int hz, long long *sec, long long *usec)
+{
+	if (t == MAX_SCHEDULE_TIMEOUT || t < 0) {
+		*sec = *usec = 0;
+		return;
+	}
+	*sec = (long long)((unsigned long)t / (unsigned)hz);
+	*usec = (long long)(((unsigned long)t % (unsigned)hz) * 1000000UL / (unsigned)hz);
+}
 
 /* C's int division (toward zero): the BPF ISA clang 14 targets has only an
  * unsigned one. */
@@ -218,6 +246,29 @@ int ns_tcpstate(struct bpf_iter__task_file *ctx)
 			r.pmtudisc6 = np->pmtudisc;
 		}
 	}
+	/* sk_getsockopt: SO_REUSEADDR sk_reuse, SO_REUSEPORT sk_reuseport,
+	 * SO_KEEPALIVE / SO_OOBINLINE flags, SO_SNDBUF / SO_RCVBUF / SO_RCVLOWAT /
+	 * SO_PRIORITY as they are, SO_BUF_LOCK sk_userlocks & SOCK_BUF_LOCK_MASK,
+	 * SO_LINGER {flag, sk_lingertime / HZ}, SO_TIMESTAMP_OLD RCVTSTAMP and
+	 * neither TSTAMP_NEW nor RCVTSTAMPNS, SO_RCV/SNDTIMEO_OLD sock_get_timeout */
+	unsigned long fl = sk->__sk_common.skc_flags;
+	r.reuse = (int)BPF_CORE_READ_BITFIELD_PROBED(&sk->__sk_common, skc_reuse);
+	r.reuseport = (int)BPF_CORE_READ_BITFIELD_PROBED(&sk->__sk_common, skc_reuseport);
+	r.sndbuf = sk->sk_sndbuf;
+	r.rcvbuf = sk->sk_rcvbuf;
+	r.rcvlowat = sk->sk_rcvlowat;
+	r.priority = (int)sk->sk_priority;
+	r.buf_lock = sk->sk_userlocks & SOCK_BUF_LOCK_MASK;
+	r.linger_onoff = SK_FLAG(fl, SOCK_LINGER);
+	r.linger = (int)(sk->sk_lingertime / (unsigned)hz);
+	if (SK_FLAG(fl, SOCK_KEEPOPEN))
+		r.sflags |= NS_BPF_S_KEEPOPEN;
+	if (SK_FLAG(fl, SOCK_URGINLINE))
+		r.sflags |= NS_BPF_S_URGINLINE;
+	if (SK_FLAG(fl, SOCK_RCVTSTAMP) && !SK_FLAG(fl, SOCK_TSTAMP_NEW) && !SK_FLAG(fl, SOCK_RCVTSTAMPNS))
+		r.sflags |= NS_BPF_S_TIMESTAMP;
+	timeo(sk->sk_rcvtimeo, hz, &r.rcvtimeo_sec, &r.rcvtimeo_usec);
+	timeo(sk->sk_sndtimeo, hz, &r.sndtimeo_sec, &r.sndtimeo_usec);
 	bpf_seq_write(ctx->meta->seq, &r, sizeof(r));
 	return 0;
 }
