@@ -231,6 +231,21 @@ static void opts_c0(int fd)
 	setsockopt(fd, IPPROTO_TCP, TCP_THIN_LINEAR_TIMEOUTS, &one, sizeof(one));
 }
 
+/* SOL_SOCKET options the BPF reader computes (sk_getsockopt) */
+static void opts_c1(int fd)
+{
+	int one = 1, prio = 5;
+	struct linger lg = { 1, 9 };
+	struct timeval tv = { 2, 500000 };
+	setsockopt(fd, SOL_SOCKET, SO_TIMESTAMP, &one, sizeof(one));
+	setsockopt(fd, SOL_SOCKET, SO_LINGER, &lg, sizeof(lg));
+	setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
+	setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one));
+	setsockopt(fd, SOL_SOCKET, SO_OOBINLINE, &one, sizeof(one));
+	setsockopt(fd, SOL_SOCKET, SO_PRIORITY, &prio, sizeof(prio));
+	setsockopt(fd, SOL_SOCKET, SO_KEEPALIVE, &one, sizeof(one));
+}
+
 static void opts_c4(int fd)
 {
 	int one = 1, hops = 7, tc = 0x20;
@@ -305,7 +320,7 @@ int main(int argc, char **argv)
 	for (size_t i = 0; i < sizeof(in0); i++)
 		in0[i] = pat(i, 99);
 	send(peer[C_QUEUES], in0, sizeof(in0), 0);   /* receive queue */
-	e |= tcp_pair(AF_INET, peer_ip, port + C_CORK, &pod[C_CORK], &peer[C_CORK], NULL);
+	e |= tcp_pair(AF_INET, peer_ip, port + C_CORK, &pod[C_CORK], &peer[C_CORK], opts_c1);
 	setsockopt(pod[C_CORK], IPPROTO_TCP, TCP_CORK, &one, sizeof(one));
 	send(pod[C_CORK], "corked", 6, 0);   /* stays unsent while corked */
 	send(peer[C_CORK], "to the corked one", 17, 0);
@@ -423,6 +438,19 @@ int main(int argc, char **argv)
 	int pc = pod[C_CORK];
 	ok(getint(pc, IPPROTO_TCP, TCP_CORK) == 1 && read_n(pc, got, 17) == 17 && !memcmp(got, "to the corked one", 17),
 	   "cork: TCP_CORK still on, the app reads its pending data");
+	{
+		struct linger lg = { 0, 0 };
+		struct timeval tv = { 0, 0 };
+		socklen_t ll = sizeof(lg), tl = sizeof(tv);
+		getsockopt(pc, SOL_SOCKET, SO_LINGER, &lg, &ll);
+		getsockopt(pc, SOL_SOCKET, SO_SNDTIMEO, &tv, &tl);
+		ok(getint(pc, SOL_SOCKET, SO_TIMESTAMP) == 1 && lg.l_onoff == 1 && lg.l_linger == 9 && tv.tv_sec == 2 &&
+		   tv.tv_usec == 500000 && getint(pc, SOL_SOCKET, SO_REUSEPORT) == 1 &&
+		   getint(pc, SOL_SOCKET, SO_OOBINLINE) == 1 && getint(pc, SOL_SOCKET, SO_PRIORITY) == 5 &&
+		   getint(pc, SOL_SOCKET, SO_KEEPALIVE) == 1,
+		   "socket options read back: SO_TIMESTAMP, SO_LINGER, SO_SNDTIMEO (%ld.%06ld), SO_REUSEPORT, SO_OOBINLINE, "
+		   "SO_PRIORITY, SO_KEEPALIVE", (long)tv.tv_sec, (long)tv.tv_usec);
+	}
 	setsockopt(pc, IPPROTO_TCP, TCP_CORK, &zero, sizeof(zero));
 	ok(read_n(peer[C_CORK], rd, 6) == 6 && !memcmp(rd, "corked", 6), "cork: uncorked, the peer gets the corked bytes");
 
