@@ -174,6 +174,25 @@ int ns_bpf_prepare(void)
 	return r;
 }
 
+int ns_bpf_ready(void)
+{
+	int r = -ENOTSUP;
+
+	if (!__atomic_load_n(&enabled, __ATOMIC_RELAXED))
+		return r;
+	pthread_mutex_lock(&lock);
+	if (state == 1) {
+		r = 0;
+		if (link_pid != getpid() && (r = attach()) < 0) {
+			log_info("netstate: BPF reader: attach in pid %d: %s: TCP state by syscalls", (int)getpid(),
+				 strerror(-r));
+			state = -1;
+		}
+	}
+	pthread_mutex_unlock(&lock);
+	return r < 0 ? -ENOTSUP : 0;
+}
+
 int netstate_bpf_prog_fd(void)
 {
 	return ns_bpf_prepare() == 0 ? prog_fd : -1;
@@ -207,7 +226,7 @@ int ns_bpf_read(struct ns_bpf_buf *b)
 	ssize_t n;
 
 	b->len = 0;
-	if (ns_bpf_prepare())
+	if (ns_bpf_ready())
 		return -ENOTSUP;
 	if (getenv("ZAPC_NETSTATE_BPF_BREAK"))   /* tests: a reader that fails in the middle of a capture */
 		return -EIO;

@@ -140,6 +140,9 @@ struct ns_bpf_buf {
 };
 /* Load and attach once (idempotent, thread-safe): 0, or -ENOTSUP (why was logged once). */
 int ns_bpf_prepare(void);
+/* Loaded already (a capture never loads it: ~0.1 s, it would be spent
+ * with the pod frozen)?  0, or -ENOTSUP. */
+int ns_bpf_ready(void);
 /* Grow (and touch) b to cap bytes. */
 int ns_bpf_buf_init(struct ns_bpf_buf *b, size_t cap);
 /* Read every record now: their count, or -errno (logged; use syscalls). */

@@ -48,7 +48,9 @@ int netstate_sock_capture_many(int netns_fd, const int *fd, const uint64_t *ino,
 /* Optional, before the pod is frozen: make now what netstate_sock_capture_many
  * keeps between calls for up to `threads` threads (io_uring rings, sock_diag
  * buffers, a thread stack): ~0.1-0.5 ms of page touching otherwise spent
- * while the pod is stopped. */
+ * while the pod is stopped; and load the BPF reader of TCP state (~0.1 s,
+ * see netstate_bpf_prog_fd): a capture uses it only if it was loaded
+ * before (here, or by netstate_capture_bpf), never loads it itself. */
 void netstate_capture_prepare(int threads);
 
 /* Is the BPF reader of TCP state in use (loaded now if not yet; 1 or 0)?

@@ -355,7 +355,7 @@ int netstate_sock_capture_many(int netns_fd, const int *fd, const uint64_t *ino,
 	 * since); unavailable or failed: syscalls. */
 	struct ns_bpf_buf own_bpf = { 0 }, *bb = NULL;
 	bool shared = false;
-	if (ns_bpf_prepare() == 0) {
+	if (ns_bpf_ready() == 0) {   /* loaded by netstate_capture_prepare, never here */
 		shared = pthread_mutex_trylock(&shared_bpf.lock) == 0;   /* else a concurrent call has it */
 		bb = shared ? &shared_bpf.b : &own_bpf;
 		if (ns_bpf_read(bb) < 0)
