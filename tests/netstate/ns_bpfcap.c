@@ -261,7 +261,7 @@ static const char *const cname[NC] = { "queues+options", "cork", "urgent", "clos
 int main(int argc, char **argv)
 {
 	int pod[NC], peer[NC], one = 1, zero = 0;
-	uint8_t *sndbuf = malloc(8 << 20), *rd = malloc(8 << 20), in0[1000], got[4096];
+	uint8_t *sndbuf = NULL, *rd = NULL, in0[1000], got[4096];
 	size_t sent0 = 0, sent4 = 0;
 	netstate_sock_t *a[NC], *b[NC], *c[NC];
 	struct netstate_hold *h;
@@ -279,6 +279,8 @@ int main(int argc, char **argv)
 		return 2;
 	}
 	log_init("ns_bpfcap", 0);
+	sndbuf = malloc(8 << 20);
+	rd = malloc(8 << 20);
 	signal(SIGPIPE, SIG_IGN);
 	setvbuf(stdout, NULL, _IOLBF, 0);
 	ns_pod = open_ns(argv[1]);
@@ -352,27 +354,43 @@ int main(int argc, char **argv)
 	sent0 = fill(pod[C_QUEUES], sndbuf, 256 << 10, 1);
 	sent4 = fill(pod[C_V6], sndbuf + (4 << 20), 128 << 10, 2);
 	usleep(20000);
-	r = capture(pod, NC, a);
+	/* Three captures: as the engine does it (a), with the BPF reader off
+	 * (b), with the reader failing (c).  A socket may move between two of
+	 * them on its own (TCP_CORK's 200 ms timer sends corked data): a
+	 * difference counts only if it is there again in a second try. */
+	int diff_ab = 0, diff_cb = 0, rb = 0, rc = 0;
+	for (int attempt = 0; attempt < 3; attempt++) {
+		if (attempt) {
+			printf("# records differed: capture again (%d)\n", attempt);
+			for (int i = 0; i < NC; i++)
+				netstate_sock_free(a[i]);
+		}
+		r = capture(pod, NC, a);
+		int was = netstate_capture_use_bpf(0);
+		rb = capture(pod, NC, b);
+		netstate_capture_use_bpf(was);
+		setenv("ZAPC_NETSTATE_BPF_BREAK", "1", 1);
+		rc = capture(pod, NC, c);
+		unsetenv("ZAPC_NETSTATE_BPF_BREAK");
+		if (r || rb || rc)
+			break;
+		diff_ab = diff_cb = 0;
+		for (int i = 0; i < NC; i++) {
+			if (!same_record(a[i], b[i])) {
+				diff_ab++;
+				printf("# %s: records differ with and without the BPF reader\n", cname[i]);
+			}
+			diff_cb += !same_record(c[i], b[i]);
+			netstate_sock_free(b[i]);
+			netstate_sock_free(c[i]);
+		}
+		if (!diff_ab && !diff_cb)
+			break;
+	}
 	ok(!r, "capture of the %d connections, as the engine does it (BPF reader %s)", NC, bpf ? "on" : "off");
-	int was = netstate_capture_use_bpf(0);
-	int rb = capture(pod, NC, b);
-	netstate_capture_use_bpf(was);
-	setenv("ZAPC_NETSTATE_BPF_BREAK", "1", 1);
-	int rc = capture(pod, NC, c);
-	unsetenv("ZAPC_NETSTATE_BPF_BREAK");
 	if (r || rb || rc) {
 		ok(0, "captures with the BPF reader off (%d) and failing (%d)", rb, rc);
 		goto out;
-	}
-	int diff_ab = 0, diff_cb = 0;
-	for (int i = 0; i < NC; i++) {
-		if (!same_record(a[i], b[i])) {
-			diff_ab++;
-			printf("# %s: records differ with and without the BPF reader\n", cname[i]);
-		}
-		diff_cb += !same_record(c[i], b[i]);
-		netstate_sock_free(b[i]);
-		netstate_sock_free(c[i]);
 	}
 	ok(diff_ab == 0, "records with and without the BPF reader identical (%d of %d differ)", diff_ab, NC);
 	ok(diff_cb == 0, "a BPF reader failing in the middle of a capture: the capture still works, same records (%d differ)",
@@ -496,6 +514,8 @@ out:
 		close(pod[i]);
 		close(peer[i]);
 	}
+	free(sndbuf);
+	free(rd);
 	printf("1..%d\n", tap_n);
 	return tap_fail ? 1 : 0;
 }
