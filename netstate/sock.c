@@ -346,8 +346,14 @@ int netstate_sock_capture_many(int netns_fd, const int *fd, const uint64_t *ino,
 		m.e[i].type = -1;
 		m.e[i].file_flags = file_flags ? file_flags[i] : -1;
 	}
-	/* A thread costs tens of us to start: only for more than a few sockets. */
-	while (nsh < threads && nsh < MAX_SHARES && n > (size_t)nsh * 8)
+	/* A thread costs tens of us to start: only for more than a few sockets.
+	 * With the BPF reader a connection costs ~10 us of CPU here, and a
+	 * second share ~0.4 ms more CPU than it saves (its own ring runs,
+	 * netlink socket and thread; 100 connections: 1 thread 0.86-1.3 ms,
+	 * 2 threads 1.0-2.7 ms, both under the other helpers' load): only
+	 * for many. */
+	size_t per_share = ns_bpf_ready() == 0 ? 128 : 8;
+	while (nsh < threads && nsh < MAX_SHARES && n > (size_t)nsh * per_share)
 		nsh++;
 	ns_diag_open(netns_fd, nl, nsh);   /* failed: every socket is asked itself */
 	/* The BPF reader, once for all shares: kinds and IPv4 addresses for
