@@ -169,8 +169,7 @@ static int ring1(struct ns_ring *r, struct fast *f, const struct ns_bpf_buf *bb)
 	f->rpeek = 0;
 	if ((e = ns_ring_reserve(r, NS_PRE_QUEUE_MAX + 12)))   /* all of this socket's requests in one run */
 		return e;
-	f->pre.n = 0;
-	f->pre.lock_res = -1;
+	ns_opt_pre_reset(&f->pre);
 	if ((f->rec = usable_rec(f, bb)))
 		bpf_sock_opts(f);
 	if ((e = ns_opts_queue(r, fd, f->s, dg, &f->pre)) ||

@@ -95,7 +95,9 @@ int ns_ring_recv(struct ns_ring *r, int fd, void *buf, size_t len, int flags, in
  * level io_uring's getsockopt takes). */
 #define NS_PRE_MAX 40         /* the SOL_SOCKET ones read ahead + up to 17 from the BPF reader */
 #define NS_PRE_QUEUE_MAX 20   /* of them read ahead on the ring */
+#define NS_OPT_TABLE_MAX 64   /* entries in sockopt.c's table, at most */
 struct ns_opt_pre {
+	uint8_t at[NS_OPT_TABLE_MAX];    /* table index -> o[] index + 1; 0: not known */
 	int n;
 	int lock, lock_res;              /* SO_BUF_LOCK: value, bytes or -errno */
 	struct { int res; uint8_t idx; char val[16]; } o[NS_PRE_MAX];   /* val: an int, struct linger or timeval */
@@ -104,6 +106,8 @@ struct ns_opt_pre {
  * lock_res = -1 for nothing): that is not queued again. */
 int ns_opts_queue(struct ns_ring *r, int fd, const Netstate__Socket *s, const struct ns_diag_sock *dg,
 		  struct ns_opt_pre *pre);
+/* Nothing known yet. */
+void ns_opt_pre_reset(struct ns_opt_pre *pre);
 /* An int option read ahead: 0, or -ENOENT. */
 int ns_opt_pre_int(const struct ns_opt_pre *pre, int level, int name, int *val);
 /* Add an int option's value known otherwise (the BPF reader): 0, or
