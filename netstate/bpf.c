@@ -10,6 +10,7 @@
  * without task-file iterators or their pid filter) leaves the syscall path
  * in force, with one log_info line saying why.
  */
+#include <dlfcn.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
@@ -29,6 +30,55 @@
 _Static_assert(sizeof(struct ns_bpf_rec) == 216, "ns_bpf_rec: the BPF program (same header, BPF target) writes 216 bytes");
 
 extern const unsigned char ns_bpf_obj_start[], ns_bpf_obj_end[];   /* bpf_obj.S */
+static char last_warn[160];         /* libbpf's last warning: the reason of a failure */
+
+/*
+ * libbpf is opened with dlopen when the reader is first prepared, not
+ * linked: linked, libbpf.so (+ libelf, libz) added ~4300 relocations and
+ * 2-7 ms to every start of every program linking libnetstate (the engine:
+ * each checkpoint and restore), where only a dump with sockets uses it.
+ */
+static struct {
+	void *h;
+	libbpf_print_fn_t (*set_print)(libbpf_print_fn_t fn);
+	struct bpf_object *(*open_mem)(const void *buf, size_t len, const struct bpf_object_open_opts *o);
+	int (*load)(struct bpf_object *obj);
+	struct bpf_program *(*find_prog)(const struct bpf_object *obj, const char *name);
+	int (*prog_fd)(const struct bpf_program *p);
+	void (*close)(struct bpf_object *obj);
+	int (*link_create)(int prog_fd, int target_fd, enum bpf_attach_type type, const struct bpf_link_create_opts *o);
+	int (*iter_create)(int link_fd);
+	int (*info_by_fd)(int fd, void *info, __u32 *len);
+} lb;
+
+static int lb_open(void)
+{
+	void *h;
+
+	if (lb.h)
+		return 0;
+	if (!(h = dlopen("libbpf.so.1", RTLD_NOW | RTLD_LOCAL))) {
+		snprintf(last_warn, sizeof(last_warn), "%s", dlerror());
+		return -ENOENT;
+	}
+#define SYM(f, name) if (!(lb.f = (typeof(lb.f))dlsym(h, name))) goto missing
+	SYM(set_print, "libbpf_set_print");
+	SYM(open_mem, "bpf_object__open_mem");
+	SYM(load, "bpf_object__load");
+	SYM(find_prog, "bpf_object__find_program_by_name");
+	SYM(prog_fd, "bpf_program__fd");
+	SYM(close, "bpf_object__close");
+	SYM(link_create, "bpf_link_create");
+	SYM(iter_create, "bpf_iter_create");
+	SYM(info_by_fd, "bpf_obj_get_info_by_fd");
+#undef SYM
+	lb.h = h;
+	return 0;
+missing:
+	snprintf(last_warn, sizeof(last_warn), "libbpf.so.1: %s", dlerror());
+	dlclose(h);
+	return -ENOENT;
+}
 
 static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
 static int state;                   /* 0 not tried, 1 ready, -errno failed */
@@ -37,7 +87,6 @@ static int prog_fd = -1;            /* loaded here (in obj) or inherited */
 static int link_fd = -1;
 static pid_t link_pid;              /* the process the link's iterator walks */
 static double load_ms;
-static char last_warn[160];         /* libbpf's last warning: the reason of a failure */
 static int enabled = 1;             /* netstate_capture_use_bpf */
 
 static int print_libbpf(enum libbpf_print_level level, const char *fmt, va_list ap)
@@ -73,7 +122,7 @@ static int attach(void)
 
 	memset(&li, 0, sizeof(li));
 	li.task.pid = (__u32)getpid();
-	if ((fd = bpf_link_create(prog_fd, 0, BPF_TRACE_ITER, &o)) < 0)
+	if ((fd = lb.link_create(prog_fd, 0, BPF_TRACE_ITER, &o)) < 0)
 		return -errno;
 	if (link_fd >= 0)
 		close(link_fd);
@@ -94,7 +143,7 @@ static int adopt(const char *env)
 	long fd = strtol(env, &end, 10);
 
 	memset(&info, 0, sizeof(info));
-	if (*end || fd < 0 || fd > 65535 || bpf_obj_get_info_by_fd((int)fd, &info, &len) < 0)
+	if (*end || fd < 0 || fd > 65535 || lb.info_by_fd((int)fd, &info, &len) < 0)
 		return -EBADF;
 	if (info.type != BPF_PROG_TYPE_TRACING || strcmp(info.name, "ns_tcpstate"))
 		return -EBADF;
@@ -113,8 +162,10 @@ static int load(void)
 		log_info("netstate: BPF reader off (ZAPC_NETSTATE_NO_BPF): TCP state by syscalls");
 		return -ECANCELED;
 	}
-	libbpf_set_print(print_libbpf);
-	double t0 = now_ms();
+	double t0 = now_ms();   /* the load time includes the dlopen */
+	if ((r = lb_open()))
+		goto fail;
+	lb.set_print(print_libbpf);
 	const char *env = getenv(NETSTATE_BPF_PROG_FD_ENV);
 	if (env && adopt(env) == 0 && attach() == 0) {
 		load_ms = now_ms() - t0;
@@ -122,16 +173,16 @@ static int load(void)
 		return 0;
 	}
 	prog_fd = -1;
-	obj = bpf_object__open_mem(ns_bpf_obj_start, (size_t)(ns_bpf_obj_end - ns_bpf_obj_start), &oo);
+	obj = lb.open_mem(ns_bpf_obj_start, (size_t)(ns_bpf_obj_end - ns_bpf_obj_start), &oo);
 	if (!obj) {
 		r = errno ? -errno : -EINVAL;
 		obj = NULL;
 		goto fail;
 	}
-	if ((r = bpf_object__load(obj)))
+	if ((r = lb.load(obj)))
 		goto fail;
-	struct bpf_program *p = bpf_object__find_program_by_name(obj, "ns_tcpstate");
-	prog_fd = p ? bpf_program__fd(p) : -1;
+	struct bpf_program *p = lb.find_prog(obj, "ns_tcpstate");
+	prog_fd = p ? lb.prog_fd(p) : -1;
 	if (prog_fd < 0) {
 		r = -ENOENT;
 		goto fail;
@@ -144,7 +195,8 @@ static int load(void)
 fail:
 	log_info("netstate: BPF reader unavailable (%s%s%s): TCP state by syscalls", strerror(r < 0 ? -r : r),
 		 last_warn[0] ? "; libbpf: " : "", last_warn);
-	bpf_object__close(obj);
+	if (obj)
+		lb.close(obj);
 	obj = NULL;
 	prog_fd = -1;
 	return r < 0 ? r : -r;
@@ -230,7 +282,7 @@ int ns_bpf_read(struct ns_bpf_buf *b)
 		return -ENOTSUP;
 	if (getenv("ZAPC_NETSTATE_BPF_BREAK"))   /* tests: a reader that fails in the middle of a capture */
 		return -EIO;
-	if ((fd = bpf_iter_create(link_fd)) < 0) {
+	if ((fd = lb.iter_create(link_fd)) < 0) {
 		r = -errno;
 		log_info("netstate: BPF reader: iterator: %s: TCP state by syscalls", strerror(-r));
 		return r;
