@@ -182,9 +182,6 @@ struct share {
 	int k;            /* slot */
 };
 
-/* Pass 0: kind (SO_DOMAIN/SO_PROTOCOL/SO_TYPE where not known, batched
- * when a ring is there) and addresses (what sock_diag needs to find a
- * connection). */
 /* getsockname/getpeername of an IPv4 TCP socket from its BPF record, as
  * inet_getname computes them: the peer only with a port and not in CLOSE
  * or SYN_SENT (ENOTCONN); our address is rcv_saddr, saddr when 0.  IPv6
@@ -209,6 +206,9 @@ static bool names_from_bpf(struct ns_diag_sock *e, const struct ns_bpf_rec *b)
 	return true;
 }
 
+/* Pass 0: kind (SO_DOMAIN/SO_PROTOCOL/SO_TYPE where not known, batched
+ * when a ring is there; from the BPF record for the TCP sockets it saw) and
+ * addresses (what sock_diag needs to find a connection). */
 static int pass0(struct many *m, size_t lo, size_t hi, struct ns_ring *r, const struct ns_bpf_buf *bb)
 {
 	int res[3 * 64];
