@@ -18,11 +18,16 @@ capout=$(timeout 120 $B capture $NS_POD $NS_PEER $POD_IP $PEER_IP 100 | tee -a /
 cap=$(echo "$capout" | sed -n 's/^capture: [0-9]* established connections: min [0-9.]* ms, median \([0-9.]*\) ms.*/\1/p')
 capcpu=$(echo "$capout" | sed -n 's/^capture: [0-9]* established connections: .*CPU median \([0-9.]*\) ms.*/\1/p')
 single=$(echo "$capout" | sed -n 's/^capture (each socket on its own.*median \([0-9.]*\) ms (.*/\1/p')
+nobpf=$(echo "$capout" | sed -n 's/^capture (BPF reader off): [0-9]* established connections: min [0-9.]* ms, median \([0-9.]*\) ms.*/\1/p')
+nobpfcpu=$(echo "$capout" | sed -n 's/^capture (BPF reader off): .*CPU median \([0-9.]*\) ms.*/\1/p')
+bpfload=$(echo "$capout" | sed -n 's/^capture: records with and without the BPF reader identical.*BPF load \([0-9.]*\) ms.*/\1/p')
 nfq=$(timeout 60 $B recovery $NS_POD $NS_PEER $POD_IP $PEER_IP $HOLD_MS nfqueue | tee -a /dev/stderr | awk '/^RESULT/{print $3}')
 drop=$(timeout 60 $B recovery $NS_POD $NS_PEER $POD_IP $PEER_IP $HOLD_MS drop | tee -a /dev/stderr | awk '/^RESULT/{print $3}')
 awk -v a="$nfq" -v b="$drop" 'BEGIN{ if (a > 0 && b > 0) printf "recovery after a %s ms hold: nfqueue %.1f ms, drop %.1f ms, drop/nfqueue = %.0fx (target nfqueue < 50 ms)\n", '"$HOLD_MS"', a*1e3, b*1e3, b/a; else print "recovery: a run failed" }'
 [ -n "$cap" ] && echo "BENCH netstate_capture_100_conns_ms $cap ms median, as the engine does it; target < 1 ms on top of freezing"
 [ -n "$capcpu" ] && echo "BENCH netstate_capture_100_conns_cpu_ms $capcpu ms CPU (both threads), median"
+[ -n "$nobpf" ] && echo "BENCH netstate_capture_100_conns_nobpf_ms $nobpf ms median, the same with the BPF reader off (CPU $nobpfcpu ms)"
+[ -n "$bpfload" ] && echo "BENCH netstate_bpf_load_ms $bpfload ms to load and attach the BPF reader (before the freeze)"
 [ -n "$single" ] && echo "BENCH netstate_capture_100_conns_single_ms $single ms median, each socket on its own (the way before sock_diag)"
 awk -v a="$nfq" -v b="$drop" 'BEGIN{ if (a > 0 && b > 0) {
 	printf "BENCH netstate_first_byte_after_hold_nfqueue_ms %.1f ms target < 50 ms\n", a*1e3

@@ -8,7 +8,10 @@
  *       (agent/engine/inet.c: per socket the kind check and a copy of the
  *       fd, then netstate_sock_capture_many: one sock_diag round trip, 2
  *       threads; records packed), min/median of 20 rounds; then the same on
- *       one thread, and each socket on its own (netstate_sock_capture).  Freezing
+ *       one thread, and each socket on its own (netstate_sock_capture); the
+ *       engine's way also with the BPF reader off (syscalls for the IP/TCP
+ *       values), and first a byte-for-byte comparison of the records made
+ *       the three ways.  Freezing
  *       and the hold are not included (the pod is ours, the peer idle).
  *   netstate_bench recovery POD_NS PEER_NS POD_IP PEER_IP HOLD_MS MODE
  *       the peer sends a small message every millisecond; the pod's traffic
@@ -26,6 +29,7 @@
 #include <pthread.h>
 #include <sched.h>
 #include <signal.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -75,6 +79,22 @@ static int cmp_double(const void *a, const void *b)
 {
 	double x = *(const double *)a, y = *(const double *)b;
 	return x < y ? -1 : x > y;
+}
+
+/* Two records the same, byte for byte once packed (TCP_TIMESTAMP is the
+ * clock now, in ms: not a difference). */
+static bool same_record(netstate_sock_t *x, netstate_sock_t *y)
+{
+	if (x->conn && y->conn)
+		x->conn->timestamp = y->conn->timestamp = 0;
+	size_t lx = netstate_sock_packed_size(x), ly = netstate_sock_packed_size(y);
+	uint8_t *px = malloc(lx + 1), *py = malloc(ly + 1);
+	netstate_sock_pack(x, px);
+	netstate_sock_pack(y, py);
+	bool same = lx == ly && !memcmp(px, py, lx);
+	free(px);
+	free(py);
+	return same;
 }
 
 static int bench_capture(const char *pod_ip, const char *peer_ip, int n)
@@ -132,48 +152,55 @@ static int bench_capture(const char *pod_ip, const char *peer_ip, int n)
 	 * (NS_BENCH_ONLY=engine|diag|single runs one way only, for syscall counts.) */
 	const char *only = getenv("NS_BENCH_ONLY");
 	if (!only) {
-		netstate_sock_t *x[n], *y;
+		netstate_sock_t *x[n], *b[n], *y;
 		uint64_t inos[n];
-		int diff = 0;
+		int diff = 0, diff_bpf = 0, bpf;
+		double load_ms = 0;
 
 		for (int i = 0; i < n; i++)
 			inos[i] = ino[i];
+		/* x: sock_diag + io_uring, IP/TCP values by syscalls; b: the same
+		 * with the BPF reader (as the engine does it); y: one by one (tcp.c) */
+		int was = netstate_capture_use_bpf(0);
 		if (netstate_sock_capture_many(ns_pod, pod, inos, NULL, NULL, NULL, (size_t)n, x, 1, NULL))
+			return 1;
+		netstate_capture_use_bpf(was);
+		bpf = netstate_capture_bpf(&load_ms);
+		if (netstate_sock_capture_many(ns_pod, pod, inos, NULL, NULL, NULL, (size_t)n, b, 1, NULL))
 			return 1;
 		for (int i = 0; i < n; i++) {
 			if (netstate_sock_capture(pod[i], &y))
 				return 1;
-			/* TCP_TIMESTAMP is the clock now (ms): not a difference */
-			if (x[i]->conn && y->conn)
-				x[i]->conn->timestamp = y->conn->timestamp = 0;
-			size_t lx = netstate_sock_packed_size(x[i]), ly = netstate_sock_packed_size(y);
-			uint8_t *px = malloc(lx + 1), *py = malloc(ly + 1);
-			netstate_sock_pack(x[i], px);
-			netstate_sock_pack(y, py);
-			if (lx != ly || memcmp(px, py, lx))
-				diff++;
-			free(px);
-			free(py);
+			diff += !same_record(x[i], y);
+			diff_bpf += !same_record(b[i], x[i]);
 			netstate_sock_free(x[i]);
+			netstate_sock_free(b[i]);
 			netstate_sock_free(y);
 		}
 		printf("capture: records with and without sock_diag %s (%d of %d differ)\n", diff ? "DIFFER" : "identical",
 		       diff, n);
-		if (diff)
+		if (bpf)
+			printf("capture: records with and without the BPF reader %s (%d of %d differ); BPF load %.2f ms\n",
+			       diff_bpf ? "DIFFER" : "identical", diff_bpf, n, load_ms);
+		else
+			printf("capture: BPF reader not in use (see the log line above)\n");
+		if (diff || diff_bpf)
 			return 1;
 	}
 	/* the engine makes these before it freezes the pod (inet_dump_early) */
 	netstate_capture_prepare(2);
 	/* Three ways: as the engine does it (sock_diag, 2 threads), sock_diag on
 	 * one thread, and each socket on its own (the old way). */
-	static const struct { const char *name, *what; int diag, threads; } modes[] = {
-		{ "engine", "", 1, 2 },
-		{ "diag", " (sock_diag, 1 thread)", 1, 1 },
-		{ "single", " (each socket on its own, 1 thread)", 0, 1 },
+	static const struct { const char *name, *what; int diag, threads, bpf; } modes[] = {
+		{ "engine", "", 1, 2, 1 },
+		{ "nobpf", " (BPF reader off)", 1, 2, 0 },
+		{ "diag", " (sock_diag, 1 thread)", 1, 1, 1 },
+		{ "single", " (each socket on its own, 1 thread)", 0, 1, 1 },
 	};
 	for (size_t mi = 0; mi < sizeof(modes) / sizeof(modes[0]); mi++) {
 		if (only && strcmp(only, modes[mi].name))
 			continue;
+		int bpf_was = netstate_capture_use_bpf(modes[mi].bpf);
 		for (int round = 0; round < 20; round++) {
 			size_t bytes = 0;
 			int copies[n], fam[n], proto[n];
@@ -217,6 +244,7 @@ static int bench_capture(const char *pod_ip, const char *peer_ip, int n)
 			if (round == 0 && mi == 0)
 				printf("capture: %d connections, image %zu bytes\n", n, bytes);
 		}
+		netstate_capture_use_bpf(bpf_was);
 		qsort(t, 20, sizeof(t[0]), cmp_double);
 		qsort(cpu, 20, sizeof(cpu[0]), cmp_double);
 		printf("capture%s: %d established connections: min %.3f ms, median %.3f ms (%.1f us per connection); "

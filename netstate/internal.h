@@ -93,16 +93,27 @@ int ns_ring_recv(struct ns_ring *r, int fd, void *buf, size_t len, int flags, in
 
 /* sockopt.c — SOL_SOCKET options read ahead through io_uring (the only
  * level io_uring's getsockopt takes). */
-#define NS_PRE_MAX 20
+#define NS_PRE_MAX 40         /* the SOL_SOCKET ones read ahead + up to 17 from the BPF reader */
+#define NS_PRE_QUEUE_MAX 20   /* of them read ahead on the ring */
+#define NS_OPT_TABLE_MAX 64   /* entries in sockopt.c's table, at most */
 struct ns_opt_pre {
+	uint8_t at[NS_OPT_TABLE_MAX];    /* table index -> o[] index + 1; 0: not known */
 	int n;
 	int lock, lock_res;              /* SO_BUF_LOCK: value, bytes or -errno */
-	struct { int res; uint8_t idx; char val[16]; } o[NS_PRE_MAX];
+	struct { int res; uint8_t idx; char val[16]; } o[NS_PRE_MAX];   /* val: an int, struct linger or timeval */
 };
+/* pre->n and pre->lock_res say what is known already (pre->n = 0 and
+ * lock_res = -1 for nothing): that is not queued again. */
 int ns_opts_queue(struct ns_ring *r, int fd, const Netstate__Socket *s, const struct ns_diag_sock *dg,
 		  struct ns_opt_pre *pre);
+/* Nothing known yet. */
+void ns_opt_pre_reset(struct ns_opt_pre *pre);
 /* An int option read ahead: 0, or -ENOENT. */
 int ns_opt_pre_int(const struct ns_opt_pre *pre, int level, int name, int *val);
+/* Add an int option's value known otherwise (the BPF reader): 0, or
+ * -ENOSPC / -ENOENT (not in the table: asked by getsockopt then). */
+int ns_opt_pre_add_int(struct ns_opt_pre *pre, int level, int name, int val);
+int ns_opt_pre_add(struct ns_opt_pre *pre, int level, int name, const void *val, int len);
 
 /* sockopt.c — phases of ns_opts_apply */
 enum ns_opt_phase { NS_OPT_BEFORE_BIND, NS_OPT_AFTER_REPAIR };
@@ -123,12 +134,33 @@ int ns_tcp_restore(const Netstate__Socket *s, int *fd_out);
 int ns_tcp_finish(const Netstate__Socket *s, int fd);
 int ns_tcp_detach(int fd);
 
+/* bpf.c — the BPF reader (docs/netstate.md, "BPF reader").  A buffer of
+ * records (struct ns_bpf_rec, bpf_rec.h) of every TCP socket this process
+ * holds. */
+struct ns_bpf_rec;
+struct ns_bpf_buf {
+	void *data;
+	size_t len, cap;
+};
+/* Load and attach once (idempotent, thread-safe): 0, or -ENOTSUP (why was logged once). */
+int ns_bpf_prepare(void);
+/* Loaded already (a capture never loads it: ~0.1 s, it would be spent
+ * with the pod frozen)?  0, or -ENOTSUP. */
+int ns_bpf_ready(void);
+/* Grow (and touch) b to cap bytes. */
+int ns_bpf_buf_init(struct ns_bpf_buf *b, size_t cap);
+/* Read every record now: their count, or -errno (logged; use syscalls). */
+int ns_bpf_read(struct ns_bpf_buf *b);
+/* The record of fd (and socket inode ino, when not 0), or NULL. */
+const struct ns_bpf_rec *ns_bpf_find(const struct ns_bpf_buf *b, int fd, uint64_t ino);
+
 /* fast.c — established connections of e[idx[0..n)] (sock_diag answered for
- * them) in batches through io_uring r.  out[idx[k]] is set for each one the
+ * them) in batches through io_uring r, with the BPF reader's records in bb
+ * when it is there (NULL: syscalls).  out[idx[k]] is set for each one the
  * batch could vouch for; the others stay NULL, untouched, for
  * ns_tcp_capture.  0, or -errno (logged) when a socket could not be put back. */
-int ns_fast_capture(struct ns_ring *r, const int *fd, struct ns_diag_sock *e, const size_t *idx, size_t n,
-		    Netstate__Socket **out);
+int ns_fast_capture(struct ns_ring *r, const struct ns_bpf_buf *bb, const int *fd, struct ns_diag_sock *e,
+		    const size_t *idx, size_t n, Netstate__Socket **out);
 
 /* udp.c */
 int ns_udp_capture(int fd, Netstate__Socket *s);

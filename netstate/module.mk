@@ -27,3 +27,16 @@ $(NETSTATE_BENCH): $(BUILD)/bin/%: $(BUILD)/bench/%.o $(NETSTATE_LIB) $(LIBZAPC)
 
 # The record validator's unit test runs with the unit tests (also under SAN).
 UNIT_TESTS += $(BUILD)/bin/ns_validate
+
+# The BPF reader (docs/netstate.md, "BPF reader"): bpf/tcpstate.bpf.c
+# compiled with clang for the BPF target (CO-RE: no vmlinux.h needed) and
+# embedded in libnetstate by bpf_obj.S.  Loaded with libbpf (dlopen, see bpf.c).
+NETSTATE_BPF_OBJ := $(BUILD)/netstate/tcpstate.bpf.o
+$(NETSTATE_BPF_OBJ): netstate/bpf/tcpstate.bpf.c netstate/bpf_rec.h | $(BUILD)/.deps-ok
+	@mkdir -p $(@D)
+	clang -target bpf -O2 -g -Wall -Werror -I. -I/usr/include/$(shell $(CC) -dumpmachine) -c -o $@ $<
+$(BUILD)/netstate/bpf_obj.o: netstate/bpf_obj.S $(NETSTATE_BPF_OBJ)
+	@mkdir -p $(@D)
+	$(CC) -DNS_BPF_OBJ='"$(NETSTATE_BPF_OBJ)"' -c -o $@ $<
+$(NETSTATE_LIB): $(BUILD)/netstate/bpf_obj.o
+# libbpf itself is dlopen()ed by bpf.c when the reader is prepared (not linked: start-up cost).

@@ -48,8 +48,25 @@ int netstate_sock_capture_many(int netns_fd, const int *fd, const uint64_t *ino,
 /* Optional, before the pod is frozen: make now what netstate_sock_capture_many
  * keeps between calls for up to `threads` threads (io_uring rings, sock_diag
  * buffers, a thread stack): ~0.1-0.5 ms of page touching otherwise spent
- * while the pod is stopped. */
+ * while the pod is stopped; and load the BPF reader of TCP state (~0.1 s,
+ * see netstate_bpf_prog_fd): a capture uses it only if it was loaded
+ * before (here, or by netstate_capture_bpf), never loads it itself. */
 void netstate_capture_prepare(int threads);
+
+/* Is the BPF reader of TCP state in use (loaded now if not yet; 1 or 0)?
+ * *load_ms (may be NULL): what its load and attach took. */
+int netstate_capture_bpf(double *load_ms);
+/* Let captures use the BPF reader (on, the default) or not (A/B benches and
+ * tests); returns the previous setting.  ZAPC_NETSTATE_NO_BPF=1 in the
+ * environment keeps it off for the whole process. */
+int netstate_capture_use_bpf(int on);
+/* The BPF reader's program fd (loaded now if not yet), or -1.  A
+ * long-lived process (the agent) can load it once and hand it to the
+ * processes that capture: the fd inherited, its number in the environment
+ * variable below; they then only attach (~0.1 ms) instead of loading
+ * (~0.1-0.3 s here, mostly libbpf parsing the kernel's BTF). */
+#define NETSTATE_BPF_PROG_FD_ENV "ZAPC_NETSTATE_BPF_PROG_FD"
+int netstate_bpf_prog_fd(void);
 
 /* Make the captured original disappear silently when its last fd closes
  * (TCP: leave it in repair mode, so no FIN/RST reaches the peer).  For

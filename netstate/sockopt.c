@@ -110,8 +110,41 @@ static bool applies(const struct opt_desc *d, int kind)
 	return (d->flags & kind & F_ANY) && (d->flags & kind & F_BOTHFAM);
 }
 
+_Static_assert(sizeof(opt_table) / sizeof(opt_table[0]) <= NS_OPT_TABLE_MAX, "ns_opt_pre.at is too small");
+
+/* (level, name) -> table index + 1, made once: find_desc runs ~30 times
+ * per captured connection. */
+static uint8_t desc_at[5][128];
+static pthread_once_t desc_once = PTHREAD_ONCE_INIT;
+
+static int level_slot(uint32_t level)
+{
+	switch (level) {
+	case SOL_SOCKET: return 0;
+	case IPPROTO_IP: return 1;
+	case IPPROTO_IPV6: return 2;
+	case IPPROTO_TCP: return 3;
+	case IPPROTO_UDP: return 4;
+	default: return -1;
+	}
+}
+
+static void desc_index(void)
+{
+	for (size_t i = 0; i < sizeof(opt_table) / sizeof(opt_table[0]); i++) {
+		int l = level_slot((uint32_t)opt_table[i].level);
+		if (l >= 0 && opt_table[i].name >= 0 && opt_table[i].name < 128)
+			desc_at[l][opt_table[i].name] = (uint8_t)(i + 1);
+	}
+}
+
 static const struct opt_desc *find_desc(uint32_t level, uint32_t name)
 {
+	int l = level_slot(level);
+
+	pthread_once(&desc_once, desc_index);
+	if (l >= 0 && name < 128)
+		return desc_at[l][name] ? &opt_table[desc_at[l][name] - 1] : NULL;
 	for (size_t i = 0; i < sizeof(opt_table) / sizeof(opt_table[0]); i++)
 		if ((uint32_t)opt_table[i].level == level && (uint32_t)opt_table[i].name == name)
 			return &opt_table[i];
@@ -248,27 +281,31 @@ static int from_diag(const struct ns_diag_sock *dg, const struct opt_desc *d, vo
 int ns_opts_queue(struct ns_ring *r, int fd, const Netstate__Socket *s, const struct ns_diag_sock *dg,
 		  struct ns_opt_pre *pre)
 {
-	int kind = sock_kind_flags(s), r2;
+	int kind = sock_kind_flags(s), r2, known = pre->n, queued = 0;
 	char tmp[OPT_STR_MAX + 16];
 
-	pre->n = 0;
-	pre->lock = 0;
-	if ((r2 = ns_ring_getsockopt(r, fd, SO_BUF_LOCK, &pre->lock, sizeof(pre->lock), &pre->lock_res)))
-		return r2;
+	if (pre->lock_res < (int)sizeof(int)) {   /* not known yet */
+		pre->lock = 0;
+		if ((r2 = ns_ring_getsockopt(r, fd, SO_BUF_LOCK, &pre->lock, sizeof(pre->lock), &pre->lock_res)))
+			return r2;
+	}
 	for (size_t i = 0; i < N_OPTS; i++) {
 		const struct opt_desc *d = &opt_table[i];
+		bool have = false;
 
 		if (d->level != SOL_SOCKET || d->kind == K_STR || !applies(d, kind))
 			continue;
+		have = pre->at[i] != 0 && pre->at[i] <= known;
 		memset(tmp, 0, sizeof(tmp));
-		if (from_diag(dg, d, tmp) > 0 || pre->n == NS_PRE_MAX)
+		if (have || from_diag(dg, d, tmp) > 0 || queued == NS_PRE_QUEUE_MAX || pre->n == NS_PRE_MAX)
 			continue;
+		queued++;
 		pre->o[pre->n].idx = (uint8_t)i;
 		memset(pre->o[pre->n].val, 0, sizeof(pre->o[pre->n].val));
 		if ((r2 = ns_ring_getsockopt(r, fd, d->name, pre->o[pre->n].val, sizeof(pre->o[pre->n].val),
 					     &pre->o[pre->n].res)))
 			return r2;
-		pre->n++;
+		pre->at[i] = (uint8_t)(++pre->n);
 	}
 	return 0;
 }
@@ -286,21 +323,48 @@ int ns_opt_pre_int(const struct ns_opt_pre *pre, int level, int name, int *val)
 	return -ENOENT;
 }
 
+int ns_opt_pre_add(struct ns_opt_pre *pre, int level, int name, const void *val, int len)
+{
+	const struct opt_desc *d = find_desc((uint32_t)level, (uint32_t)name);
+
+	if (!d)
+		return -ENOENT;
+	if (pre->n == NS_PRE_MAX || len <= 0 || (size_t)len > sizeof(pre->o[0].val))
+		return -ENOSPC;
+	pre->o[pre->n].idx = (uint8_t)(d - opt_table);
+	pre->o[pre->n].res = len;
+	memset(pre->o[pre->n].val, 0, sizeof(pre->o[pre->n].val));
+	memcpy(pre->o[pre->n].val, val, (size_t)len);
+	pre->at[d - opt_table] = (uint8_t)(++pre->n);
+	return 0;
+}
+
+void ns_opt_pre_reset(struct ns_opt_pre *pre)
+{
+	memset(pre->at, 0, sizeof(pre->at));
+	pre->n = 0;
+	pre->lock_res = -1;
+}
+
+int ns_opt_pre_add_int(struct ns_opt_pre *pre, int level, int name, int val)
+{
+	return ns_opt_pre_add(pre, level, name, &val, sizeof(val));
+}
+
 /* The value read ahead for table entry i: its length (or -errno), or 0 when
  * it was not read ahead. */
 static int from_pre(const struct ns_opt_pre *pre, size_t i, char *buf)
 {
-	if (!pre)
+	int k;
+
+	if (!pre || !pre->at[i])
 		return 0;
-	for (int k = 0; k < pre->n; k++)
-		if (pre->o[k].idx == i) {
-			if (pre->o[k].res == 0)
-				return -EIO;   /* an option that has no value: as if unsupported */
-			if (pre->o[k].res > 0)
-				memcpy(buf, pre->o[k].val, (size_t)pre->o[k].res);
-			return pre->o[k].res;
-		}
-	return 0;
+	k = pre->at[i] - 1;
+	if (pre->o[k].res == 0)
+		return -EIO;   /* an option that has no value: as if unsupported */
+	if (pre->o[k].res > 0)
+		memcpy(buf, pre->o[k].val, (size_t)pre->o[k].res);
+	return pre->o[k].res;
 }
 
 int ns_opts_capture(int fd, Netstate__Socket *s, const struct ns_diag_sock *dg, const struct ns_opt_pre *pre,

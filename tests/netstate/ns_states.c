@@ -701,6 +701,10 @@ int main(int argc, char **argv)
 		perror("netns");
 		return 1;
 	}
+	/* as the engine does before the freeze: rings, buffers, the BPF reader
+	 * (so the captures below take the engine's path) */
+	netstate_capture_prepare(2);
+	printf("# BPF reader %s\n", netstate_capture_bpf(NULL) ? "in use" : "not in use");
 	test_established(AF_INET, pod_ip, peer_ip, 7201, 1);
 	test_established(AF_INET, pod_ip, peer_ip, 7202, 0);
 	if (argc >= 7)
