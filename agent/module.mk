@@ -9,7 +9,9 @@ SBINS      += $(BUILD)/bin/zapc-agent
 LIBEXEC    += $(BUILD)/bin/zapc-init
 POD_MOUNTS_OBJ := $(call objs,agent/pod_mounts.c)
 
-$(BUILD)/bin/zapc-agent: $(call objs,$(AGENT_SRCS)) $(LIBZAPC)
+# libnetstate.a by path (netstate/module.mk is read later): the agent loads
+# netstate's BPF reader once for its dump engines (ops.c bpf_loader)
+$(BUILD)/bin/zapc-agent: $(call objs,$(AGENT_SRCS)) $(BUILD)/libnetstate.a $(LIBZAPC)
 	@mkdir -p $(@D)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 

@@ -14,6 +14,8 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
+#include <sched.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -33,6 +35,7 @@
 #include "agent/pod.h"
 #include "lib/frame.h"
 #include "lib/log.h"
+#include "netstate/netstate.h"
 #include "proto/engine.pb-c.h"
 
 #define OP_TIMEOUT_S 600   /* an engine that takes longer is killed */
@@ -69,7 +72,8 @@ static struct {
 	struct pod_node *node;
 	char engine[4096];
 	struct op *ops;
-} g;
+	int bpf_fd;			/* netstate's BPF reader, loaded once; -1 until then */
+} g = { .bpf_fd = -1 };
 
 void ops_timing(const char *fmt, ...)
 {
@@ -81,11 +85,37 @@ void ops_timing(const char *fmt, ...)
 	va_end(ap);
 }
 
+/*
+ * The BPF reader of TCP state (netstate/bpf.c) costs ~0.1-0.3 s to load
+ * (libbpf parses the kernel's BTF).  Loaded once here, by a thread at idle
+ * priority, its program fd goes to every dump engine (fd 4, named in
+ * NETSTATE_BPF_PROG_FD_ENV), which then only attaches it (~0.1 ms) instead
+ * of loading it before each freeze.  Restore engines never get it.
+ */
+static void *bpf_loader(void *arg)
+{
+	struct sched_param sp = { 0 };
+
+	(void)arg;
+	pthread_setschedparam(pthread_self(), SCHED_IDLE, &sp);
+	__atomic_store_n(&g.bpf_fd, netstate_bpf_prog_fd(), __ATOMIC_RELEASE);
+	return NULL;
+}
+
 void ops_init(struct event_base *base, struct pod_node *node, const char *engine_path)
 {
+	pthread_attr_t a;
+	pthread_t th;
+
 	g.base = base;
 	g.node = node;
 	snprintf(g.engine, sizeof(g.engine), "%s", engine_path);
+	if (pthread_attr_init(&a) == 0) {
+		pthread_attr_setdetachstate(&a, PTHREAD_CREATE_DETACHED);
+		if (pthread_create(&th, &a, bpf_loader, NULL) != 0)
+			log_warn("agent: no thread to load the BPF reader: dump engines load it themselves");
+		pthread_attr_destroy(&a);
+	}
 }
 
 static uint64_t since_us(const struct timespec *t0)
@@ -420,10 +450,30 @@ static int op_spawn(struct op *op, char *const argv[], int io_fd, int io_target)
 	struct timeval tmo = { OP_TIMEOUT_S, 0 };
 	struct timeval rcvtmo = { 10, 0 };
 	int sv[2];
+	/* volatile: live across vfork() */
+	volatile int bpf_fd = op->kind == OP_CHECKPOINT ? __atomic_load_n(&g.bpf_fd, __ATOMIC_ACQUIRE) : -1;
+	char **volatile envp = environ;
 	pid_t pid;
 
-	if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) < 0)
+	if (bpf_fd >= 0) {	/* the environment plus the reader's fd number (bpf_loader) */
+		size_t n = 0;
+
+		while (environ[n])
+			n++;
+		if ((envp = malloc((n + 2) * sizeof(*envp)))) {
+			memcpy(envp, environ, n * sizeof(*envp));
+			envp[n] = NETSTATE_BPF_PROG_FD_ENV "=4";
+			envp[n + 1] = NULL;
+		} else {
+			envp = environ;
+			bpf_fd = -1;
+		}
+	}
+	if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) < 0) {
+		if (envp != environ)
+			free(envp);
 		return -errno;
+	}
 	ops_timing("engine spawn %s", argv[1]);
 	/*
 	 * vfork: the child only sets up fds and execs.  A fork of the agent
@@ -444,6 +494,8 @@ static int op_spawn(struct op *op, char *const argv[], int io_fd, int io_target)
 		sigprocmask(SIG_SETMASK, &old, NULL);
 		close(sv[0]);
 		close(sv[1]);
+		if (envp != environ)
+			free(envp);
 		return -e;
 	}
 	if (pid == 0) {
@@ -463,13 +515,18 @@ static int op_spawn(struct op *op, char *const argv[], int io_fd, int io_target)
 		if (dup2(io_fd, io_target) < 0 || dup2(null, io_target == 0 ? 1 : 0) < 0 ||
 		    dup2(sv[1], 3) < 0)
 			_exit(127);
+		/* dup2 onto itself would keep close-on-exec */
+		if (bpf_fd >= 0 && (bpf_fd == 4 ? fcntl(4, F_SETFD, 0) : dup2(bpf_fd, 4)) < 0)
+			_exit(127);
 		sigprocmask(SIG_SETMASK, &old, NULL);
-		execv(g.engine, argv);
+		execve(g.engine, argv, envp);
 		dprintf(2, "zapc-agent: exec %s: %s\n", g.engine, strerror(errno));
 		_exit(127);
 	}
 	sigprocmask(SIG_SETMASK, &old, NULL);
 	close(sv[1]);
+	if (envp != environ)
+		free(envp);
 	op->pid = pid;
 	op->ctl = sv[0];
 	/* A frame from our own engine arrives whole; the timeout only guards a wedged one. */
