@@ -832,7 +832,12 @@ int restore_main(int argc, char **argv)
 		}
 		if (f)
 			fclose(f);
-		r->scratch_addr = find_gap(4 * PAGE, rg, n);
+		/* next to the seed's memory (seed.h) unless the image has
+		 * something there */
+		r->scratch_addr = SEED_SCRATCH;
+		for (int i = 0; i < n; i++)
+			if (rg[i].s < SEED_SCRATCH + 4 * PAGE && SEED_SCRATCH < rg[i].e)
+				r->scratch_addr = find_gap(4 * PAGE, rg, n);
 		avoid = rg;
 		navoid = n;
 		if (!r->eng_vdso || !r->eng_vvar) {

@@ -257,12 +257,12 @@ int seed_prepare(struct rst_ctx *r, const struct range *avoid, int navoid)
 		return 0;
 	}
 	r->seed_fd = inv_move(r, r->seed_fd);
-	struct range *rg = xcalloc((size_t)navoid + 1, sizeof(*rg));
-	memcpy(rg, avoid, (size_t)navoid * sizeof(*rg));
-	rg[navoid] = (struct range){ r->scratch_addr, r->scratch_addr + 4 * PAGE };
-	pl.addr = find_gap(PLAN_GAP, rg, navoid + 1);
-	free(rg);
-	if (!pl.addr)
+	/* The plan goes next to the seed's text (SEED_PLAN, seed.h): nothing
+	 * of the image is mapped before a task has dropped it. */
+	(void)avoid;
+	(void)navoid;
+	pl.addr = SEED_PLAN;
+	if (r->scratch_addr < pl.addr + PLAN_GAP && pl.addr < r->scratch_addr + 4 * PAGE)
 		goto none;
 	size_t clen;
 	const uint8_t *code = inj_batch_code(&clen);
@@ -275,7 +275,7 @@ int seed_prepare(struct rst_ctx *r, const struct range *avoid, int navoid)
 		goto none;
 	_Static_assert(sizeof(struct seed_hdr) <= SEED_DATA_OFF, "seed header too big");
 	struct seed_hdr h = { SEED_MAGIC, pl.addr, len, ops_off, pl.n, r->ready_w, r->hold_r, r->scratch_addr,
-			      0, 0, code_at - pl.addr, clen };
+			      0, 0, code_at - pl.addr, clen, SEED_STACK, SEED_STACK_LEN };
 	/* the seed parks itself if this kernel puts [vvar][vvar_vclock][vdso]
 	 * next to each other (as ours are), keeping that block */
 	if (r->eng_vvar + r->eng_vvar_len == (r->eng_vclock_len ? r->eng_vclock : r->eng_vdso) &&
