@@ -380,26 +380,6 @@ static void prealloc_pages(char **cgroups, int ncg)
 	mm_prealloc((size_t)(kb * 1024 + kb * 1024 / 16 + (8u << 20)));
 }
 
-/*
- * The engine's own heap, populated in one go before the freeze: on this VM a
- * first touch of a fresh page costs ~10 us as a page fault but ~1 us after
- * MADV_POPULATE_WRITE, and a dump allocates a few KiB per process (the
- * model, /proc texts).  Freed memory stays (no trim) for reuse.
- */
-static void heap_prepare(void)
-{
-	size_t pad = 6u << 20;
-	mallopt(M_TRIM_THRESHOLD, 64 << 20);
-	mallopt(M_ARENA_MAX, 1);       /* helper threads too: not a fresh arena */
-	mallopt(M_TOP_PAD, (int)pad);
-	char *x = malloc(64);
-	char *top = sbrk(0);
-	uintptr_t from = ((uintptr_t)x + PAGE - 1) & ~(uintptr_t)(PAGE - 1);
-	if (x && top != (char *)-1 && (uintptr_t)top > from)
-		madvise((void *)from, (uintptr_t)top - from, 23 /* MADV_POPULATE_WRITE, 5.14 */);
-	free(x);
-}
-
 static void usage(void)
 {
 	fprintf(stderr, "usage: zapc-engine dump --cgroup DIR [--cgroup DIR...] --init PID -o FILE|- "
@@ -495,7 +475,7 @@ int dump_main(int argc, char **argv)
 		usage();
 		return 2;
 	}
-	heap_prepare();
+	heap_prepare(6u << 20);   /* before the freeze */
 	if (!strcmp(out, "-"))
 		outfd = STDOUT_FILENO;
 	else if ((outfd = open(out, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600)) < 0) {

@@ -1339,6 +1339,43 @@ int mm_restore_map_finish(struct rst_ctx *r, struct rproc *p)
 	return err;
 }
 
+/*
+ * Small page records (a process of a few dozen pages has a handful: stack,
+ * data, heap...) are gathered in one slot and written with a single
+ * process_vm_writev (one iovec per record), by the main thread: handing
+ * each to the writer thread cost a wakeup per record, more than the copy.
+ */
+#define GATHER_MAX (64u << 10)     /* bigger records go through the ring */
+#define GATHER_IOV 256
+
+struct gather {
+	uint8_t *buf;
+	size_t cap, used;
+	struct iovec rv[GATHER_IOV];
+	int n;
+};
+
+static int gather_flush(struct rproc *p, struct gather *g)
+{
+	int err = 0;
+	if (!g->n)
+		return 0;
+	struct iovec lv = { g->buf, g->used };
+	if (process_vm_writev(p->hpid, &lv, 1, g->rv, (unsigned long)g->n, 0) != (ssize_t)g->used) {
+		size_t off = 0;          /* a short write: again one by one */
+		for (int i = 0; i < g->n && !err; i++) {
+			err = mem_write(p->hpid, (uint64_t)g->rv[i].iov_base, g->buf + off, g->rv[i].iov_len);
+			if (err < 0)
+				log_err("restore: pid %u: write pages at %#llx: %s", p->tree->pid,
+					(unsigned long long)(uintptr_t)g->rv[i].iov_base, strerror(-err));
+			off += g->rv[i].iov_len;
+		}
+	}
+	g->n = 0;
+	g->used = 0;
+	return err;
+}
+
 int mm_restore_late(struct rst_ctx *r, struct rproc *p, struct image_reader *in,
 		    int (*next)(struct rst_ctx *, uint32_t *, uint32_t *))
 {
@@ -1354,6 +1391,10 @@ int mm_restore_late(struct rst_ctx *r, struct rproc *p, struct image_reader *in,
 		return err;
 	}
 	struct fill_uffd uf = { .fd = -1, .reg = xcalloc(p->core->n_vmas + 1, sizeof(bool)) };
+	static struct gather g;     /* (static: 4 KiB of iovecs) */
+	g.buf = NULL;
+	g.n = 0;
+	g.used = 0;
 	while ((err = next(r, &type, &len)) > 0 && type == REC_PAGES) {
 		struct page_prefix pp;
 		if (len < sizeof(pp) || (err = image_read(in, &pp, sizeof(pp))) < 0) {
@@ -1376,6 +1417,19 @@ int mm_restore_late(struct rst_ctx *r, struct rproc *p, struct image_reader *in,
 			break;
 		}
 		int uffd = fill_uffd_use(p, &uf, vi, pp.npages) ? uf.fd : -1;
+		if (uffd < 0 && dlen <= GATHER_MAX) {
+			if (!g.buf)
+				g.buf = pagefill_slot(&g.cap);
+			if ((g.used + dlen > g.cap || g.n == GATHER_IOV) && (err = gather_flush(p, &g)) < 0)
+				break;
+			if ((err = image_read(in, g.buf + g.used, dlen)) < 0) {
+				log_err("%s", image_reader_error(in));
+				break;
+			}
+			g.rv[g.n++] = (struct iovec){ (void *)(uintptr_t)pp.addr, dlen };
+			g.used += dlen;
+			continue;
+		}
 		for (uint64_t off = 0; off < dlen && err >= 0;) {
 			size_t cap;
 			uint8_t *slot = pagefill_slot(&cap);
@@ -1390,6 +1444,12 @@ int mm_restore_late(struct rst_ctx *r, struct rproc *p, struct image_reader *in,
 		}
 		if (err < 0)
 			break;
+	}
+	if (g.buf) {
+		int gerr = err < 0 ? 0 : gather_flush(p, &g);
+		pagefill_unfill(g.buf);
+		if (gerr < 0)
+			err = gerr;
 	}
 	uint64_t werr_addr = 0;
 	int werr = pagefill_end(&werr_addr), uerr = fill_uffd_close(p, &uf);
