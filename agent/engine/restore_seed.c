@@ -208,7 +208,8 @@ static int emit_task(struct rst_ctx *r, struct plan *pl, int idx)
 	}
 	/* scratch pages (executable: inject.c's batch loop), then ready */
 	op_add(pl, "scratch page", pid, -1, SEED_EQ, (int64_t)r->scratch_addr, SYS_mmap, r->scratch_addr,
-	       4 * PAGE, PROT_READ | PROT_WRITE | PROT_EXEC, MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED_NOREPLACE);
+	       4 * PAGE, PROT_READ | PROT_WRITE | PROT_EXEC, MAP_PRIVATE | MAP_ANONYMOUS |
+	       (r->scratch_addr == SEED_SCRATCH ? MAP_FIXED /* over the seed's bss */ : MAP_FIXED_NOREPLACE));
 	pl->ops[pl->n - 1].a[4] = (uint64_t)-1;
 	struct seed_report m = { (int32_t)pid, 0, -1 };
 	uint64_t ma = data_add(pl, &m, sizeof(m));

@@ -51,9 +51,12 @@ struct seed_hdr {
  * guest every page-table page made or freed costs ~50-100 µs (a fresh page
  * to clear, a trapped write to the level above); spread over four top-level
  * ranges (text at 4 MiB, plan, scratch, the kernel's stack at the top) a
- * task made and freed ~20 of them.
+ * task made and freed ~20 of them.  In the top-level slot of the stacks
+ * (the last 512 GiB) the restored process keeps that one when the scratch
+ * pages go (the most expensive to free: its entry has a PTI user copy).
  */
-#define SEED_BASE       0x200000000ull
+#define SEED_BASE       0x7f8000000000ull   /* the top 512 GiB, where every stack is */
+#define SEED_RESERVE_END (SEED_BASE + 0x200000)   /* the seed's bss reaches here */
 #define SEED_TEXT_MAX   0x4000ull     /* the seed's image must end below */
 #define SEED_SCRATCH    (SEED_BASE + 0x4000)
 #define SEED_STACK      (SEED_BASE + 0x8000)

@@ -91,6 +91,17 @@ static void park(const struct seed_hdr *h, uint64_t vdso, const struct seed_repo
 static void seed_run(const struct seed_hdr *h, uint64_t first, uint64_t vdso, uint64_t old_sp)
 	__attribute__((used, noreturn));
 
+/* The rest of the seed's 2 MiB range (seed.h), as bss: the kernel maps it
+ * at exec (no pages), so the vdso it places afterwards is never where the
+ * plan, the stack and the scratch pages will be mapped (MAP_FIXED over it). */
+static char reserve[SEED_RESERVE_END - SEED_BASE - SEED_TEXT_MAX] __attribute__((used, aligned(4096)));
+
+static long fixed_in_reserve(uint64_t addr, uint64_t len)
+{
+	uint64_t s = (uint64_t)reserve, e = s + sizeof(reserve);
+	return addr >= s && addr + len <= e && addr + len > addr ? MAP_FIXED : MAP_FIXED_NOREPLACE;
+}
+
 /*
  * The plan is mapped and checked: switch to the seed's own stack (SEED_STACK
  * in seed.h: next to the rest, one page-table leaf) and drop the kernel's,
@@ -112,7 +123,7 @@ __attribute__((used)) static void seed_main(long *sp)
 	long fd = (long)num(argv[1]);
 	uint64_t addr = num(argv[2]), len = num(argv[3]), first = num(argv[4]);
 	long m = sc6(__NR_mmap, (long)addr, (long)len, PROT_READ | PROT_WRITE,
-		     MAP_PRIVATE | MAP_FIXED_NOREPLACE, fd, 0);
+		     MAP_PRIVATE | fixed_in_reserve(addr, len), fd, 0);
 	if (m != (long)addr)
 		die(-1, 0, m < 0 ? m : -17, -1);
 	sc6(__NR_close, fd, 0, 0, 0, 0, 0);
@@ -123,7 +134,7 @@ __attribute__((used)) static void seed_main(long *sp)
 	uint64_t top = h->stack + h->stack_len;
 	if (h->stack_len && !(top % 16) &&
 	    sc6(__NR_mmap, (long)h->stack, (long)h->stack_len, PROT_READ | PROT_WRITE,
-		MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED_NOREPLACE, -1, 0) == (long)h->stack)
+		MAP_PRIVATE | MAP_ANONYMOUS | fixed_in_reserve(h->stack, h->stack_len), -1, 0) == (long)h->stack)
 		__asm__ volatile("mov %0, %%rsp\n\tcall seed_run\n\thlt"
 				 : : "r"(top), "D"(h), "S"(first), "d"(vdso), "c"((uint64_t)sp) : "memory");
 	seed_run(h, first, vdso, 0);
