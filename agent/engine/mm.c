@@ -1148,12 +1148,27 @@ struct fill_uffd {
 	bool *reg;      /* per VMA */
 };
 
+/*
+ * A private VMA that ends readable but not writable and has pages in the
+ * image (RELRO, say): mapped writable as it once was (so the kernel accounts
+ * it, VM_ACCOUNT, as in the original) and given its final protection in the
+ * layout batch, before it has pages; its pages then go in through
+ * /proc/PID/mem, whose writes may COW into read-only private mappings
+ * (FOLL_FORCE; we are the tracer).  The mprotect after the pages cost a walk
+ * and a TLB flush of the process per such VMA (~3 a process).
+ */
+static bool ro_early(const ImgVma *v)
+{
+	return (v->kind == VK_ANON || (v->kind == VK_FILE && !(v->flags & MAP_SHARED))) && v->has_pages &&
+	       (v->prot & PROT_READ) && !(v->prot & PROT_WRITE);
+}
+
 static bool fill_uffd_use(struct rproc *p, struct fill_uffd *u, long vi, uint32_t npages)
 {
 	ImgVma *v = p->core->vmas[vi];
 	if (u->reg[vi])
 		return true;
-	if (v->kind != VK_ANON || npages < UFFD_MIN_PAGES)
+	if (v->kind != VK_ANON || npages < UFFD_MIN_PAGES || ro_early(v))
 		return false;
 	if (u->fd < 0) {
 		if (u->tried)
@@ -1231,7 +1246,7 @@ int mm_restore_map_start(struct rst_ctx *r, struct rproc *p)
 	if ((err = check_vmas(p)) < 0)
 		return err;
 	struct pre_ops *o = p->mm_pre = xcalloc(1, sizeof(*o));
-	size_t cap = p->core->n_vmas + 16;
+	size_t cap = 2 * p->core->n_vmas + 16;     /* mmap (+ mprotect: ro_early) each */
 	o->ops = xcalloc(cap, sizeof(*o->ops));
 	o->what = xcalloc(cap, sizeof(*o->what));
 	o->want = xcalloc(cap, sizeof(*o->want));
@@ -1292,6 +1307,8 @@ int mm_restore_map_start(struct rst_ctx *r, struct rproc *p)
 		fl |= v->flags & (MAP_GROWSDOWN | MAP_NORESERVE);
 		pre_add(o, "mmap", v->start, v,
 			(struct inj_op){ SYS_mmap, { v->start, len, prot, fl, (uint64_t)fd, v->pgoff * PAGE }, 0 });
+		if (ro_early(v))
+			pre_add(o, "mprotect", 0, v, (struct inj_op){ SYS_mprotect, { v->start, len, v->prot }, 0 });
 	}
 	o->started = o->n < INJ_BATCH_MAX ? o->n : INJ_BATCH_MAX;
 	err = inj_batch_with_start(&p->inj, r->scratch_addr + 3 * PAGE, o->ops, o->started, 0, NULL, 0);
@@ -1376,6 +1393,46 @@ static int gather_flush(struct rproc *p, struct gather *g)
 	return err;
 }
 
+/* A record of a ro_early VMA: read in slot-sized pieces (the gather slot,
+ * flushed first) and written through /proc/PID/mem. */
+static int write_ro(struct rproc *p, struct image_reader *in, struct gather *g, int *memfd, uint64_t addr,
+		    uint64_t dlen)
+{
+	int err;
+	if (*memfd < 0) {
+		char path[64];
+		snprintf(path, sizeof(path), "/proc/%d/mem", p->hpid);
+		if ((*memfd = open(path, O_RDWR | O_CLOEXEC)) < 0) {
+			err = -errno;
+			log_err("restore: pid %u: %s: %s", p->tree->pid, path, strerror(errno));
+			return err;
+		}
+	}
+	if (!g->buf)
+		g->buf = pagefill_slot(&g->cap);
+	else if ((err = gather_flush(p, g)) < 0)
+		return err;
+	for (uint64_t off = 0; off < dlen;) {
+		size_t n = dlen - off < g->cap ? (size_t)(dlen - off) : g->cap;
+		if ((err = image_read(in, g->buf, n)) < 0) {
+			log_err("%s", image_reader_error(in));
+			return err;
+		}
+		for (size_t w = 0; w < n;) {
+			ssize_t k = pwrite(*memfd, g->buf + w, n - w, (off_t)(addr + off + w));
+			if (k <= 0) {
+				err = k < 0 ? -errno : -EFAULT;
+				log_err("restore: pid %u: write pages at %#llx: %s", p->tree->pid,
+					(unsigned long long)(addr + off + w), strerror(-err));
+				return err;
+			}
+			w += (size_t)k;
+		}
+		off += n;
+	}
+	return 0;
+}
+
 int mm_restore_late(struct rst_ctx *r, struct rproc *p, struct image_reader *in,
 		    int (*next)(struct rst_ctx *, uint32_t *, uint32_t *))
 {
@@ -1391,6 +1448,7 @@ int mm_restore_late(struct rst_ctx *r, struct rproc *p, struct image_reader *in,
 		return err;
 	}
 	struct fill_uffd uf = { .fd = -1, .reg = xcalloc(p->core->n_vmas + 1, sizeof(bool)) };
+	int memfd = -1;     /* /proc/PID/mem: ro_early VMAs */
 	static struct gather g;     /* (static: 4 KiB of iovecs) */
 	g.buf = NULL;
 	g.n = 0;
@@ -1415,6 +1473,11 @@ int mm_restore_late(struct rst_ctx *r, struct rproc *p, struct image_reader *in,
 				p->tree->pid, (unsigned long long)pp.addr, pp.npages);
 			err = -EPROTO;
 			break;
+		}
+		if (ro_early(v)) {
+			if ((err = write_ro(p, in, &g, &memfd, pp.addr, dlen)) < 0)
+				break;
+			continue;
 		}
 		int uffd = fill_uffd_use(p, &uf, vi, pp.npages) ? uf.fd : -1;
 		if (uffd < 0 && dlen <= GATHER_MAX) {
@@ -1445,6 +1508,8 @@ int mm_restore_late(struct rst_ctx *r, struct rproc *p, struct image_reader *in,
 		if (err < 0)
 			break;
 	}
+	if (memfd >= 0)
+		close(memfd);
 	if (g.buf) {
 		int gerr = err < 0 ? 0 : gather_flush(p, &g);
 		pagefill_unfill(g.buf);
@@ -1465,7 +1530,7 @@ int mm_restore_late(struct rst_ctx *r, struct rproc *p, struct image_reader *in,
 	for (size_t i = 0; i < p->core->n_vmas; i++) {
 		ImgVma *v = p->core->vmas[i];
 		if ((v->kind == VK_ANON || (v->kind == VK_FILE && !(v->flags & MAP_SHARED))) &&
-		    v->has_pages && !(v->prot & PROT_WRITE))
+		    v->has_pages && !(v->prot & PROT_WRITE) && !ro_early(v))
 			rq_add(p, "restore: mprotect", 0, SYS_mprotect, v->start, v->end - v->start, v->prot, 0, 0, 0);
 		if (v->kind == VK_SYSV && !(v->prot & PROT_READ))   /* shmat always gives read */
 			rq_add(p, "restore: mprotect", 0, SYS_mprotect, v->start, v->end - v->start, v->prot, 0, 0, 0);
