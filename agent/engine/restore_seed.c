@@ -120,15 +120,29 @@ static void emit_zombie(struct plan *pl, ImgProc *t)
 	op_add(pl, "zombie exit", t->pid, -1, 0, 0, SYS_exit_group, (uint64_t)WEXITSTATUS(st), 0, 0, 0);
 }
 
-/* ops of task idx from its start; returns its first op index or -errno */
-static int emit_task(struct rst_ctx *r, struct plan *pl, int idx)
+/* A child's group and session as it has them from its parent at the fork:
+ * nothing to do (no setpgid by either, no getsid check). */
+static bool same_group(const ImgProc *t, const ImgProc *parent)
+{
+	return parent && t->sid != t->pid && t->sid == parent->sid && t->pgid && t->pgid == parent->pgid;
+}
+
+/*
+ * ops of task idx from its start; returns its first op index or -errno.
+ * parent: the task that forks it (NULL for the init), whose cwd, umask and
+ * personality are set before its forks (when it has no root of its own), so
+ * that a child with the same ones inherits them instead of setting them
+ * again: on this VM every system call of the seed costs a few µs, chdir a
+ * path walk.
+ */
+static int emit_task(struct rst_ctx *r, struct plan *pl, int idx, const struct rproc *parent)
 {
 	struct rproc *p = &r->procs[idx];
 	ImgProc *t = p->tree;
 	ImgProcCore *c = p->core;
 	uint32_t pid = t->pid;
 	int start = op_add(pl, "task", pid, -1, SEED_SELF, 0, 0, pid, 0, 0, 0);
-	if (idx != 0) {   /* the init does its session in engine code */
+	if (idx != 0 && !same_group(t, parent->tree)) {   /* the init does its session in engine code */
 		if (t->sid == t->pid)
 			op_add(pl, "setsid", pid, -1, SEED_EQ, t->pid, SYS_setsid, 0, 0, 0, 0);
 		if (t->pgid && !(t->sid == t->pid && t->pgid == t->pid))
@@ -136,6 +150,18 @@ static int emit_task(struct rst_ctx *r, struct plan *pl, int idx)
 		if (t->sid)
 			op_add(pl, "session (cannot be recreated)", pid, t->sid, SEED_EQ, t->sid, SYS_getsid, 0, 0, 0, 0);
 	}
+	/* creds.c early, the part its children inherit (see above) */
+	int at;     /* (op_add may move pl->what: index it after the call) */
+	bool own_root = strcmp(c->root, "/") != 0;
+	bool pr_root = parent && strcmp(parent->core->root, "/") != 0;
+	if (!own_root && !(parent && !pr_root && !strcmp(c->cwd, parent->core->cwd))) {
+		at = op_add(pl, "cwd", pid, -1, SEED_NONNEG, 0, SYS_chdir, data_str(pl, c->cwd), 0, 0, 0);
+		pl->what[at].arg = c->cwd;
+	}
+	if (!(parent && !pr_root && (c->umask & 0777) == (parent->core->umask & 0777)))
+		op_add(pl, "umask", pid, -1, 0, 0, SYS_umask, c->umask & 0777, 0, 0, 0);
+	if (!(parent && !pr_root && c->personality == parent->core->personality))
+		op_add(pl, "personality", pid, c->personality, SEED_NONNEG, 0, SYS_personality, c->personality, 0, 0, 0);
 	/* children in pid order so group leaders exist before their members */
 	uint32_t *kids = xcalloc((size_t)r->nprocs, sizeof(*kids));
 	int nk = 0;
@@ -153,19 +179,16 @@ static int emit_task(struct rst_ctx *r, struct plan *pl, int idx)
 		ca.set_tid_size = 1;
 		fork_op[k] = op_add(pl, "fork", pid, kids[k], SEED_CHILD_JUMP | SEED_EQ, kids[k], SYS_clone3,
 				    data_add(pl, &ca, sizeof(ca)), sizeof(ca), 0, 0);
-		if (!kt->zombie && kt->pgid && kt->sid != kt->pid)
+		if (!kt->zombie && kt->pgid && kt->sid != kt->pid && !same_group(kt, t))
 			op_add(pl, "child's group", pid, kids[k], 0, 0, SYS_setpgid, kids[k], kt->pgid, 0, 0);
 	}
-	/* creds.c early: root, cwd, umask, personality */
-	int at;     /* (op_add may move pl->what: index it after the call) */
-	if (strcmp(c->root, "/")) {
+	/* creds.c early, the rest: a root of its own, then the cwd in it */
+	if (own_root) {
 		at = op_add(pl, "chroot", pid, -1, SEED_NONNEG, 0, SYS_chroot, data_str(pl, c->root), 0, 0, 0);
 		pl->what[at].arg = c->root;
+		at = op_add(pl, "cwd", pid, -1, SEED_NONNEG, 0, SYS_chdir, data_str(pl, c->cwd), 0, 0, 0);
+		pl->what[at].arg = c->cwd;
 	}
-	at = op_add(pl, "cwd", pid, -1, SEED_NONNEG, 0, SYS_chdir, data_str(pl, c->cwd), 0, 0, 0);
-	pl->what[at].arg = c->cwd;
-	op_add(pl, "umask", pid, -1, 0, 0, SYS_umask, c->umask & 0777, 0, 0, 0);
-	op_add(pl, "personality", pid, c->personality, SEED_NONNEG, 0, SYS_personality, c->personality, 0, 0, 0);
 	/* files.c early: the fd table from the inventory, nothing else below it */
 	uint8_t *want = xcalloc((size_t)r->inv_base + 1, 1);
 	int err = 0;
@@ -224,7 +247,7 @@ static int emit_task(struct rst_ctx *r, struct plan *pl, int idx)
 		int ks = (int)pl->n;
 		if (r->procs[ki].tree->zombie)
 			emit_zombie(pl, r->procs[ki].tree);
-		else if ((ks = emit_task(r, pl, ki)) < 0) {
+		else if ((ks = emit_task(r, pl, ki, p)) < 0) {
 			err = ks;
 			goto out;
 		}
@@ -268,7 +291,7 @@ int seed_prepare(struct rst_ctx *r, const struct range *avoid, int navoid)
 	size_t clen;
 	const uint8_t *code = inj_batch_code(&clen);
 	uint64_t code_at = data_add(&pl, code, clen);
-	if ((err = emit_task(r, &pl, 0)) < 0)
+	if ((err = emit_task(r, &pl, 0, NULL)) < 0)
 		goto out;
 	size_t ops_off = (SEED_DATA_OFF + pl.dlen + 63) & ~(size_t)63;
 	size_t len = (ops_off + pl.n * sizeof(struct seed_op) + PAGE - 1) & ~(size_t)(PAGE - 1);
