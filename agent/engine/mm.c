@@ -1479,6 +1479,12 @@ int mm_restore_late(struct rst_ctx *r, struct rproc *p, struct image_reader *in,
 				break;
 			continue;
 		}
+		/* what is gathered goes in before a VMA may be registered with
+		 * the userfaultfd: a write into a registered range would wait for
+		 * us (a small record of a VMA whose later big one registers it) */
+		if ((dlen > GATHER_MAX || (v->kind == VK_ANON && pp.npages >= UFFD_MIN_PAGES) || uf.fd >= 0) &&
+		    (err = gather_flush(p, &g)) < 0)
+			break;
 		int uffd = fill_uffd_use(p, &uf, vi, pp.npages) ? uf.fd : -1;
 		if (uffd < 0 && dlen <= GATHER_MAX) {
 			if (!g.buf)
