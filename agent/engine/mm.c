@@ -1252,9 +1252,11 @@ int mm_restore_map_start(struct rst_ctx *r, struct rproc *p)
 	o->want = xcalloc(cap, sizeof(*o->want));
 	o->vma = xcalloc(cap, sizeof(*o->vma));
 	/* the engine code's glibc registered rseq in this task (if the task
-	 * could not drop it itself): first */
+	 * could not drop it itself): first.  A fork of the seed (no libc)
+	 * never has one. */
 	struct __ptrace_rseq_configuration rc = { 0 };
-	if (ptrace(PTRACE_GET_RSEQ_CONFIGURATION, p->hpid, sizeof(rc), &rc) > 0 && rc.rseq_abi_pointer)
+	if (r->seed_fd < 0 && ptrace(PTRACE_GET_RSEQ_CONFIGURATION, p->hpid, sizeof(rc), &rc) > 0 &&
+	    rc.rseq_abi_pointer)
 		pre_add(o, "unregister engine rseq", 0, NULL, (struct inj_op){ SYS_rseq,
 			{ rc.rseq_abi_pointer, rc.rseq_abi_size, 1 /* RSEQ_FLAG_UNREGISTER */, rc.signature }, 0 });
 	unmap_ops(r, o);
