@@ -406,31 +406,16 @@ static void prealloc_pages(char **cgroups, int ncg)
 	mm_prealloc((size_t)(kb * 1024 + kb * 1024 / 16 + (8u << 20)));
 }
 
-/*
- * The engine's own heap, populated in one go before the freeze: on this VM a
- * first touch of a fresh page costs ~10 us as a page fault but ~1 us after
- * MADV_POPULATE_WRITE, and a dump allocates a few KiB per process (the
- * model, /proc texts).  Freed memory stays (no trim) for reuse.
- */
-static void heap_prepare(char **cgroups, int ncg)
+/* ~2.5 MiB stay in use after a dump of 100 small processes: ~60 KiB each,
+ * and half a MiB for the rest (populating a fixed 6 MiB took 1.8 ms here) */
+static size_t heap_need(char **cgroups, int ncg)
 {
-	/* ~2.5 MiB stay in use after a dump of 100 small processes: ~60 KiB
-	 * each, and half a MiB for the rest (1.8 ms to populate 6 MiB here) */
 	pid_t *pids = NULL;
 	int n = 0;
 	for (int i = 0; i < ncg; i++)
 		cg_list(cgroups[i], "cgroup.procs", &pids, &n);
 	free(pids);
-	size_t pad = ((size_t)512 << 10) + (size_t)(n < 1000 ? n : 1000) * (60u << 10);
-	mallopt(M_TRIM_THRESHOLD, 64 << 20);
-	mallopt(M_ARENA_MAX, 1);       /* helper threads too: not a fresh arena */
-	mallopt(M_TOP_PAD, (int)pad);
-	char *x = malloc(64);
-	char *top = sbrk(0);
-	uintptr_t from = ((uintptr_t)x + PAGE - 1) & ~(uintptr_t)(PAGE - 1);
-	if (x && top != (char *)-1 && (uintptr_t)top > from)
-		madvise((void *)from, (uintptr_t)top - from, 23 /* MADV_POPULATE_WRITE, 5.14 */);
-	free(x);
+	return ((size_t)512 << 10) + (size_t)(n < 1000 ? n : 1000) * (60u << 10);
 }
 
 static void usage(void)
@@ -528,7 +513,7 @@ int dump_main(int argc, char **argv)
 		usage();
 		return 2;
 	}
-	heap_prepare(cgroups, ncg);
+	heap_prepare(heap_need(cgroups, ncg));   /* before the freeze */
 	if (!strcmp(out, "-"))
 		outfd = STDOUT_FILENO;
 	else if ((outfd = open(out, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600)) < 0) {

@@ -263,6 +263,7 @@ int read_link(const char *path, char *buf, size_t len);
 int write_str(const char *path, const char *s);
 void *xcalloc(size_t n, size_t sz);
 char *xstrdup(const char *s);
+void heap_prepare(size_t pad);   /* pad bytes of heap populated at once */
 /* grow a protobuf repeated-pointer field by one zeroed element */
 void *pb_push(size_t *n, void ***arr, size_t elem_size, void (*init)(void *));
 #define PB_PUSH(msg, field, Type, init_fn) \
@@ -387,6 +388,8 @@ uint64_t rq_data(struct rst_ctx *r, struct rproc *p, const void *buf, size_t len
 void rq_add(struct rproc *p, const char *what, unsigned flags, long nr, uint64_t a0, uint64_t a1, uint64_t a2,
 	    uint64_t a3, uint64_t a4, uint64_t a5);
 int rq_flush(struct rst_ctx *r, struct rproc *p);
+int rq_flush_start(struct rst_ctx *r, struct rproc *p);
+int rq_flush_finish(struct rst_ctx *r, struct rproc *p);
 void rq_free(struct rproc *p);
 int thread_set_final(struct rst_ctx *r, struct rproc *p, int i);
 int peek_pending(pid_t tid, bool shared, size_t *n, ProtobufCBinaryData **out);

@@ -1148,12 +1148,27 @@ struct fill_uffd {
 	bool *reg;      /* per VMA */
 };
 
+/*
+ * A private VMA that ends readable but not writable and has pages in the
+ * image (RELRO, say): mapped writable as it once was (so the kernel accounts
+ * it, VM_ACCOUNT, as in the original) and given its final protection in the
+ * layout batch, before it has pages; its pages then go in through
+ * /proc/PID/mem, whose writes may COW into read-only private mappings
+ * (FOLL_FORCE; we are the tracer).  The mprotect after the pages cost a walk
+ * and a TLB flush of the process per such VMA (~3 a process).
+ */
+static bool ro_early(const ImgVma *v)
+{
+	return (v->kind == VK_ANON || (v->kind == VK_FILE && !(v->flags & MAP_SHARED))) && v->has_pages &&
+	       (v->prot & PROT_READ) && !(v->prot & PROT_WRITE);
+}
+
 static bool fill_uffd_use(struct rproc *p, struct fill_uffd *u, long vi, uint32_t npages)
 {
 	ImgVma *v = p->core->vmas[vi];
 	if (u->reg[vi])
 		return true;
-	if (v->kind != VK_ANON || npages < UFFD_MIN_PAGES)
+	if (v->kind != VK_ANON || npages < UFFD_MIN_PAGES || ro_early(v))
 		return false;
 	if (u->fd < 0) {
 		if (u->tried)
@@ -1231,15 +1246,17 @@ int mm_restore_map_start(struct rst_ctx *r, struct rproc *p)
 	if ((err = check_vmas(p)) < 0)
 		return err;
 	struct pre_ops *o = p->mm_pre = xcalloc(1, sizeof(*o));
-	size_t cap = p->core->n_vmas + 16;
+	size_t cap = 2 * p->core->n_vmas + 16;     /* mmap (+ mprotect: ro_early) each */
 	o->ops = xcalloc(cap, sizeof(*o->ops));
 	o->what = xcalloc(cap, sizeof(*o->what));
 	o->want = xcalloc(cap, sizeof(*o->want));
 	o->vma = xcalloc(cap, sizeof(*o->vma));
 	/* the engine code's glibc registered rseq in this task (if the task
-	 * could not drop it itself): first */
+	 * could not drop it itself): first.  A fork of the seed (no libc)
+	 * never has one. */
 	struct __ptrace_rseq_configuration rc = { 0 };
-	if (ptrace(PTRACE_GET_RSEQ_CONFIGURATION, p->hpid, sizeof(rc), &rc) > 0 && rc.rseq_abi_pointer)
+	if (r->seed_fd < 0 && ptrace(PTRACE_GET_RSEQ_CONFIGURATION, p->hpid, sizeof(rc), &rc) > 0 &&
+	    rc.rseq_abi_pointer)
 		pre_add(o, "unregister engine rseq", 0, NULL, (struct inj_op){ SYS_rseq,
 			{ rc.rseq_abi_pointer, rc.rseq_abi_size, 1 /* RSEQ_FLAG_UNREGISTER */, rc.signature }, 0 });
 	unmap_ops(r, o);
@@ -1292,6 +1309,8 @@ int mm_restore_map_start(struct rst_ctx *r, struct rproc *p)
 		fl |= v->flags & (MAP_GROWSDOWN | MAP_NORESERVE);
 		pre_add(o, "mmap", v->start, v,
 			(struct inj_op){ SYS_mmap, { v->start, len, prot, fl, (uint64_t)fd, v->pgoff * PAGE }, 0 });
+		if (ro_early(v))
+			pre_add(o, "mprotect", 0, v, (struct inj_op){ SYS_mprotect, { v->start, len, v->prot }, 0 });
 	}
 	o->started = o->n < INJ_BATCH_MAX ? o->n : INJ_BATCH_MAX;
 	err = inj_batch_with_start(&p->inj, r->scratch_addr + 3 * PAGE, o->ops, o->started, 0, NULL, 0);
@@ -1339,6 +1358,83 @@ int mm_restore_map_finish(struct rst_ctx *r, struct rproc *p)
 	return err;
 }
 
+/*
+ * Small page records (a process of a few dozen pages has a handful: stack,
+ * data, heap...) are gathered in one slot and written with a single
+ * process_vm_writev (one iovec per record), by the main thread: handing
+ * each to the writer thread cost a wakeup per record, more than the copy.
+ */
+#define GATHER_MAX (64u << 10)     /* bigger records go through the ring */
+#define GATHER_IOV 256
+
+struct gather {
+	uint8_t *buf;
+	size_t cap, used;
+	struct iovec rv[GATHER_IOV];
+	int n;
+};
+
+static int gather_flush(struct rproc *p, struct gather *g)
+{
+	int err = 0;
+	if (!g->n)
+		return 0;
+	struct iovec lv = { g->buf, g->used };
+	if (process_vm_writev(p->hpid, &lv, 1, g->rv, (unsigned long)g->n, 0) != (ssize_t)g->used) {
+		size_t off = 0;          /* a short write: again one by one */
+		for (int i = 0; i < g->n && !err; i++) {
+			err = mem_write(p->hpid, (uint64_t)g->rv[i].iov_base, g->buf + off, g->rv[i].iov_len);
+			if (err < 0)
+				log_err("restore: pid %u: write pages at %#llx: %s", p->tree->pid,
+					(unsigned long long)(uintptr_t)g->rv[i].iov_base, strerror(-err));
+			off += g->rv[i].iov_len;
+		}
+	}
+	g->n = 0;
+	g->used = 0;
+	return err;
+}
+
+/* A record of a ro_early VMA: read in slot-sized pieces (the gather slot,
+ * flushed first) and written through /proc/PID/mem. */
+static int write_ro(struct rproc *p, struct image_reader *in, struct gather *g, int *memfd, uint64_t addr,
+		    uint64_t dlen)
+{
+	int err;
+	if (*memfd < 0) {
+		char path[64];
+		snprintf(path, sizeof(path), "/proc/%d/mem", p->hpid);
+		if ((*memfd = open(path, O_RDWR | O_CLOEXEC)) < 0) {
+			err = -errno;
+			log_err("restore: pid %u: %s: %s", p->tree->pid, path, strerror(errno));
+			return err;
+		}
+	}
+	if (!g->buf)
+		g->buf = pagefill_slot(&g->cap);
+	else if ((err = gather_flush(p, g)) < 0)
+		return err;
+	for (uint64_t off = 0; off < dlen;) {
+		size_t n = dlen - off < g->cap ? (size_t)(dlen - off) : g->cap;
+		if ((err = image_read(in, g->buf, n)) < 0) {
+			log_err("%s", image_reader_error(in));
+			return err;
+		}
+		for (size_t w = 0; w < n;) {
+			ssize_t k = pwrite(*memfd, g->buf + w, n - w, (off_t)(addr + off + w));
+			if (k <= 0) {
+				err = k < 0 ? -errno : -EFAULT;
+				log_err("restore: pid %u: write pages at %#llx: %s", p->tree->pid,
+					(unsigned long long)(addr + off + w), strerror(-err));
+				return err;
+			}
+			w += (size_t)k;
+		}
+		off += n;
+	}
+	return 0;
+}
+
 int mm_restore_late(struct rst_ctx *r, struct rproc *p, struct image_reader *in,
 		    int (*next)(struct rst_ctx *, uint32_t *, uint32_t *))
 {
@@ -1354,6 +1450,11 @@ int mm_restore_late(struct rst_ctx *r, struct rproc *p, struct image_reader *in,
 		return err;
 	}
 	struct fill_uffd uf = { .fd = -1, .reg = xcalloc(p->core->n_vmas + 1, sizeof(bool)) };
+	int memfd = -1;     /* /proc/PID/mem: ro_early VMAs */
+	static struct gather g;     /* (static: 4 KiB of iovecs) */
+	g.buf = NULL;
+	g.n = 0;
+	g.used = 0;
 	while ((err = next(r, &type, &len)) > 0 && type == REC_PAGES) {
 		struct page_prefix pp;
 		if (len < sizeof(pp) || (err = image_read(in, &pp, sizeof(pp))) < 0) {
@@ -1375,7 +1476,31 @@ int mm_restore_late(struct rst_ctx *r, struct rproc *p, struct image_reader *in,
 			err = -EPROTO;
 			break;
 		}
+		if (ro_early(v)) {
+			if ((err = write_ro(p, in, &g, &memfd, pp.addr, dlen)) < 0)
+				break;
+			continue;
+		}
+		/* what is gathered goes in before a VMA may be registered with
+		 * the userfaultfd: a write into a registered range would wait for
+		 * us (a small record of a VMA whose later big one registers it) */
+		if ((dlen > GATHER_MAX || (v->kind == VK_ANON && pp.npages >= UFFD_MIN_PAGES) || uf.fd >= 0) &&
+		    (err = gather_flush(p, &g)) < 0)
+			break;
 		int uffd = fill_uffd_use(p, &uf, vi, pp.npages) ? uf.fd : -1;
+		if (uffd < 0 && dlen <= GATHER_MAX) {
+			if (!g.buf)
+				g.buf = pagefill_slot(&g.cap);
+			if ((g.used + dlen > g.cap || g.n == GATHER_IOV) && (err = gather_flush(p, &g)) < 0)
+				break;
+			if ((err = image_read(in, g.buf + g.used, dlen)) < 0) {
+				log_err("%s", image_reader_error(in));
+				break;
+			}
+			g.rv[g.n++] = (struct iovec){ (void *)(uintptr_t)pp.addr, dlen };
+			g.used += dlen;
+			continue;
+		}
 		for (uint64_t off = 0; off < dlen && err >= 0;) {
 			size_t cap;
 			uint8_t *slot = pagefill_slot(&cap);
@@ -1391,6 +1516,14 @@ int mm_restore_late(struct rst_ctx *r, struct rproc *p, struct image_reader *in,
 		if (err < 0)
 			break;
 	}
+	if (memfd >= 0)
+		close(memfd);
+	if (g.buf) {
+		int gerr = err < 0 ? 0 : gather_flush(p, &g);
+		pagefill_unfill(g.buf);
+		if (gerr < 0)
+			err = gerr;
+	}
 	uint64_t werr_addr = 0;
 	int werr = pagefill_end(&werr_addr), uerr = fill_uffd_close(p, &uf);
 	if (werr < 0) {
@@ -1405,7 +1538,7 @@ int mm_restore_late(struct rst_ctx *r, struct rproc *p, struct image_reader *in,
 	for (size_t i = 0; i < p->core->n_vmas; i++) {
 		ImgVma *v = p->core->vmas[i];
 		if ((v->kind == VK_ANON || (v->kind == VK_FILE && !(v->flags & MAP_SHARED))) &&
-		    v->has_pages && !(v->prot & PROT_WRITE))
+		    v->has_pages && !(v->prot & PROT_WRITE) && !ro_early(v))
 			rq_add(p, "restore: mprotect", 0, SYS_mprotect, v->start, v->end - v->start, v->prot, 0, 0, 0);
 		if (v->kind == VK_SYSV && !(v->prot & PROT_READ))   /* shmat always gives read */
 			rq_add(p, "restore: mprotect", 0, SYS_mprotect, v->start, v->end - v->start, v->prot, 0, 0, 0);

@@ -18,10 +18,12 @@ $(BUILD)/bin/zapc-engine: $(call objs,$(ENGINE_SRCS) agent/pod_mounts.c) $(BUILD
 	$(CC) $(LDFLAGS) -Wl,-z,now -Wl,--as-needed -o $@ $^ $(ENGINE_LDLIBS)
 
 # zapc-restore-seed: the tiny static program the restored tasks are forked
-# from (seed.h).  Freestanding: no libc, no sanitizers, its own flags.
+# from (seed.h).  Freestanding: no libc, no sanitizers, its own flags; linked
+# at SEED_BASE (seed.h: its text, scratch, stack and plan share one leaf page table).
 SEED_BIN := $(BUILD)/bin/zapc-restore-seed
 LIBEXEC  += $(SEED_BIN)
 $(SEED_BIN): agent/engine/seed/seed.c agent/engine/seed.h
 	@mkdir -p $(@D)
 	$(CC) -I. -O2 -g -std=gnu17 -Wall -Wextra -Werror -static -nostdlib -ffreestanding -fno-builtin \
-		-fno-stack-protector -fno-pie -no-pie -fcf-protection=none -o $@ $<
+		-fno-stack-protector -fpie -no-pie -fcf-protection=none \
+		-Wl,-Ttext-segment=0x7f8000000000 -o $@ $<

@@ -612,23 +612,28 @@ static int restore_process(struct rst_ctx *r, struct rproc *p)
 	if ((err = objects_late(r, p)) < 0)
 		return err;
 	/* finish: drop what the restore itself used (queued with the other
-	 * late calls: one batch, rqueue.c), then the final registers */
-	struct inj *t = &p->tinj[0];
-	long x;
+	 * late calls: one batch, rqueue.c); the batch runs in the task while
+	 * the engine goes on with the next process (late_finish waits) */
 	if (p == &r->procs[0])
 		rq_add(p, "restore: pdeathsig", 0, SYS_prctl, PR_SET_PDEATHSIG, 0, 0, 0, 0, 0);
 	rq_add(p, "restore: close inventory", 0, SYS_close_range, (uint64_t)r->inv_base, ~0u, 0, 0, 0, 0);
-	err = rq_flush(r, p);
+	return rq_flush_start(r, p);
+}
+
+/* p's late batch is done: check it, drain on if it has to; then start the
+ * scratch munmap (not in the batch: it runs from these pages).  The task
+ * tears its scratch mapping down (page tables too) on the other core while
+ * the engine goes on; finish_process waits for it and sets the final
+ * registers. */
+static int late_finish(struct rst_ctx *r, struct rproc *p)
+{
+	struct inj *t = &p->tinj[0];
+	int err = rq_flush_finish(r, p);
 	rq_free(p);
 	if (err < 0)
 		return err;
 	if (p->rq_undrained && (err = signals_drain(r, p, t)) < 0)
 		return err;
-	/* not in the batch: it runs from these pages.  Only started here: the
-	 * task tears its scratch mapping down (page tables too) on the other
-	 * core while the engine goes on with the next process; finish_process
-	 * waits for it and sets the final registers. */
-	(void)x;
 	return inj_syscall_start(t, SYS_munmap, r->scratch_addr, 4 * PAGE, 0, 0, 0, 0);
 }
 
@@ -738,6 +743,7 @@ int restore_main(int argc, char **argv)
 	}
 	char ebuf[256];
 	timing("start");
+	heap_prepare(2u << 20);
 	g_in = image_reader_fd(infd, ebuf, sizeof(ebuf));
 	if (!g_in) {
 		log_err("%s", ebuf);
@@ -832,7 +838,12 @@ int restore_main(int argc, char **argv)
 		}
 		if (f)
 			fclose(f);
-		r->scratch_addr = find_gap(4 * PAGE, rg, n);
+		/* next to the seed's memory (seed.h) unless the image has
+		 * something there */
+		r->scratch_addr = SEED_SCRATCH;
+		for (int i = 0; i < n; i++)
+			if (rg[i].s < SEED_SCRATCH + 4 * PAGE && SEED_SCRATCH < rg[i].e)
+				r->scratch_addr = find_gap(4 * PAGE, rg, n);
 		avoid = rg;
 		navoid = n;
 		if (!r->eng_vdso || !r->eng_vvar) {
@@ -968,7 +979,9 @@ int restore_main(int argc, char **argv)
 		}
 		p->seized = true;
 	}
-	struct rproc *prev = NULL;     /* its scratch munmap in flight */
+	/* three processes at once: the late batch of `late` and the scratch
+	 * munmap of `prev` run in their tasks while this one's pages go in */
+	struct rproc *prev = NULL, *late = NULL;
 	for (int i = 0, started = 0; i < r->nprocs; i++) {
 		struct rproc *p = &r->procs[i];
 		if (p->tree->zombie)
@@ -991,9 +1004,15 @@ int restore_main(int argc, char **argv)
 			goto fail;      /* logged where it failed */
 		if (prev && (err = finish_process(r, prev)) < 0)
 			goto fail;
-		prev = p;
+		prev = NULL;
+		if (late && ((err = late_finish(r, late)) < 0))
+			goto fail;
+		prev = late;
+		late = p;
 	}
 	if (prev && (err = finish_process(r, prev)) < 0)
+		goto fail;
+	if (late && ((err = late_finish(r, late)) < 0 || (err = finish_process(r, late)) < 0))
 		goto fail;
 	clock_gettime(CLOCK_MONOTONIC, &tr1);
 	if (getenv("ZAPC_ENGINE_TIMING"))
@@ -1026,6 +1045,12 @@ int restore_main(int argc, char **argv)
 			ptrace(PTRACE_DETACH, p->htids[k], 0, 0);
 	}
 	timing("detached");
+	if (getenv("ZAPC_ENGINE_TIMING")) {
+		struct rusage ru;
+		getrusage(RUSAGE_SELF, &ru);
+		fprintf(stderr, "TIMING restore_engine_cpu_ms %.1f\n",
+			(ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) * 1e3 + (ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) / 1e3);
+	}
 	printf("%d\n", root);
 	fflush(stdout);
 	image_reader_free(g_in);

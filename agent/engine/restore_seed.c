@@ -120,15 +120,29 @@ static void emit_zombie(struct plan *pl, ImgProc *t)
 	op_add(pl, "zombie exit", t->pid, -1, 0, 0, SYS_exit_group, (uint64_t)WEXITSTATUS(st), 0, 0, 0);
 }
 
-/* ops of task idx from its start; returns its first op index or -errno */
-static int emit_task(struct rst_ctx *r, struct plan *pl, int idx)
+/* A child's group and session as it has them from its parent at the fork:
+ * nothing to do (no setpgid by either, no getsid check). */
+static bool same_group(const ImgProc *t, const ImgProc *parent)
+{
+	return parent && t->sid != t->pid && t->sid == parent->sid && t->pgid && t->pgid == parent->pgid;
+}
+
+/*
+ * ops of task idx from its start; returns its first op index or -errno.
+ * parent: the task that forks it (NULL for the init), whose cwd, umask and
+ * personality are set before its forks (when it has no root of its own), so
+ * that a child with the same ones inherits them instead of setting them
+ * again: on this VM every system call of the seed costs a few µs, chdir a
+ * path walk.
+ */
+static int emit_task(struct rst_ctx *r, struct plan *pl, int idx, const struct rproc *parent)
 {
 	struct rproc *p = &r->procs[idx];
 	ImgProc *t = p->tree;
 	ImgProcCore *c = p->core;
 	uint32_t pid = t->pid;
 	int start = op_add(pl, "task", pid, -1, SEED_SELF, 0, 0, pid, 0, 0, 0);
-	if (idx != 0) {   /* the init does its session in engine code */
+	if (idx != 0 && !same_group(t, parent->tree)) {   /* the init does its session in engine code */
 		if (t->sid == t->pid)
 			op_add(pl, "setsid", pid, -1, SEED_EQ, t->pid, SYS_setsid, 0, 0, 0, 0);
 		if (t->pgid && !(t->sid == t->pid && t->pgid == t->pid))
@@ -136,6 +150,18 @@ static int emit_task(struct rst_ctx *r, struct plan *pl, int idx)
 		if (t->sid)
 			op_add(pl, "session (cannot be recreated)", pid, t->sid, SEED_EQ, t->sid, SYS_getsid, 0, 0, 0, 0);
 	}
+	/* creds.c early, the part its children inherit (see above) */
+	int at;     /* (op_add may move pl->what: index it after the call) */
+	bool own_root = strcmp(c->root, "/") != 0;
+	bool pr_root = parent && strcmp(parent->core->root, "/") != 0;
+	if (!own_root && !(parent && !pr_root && !strcmp(c->cwd, parent->core->cwd))) {
+		at = op_add(pl, "cwd", pid, -1, SEED_NONNEG, 0, SYS_chdir, data_str(pl, c->cwd), 0, 0, 0);
+		pl->what[at].arg = c->cwd;
+	}
+	if (!(parent && !pr_root && (c->umask & 0777) == (parent->core->umask & 0777)))
+		op_add(pl, "umask", pid, -1, 0, 0, SYS_umask, c->umask & 0777, 0, 0, 0);
+	if (!(parent && !pr_root && c->personality == parent->core->personality))
+		op_add(pl, "personality", pid, c->personality, SEED_NONNEG, 0, SYS_personality, c->personality, 0, 0, 0);
 	/* children in pid order so group leaders exist before their members */
 	uint32_t *kids = xcalloc((size_t)r->nprocs, sizeof(*kids));
 	int nk = 0;
@@ -153,19 +179,16 @@ static int emit_task(struct rst_ctx *r, struct plan *pl, int idx)
 		ca.set_tid_size = 1;
 		fork_op[k] = op_add(pl, "fork", pid, kids[k], SEED_CHILD_JUMP | SEED_EQ, kids[k], SYS_clone3,
 				    data_add(pl, &ca, sizeof(ca)), sizeof(ca), 0, 0);
-		if (!kt->zombie && kt->pgid && kt->sid != kt->pid)
+		if (!kt->zombie && kt->pgid && kt->sid != kt->pid && !same_group(kt, t))
 			op_add(pl, "child's group", pid, kids[k], 0, 0, SYS_setpgid, kids[k], kt->pgid, 0, 0);
 	}
-	/* creds.c early: root, cwd, umask, personality */
-	int at;     /* (op_add may move pl->what: index it after the call) */
-	if (strcmp(c->root, "/")) {
+	/* creds.c early, the rest: a root of its own, then the cwd in it */
+	if (own_root) {
 		at = op_add(pl, "chroot", pid, -1, SEED_NONNEG, 0, SYS_chroot, data_str(pl, c->root), 0, 0, 0);
 		pl->what[at].arg = c->root;
+		at = op_add(pl, "cwd", pid, -1, SEED_NONNEG, 0, SYS_chdir, data_str(pl, c->cwd), 0, 0, 0);
+		pl->what[at].arg = c->cwd;
 	}
-	at = op_add(pl, "cwd", pid, -1, SEED_NONNEG, 0, SYS_chdir, data_str(pl, c->cwd), 0, 0, 0);
-	pl->what[at].arg = c->cwd;
-	op_add(pl, "umask", pid, -1, 0, 0, SYS_umask, c->umask & 0777, 0, 0, 0);
-	op_add(pl, "personality", pid, c->personality, SEED_NONNEG, 0, SYS_personality, c->personality, 0, 0, 0);
 	/* files.c early: the fd table from the inventory, nothing else below it */
 	uint8_t *want = xcalloc((size_t)r->inv_base + 1, 1);
 	int err = 0;
@@ -208,7 +231,8 @@ static int emit_task(struct rst_ctx *r, struct plan *pl, int idx)
 	}
 	/* scratch pages (executable: inject.c's batch loop), then ready */
 	op_add(pl, "scratch page", pid, -1, SEED_EQ, (int64_t)r->scratch_addr, SYS_mmap, r->scratch_addr,
-	       4 * PAGE, PROT_READ | PROT_WRITE | PROT_EXEC, MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED_NOREPLACE);
+	       4 * PAGE, PROT_READ | PROT_WRITE | PROT_EXEC, MAP_PRIVATE | MAP_ANONYMOUS |
+	       (r->scratch_addr == SEED_SCRATCH ? MAP_FIXED /* over the seed's bss */ : MAP_FIXED_NOREPLACE));
 	pl->ops[pl->n - 1].a[4] = (uint64_t)-1;
 	struct seed_report m = { (int32_t)pid, 0, -1 };
 	uint64_t ma = data_add(pl, &m, sizeof(m));
@@ -223,7 +247,7 @@ static int emit_task(struct rst_ctx *r, struct plan *pl, int idx)
 		int ks = (int)pl->n;
 		if (r->procs[ki].tree->zombie)
 			emit_zombie(pl, r->procs[ki].tree);
-		else if ((ks = emit_task(r, pl, ki)) < 0) {
+		else if ((ks = emit_task(r, pl, ki, p)) < 0) {
 			err = ks;
 			goto out;
 		}
@@ -257,17 +281,17 @@ int seed_prepare(struct rst_ctx *r, const struct range *avoid, int navoid)
 		return 0;
 	}
 	r->seed_fd = inv_move(r, r->seed_fd);
-	struct range *rg = xcalloc((size_t)navoid + 1, sizeof(*rg));
-	memcpy(rg, avoid, (size_t)navoid * sizeof(*rg));
-	rg[navoid] = (struct range){ r->scratch_addr, r->scratch_addr + 4 * PAGE };
-	pl.addr = find_gap(PLAN_GAP, rg, navoid + 1);
-	free(rg);
-	if (!pl.addr)
+	/* The plan goes next to the seed's text (SEED_PLAN, seed.h): nothing
+	 * of the image is mapped before a task has dropped it. */
+	(void)avoid;
+	(void)navoid;
+	pl.addr = SEED_PLAN;
+	if (r->scratch_addr < pl.addr + PLAN_GAP && pl.addr < r->scratch_addr + 4 * PAGE)
 		goto none;
 	size_t clen;
 	const uint8_t *code = inj_batch_code(&clen);
 	uint64_t code_at = data_add(&pl, code, clen);
-	if ((err = emit_task(r, &pl, 0)) < 0)
+	if ((err = emit_task(r, &pl, 0, NULL)) < 0)
 		goto out;
 	size_t ops_off = (SEED_DATA_OFF + pl.dlen + 63) & ~(size_t)63;
 	size_t len = (ops_off + pl.n * sizeof(struct seed_op) + PAGE - 1) & ~(size_t)(PAGE - 1);
@@ -275,7 +299,7 @@ int seed_prepare(struct rst_ctx *r, const struct range *avoid, int navoid)
 		goto none;
 	_Static_assert(sizeof(struct seed_hdr) <= SEED_DATA_OFF, "seed header too big");
 	struct seed_hdr h = { SEED_MAGIC, pl.addr, len, ops_off, pl.n, r->ready_w, r->hold_r, r->scratch_addr,
-			      0, 0, code_at - pl.addr, clen };
+			      0, 0, code_at - pl.addr, clen, SEED_STACK, SEED_STACK_LEN };
 	/* the seed parks itself if this kernel puts [vvar][vvar_vclock][vdso]
 	 * next to each other (as ours are), keeping that block */
 	if (r->eng_vvar + r->eng_vvar_len == (r->eng_vclock_len ? r->eng_vclock : r->eng_vdso) &&

@@ -12,6 +12,7 @@
  * A queued call that fails is reported with what it was, as inj_call did.
  */
 #include <errno.h>
+#include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -26,6 +27,8 @@ struct rqueue {
 	int n, cap;
 	uint8_t data[RQ_DATA];
 	size_t dlen;
+	bool started;           /* rq_flush_start ran it: rq_flush_finish waits */
+	int sync_err;           /* rq_flush_start ran it at once: its result */
 };
 
 static struct rqueue *rq_of(struct rproc *p)
@@ -66,16 +69,12 @@ void rq_add(struct rproc *p, const char *what, unsigned flags, long nr, uint64_t
 	q->meta[q->n++] = (struct rq_meta){ what, flags };
 }
 
-/* Run what is queued in the leader; the first failure (logged) or 0.
- * *drained (if not NULL) is set when an RQ_DRAIN op found nothing left. */
-int rq_flush(struct rst_ctx *r, struct rproc *p)
+/* The results of a batch that ran (err: it could not be run): the first
+ * failure, logged; the queue is empty again. */
+static int rq_results(struct rproc *p, struct inj *t, int err)
 {
 	struct rqueue *q = p->rq;
-	int err = 0;
-	if (!q || !q->n)
-		return 0;
-	struct inj *t = p->tinj ? &p->tinj[0] : &p->inj;
-	if ((err = inj_batch_with(t, r->scratch_addr + 3 * PAGE, q->ops, q->n, r->scratch_addr, q->data, q->dlen)) < 0)
+	if (err < 0)
 		goto out;
 	p->rq_undrained = false;
 	for (int i = 0; i < q->n; i++) {
@@ -100,6 +99,58 @@ out:
 	q->n = 0;
 	q->dlen = 0;
 	return err;
+}
+
+static struct inj *rq_inj(struct rproc *p)
+{
+	return p->tinj ? &p->tinj[0] : &p->inj;
+}
+
+/* Run what is queued in the leader; the first failure (logged) or 0.
+ * p->rq_undrained is set when the RQ_DRAIN ops all found a signal. */
+int rq_flush(struct rst_ctx *r, struct rproc *p)
+{
+	struct rqueue *q = p->rq;
+	if (!q || !q->n)
+		return 0;
+	struct inj *t = rq_inj(p);
+	return rq_results(p, t, inj_batch_with(t, r->scratch_addr + 3 * PAGE, q->ops, q->n, r->scratch_addr,
+					       q->data, q->dlen));
+}
+
+/* rq_flush in two halves: the batch runs in the task while the engine
+ * goes on with another process (restore.c); rq_flush_finish waits for it
+ * and gives its result.  A queue longer than one round runs at once. */
+int rq_flush_start(struct rst_ctx *r, struct rproc *p)
+{
+	struct rqueue *q = p->rq;
+	if (!q || !q->n)
+		return 0;
+	if (q->n > INJ_BATCH_MAX) {
+		q->sync_err = rq_flush(r, p);
+		return 0;
+	}
+	int err = inj_batch_with_start(rq_inj(p), r->scratch_addr + 3 * PAGE, q->ops, q->n, r->scratch_addr,
+				       q->data, q->dlen);
+	if (err < 0)
+		return rq_results(p, rq_inj(p), err);
+	q->started = true;
+	return 0;
+}
+
+int rq_flush_finish(struct rst_ctx *r, struct rproc *p)
+{
+	struct rqueue *q = p->rq;
+	if (!q)
+		return 0;
+	if (!q->started) {
+		int err = q->sync_err;
+		q->sync_err = 0;
+		return err;
+	}
+	q->started = false;
+	struct inj *t = rq_inj(p);
+	return rq_results(p, t, inj_batch_finish(t, r->scratch_addr + 3 * PAGE, q->ops, q->n));
 }
 
 void rq_free(struct rproc *p)

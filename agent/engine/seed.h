@@ -34,9 +34,34 @@ struct seed_hdr {
 	uint64_t scratch;
 	uint64_t vdso_pre, vdso_len;
 	uint64_t code_off, code_len;
+	/* stack_len != 0: the seed moves to its own stack at `stack` (anon,
+	 * next to its text, plan and the scratch pages) and unmaps the one the
+	 * kernel made for the exec, so that a forked task's memory sits in one
+	 * page-table leaf (SEED_BASE below) */
+	uint64_t stack, stack_len;
 };
 
 #define SEED_DATA_OFF 256     /* the plan's data (strings, structs) follow the header */
+
+/*
+ * Where things are in every task forked from the seed: its text (linked
+ * there: agent/engine/module.mk), the scratch pages (if no image VMA is in
+ * the way: restore.c), its stack, then the plan — one 2 MiB range, so one
+ * leaf page table (and one of each level above) per task.  On this PVM
+ * guest every page-table page made or freed costs ~50-100 µs (a fresh page
+ * to clear, a trapped write to the level above); spread over four top-level
+ * ranges (text at 4 MiB, plan, scratch, the kernel's stack at the top) a
+ * task made and freed ~20 of them.  In the top-level slot of the stacks
+ * (the last 512 GiB) the restored process keeps that one when the scratch
+ * pages go (the most expensive to free: its entry has a PTI user copy).
+ */
+#define SEED_BASE       0x7f8000000000ull   /* the top 512 GiB, where every stack is */
+#define SEED_RESERVE_END (SEED_BASE + 0x200000)   /* the seed's bss reaches here */
+#define SEED_TEXT_MAX   0x4000ull     /* the seed's image must end below */
+#define SEED_SCRATCH    (SEED_BASE + 0x4000)
+#define SEED_STACK      (SEED_BASE + 0x8000)
+#define SEED_STACK_LEN  0x4000ull
+#define SEED_PLAN       (SEED_BASE + 0x10000)
 
 /* flags */
 #define SEED_NONNEG     1u   /* fail on -4095..-1 */

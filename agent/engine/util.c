@@ -4,9 +4,12 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <malloc.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <unistd.h>
 
 #include "agent/engine/engine.h"
@@ -133,4 +136,24 @@ int status_field_ids(const char *status, const char *key, uint32_t *out, int max
 			p++;
 	}
 	return -ENOENT;
+}
+
+/*
+ * The engine's own heap, pad bytes of it populated in one go: on this VM a
+ * first touch of a fresh page costs ~10 us as a page fault but ~1 us after
+ * MADV_POPULATE_WRITE, and a dump or restore allocates a few KiB per
+ * process (the model, /proc texts, records).  Freed memory stays (no trim)
+ * for reuse.
+ */
+void heap_prepare(size_t pad)
+{
+	mallopt(M_TRIM_THRESHOLD, 64 << 20);
+	mallopt(M_ARENA_MAX, 1);       /* helper threads too: not a fresh arena */
+	mallopt(M_TOP_PAD, (int)pad);
+	char *x = malloc(64);
+	char *top = sbrk(0);
+	uintptr_t from = ((uintptr_t)x + PAGE - 1) & ~(uintptr_t)(PAGE - 1);
+	if (x && top != (char *)-1 && (uintptr_t)top > from)
+		madvise((void *)from, (uintptr_t)top - from, 23 /* MADV_POPULATE_WRITE, 5.14 */);
+	free(x);
 }

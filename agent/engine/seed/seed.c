@@ -88,6 +88,25 @@ static void park(const struct seed_hdr *h, uint64_t vdso, const struct seed_repo
 	__builtin_unreachable();
 }
 
+static void seed_run(const struct seed_hdr *h, uint64_t first, uint64_t vdso, uint64_t old_sp)
+	__attribute__((used, noreturn));
+
+/* The rest of the seed's 2 MiB range (seed.h), as bss: the kernel maps it
+ * at exec (no pages), so the vdso it places afterwards is never where the
+ * plan, the stack and the scratch pages will be mapped (MAP_FIXED over it). */
+static char reserve[SEED_RESERVE_END - SEED_BASE - SEED_TEXT_MAX] __attribute__((used, aligned(4096)));
+
+static long fixed_in_reserve(uint64_t addr, uint64_t len)
+{
+	uint64_t s = (uint64_t)reserve, e = s + sizeof(reserve);
+	return addr >= s && addr + len <= e && addr + len > addr ? MAP_FIXED : MAP_FIXED_NOREPLACE;
+}
+
+/*
+ * The plan is mapped and checked: switch to the seed's own stack (SEED_STACK
+ * in seed.h: next to the rest, one page-table leaf) and drop the kernel's,
+ * whose page tables every fork would otherwise copy and every task free.
+ */
 __attribute__((used)) static void seed_main(long *sp)
 {
 	long argc = sp[0];
@@ -104,7 +123,7 @@ __attribute__((used)) static void seed_main(long *sp)
 	long fd = (long)num(argv[1]);
 	uint64_t addr = num(argv[2]), len = num(argv[3]), first = num(argv[4]);
 	long m = sc6(__NR_mmap, (long)addr, (long)len, PROT_READ | PROT_WRITE,
-		     MAP_PRIVATE | MAP_FIXED_NOREPLACE, fd, 0);
+		     MAP_PRIVATE | fixed_in_reserve(addr, len), fd, 0);
 	if (m != (long)addr)
 		die(-1, 0, m < 0 ? m : -17, -1);
 	sc6(__NR_close, fd, 0, 0, 0, 0, 0);
@@ -112,13 +131,30 @@ __attribute__((used)) static void seed_main(long *sp)
 	if (h->magic != SEED_MAGIC || h->addr != addr || h->len != len || h->ops_off > len ||
 	    h->nops > (len - h->ops_off) / sizeof(struct seed_op) || first >= h->nops)
 		die(-1, 0, -22, -1);
-	const struct seed_op *ops = (const struct seed_op *)(addr + h->ops_off);
+	uint64_t top = h->stack + h->stack_len;
+	if (h->stack_len && !(top % 16) &&
+	    sc6(__NR_mmap, (long)h->stack, (long)h->stack_len, PROT_READ | PROT_WRITE,
+		MAP_PRIVATE | MAP_ANONYMOUS | fixed_in_reserve(h->stack, h->stack_len), -1, 0) == (long)h->stack)
+		__asm__ volatile("mov %0, %%rsp\n\tcall seed_run\n\thlt"
+				 : : "r"(top), "D"(h), "S"(first), "d"(vdso), "c"((uint64_t)sp) : "memory");
+	seed_run(h, first, vdso, 0);
+}
+
+static void seed_run(const struct seed_hdr *h, uint64_t first, uint64_t vdso, uint64_t old_sp)
+{
+	/* The kernel's stack: a few pages at the top of the address space; the
+	 * vdso block is at least 128 MiB below it (mmap_base leaves the stack
+	 * rlimit, >= 128 MiB, free) — checked, and kept if not. */
+	uint64_t lo = (old_sp & ~(PAGE - 1)) - (1ull << 20);
+	if (old_sp && vdso && vdso + h->vdso_len <= lo && lo < old_sp)
+		sc6(__NR_munmap, (long)lo, (long)(MAX_ADDR - PAGE - lo), 0, 0, 0, 0);
+	const struct seed_op *ops = (const struct seed_op *)(h->addr + h->ops_off);
 	int32_t self = 0;
 	long prev = 0;
 	for (uint64_t i = first; i < h->nops;) {
 		const struct seed_op *o = &ops[i];
 		if (o->flags & SEED_PARK) {
-			if (h->vdso_len && vdso && h->code_len && h->code_len <= 64 && h->code_off + h->code_len <= len)
+			if (h->vdso_len && vdso && h->code_len && h->code_len <= 64 && h->code_off + h->code_len <= h->len)
 				park(h, vdso, (const struct seed_report *)o->a[0]);
 			i++;
 			continue;
@@ -145,6 +181,7 @@ __attribute__((used)) static void seed_main(long *sp)
 		i++;
 	}
 	die(h->ready_w, self, -71, -1);   /* a plan ends in exit_group */
+	__builtin_unreachable();
 }
 
 /* the kernel starts us with argc at (%rsp); keep the stack 16-byte aligned */
