@@ -135,7 +135,9 @@ int cow_fork_all(struct dump_ctx *d)
 			continue;
 		/* no snapshot: copy now, the pod is still frozen */
 		p->cow_defer = false;
-		int err = mm_read_pages(p, p->hpid);
+		int err = mm_cow_runs(p, p->hpid);
+		if (err == 0)
+			err = mm_read_pages(p, p->hpid);
 		if (err < 0)
 			return err;
 	}
@@ -218,7 +220,7 @@ int cow_read_all(struct dump_ctx *d)
 		struct dproc *p = &d->procs[i];
 		if (!p->cow_child)
 			continue;
-		if (!err && p->cow_defer)
+		if (!err && p->cow_defer && (err = mm_cow_runs(p, p->cow_child)) == 0)
 			err = mm_read_pages(p, p->cow_child);
 		p->cow_defer = false;
 		child_end(p->cow_child);

@@ -140,7 +140,9 @@ struct dproc {
 	/* copy-on-write capture (cowsnap.c): pages read after the resume from a
 	 * stopped fork of the process instead of while frozen */
 	bool cow_ok;                 /* mm_dump: nothing a fork would not copy privately */
-	bool cow_defer;              /* runs known, pages not read yet */
+	bool cow_defer;              /* pages not read yet (runs known, or cow_pend) */
+	int *cow_pend;               /* VMAs (indexes) whose pages are still to be found: */
+	int ncow_pend;               /* scanned in the snapshot child (mm_cow_runs) */
 	pid_t cow_child;             /* host pid of the snapshot child, 0 if none */
 	pid_t cow_child_ns;          /* its pid in the pod */
 	struct dump_prefetch *pre;   /* batched injected queries (objects.c), NULL if none */
@@ -276,6 +278,9 @@ int mm_dump(struct dump_ctx *d, struct dproc *p);
 int mm_dump_shm(struct dump_ctx *d);
 /* Read p's runs (p->runs) from the memory of pid (p itself or its snapshot child). */
 int mm_read_pages(struct dproc *p, pid_t pid);
+/* The pages of p->cow_pend's VMAs (p->runs), found in the page tables of pid:
+ * p itself (frozen) or its snapshot child (a copy of them at the fork). */
+int mm_cow_runs(struct dproc *p, pid_t pid);
 /* Read runs (their data pointers set here, into one reused buffer, valid
  * until the next call) of a stopped process; for the image writer. */
 /* mm_dump in a helper thread (objects.c): what touches the dump-wide model
