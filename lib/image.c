@@ -298,6 +298,7 @@ struct image_reader {
 	uint64_t index;         /* 1-based index of the current record */
 	uint32_t type, len, left, crc;
 	int in_record, done, failed;
+	int regular;            /* fd is a regular file: 1 yes, -1 no, 0 not looked yet */
 	uint32_t max_record;
 	uint64_t payload_bytes;
 	struct sha256 md;
@@ -514,6 +515,54 @@ int image_read(struct image_reader *r, void *buf, size_t len)
 			    r->len - r->left + (uint32_t)n, r->len);
 	r->left -= (uint32_t)len;
 	return r->left ? 0 : finish_payload(r);
+}
+
+int image_read_deferred(struct image_reader *r, struct image_deferred *d)
+{
+	struct stat st;
+	uint8_t b[4];
+	ssize_t n;
+
+	if (r->failed)
+		return -r->failed;
+	if (!r->in_record || !r->left)
+		return rerr(r, EINVAL, "no payload left to defer");
+	if (r->fn != fd_read || r->fd < 0)
+		return -ESPIPE;
+	if (!r->regular)
+		r->regular = fstat(r->fd, &st) == 0 && S_ISREG(st.st_mode) ? 1 : -1;
+	if (r->regular < 0)
+		return -ESPIPE;
+	/* the fd stands at the end of what is buffered */
+	size_t avail = r->fill - r->pos;
+	off_t cur = lseek(r->fd, 0, SEEK_CUR);
+	if (cur < 0 || (uint64_t)cur < avail)
+		return -ESPIPE;
+	d->fd = r->fd;
+	d->offset = (uint64_t)cur - avail;
+	d->len = r->left;
+	d->crc = r->crc;
+	d->index = r->index;
+	d->rec_offset = r->rec_offset;
+	if (avail >= r->left) {
+		r->pos += r->left;
+	} else {
+		r->pos = r->fill;
+		if (lseek(r->fd, (off_t)(d->offset + d->len), SEEK_SET) < 0)
+			return rerr(r, errno, "seek: %s", strerror(errno));
+	}
+	r->offset += r->left;
+	r->left = 0;
+	/* past the end of a truncated file the checksum read finds nothing */
+	n = rget(r, b, sizeof(b));
+	if (n < 0)
+		return (int)n;
+	if (n < 4)
+		return rerr(r, EPROTO, "truncated: stream ends inside the record");
+	d->stored = get32(b);
+	digest_record(&r->md, r->type, r->len, d->stored);
+	r->in_record = 0;
+	return 0;
 }
 
 static int skip_payload(struct image_reader *r)

@@ -102,6 +102,26 @@ int image_read(struct image_reader *r, void *buf, size_t len);
  * record's prefix malformed calls this first, so that a flipped byte is
  * reported as the checksum error it is and not as a bogus field. */
 int image_skip(struct image_reader *r);
+/*
+ * The rest of the current payload left in the image file for the caller:
+ * a reader of a regular file moves past it and its stored checksum without
+ * reading it, so that the caller can read it with pread (from several
+ * threads at once).  The caller must compute crc32c(d->crc, rest of the
+ * payload) and compare it with d->stored before it trusts the data or lets
+ * anything built from it run; the stream digest takes the stored checksum,
+ * so the trailer still covers every record.  0, -ESPIPE (not a regular
+ * file: read it the usual way), or -errno with the reader's error set
+ * (truncated image).
+ */
+struct image_deferred {
+	int fd;                 /* pread the payload from here */
+	uint64_t offset, len;   /* file offset and length of the rest of the payload */
+	uint32_t crc;           /* checksum state before it */
+	uint32_t stored;        /* what the checksum must come to */
+	uint64_t index;         /* the record (1-based) and its stream offset, for errors */
+	uint64_t rec_offset;
+};
+int image_read_deferred(struct image_reader *r, struct image_deferred *d);
 /* Convenience: whole payload into a malloc'd buffer (caller frees). */
 int image_read_all(struct image_reader *r, void **buf, uint32_t *len);
 

@@ -1182,6 +1182,7 @@ static long vma_of(struct rproc *p, uint64_t addr, uint64_t len)
  * process_vm_writev.
  */
 #define UFFD_MIN_PAGES 256u
+#define JOB_MIN (GATHER_MAX + PAGE)   /* page records read by both cores (pagefill_queue_job) */
 
 struct fill_uffd {
 	int fd;
@@ -1405,7 +1406,7 @@ int mm_restore_map_finish(struct rst_ctx *r, struct rproc *p)
  * process_vm_writev (one iovec per record), by the main thread: handing
  * each to the writer thread cost a wakeup per record, more than the copy.
  */
-#define GATHER_MAX (64u << 10)     /* bigger records go through the ring */
+#define GATHER_MAX (64u << 10)     /* bigger records: file jobs, or the ring (pipes) */
 #define GATHER_IOV 256
 
 struct gather {
@@ -1452,7 +1453,7 @@ static int write_ro(struct rproc *p, struct image_reader *in, struct gather *g, 
 		}
 	}
 	if (!g->buf)
-		g->buf = pagefill_slot(&g->cap);
+		g->buf = pagefill_gather_buf(&g->cap);
 	else if ((err = gather_flush(p, g)) < 0)
 		return err;
 	for (uint64_t off = 0; off < dlen;) {
@@ -1531,7 +1532,7 @@ int mm_restore_late(struct rst_ctx *r, struct rproc *p, struct image_reader *in,
 		int uffd = fill_uffd_use(p, &uf, vi, pp.npages) ? uf.fd : -1;
 		if (uffd < 0 && dlen <= GATHER_MAX) {
 			if (!g.buf)
-				g.buf = pagefill_slot(&g.cap);
+				g.buf = pagefill_gather_buf(&g.cap);
 			if ((g.used + dlen > g.cap || g.n == GATHER_IOV) && (err = gather_flush(p, &g)) < 0)
 				break;
 			if ((err = image_read(in, g.buf + g.used, dlen)) < 0) {
@@ -1542,9 +1543,42 @@ int mm_restore_late(struct rst_ctx *r, struct rproc *p, struct image_reader *in,
 			g.used += dlen;
 			continue;
 		}
+		/* a big record of an image file: read by both cores (pagefill.c) */
+		struct pagefill_job job = { .uffd = uffd, .pid = p->hpid, .addr = pp.addr };
+		if (dlen >= JOB_MIN && (err = image_read_deferred(in, &job.data)) != -ESPIPE) {
+			if (err < 0) {
+				log_err("%s", image_reader_error(in));
+				break;
+			}
+			pagefill_queue_job(&job);
+			continue;
+		}
+		err = 0;
+		if (dlen < JOB_MIN) {           /* small: read and write it now */
+			size_t cap;
+			uint8_t *buf = pagefill_buf(&cap);
+			for (uint64_t off = 0; off < dlen && err >= 0; off += cap) {
+				size_t n = dlen - off < cap ? (size_t)(dlen - off) : cap;
+				if ((err = image_read(in, buf, n)) < 0) {
+					log_err("%s", image_reader_error(in));
+					break;
+				}
+				if ((err = pagefill_write(uffd, p->hpid, pp.addr + off, buf, n)) < 0)
+					log_err("restore: pid %u: write pages at %#llx: %s", p->tree->pid,
+						(unsigned long long)(pp.addr + off), strerror(-err));
+			}
+			if (err < 0)
+				break;
+			continue;
+		}
 		for (uint64_t off = 0; off < dlen && err >= 0;) {
 			size_t cap;
 			uint8_t *slot = pagefill_slot(&cap);
+			if (!slot) {
+				err = -ENOMEM;
+				log_err("restore: pid %u: page buffers: %s", p->tree->pid, strerror(-err));
+				break;
+			}
 			size_t n = dlen - off < cap ? (size_t)(dlen - off) : cap;
 			if ((err = image_read(in, slot, n)) < 0) {
 				pagefill_unfill(slot);
@@ -1561,15 +1595,17 @@ int mm_restore_late(struct rst_ctx *r, struct rproc *p, struct image_reader *in,
 		close(memfd);
 	if (g.buf) {
 		int gerr = err < 0 ? 0 : gather_flush(p, &g);
-		pagefill_unfill(g.buf);
 		if (gerr < 0)
 			err = gerr;
 	}
 	uint64_t werr_addr = 0;
 	int werr = pagefill_end(&werr_addr), uerr = fill_uffd_close(p, &uf);
-	if (werr < 0) {
-		log_err("restore: pid %u: write pages at %#llx: %s", p->tree->pid,
-			(unsigned long long)werr_addr, strerror(-werr));
+	if (werr < 0 && err >= 0) {     /* (an error of the loop is logged already) */
+		if (*pagefill_error())
+			log_err("%s", pagefill_error());
+		else
+			log_err("restore: pid %u: write pages at %#llx: %s", p->tree->pid,
+				(unsigned long long)werr_addr, strerror(-werr));
 		return werr;
 	}
 	if (err < 0 || (err = uerr) < 0)

@@ -25,19 +25,23 @@
  */
 #include <errno.h>
 #include <linux/userfaultfd.h>
+#include <stdio.h>
 #include <pthread.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <string.h>
 #include <sys/ioctl.h>
 #include <sys/mman.h>
+#include <unistd.h>
 
 #include "agent/engine/engine.h"
 #include "agent/engine/pagefill.h"
 
 #define SLOT    (512u << 10)
 #define NSLOT   8u
+#define JOBBUF  (256u << 10)    /* per core, for file jobs and small records */
 #define HUGE    (2u << 20)
+#define NJOB    4u
 
 enum { S_FREE, S_FILLING, S_QUEUED, S_WRITING };
 
@@ -50,7 +54,13 @@ struct slot {
 };
 
 static struct {
-	uint8_t *mem;
+	uint8_t *mem;                   /* the ring (pipes only), NULL until needed */
+	uint8_t *jbuf;                  /* 3 × JOBBUF: [0] the main thread's, [1] the writer's,
+					 * [2] the gather buffer (mm.c) */
+	struct pagefill_job jobs[NJOB]; /* queued file jobs, oldest first */
+	uint32_t jhead, jlen;
+	int jbusy;                      /* file jobs being run */
+	char msg[320];                  /* the first job error, said the image's way */
 	struct slot s[NSLOT];
 	uint32_t queue[NSLOT];          /* queued slots, oldest first */
 	uint32_t qhead, qlen;
@@ -116,6 +126,86 @@ static void write_slot(uint32_t i)
 	pthread_mutex_unlock(&F.mu);
 }
 
+/* Record the first error (lock not held). */
+static void set_error(int e, uint64_t addr, const char *msg)
+{
+	pthread_mutex_lock(&F.mu);
+	if (!F.err) {
+		F.err = e;
+		F.err_addr = addr;
+		snprintf(F.msg, sizeof(F.msg), "%s", msg ? msg : "");
+	}
+	pthread_mutex_unlock(&F.mu);
+}
+
+/*
+ * Run a file job with buf (SLOT bytes, this core's): read the record's
+ * data from the image file piece by piece, checksum each piece while it is
+ * in the cache, write it into the target.  The checksum is compared when
+ * the last piece is in: pages written before a mismatch is found are
+ * harmless, the restore fails before any restored task runs.
+ */
+static void run_job(const struct pagefill_job *j, uint8_t *buf)
+{
+	const struct image_deferred *d = &j->data;
+	uint32_t crc = d->crc;
+	char msg[320];
+	for (uint64_t done = 0; done < d->len;) {
+		size_t n = d->len - done < JOBBUF ? (size_t)(d->len - done) : JOBBUF, got = 0;
+		while (got < n) {
+			ssize_t k = pread(d->fd, buf + got, n - got, (off_t)(d->offset + done + got));
+			if (k < 0 && errno == EINTR)
+				continue;
+			if (k <= 0) {
+				int e = k < 0 ? errno : EPROTO;
+				snprintf(msg, sizeof(msg), "image: record %llu 'pages' at offset %llu: %s",
+					 (unsigned long long)d->index, (unsigned long long)d->rec_offset,
+					 k < 0 ? strerror(e) : "truncated: stream ends inside the payload");
+				set_error(-e, j->addr + done, msg);
+				return;
+			}
+			got += (size_t)k;
+		}
+		crc = crc32c(crc, buf, n);
+		int e = j->uffd >= 0 ? uffd_copy(j->uffd, j->addr + done, buf, n) : mem_write(j->pid, j->addr + done, buf, n);
+		if (e < 0) {
+			set_error(e, j->addr + done, NULL);
+			return;
+		}
+		done += n;
+	}
+	if (crc != d->stored) {
+		snprintf(msg, sizeof(msg), "image: record %llu 'pages' at offset %llu: checksum mismatch "
+			 "(stored 0x%08x, computed 0x%08x)", (unsigned long long)d->index,
+			 (unsigned long long)d->rec_offset, d->stored, crc);
+		set_error(-EBADMSG, j->addr, msg);
+	}
+}
+
+/* Take the oldest queued job (lock held); false if none. */
+static bool pop_job_locked(struct pagefill_job *j)
+{
+	if (!F.jlen)
+		return false;
+	*j = F.jobs[F.jhead];
+	F.jhead = (F.jhead + 1) % NJOB;
+	F.jlen--;
+	F.jbusy++;
+	return true;
+}
+
+/* Run job j with this core's buffer (lock held, dropped meanwhile). */
+static void run_job_locked(const struct pagefill_job *j, uint32_t core)
+{
+	bool skip = F.err != 0;         /* the restore fails anyway */
+	pthread_mutex_unlock(&F.mu);
+	if (!skip)
+		run_job(j, F.jbuf + (size_t)core * JOBBUF);
+	pthread_mutex_lock(&F.mu);
+	F.jbusy--;
+	pthread_cond_broadcast(&F.done);
+}
+
 /* The oldest queued slot, now S_WRITING (lock held); -1 if none. */
 static int pop_locked(void)
 {
@@ -134,14 +224,19 @@ static void *writer_main(void *arg)
 	(void)arg;
 	pthread_mutex_lock(&F.mu);
 	for (;;) {
-		int i;
-		while ((i = pop_locked()) < 0 && !F.quit)
-			pthread_cond_wait(&F.work, &F.mu);
-		if (i < 0)
+		struct pagefill_job j;
+		int i = pop_locked();
+		if (i >= 0) {
+			pthread_mutex_unlock(&F.mu);
+			write_slot((uint32_t)i);
+			pthread_mutex_lock(&F.mu);
+		} else if (pop_job_locked(&j)) {
+			run_job_locked(&j, 1);
+		} else if (F.quit) {
 			break;
-		pthread_mutex_unlock(&F.mu);
-		write_slot((uint32_t)i);
-		pthread_mutex_lock(&F.mu);
+		} else {
+			pthread_cond_wait(&F.work, &F.mu);
+		}
 	}
 	pthread_mutex_unlock(&F.mu);
 	return NULL;
@@ -149,19 +244,61 @@ static void *writer_main(void *arg)
 
 int pagefill_begin(void)
 {
-	if (!F.mem) {
-		int err = ring_map();
-		if (err < 0)
-			return err;
+	if (!F.jbuf) {
+		/* 3 × 64 first touches (~2 ms here); the 4 MiB ring only for pipes */
+		uint8_t *b = mmap(NULL, 3 * JOBBUF, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+		if (b == MAP_FAILED)
+			return -errno;
+		memset(b, 0, 3 * JOBBUF);
+		F.jbuf = b;
 		/* without the thread the reader writes every slot itself */
 		F.thread = pthread_create(&F.th, NULL, writer_main, NULL) == 0;
 	}
 	F.err = 0;
+	F.msg[0] = 0;
 	return 0;
+}
+
+int pagefill_queue_job(const struct pagefill_job *job)
+{
+	struct pagefill_job j;
+	pthread_mutex_lock(&F.mu);
+	while (F.jlen == NJOB && pop_job_locked(&j))
+		run_job_locked(&j, 0);
+	F.jobs[(F.jhead + F.jlen) % NJOB] = *job;
+	F.jlen++;
+	if (F.thread)
+		pthread_cond_signal(&F.work);
+	/* the queue full (reading ahead costs a seek): the oldest is ours,
+	 * the writer thread always finds the next ones */
+	while (F.jlen > (F.thread ? NJOB - 1 : 0u) && pop_job_locked(&j))
+		run_job_locked(&j, 0);
+	int e = F.err;
+	pthread_mutex_unlock(&F.mu);
+	return e;
+}
+
+uint8_t *pagefill_buf(size_t *cap)
+{
+	*cap = JOBBUF;
+	return F.jbuf;
+}
+
+uint8_t *pagefill_gather_buf(size_t *cap)
+{
+	*cap = JOBBUF;
+	return F.jbuf + 2 * JOBBUF;
+}
+
+int pagefill_write(int uffd, pid_t pid, uint64_t addr, const uint8_t *buf, size_t len)
+{
+	return uffd >= 0 ? uffd_copy(uffd, addr, buf, len) : mem_write(pid, addr, buf, len);
 }
 
 uint8_t *pagefill_slot(size_t *cap)
 {
+	if (!F.mem && ring_map() < 0)
+		return NULL;
 	pthread_mutex_lock(&F.mu);
 	for (;;) {
 		for (uint32_t i = 0; i < NSLOT; i++)
@@ -217,6 +354,7 @@ int pagefill_end(uint64_t *err_addr)
 {
 	pthread_mutex_lock(&F.mu);
 	for (;;) {
+		struct pagefill_job j;
 		int i = pop_locked();
 		if (i >= 0) {
 			pthread_mutex_unlock(&F.mu);
@@ -224,7 +362,11 @@ int pagefill_end(uint64_t *err_addr)
 			pthread_mutex_lock(&F.mu);
 			continue;
 		}
-		if (!F.busy)
+		if (pop_job_locked(&j)) {
+			run_job_locked(&j, 0);
+			continue;
+		}
+		if (!F.busy && !F.jbusy)
 			break;
 		pthread_cond_wait(&F.done, &F.mu);
 	}
@@ -233,4 +375,9 @@ int pagefill_end(uint64_t *err_addr)
 		*err_addr = F.err_addr;
 	pthread_mutex_unlock(&F.mu);
 	return e;
+}
+
+const char *pagefill_error(void)
+{
+	return F.msg;
 }
