@@ -4,6 +4,8 @@
 #   frozen time of a snapshot (--leave-running), 1 process with 256 MiB
 #   touched, image to memory                                      ≤ 1.5×memcpy + 5 ms
 #   restore of that image                                         ≤ 2×memcpy + 10 ms
+#     (printed with the fresh-memory floor: filling that much new memory of
+#     another process, bench/engine_fillfloor.c)
 #   dump and restore of a 100-process pod                         < 100 ms each
 # Prints BENCH lines (see bench/run.sh).  Needs root and cgroup v2.
 set -u
@@ -58,6 +60,12 @@ target=$(awk -v m="$memcpy_ms" 'BEGIN { printf "%.1f", 2 * m + 10 }')
 echo "BENCH engine_restore_${MB}MiB $ms ms target<=$target"
 [ -n "$rp" ] && kill -9 "$rp" 2>/dev/null
 rm -f "$tmp/img"
+# what filling that much fresh memory of another process costs here at
+# best (no image read, no checksum): the floor under the restore on a
+# machine where a fresh page costs far more than a memcpy (PVM guest)
+floor=$("$ZBIN/bench-engine-fillfloor" "$MB" | awk '/^floor/ { print $2, $3 }')
+set -- ${floor:-NaN none}
+echo "BENCH engine_fresh_memory_floor_${MB}MiB $1 ms way=$2 (fill only, best of 3)"
 
 start_pod zbp "$ZBIN/zt-bigmem" 0 100
 "$WALL" "$out/wall" "$ENGINE" dump --cgroup "$POD_CG" --init "$POD_INIT" -o "$tmp/img100" && ms=$(cat "$out/wall") || ms=NaN

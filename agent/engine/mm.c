@@ -1487,6 +1487,8 @@ int mm_restore_late(struct rst_ctx *r, struct rproc *p, struct image_reader *in,
 		return err;
 	/* pages: read in slot-sized pieces, written by both cores (pagefill.c) */
 	uint32_t type, len;
+	struct timespec tp0, tp1;
+	clock_gettime(CLOCK_MONOTONIC, &tp0);
 	if ((err = pagefill_begin()) < 0) {
 		log_err("restore: pid %u: page buffers: %s", p->tree->pid, strerror(-err));
 		return err;
@@ -1600,6 +1602,10 @@ int mm_restore_late(struct rst_ctx *r, struct rproc *p, struct image_reader *in,
 	}
 	uint64_t werr_addr = 0;
 	int werr = pagefill_end(&werr_addr), uerr = fill_uffd_close(p, &uf);
+	clock_gettime(CLOCK_MONOTONIC, &tp1);
+	if (getenv("ZAPC_ENGINE_TIMING"))
+		fprintf(stderr, "TIMING restore_pages_ms %.3f (pid %u)\n",
+			(tp1.tv_sec - tp0.tv_sec) * 1e3 + (tp1.tv_nsec - tp0.tv_nsec) / 1e6, p->tree->pid);
 	if (werr < 0 && err >= 0) {     /* (an error of the loop is logged already) */
 		if (*pagefill_error())
 			log_err("%s", pagefill_error());

@@ -15,3 +15,10 @@ OBJS       += $(call objs,bench/engine_memcpy.c)
 $(BUILD)/bin/bench-engine-memcpy: $(BUILD)/bench/engine_memcpy.o
 	@mkdir -p $(@D)
 	$(CC) $(LDFLAGS) -o $@ $^
+
+# bench/engine_fillfloor.c: the fresh-memory floor printed by bench/engine_bench.sh
+TEST_PROGS += $(BUILD)/bin/bench-engine-fillfloor
+OBJS       += $(call objs,bench/engine_fillfloor.c)
+$(BUILD)/bin/bench-engine-fillfloor: $(BUILD)/bench/engine_fillfloor.o
+	@mkdir -p $(@D)
+	$(CC) $(LDFLAGS) -o $@ $^ -lpthread
