@@ -213,19 +213,37 @@ static void reap_running(struct dproc *p, pid_t child)
 		log_warn("dump: pid %u: detach after reaping: %s", p->tree->pid, strerror(errno));
 }
 
+/* The pod runs again: find each snapshot's pages in the child's page
+ * tables; the image writer reads them from the child run group by run
+ * group into one reused buffer (mm_late_read), as for a dump that ends the
+ * pod — no copy of the whole memory into fresh engine memory, whose first
+ * touches cost more here than the copy.  The children end after the write
+ * (cow_end_all). */
 int cow_read_all(struct dump_ctx *d)
 {
 	int err = 0;
 	for (int i = 0; i < d->nprocs; i++) {
 		struct dproc *p = &d->procs[i];
+		if (!p->cow_child || !p->cow_defer)
+			continue;
+		p->cow_defer = false;
+		if (!err && (err = mm_cow_runs(p, p->cow_child)) == 0)
+			p->late = true;
+	}
+	return err;
+}
+
+void cow_end_all(struct dump_ctx *d)
+{
+	for (int i = 0; i < d->nprocs; i++) {
+		struct dproc *p = &d->procs[i];
 		if (!p->cow_child)
 			continue;
-		if (!err && p->cow_defer && (err = mm_cow_runs(p, p->cow_child)) == 0)
-			err = mm_read_pages(p, p->cow_child);
-		p->cow_defer = false;
+		if (getenv("ZAPC_ENGINE_TIMING"))
+			fprintf(stderr, "TIMING dump_mm_read_ms %.3f (pid %u, %d runs, from the snapshot child, "
+				"while writing)\n", p->cow_read_ms, p->tree->pid, p->nruns);
 		child_end(p->cow_child);
 		reap_running(p, p->cow_child_ns);
 		p->cow_child = 0;
 	}
-	return err;
 }

@@ -384,7 +384,9 @@ void mm_prealloc(size_t bytes);
 
 /* Before freezing: how much page memory the dump will need (anonymous +
  * swapped of every process), so the buffer is populated outside the window. */
-static void prealloc_pages(char **cgroups, int ncg)
+/* skip_from: a process with at least this much (bytes) is captured
+ * copy-on-write (cowsnap.c), not copied into the pool; 0: none is */
+static void prealloc_pages(char **cgroups, int ncg, uint64_t skip_from)
 {
 	pid_t *pids = NULL;
 	int n = 0;
@@ -396,10 +398,9 @@ static void prealloc_pages(char **cgroups, int ncg)
 		snprintf(path, sizeof(path), "/proc/%d/smaps_rollup", pids[i]);
 		char *s = read_file_str(path, NULL);
 		const char *a = s ? strstr(s, "\nAnonymous:") : NULL, *w = s ? strstr(s, "\nSwap:") : NULL;
-		if (a)
-			kb += strtoull(a + 12, NULL, 10);
-		if (w)
-			kb += strtoull(w + 6, NULL, 10);
+		uint64_t pkb = (a ? strtoull(a + 12, NULL, 10) : 0) + (w ? strtoull(w + 6, NULL, 10) : 0);
+		if (!skip_from || pkb * 1024 < skip_from)
+			kb += pkb;
 		free(s);
 	}
 	free(pids);
@@ -462,8 +463,11 @@ static int lowdown_prepare(struct dump_ctx *d, const char *parent, unsigned full
 			return 0;
 		}
 	}
+	/* a snapshot's big processes are read from a copy-on-write child while
+	 * the image is written (cowsnap.c): no pool for them */
+	bool cow = leave && !d->indexed && !d->write_frozen && !getenv("ZAPC_ENGINE_NO_COW");
 	if (!d->late_pages)
-		prealloc_pages(cgroups, ncg);
+		prealloc_pages(cgroups, ncg, cow ? mm_cow_min_bytes() : 0);
 	return 0;
 }
 
@@ -670,6 +674,7 @@ int dump_main(int argc, char **argv)
 		err = cow_read_all(d);
 	if (!wrote && err >= 0)
 		err = dump_write(d, outfd);
+	cow_end_all(d);      /* the snapshot children, read by dump_write */
 	if (getenv("ZAPC_ENGINE_TIMING"))
 		fprintf(stderr, "TIMING written_ms %.3f\n", ms_since(&t0));
 	if (d->indexed && err >= 0)

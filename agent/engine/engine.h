@@ -145,6 +145,7 @@ struct dproc {
 	int ncow_pend;               /* scanned in the snapshot child (mm_cow_runs) */
 	pid_t cow_child;             /* host pid of the snapshot child, 0 if none */
 	pid_t cow_child_ns;          /* its pid in the pod */
+	double cow_read_ms;          /* time spent reading pages from it (mm_late_read) */
 	struct dump_prefetch *pre;   /* batched injected queries (objects.c), NULL if none */
 	struct pagerun *preruns;     /* pre-copied pages used (data in d->pre) */
 	int npreruns, npreruns_cap;
@@ -281,6 +282,8 @@ int mm_read_pages(struct dproc *p, pid_t pid);
 /* The pages of p->cow_pend's VMAs (p->runs), found in the page tables of pid:
  * p itself (frozen) or its snapshot child (a copy of them at the fork). */
 int mm_cow_runs(struct dproc *p, pid_t pid);
+/* Smallest page volume a snapshot captures copy-on-write (bytes). */
+size_t mm_cow_min_bytes(void);
 /* Read runs (their data pointers set here, into one reused buffer, valid
  * until the next call) of a stopped process; for the image writer. */
 /* mm_dump in a helper thread (objects.c): what touches the dump-wide model
@@ -293,8 +296,9 @@ int mm_late_read(struct dproc *p, struct pagerun *runs, int n);
 
 /* cowsnap.c — copy-on-write capture for --leave-running (docs/engine.md) */
 int cow_fork_all(struct dump_ctx *d);        /* frozen: fork a stopped snapshot of each big process */
-int cow_read_all(struct dump_ctx *d);        /* resumed: read pages from the snapshots, end them */
+int cow_read_all(struct dump_ctx *d);        /* resumed: find the snapshots' pages (read while writing) */
 void cow_abort_all(struct dump_ctx *d);      /* frozen, on failure: end the snapshots */
+void cow_end_all(struct dump_ctx *d);        /* image written (or not): end the snapshots */
 int files_dump(struct dump_ctx *d, struct dproc *p);
 int signals_dump(struct dump_ctx *d, struct dproc *p);
 int creds_dump(struct dump_ctx *d, struct dproc *p);

@@ -223,7 +223,14 @@ int mm_late_read(struct dproc *p, struct pagerun *runs, int n)
 		runs[i].data = late_buf + off;
 		off += runs[i].npages * PAGE;
 	}
-	int err = read_runs_into(p->hpid, runs, n, total, p->core);
+	/* a snapshot's pages come from its copy-on-write child (cowsnap.c) */
+	pid_t src = p->cow_child > 0 ? p->cow_child : p->hpid;
+	struct timespec t0, t1;
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	int err = read_runs_into(src, runs, n, total, p->core);
+	clock_gettime(CLOCK_MONOTONIC, &t1);
+	if (p->cow_child > 0)
+		p->cow_read_ms += (t1.tv_sec - t0.tv_sec) * 1e3 + (t1.tv_nsec - t0.tv_nsec) / 1e6;
 	if (err < 0)
 		log_err("dump: pid %u: reading memory: %s", p->tree->pid, strerror(-err));
 	return err;
@@ -317,7 +324,6 @@ static int pagemap_runs(struct dproc *p, int pmfd, ImgVma *v, struct pagerun **r
 }
 
 static int cmp_range(const void *a, const void *b);
-static size_t cow_min_bytes(void);
 
 /* Present or swapped pages of an anonymous VMA as ranges, by one
  * PAGEMAP_SCAN walk (dirty.c) instead of 8 bytes of pagemap per page.
@@ -931,7 +937,7 @@ int mm_dump(struct dump_ctx *d, struct dproc *p)
 	 * fork (mm_cow_runs).  Whether the fork is worth it is judged from
 	 * smaps (anonymous + swapped kB of those VMAs), as read frozen.
 	 */
-	if (err == 0 && npend && !nruns && p->cow_ok && !deferring && pend_kb * 1024 >= cow_min_bytes()) {
+	if (err == 0 && npend && !nruns && p->cow_ok && !deferring && pend_kb * 1024 >= mm_cow_min_bytes()) {
 		close(pmfd);
 		p->cow_pend = pend;
 		p->ncow_pend = npend;
@@ -953,7 +959,7 @@ int mm_dump(struct dump_ctx *d, struct dproc *p)
 	size_t bytes = 0;
 	for (int i = 0; i < nruns; i++)
 		bytes += (size_t)runs[i].npages * PAGE;
-	if (p->cow_ok && bytes >= cow_min_bytes()) {
+	if (p->cow_ok && bytes >= mm_cow_min_bytes()) {
 		p->cow_defer = true;
 		return 0;
 	}
@@ -965,7 +971,7 @@ int mm_dump(struct dump_ctx *d, struct dproc *p)
 }
 
 /* Smallest page volume captured copy-on-write (ZAPC_ENGINE_COW_MIN_KB, tests). */
-static size_t cow_min_bytes(void)
+size_t mm_cow_min_bytes(void)
 {
 	const char *e = getenv("ZAPC_ENGINE_COW_MIN_KB");
 	return e ? (size_t)strtoull(e, NULL, 10) << 10 : 16u << 20;
