@@ -133,7 +133,9 @@ int cow_fork_all(struct dump_ctx *d)
 			continue;
 		if (fork_one(p) == 0)
 			continue;
-		/* no snapshot: copy now, the pod is still frozen */
+		/* no snapshot: copy now, the pod is still frozen (a big copy:
+		 * not at real-time priority, dump.c) */
+		rt_leave();
 		p->cow_defer = false;
 		int err = mm_cow_runs(p, p->hpid);
 		if (err == 0)

@@ -385,8 +385,10 @@ void mm_prealloc(size_t bytes);
 /* Before freezing: how much page memory the dump will need (anonymous +
  * swapped of every process), so the buffer is populated outside the window. */
 /* skip_from: a process with at least this much (bytes) is captured
- * copy-on-write (cowsnap.c), not copied into the pool; 0: none is */
-static void prealloc_pages(char **cgroups, int ncg, uint64_t skip_from)
+ * copy-on-write (cowsnap.c), not copied into the pool; 0: none is.
+ * Returns the kB the pool is for. */
+#define RT_MAX_COPY_KB (64u << 10)   /* copied frozen at most, for a real-time snapshot window */
+static uint64_t prealloc_pages(char **cgroups, int ncg, uint64_t skip_from)
 {
 	pid_t *pids = NULL;
 	int n = 0;
@@ -405,6 +407,7 @@ static void prealloc_pages(char **cgroups, int ncg, uint64_t skip_from)
 	}
 	free(pids);
 	mm_prealloc((size_t)(kb * 1024 + kb * 1024 / 16 + (8u << 20)));
+	return kb;
 }
 
 /* ~2.5 MiB stay in use after a dump of 100 small processes: ~60 KiB each,
@@ -466,8 +469,10 @@ static int lowdown_prepare(struct dump_ctx *d, const char *parent, unsigned full
 	/* a snapshot's big processes are read from a copy-on-write child while
 	 * the image is written (cowsnap.c): no pool for them */
 	bool cow = leave && !d->indexed && !d->write_frozen && !getenv("ZAPC_ENGINE_NO_COW");
-	if (!d->late_pages)
-		prealloc_pages(cgroups, ncg, cow ? mm_cow_min_bytes() : 0);
+	/* ... and then the window holds little copying: the engine runs it at
+	 * real-time priority, as a tracked increment (rtprio.c) */
+	if (!d->late_pages && prealloc_pages(cgroups, ncg, cow ? mm_cow_min_bytes() : 0) < RT_MAX_COPY_KB && cow)
+		d->rt = true;
 	return 0;
 }
 

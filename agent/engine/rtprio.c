@@ -5,8 +5,11 @@
  * node every time the engine blocks it waits behind the other runnable tasks
  * for a time slice, which multiplied the downtime (measured 10–27 ms at load
  * 8 on 2 CPUs vs ~5 ms idle).  Only for increments with live tracking, whose
- * window is short: a full dump copies all memory frozen and must not hold a
- * CPU at real-time priority for seconds.  The pod's own threads are not
+ * window is short, and snapshots whose big processes are captured
+ * copy-on-write (cowsnap.c) and that copy at most 64 MiB frozen (dump.c;
+ * should a fork fail, the big copy that follows leaves real-time first): a
+ * full dump copies all memory frozen and must not hold a CPU at real-time
+ * priority for seconds.  The pod's own threads are not
  * boosted (if the engine died, they would stay real-time).
  * ZAPC_NO_RT=1 turns it off.
  */
