@@ -1,9 +1,20 @@
 /*
  * pagefill.c — the restore's page pipeline: image page data into the
- * stopped target's memory with process_vm_writev, reading and writing on
- * both cores at once.
+ * stopped target's memory (UFFDIO_COPY or process_vm_writev), reading and
+ * writing on both cores at once.
  *
- * The data goes through a ring of small slots (NSLOT × SLOT bytes): the
+ * From an image file, each big page record is a *file job*
+ * (pagefill_queue_job): the reader has skipped its payload with a seek
+ * (image_read_deferred), and whichever of the main thread and the writer
+ * thread is free preads the record piece by piece into its own 256 KiB
+ * buffer, checksums each piece while it is in the cache, writes it, and
+ * compares the record's checksum at the end.  Reading a freshly written
+ * tmpfs file is as dear as the target's page allocation here (each folio
+ * is activated on the LRU), and unlike that allocation it goes twice as
+ * fast from two threads.  The main thread keeps NJOB jobs queued and runs
+ * the oldest itself, so the writer always finds the next one.
+ *
+ * From a pipe, the data goes through a ring of small slots (NSLOT × SLOT bytes): the
  * reader (the engine's main thread) reads the next piece of a page record
  * into a free slot — and checksums it while it is still in the cache —,
  * queues it, and a writer thread puts queued slots into the target.  When
@@ -17,7 +28,8 @@
  * memory only MAP_POPULATE'd stays slow; the 2×16 MiB buffers this
  * replaces cost more to bring up than the copy itself.  The ring (4 MiB)
  * is asked for as transparent huge pages — the engine's own memory, no
- * process's state — and touched once per engine run.
+ * process's state — and touched once, when a pipe's record first needs it
+ * (a fresh huge page can cost a host fault here: files never map it).
  *
  * A record's checksum is verified when its last piece is read, possibly
  * after earlier pieces reached the target: harmless, no restored task runs
