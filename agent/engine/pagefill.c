@@ -231,24 +231,35 @@ static int pop_locked(void)
 	return (int)i;
 }
 
+/* One piece of queued work, F.mu held: a full ring slot, else a file job
+ * (writer: called by the writer thread).  false: nothing was queued. */
+static bool work_one_locked(int writer)
+{
+	struct pagefill_job j;
+	int i = pop_locked();
+	if (i >= 0) {
+		pthread_mutex_unlock(&F.mu);
+		write_slot((uint32_t)i);
+		pthread_mutex_lock(&F.mu);
+		return true;
+	}
+	if (pop_job_locked(&j)) {
+		run_job_locked(&j, writer);
+		return true;
+	}
+	return false;
+}
+
 static void *writer_main(void *arg)
 {
 	(void)arg;
 	pthread_mutex_lock(&F.mu);
 	for (;;) {
-		struct pagefill_job j;
-		int i = pop_locked();
-		if (i >= 0) {
-			pthread_mutex_unlock(&F.mu);
-			write_slot((uint32_t)i);
-			pthread_mutex_lock(&F.mu);
-		} else if (pop_job_locked(&j)) {
-			run_job_locked(&j, 1);
-		} else if (F.quit) {
+		if (work_one_locked(1))
+			continue;
+		if (F.quit)
 			break;
-		} else {
-			pthread_cond_wait(&F.work, &F.mu);
-		}
+		pthread_cond_wait(&F.work, &F.mu);
 	}
 	pthread_mutex_unlock(&F.mu);
 	return NULL;
@@ -366,18 +377,8 @@ int pagefill_end(uint64_t *err_addr)
 {
 	pthread_mutex_lock(&F.mu);
 	for (;;) {
-		struct pagefill_job j;
-		int i = pop_locked();
-		if (i >= 0) {
-			pthread_mutex_unlock(&F.mu);
-			write_slot((uint32_t)i);
-			pthread_mutex_lock(&F.mu);
+		if (work_one_locked(0))
 			continue;
-		}
-		if (pop_job_locked(&j)) {
-			run_job_locked(&j, 0);
-			continue;
-		}
 		if (!F.busy && !F.jbusy)
 			break;
 		pthread_cond_wait(&F.done, &F.mu);

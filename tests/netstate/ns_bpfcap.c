@@ -36,52 +36,9 @@
 
 #include "lib/log.h"
 #include "netstate/netstate.h"
+#include "tests/netstate/ns_test.h"
 
-static int ns_pod, ns_peer, tap_n, tap_fail;
-
-static void ok(int cond, const char *fmt, ...)
-{
-	va_list ap;
-	printf("%sok %d - ", cond ? "" : "not ", ++tap_n);
-	va_start(ap, fmt);
-	vprintf(fmt, ap);
-	va_end(ap);
-	printf("\n");
-	if (!cond)
-		tap_fail++;
-}
-
-static void in_ns(int ns)
-{
-	if (setns(ns, CLONE_NEWNET) < 0) {
-		perror("setns");
-		exit(1);
-	}
-}
-
-static int open_ns(const char *name)
-{
-	char p[256];
-	snprintf(p, sizeof(p), "/run/netns/%s", name);
-	return open(p, O_RDONLY | O_CLOEXEC);
-}
-
-static socklen_t mkaddr(int family, const char *ip, int port, struct sockaddr_storage *ss)
-{
-	memset(ss, 0, sizeof(*ss));
-	if (family == AF_INET) {
-		struct sockaddr_in *a = (void *)ss;
-		a->sin_family = AF_INET;
-		a->sin_port = htons((uint16_t)port);
-		inet_pton(AF_INET, ip, &a->sin_addr);
-		return sizeof(*a);
-	}
-	struct sockaddr_in6 *a = (void *)ss;
-	a->sin6_family = AF_INET6;
-	a->sin6_port = htons((uint16_t)port);
-	inet_pton(AF_INET6, ip, &a->sin6_addr);
-	return sizeof(*a);
-}
+static int ns_pod, ns_peer;
 
 /* A connection from the pod netns to a fresh listener in the peer netns;
  * opt (may be NULL) sets options on the pod's socket before connect. */
@@ -108,14 +65,6 @@ static int tcp_pair(int family, const char *qip, int port, int *pod, int *peer, 
 	setsockopt(*peer, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
 	setsockopt(*pod, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
 	return *peer < 0 ? -1 : 0;
-}
-
-static int getint(int fd, int level, int name)
-{
-	int v = -12345;
-	socklen_t l = sizeof(v);
-	getsockopt(fd, level, name, &v, &l);
-	return v;
 }
 
 static uint8_t pat(size_t i, unsigned seed) { return (uint8_t)(i * 13 + i / 253 + seed); }

@@ -31,30 +31,11 @@
 
 #include "lib/log.h"
 #include "netstate/netstate.h"
+#include "tests/netstate/ns_test.h"
 
-static int ns_pod, ns_peer, tap_n, tap_fail;
+static int ns_pod, ns_peer;
 static const char *pod_ip, *peer_ip;
 static unsigned queue_num;
-
-static void ok(int cond, const char *fmt, ...)
-{
-	va_list ap;
-	printf("%sok %d - ", cond ? "" : "not ", ++tap_n);
-	va_start(ap, fmt);
-	vprintf(fmt, ap);
-	va_end(ap);
-	printf("\n");
-	if (!cond)
-		tap_fail++;
-}
-
-static void in_ns(int ns)
-{
-	if (setns(ns, CLONE_NEWNET) < 0) {
-		perror("setns");
-		exit(1);
-	}
-}
 
 static int mksock(int ns, int family, int type)
 {
@@ -63,23 +44,6 @@ static int mksock(int ns, int family, int type)
 	struct timeval tv = { 5, 0 };
 	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
 	return fd;
-}
-
-static socklen_t mkaddr(int family, const char *ip, int port, struct sockaddr_storage *ss)
-{
-	memset(ss, 0, sizeof(*ss));
-	if (family == AF_INET) {
-		struct sockaddr_in *a = (void *)ss;
-		a->sin_family = AF_INET;
-		a->sin_port = htons((uint16_t)port);
-		inet_pton(AF_INET, ip, &a->sin_addr);
-		return sizeof(*a);
-	}
-	struct sockaddr_in6 *a = (void *)ss;
-	a->sin6_family = AF_INET6;
-	a->sin6_port = htons((uint16_t)port);
-	inet_pton(AF_INET6, ip, &a->sin6_addr);
-	return sizeof(*a);
 }
 
 /* An established pair: *pod connects from the pod netns to a listener in the peer netns. */
@@ -161,14 +125,6 @@ static ssize_t read_n(int fd, void *buf, size_t n)
 }
 
 static uint8_t pat(size_t i) { return (uint8_t)(i * 7 + i / 251); }
-
-static int getint(int fd, int level, int name)
-{
-	int v = -12345;
-	socklen_t l = sizeof(v);
-	getsockopt(fd, level, name, &v, &l);
-	return v;
-}
 
 /* Established connection with both queues full, options set by the app. */
 static void test_established(int family, const char *pip, const char *qip, int port, int restore)
@@ -597,13 +553,6 @@ static void test_udp(int family, const char *pip, const char *qip, int port, int
 	close(s1);
 	if (s2 >= 0)
 		close(s2);
-}
-
-static int open_ns(const char *name)
-{
-	char p[256];
-	snprintf(p, sizeof(p), "/run/netns/%s", name);
-	return open(p, O_RDONLY | O_CLOEXEC);
 }
 
 /* A receive queue bigger than a fresh socket's buffer: the app read fast
