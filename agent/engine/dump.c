@@ -664,6 +664,9 @@ int dump_main(int argc, char **argv)
 	if (leave) {
 		release_pod(d, false);
 		inet_dump_release();     /* held packets go to the running pod */
+		/* said at once, still at real-time priority: the manager counts
+		 * the job's pods resumed when every engine has said it */
+		control_progress("resumed", 0);
 	}
 	clock_gettime(CLOCK_MONOTONIC, &t2);
 	phase_mark("release");
@@ -674,7 +677,8 @@ int dump_main(int argc, char **argv)
 	if (getenv("ZAPC_ENGINE_TIMING"))
 		fprintf(stderr, "TIMING frozen_ms %.3f\n",
 			((t2.tv_sec - t0.tv_sec) * 1e9 + (t2.tv_nsec - t0.tv_nsec)) / 1e6);
-	control_progress(leave ? "resumed" : "captured", 0);
+	if (!leave)
+		control_progress("captured", 0);
 	if (leave)
 		err = cow_read_all(d);
 	if (!wrote && err >= 0)
