@@ -410,8 +410,10 @@ static uint64_t prealloc_pages(char **cgroups, int ncg, uint64_t skip_from)
 	return kb;
 }
 
-/* ~2.5 MiB stay in use after a dump of 100 small processes: ~60 KiB each,
- * and half a MiB for the rest (populating a fixed 6 MiB took 1.8 ms here) */
+/* ~2.5 MiB stay in use after a dump of 100 small processes (~60 KiB each);
+ * a big process's page index needs more, and in the frozen window: a pad
+ * sized by the process count alone (0.5 MiB for one) cost an incremental
+ * checkpoint of 1 GiB ~0.6 ms of fresh heap pages while frozen. */
 static size_t heap_need(char **cgroups, int ncg)
 {
 	pid_t *pids = NULL;
@@ -419,7 +421,8 @@ static size_t heap_need(char **cgroups, int ncg)
 	for (int i = 0; i < ncg; i++)
 		cg_list(cgroups[i], "cgroup.procs", &pids, &n);
 	free(pids);
-	return ((size_t)512 << 10) + (size_t)(n < 1000 ? n : 1000) * (60u << 10);
+	size_t need = ((size_t)512 << 10) + (size_t)(n < 1000 ? n : 1000) * (60u << 10);
+	return need > ((size_t)6 << 20) ? need : (size_t)6 << 20;
 }
 
 static void usage(void)
