@@ -6,7 +6,7 @@
 . "${ZAPC_SRC:-.}/tests/lib.sh"
 need_root
 command -v strace > /dev/null || skip_all "needs strace"
-plan 6
+plan 7
 
 Z="t_timeout 30 $ZBIN/zapc"
 agent_start zkh || exit 1
@@ -24,7 +24,7 @@ grep -q "NFQUEUE .*--queue-bypass" "$T/rules"
 ok $? "the hold rules stay in the pod's netns, with --queue-bypass"
 nsenter --net=/proc/$init/ns/net ss -Htn state established | grep -q ":5000"
 ok $? "its connections run on through the kept rules"
-strace -f -qq -e trace=execve -o "$T/strace" -p "$AGENT_PID" &
+strace -f -qq -e trace=execve,bpf -o "$T/strace" -p "$AGENT_PID" &
 S=$!
 on_exit "kill $S 2>/dev/null"
 wait_for 5 test -s "$T/strace" || sleep 0.5
@@ -33,5 +33,8 @@ ok $? "a second snapshot"
 sleep 0.2; kill $S; wait $S 2>/dev/null
 grep -q 'execve(".*zapc-engine' "$T/strace" && ! grep -q 'execve(".*iptables' "$T/strace"
 ok $? "it held the pod's traffic without running iptables ($(grep -c execve "$T/strace") execs)"
+# netstate's BPF reader: the agent loaded it once; the engine only attaches it
+grep -q 'bpf(BPF_ITER_CREATE' "$T/strace" && ! grep -q 'bpf(BPF_PROG_LOAD' "$T/strace"
+ok $? "the engine read TCP state with the agent's BPF reader, without loading one itself"
 $Z checkpoint kh -o "$T/img" > /dev/null && $Z restore "$T/img" > /dev/null
 ok $? "checkpoint (pod killed) and restore still work"
