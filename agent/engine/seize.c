@@ -205,7 +205,10 @@ bool task_in_vfork(pid_t tid)
 
 bool vfork_pair(pid_t parent, pid_t child)
 {
-	return syscall(SYS_kcmp, parent, child, KCMP_VM, 0, 0) == 0;
+	long r = syscall(SYS_kcmp, parent, child, KCMP_VM, 0, 0);
+	if (r < 0 && errno == ENOSYS)       /* a kernel without CONFIG_KCMP: the wchan, racy */
+		return task_in_vfork(parent);
+	return r == 0;
 }
 
 /*
