@@ -370,6 +370,7 @@ int seed_tasks_vdso(struct rst_ctx *r, pid_t root);
 
 struct range { uint64_t s, e; };
 uint64_t find_gap(uint64_t len, const struct range *r, int n);
+int engine_memory_gaps(const struct rst_ctx *r, struct range gaps[5]);
 
 int inv_fd_for_file(struct rst_ctx *r, uint32_t file_id);
 int inv_fd_for_shm(struct rst_ctx *r, uint32_t shm_id);

@@ -1079,9 +1079,15 @@ static bool overlap2(uint64_t s1, uint64_t l1, uint64_t s2, uint64_t l2)
 	return l1 && l2 && s1 < s2 + l2 && s2 < s1 + l1;
 }
 
-/* One munmap per gap between the kept areas (munmap of a range with holes
- * is fine); the kept ones are where every task has them (a fork of us). */
-static void unmap_ops(struct rst_ctx *r, struct pre_ops *o)
+/*
+ * The engine's memory in a task forked from it, as ranges to munmap: every
+ * gap between the areas a task keeps, its scratch pages, [vvar],
+ * [vvar_vclock] and [vdso] (moved to the image's addresses later); munmap
+ * of a range with holes is fine.  Used by the parked task itself
+ * (restore.c park) and, if it could not, by the layout batch here.
+ * Returns the number of ranges written to gaps (at most 5).
+ */
+int engine_memory_gaps(const struct rst_ctx *r, struct range gaps[5])
 {
 	struct range keep[4] = {
 		{ r->scratch_addr, r->scratch_addr + 4 * PAGE },
@@ -1090,16 +1096,27 @@ static void unmap_ops(struct rst_ctx *r, struct pre_ops *o)
 		{ r->eng_vdso, r->eng_vdso + r->eng_vdso_len },
 	};
 	qsort(keep, 4, sizeof(keep[0]), cmp_range);
+	int n = 0;
 	uint64_t from = PAGE * 16;       /* below mmap_min_addr nothing is mapped */
 	for (int i = 0; i <= 4; i++) {
 		uint64_t to = i < 4 ? keep[i].s : MAX_ADDR - PAGE;
 		if (i < 4 && keep[i].s == keep[i].e)
-			continue;
+			continue;        /* no [vvar_vclock] on this kernel */
 		if (to > from)
-			pre_add(o, "unmap engine memory", 0, NULL, (struct inj_op){ SYS_munmap, { from, to - from }, 0 });
+			gaps[n++] = (struct range){ from, to };
 		if (i < 4)
 			from = keep[i].e;
 	}
+	return n;
+}
+
+static void unmap_ops(struct rst_ctx *r, struct pre_ops *o)
+{
+	struct range gaps[5];
+	int n = engine_memory_gaps(r, gaps);
+	for (int i = 0; i < n; i++)
+		pre_add(o, "unmap engine memory", 0, NULL,
+			(struct inj_op){ SYS_munmap, { gaps[i].s, gaps[i].e - gaps[i].s }, 0 });
 }
 
 static void mremap_op(struct pre_ops *o, uint64_t from, uint64_t len, uint64_t to)

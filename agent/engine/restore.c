@@ -250,12 +250,6 @@ static int proc_index(struct rst_ctx *r, uint32_t pid)
 	return -1;
 }
 
-static int cmp_range_start(const void *a, const void *b)
-{
-	const struct range *x = a, *y = b;
-	return x->s < y->s ? -1 : x->s > y->s;
-}
-
 static int cmp_pid(const void *a, const void *b)
 {
 	const struct rproc *x = *(struct rproc *const *)a, *y = *(struct rproc *const *)b;
@@ -283,25 +277,11 @@ static void park(struct rst_ctx *r, ImgProc *t)
 		    (__rseq_size == 32 || syscall(SYS_rseq, rs, 32, 1, RSEQ_SIG) < 0))
 			return;
 	}
-	struct range keep[4] = {
-		{ r->scratch_addr, r->scratch_addr + 4 * PAGE },
-		{ r->eng_vvar, r->eng_vvar + r->eng_vvar_len },
-		{ r->eng_vclock, r->eng_vclock + r->eng_vclock_len },
-		{ r->eng_vdso, r->eng_vdso + r->eng_vdso_len },
-	};
-	qsort(keep, 4, sizeof(keep[0]), cmp_range_start);
+	struct range gaps[5];
 	struct inj_op ops[8];
-	int n = 0;
-	uint64_t from = PAGE * 16;       /* below mmap_min_addr nothing is mapped */
-	for (int i = 0; i <= 4; i++) {
-		uint64_t to = i < 4 ? keep[i].s : MAX_ADDR - PAGE;
-		if (i < 4 && keep[i].s == keep[i].e)
-			continue;        /* no [vvar_vclock] on this kernel */
-		if (to > from)
-			ops[n++] = (struct inj_op){ SYS_munmap, { from, to - from }, 0 };
-		if (i < 4)
-			from = keep[i].e;
-	}
+	int n = 0, ngaps = engine_memory_gaps(r, gaps);
+	for (int i = 0; i < ngaps; i++)
+		ops[n++] = (struct inj_op){ SYS_munmap, { gaps[i].s, gaps[i].e - gaps[i].s }, 0 };
 	uint64_t msg = r->scratch_addr + 2 * PAGE;
 	struct seed_report m = { (int32_t)t->pid, 0, -1 };
 	memcpy((void *)msg, &m, sizeof(m));
