@@ -108,15 +108,65 @@ static void sock_name(struct sockaddr_un *a, socklen_t *len, pid_t init)
 	*len = (socklen_t)(offsetof(struct sockaddr_un, sun_path) + 1 + (size_t)n);
 }
 
+/* One PAGEMAP_SCAN walk of [a->start, a->end) to its end: a call stops
+ * early when its vec is full and the next goes on at walk_end.  Each batch
+ * of regions goes to each(ctx, regions, n); a failed call (-errno) or a
+ * non-zero return of each() ends the walk with that value. */
+static int pm_scan_each(int fd, struct pm_scan_arg_ *a,
+			int (*each)(void *ctx, const struct page_region_ *r, long n), void *ctx)
+{
+	static __thread struct page_region_ vec[1024];
+	uint64_t end = a->end;
+	a->size = sizeof(*a);
+	a->vec = (uint64_t)(uintptr_t)vec;
+	a->vec_len = 1024;
+	for (;;) {
+		long got = ioctl(fd, PAGEMAP_SCAN_, a);
+		if (got < 0)
+			return -errno;
+		int err = each(ctx, vec, got);
+		if (err)
+			return err;
+		if (a->walk_end >= end || a->walk_end <= a->start)
+			return 0;
+		a->start = a->walk_end;
+	}
+}
+
+struct ranges_out {
+	struct range **out;
+	int *n, *cap;           /* cap NULL: grow one at a time, no merging */
+};
+
+/* each() of scan/dirty_private_pages: append the regions as ranges; with
+ * a capacity, a region that continues the last one (present, then
+ * swapped) extends it. */
+static int add_ranges(void *ctx, const struct page_region_ *r, long got)
+{
+	struct ranges_out *o = ctx;
+	struct range **out = o->out;
+	int *n = o->n;
+	for (long i = 0; i < got; i++) {
+		if (!o->cap) {
+			*out = realloc(*out, (size_t)(*n + 1) * sizeof(**out));
+		} else if (*n && (*out)[*n - 1].e == r[i].start) {
+			(*out)[*n - 1].e = r[i].end;
+			continue;
+		} else if (*n == *o->cap) {
+			*o->cap = *o->cap ? *o->cap * 2 : 256;
+			*out = realloc(*out, (size_t)*o->cap * sizeof(**out));
+		}
+		(*out)[(*n)++] = (struct range){ r[i].start, r[i].end };
+	}
+	return 0;
+}
+
 /* Scan [start,end) of the process's pagemap: written pages (re-protecting
  * them) or present/swapped pages.  Appends ranges; -errno on failure. */
 static int scan(int pmfd, uint64_t start, uint64_t end, bool written, struct range **out, int *n)
 {
-	struct page_region_ vec[512];
-	struct pm_scan_arg_ a = { 0 };
-	a.size = sizeof(a);
-	a.vec = (uint64_t)(uintptr_t)vec;
-	a.vec_len = 512;
+	struct pm_scan_arg_ a = { .start = start, .end = end };
+	struct ranges_out o = { out, n, NULL };
 	if (written) {
 		/* report only: PM_SCAN_WP_MATCHING measured ~60 ms per GiB here
 		 * (it re-protects while walking); the caller re-protects just
@@ -127,21 +177,7 @@ static int scan(int pmfd, uint64_t start, uint64_t end, bool written, struct ran
 	} else {
 		a.category_anyof_mask = a.return_mask = PAGE_IS_PRESENT_ | PAGE_IS_SWAPPED_;
 	}
-	for (uint64_t at = start; at < end;) {
-		a.start = at;
-		a.end = end;
-		long got = ioctl(pmfd, PAGEMAP_SCAN_, &a);
-		if (got < 0)
-			return -errno;
-		for (long i = 0; i < got; i++) {
-			*out = realloc(*out, (size_t)(*n + 1) * sizeof(**out));
-			(*out)[(*n)++] = (struct range){ vec[i].start, vec[i].end };
-		}
-		if (a.walk_end <= at)
-			break;
-		at = a.walk_end;
-	}
-	return 0;
+	return start < end ? pm_scan_each(pmfd, &a, add_ranges, &o) : 0;
 }
 
 /* Written ranges of a tracked VMA, write-protected again (the pod is frozen:
@@ -179,35 +215,11 @@ int dirty_present(struct dproc *p, int pmfd, uint64_t start, uint64_t end, struc
  */
 int dirty_private_pages(int pmfd, uint64_t start, uint64_t end, struct range **out, int *n, int *cap)
 {
-	static __thread struct page_region_ vec[1024];
-	struct pm_scan_arg_ a = { 0 };
-	a.size = sizeof(a);
-	a.vec = (uint64_t)(uintptr_t)vec;
-	a.vec_len = 1024;
+	struct pm_scan_arg_ a = { .start = start, .end = end };
+	struct ranges_out o = { out, n, cap };
 	a.category_inverted = a.category_mask = PAGE_IS_FILE_;
 	a.category_anyof_mask = a.return_mask = PAGE_IS_PRESENT_ | PAGE_IS_SWAPPED_;
-	for (uint64_t at = start; at < end;) {
-		a.start = at;
-		a.end = end;
-		long got = ioctl(pmfd, PAGEMAP_SCAN_, &a);
-		if (got < 0)
-			return -errno;
-		for (long i = 0; i < got; i++) {
-			if (*n && (*out)[*n - 1].e == vec[i].start) {    /* present then swapped */
-				(*out)[*n - 1].e = vec[i].end;
-				continue;
-			}
-			if (*n == *cap) {
-				*cap = *cap ? *cap * 2 : 256;
-				*out = realloc(*out, (size_t)*cap * sizeof(**out));
-			}
-			(*out)[(*n)++] = (struct range){ vec[i].start, vec[i].end };
-		}
-		if (a.walk_end <= at)
-			break;
-		at = a.walk_end;
-	}
-	return 0;
+	return start < end ? pm_scan_each(pmfd, &a, add_ranges, &o) : 0;
 }
 
 /* Before the freeze: take the uffds a keeper holds for this pod. */
@@ -277,6 +289,13 @@ void dirty_attach(struct dump_ctx *d)
 	d->nkept = 0;
 }
 
+static int add_bytes(void *ctx, const struct page_region_ *r, long got)
+{
+	for (long k = 0; k < got; k++)
+		*(uint64_t *)ctx += r[k].end - r[k].start;
+	return 0;
+}
+
 /* Estimated bytes the dump will read: written pages (untracked VMAs report
  * every present page as written), so the buffer is populated before the freeze. */
 uint64_t dirty_estimate(struct dump_ctx *d)
@@ -291,23 +310,12 @@ uint64_t dirty_estimate(struct dump_ctx *d)
 		int fd = open(path, O_RDONLY | O_CLOEXEC);
 		if (fd < 0)
 			return UINT64_MAX;
-		struct page_region_ vec[512];
-		struct pm_scan_arg_ a = { .size = sizeof(a), .start = 0, .end = MAX_ADDR - PAGE, .vec = (uint64_t)(uintptr_t)vec,
-					  .vec_len = 512, .category_mask = PAGE_IS_WRITTEN_,
+		struct pm_scan_arg_ a = { .start = 0, .end = MAX_ADDR - PAGE, .category_mask = PAGE_IS_WRITTEN_,
 					  .return_mask = PAGE_IS_WRITTEN_ };
-		for (;;) {
-			long got = ioctl(fd, PAGEMAP_SCAN_, &a);
-			if (got < 0) {
-				close(fd);
-				return UINT64_MAX;
-			}
-			for (long k = 0; k < got; k++)
-				bytes += vec[k].end - vec[k].start;
-			if (a.walk_end >= MAX_ADDR - PAGE || a.walk_end <= a.start)
-				break;
-			a.start = a.walk_end;
-		}
+		int err = pm_scan_each(fd, &a, add_bytes, &bytes);
 		close(fd);
+		if (err < 0)
+			return UINT64_MAX;
 	}
 	return bytes;
 }
@@ -539,6 +547,33 @@ void dirty_keep(struct dump_ctx *d, pid_t init)
  * smaps is read here too (~6 ms per GiB of 4 KiB pages: it walks every pte
  * for Rss); mm_dump uses it if /proc/PID/maps did not change meanwhile.
  */
+struct precopy_runs {
+	struct precopy *pc;
+	int cap;
+	size_t pages;
+};
+
+/* each() of precopy_one: the written regions as page runs of at most
+ * PAGES_PER_RECORD pages. */
+static int add_runs(void *ctx, const struct page_region_ *r, long got)
+{
+	struct precopy_runs *w = ctx;
+	struct precopy *pc = w->pc;
+	for (long k = 0; k < got; k++)
+		for (uint64_t s = r[k].start; s < r[k].end; s += PAGES_PER_RECORD * PAGE) {
+			uint64_t np = (r[k].end - s) / PAGE;
+			if (np > PAGES_PER_RECORD)
+				np = PAGES_PER_RECORD;
+			if (pc->nruns == w->cap) {
+				w->cap = w->cap ? w->cap * 2 : 256;
+				pc->runs = realloc(pc->runs, (size_t)w->cap * sizeof(*pc->runs));
+			}
+			pc->runs[pc->nruns++] = (struct pagerun){ s, (uint32_t)np, 0, NULL };
+			w->pages += np;
+		}
+	return 0;
+}
+
 static void precopy_one(struct dump_ctx *d, struct precopy *pc)
 {
 	char path[64];
@@ -546,35 +581,13 @@ static void precopy_one(struct dump_ctx *d, struct precopy *pc)
 	int fd = open(path, O_RDONLY | O_CLOEXEC);
 	if (fd < 0)
 		return;
-	struct page_region_ vec[512];
-	struct pm_scan_arg_ a = { .size = sizeof(a), .flags = PM_SCAN_WP_MATCHING_, .start = 0,
-				  .end = MAX_ADDR - PAGE, .vec = (uint64_t)(uintptr_t)vec, .vec_len = 512,
+	struct pm_scan_arg_ a = { .flags = PM_SCAN_WP_MATCHING_, .start = 0, .end = MAX_ADDR - PAGE,
 				  .category_mask = PAGE_IS_WRITTEN_, .return_mask = PAGE_IS_WRITTEN_ };
-	int cap = 0;
-	size_t pages = 0;
-	for (;;) {
-		long got = ioctl(fd, PAGEMAP_SCAN_, &a);
-		if (got < 0) {
-			/* pages may have been protected before the error: all lost */
-			pc->lost = true;
-			break;
-		}
-		for (long k = 0; k < got; k++)
-			for (uint64_t s = vec[k].start; s < vec[k].end; s += PAGES_PER_RECORD * PAGE) {
-				uint64_t np = (vec[k].end - s) / PAGE;
-				if (np > PAGES_PER_RECORD)
-					np = PAGES_PER_RECORD;
-				if (pc->nruns == cap) {
-					cap = cap ? cap * 2 : 256;
-					pc->runs = realloc(pc->runs, (size_t)cap * sizeof(*pc->runs));
-				}
-				pc->runs[pc->nruns++] = (struct pagerun){ s, (uint32_t)np, 0, NULL };
-				pages += np;
-			}
-		if (a.walk_end >= a.end || a.walk_end <= a.start)
-			break;
-		a.start = a.walk_end;
-	}
+	struct precopy_runs w = { pc, 0, 0 };
+	/* pages may have been protected before an error: all lost */
+	if (pm_scan_each(fd, &a, add_runs, &w) < 0)
+		pc->lost = true;
+	size_t pages = w.pages;
 	close(fd);
 	if (!pc->lost && pages) {
 		pc->len = pages * PAGE;
