@@ -41,6 +41,7 @@
 
 #include "lib/log.h"
 #include "netstate/netstate.h"
+#include "tests/netstate/ns_record.h"
 
 static int ns_pod, ns_peer;
 
@@ -79,22 +80,6 @@ static int cmp_double(const void *a, const void *b)
 {
 	double x = *(const double *)a, y = *(const double *)b;
 	return x < y ? -1 : x > y;
-}
-
-/* Two records the same, byte for byte once packed (TCP_TIMESTAMP is the
- * clock now, in ms: not a difference). */
-static bool same_record(netstate_sock_t *x, netstate_sock_t *y)
-{
-	if (x->conn && y->conn)
-		x->conn->timestamp = y->conn->timestamp = 0;
-	size_t lx = netstate_sock_packed_size(x), ly = netstate_sock_packed_size(y);
-	uint8_t *px = malloc(lx + 1), *py = malloc(ly + 1);
-	netstate_sock_pack(x, px);
-	netstate_sock_pack(y, py);
-	bool same = lx == ly && !memcmp(px, py, lx);
-	free(px);
-	free(py);
-	return same;
 }
 
 static int bench_capture(const char *pod_ip, const char *peer_ip, int n)

@@ -36,6 +36,7 @@
 
 #include "lib/log.h"
 #include "netstate/netstate.h"
+#include "tests/netstate/ns_record.h"
 #include "tests/netstate/ns_test.h"
 
 static int ns_pod, ns_peer;
@@ -125,31 +126,6 @@ static void diag_stall(int fd)
 	printf("# stall: state %u ca %u retrans %u backoff %u probes %u unacked %u rto %u cwnd %u outq %d unsent %d total_retrans %u\n",
 	       t.tcpi_state, t.tcpi_ca_state, t.tcpi_retransmits, t.tcpi_backoff, t.tcpi_probes, t.tcpi_unacked,
 	       t.tcpi_rto, t.tcpi_snd_cwnd, oq, un, t.tcpi_total_retrans);
-}
-
-static bool same_record(netstate_sock_t *x, netstate_sock_t *y)
-{
-	uint32_t tx = 0, ty = 0;
-
-	if (!x || !y)
-		return false;
-	if (x->conn && y->conn) {   /* TCP_TIMESTAMP is the clock now (ms): compared without it */
-		tx = x->conn->timestamp;
-		ty = y->conn->timestamp;
-		x->conn->timestamp = y->conn->timestamp = 0;
-	}
-	size_t lx = netstate_sock_packed_size(x), ly = netstate_sock_packed_size(y);
-	uint8_t *px = malloc(lx + 1), *py = malloc(ly + 1);
-	netstate_sock_pack(x, px);
-	netstate_sock_pack(y, py);
-	bool same = lx == ly && !memcmp(px, py, lx);
-	free(px);
-	free(py);
-	if (x->conn && y->conn) {   /* x is restored from later */
-		x->conn->timestamp = tx;
-		y->conn->timestamp = ty;
-	}
-	return same;
 }
 
 static int capture(int *fd, size_t n, netstate_sock_t **out)
