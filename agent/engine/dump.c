@@ -248,19 +248,14 @@ static struct dproc *vfork_waiter(struct dump_ctx *d, pid_t *child)
 {
 	for (int i = 0; i < d->nprocs; i++) {
 		struct dproc *c = &d->procs[i];
-		if (c->tree->zombie || !c->tree->ppid)
+		if (c->tree->zombie || !c->tree->ppid || !c->status)
 			continue;
-		for (int j = 0; j < d->nprocs; j++) {
-			struct dproc *p = &d->procs[j];
-			if (p->tree->pid != c->tree->ppid)
-				continue;
-			const char *st = p->status ? strstr(p->status, "State:\t") : NULL;
-			char s = st ? st[7] : '?';
-			if (!p->tree->zombie && s != 'S' && s != 'T' && s != 't' && vfork_pair(p->hpid, c->hpid)) {
-				*child = c->hpid;
-				return p;
-			}
-			break;
+		struct dproc *p = proc_by_hpid(d, (pid_t)status_field_u32(c->status, "PPid", 0));
+		const char *st = p && p->status ? strstr(p->status, "State:\t") : NULL;
+		char s = st ? st[7] : '?';
+		if (p && !p->tree->zombie && s != 'S' && s != 'T' && s != 't' && vfork_pair(p->hpid, c->hpid)) {
+			*child = c->hpid;
+			return p;
 		}
 	}
 	return NULL;
