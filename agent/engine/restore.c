@@ -242,7 +242,7 @@ static void become_zombie(ImgProc *p)
 	_exit(WEXITSTATUS(st));
 }
 
-static int proc_index(struct rst_ctx *r, uint32_t pid)
+int proc_index(const struct rst_ctx *r, uint32_t pid)
 {
 	for (int i = 0; i < r->nprocs; i++)
 		if (r->procs[i].tree->pid == pid)

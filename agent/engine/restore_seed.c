@@ -82,14 +82,6 @@ static int op_add(struct plan *pl, const char *what, uint32_t pid, int64_t detai
 	return (int)pl->n++;
 }
 
-static int index_of(struct rst_ctx *r, uint32_t pid)
-{
-	for (int i = 0; i < r->nprocs; i++)
-		if (r->procs[i].tree->pid == pid)
-			return i;
-	return -1;
-}
-
 static int cmp_u32(const void *a, const void *b)
 {
 	uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b;
@@ -171,7 +163,7 @@ static int emit_task(struct rst_ctx *r, struct plan *pl, int idx, const struct r
 	qsort(kids, (size_t)nk, sizeof(*kids), cmp_u32);
 	int *fork_op = xcalloc((size_t)nk + 1, sizeof(int));
 	for (int k = 0; k < nk; k++) {
-		ImgProc *kt = r->procs[index_of(r, kids[k])].tree;
+		ImgProc *kt = r->procs[proc_index(r, kids[k])].tree;
 		pid_t tid = (pid_t)kids[k];
 		struct clone_args ca = { 0 };
 		ca.exit_signal = SIGCHLD;
@@ -243,7 +235,7 @@ static int emit_task(struct rst_ctx *r, struct plan *pl, int idx, const struct r
 	op_add(pl, "wait", pid, -1, 0, 0, SYS_read, (uint64_t)r->hold_r, data_add(pl, &byte, 1), 1, 0);
 	op_add(pl, "exit", pid, -1, 0, 0, SYS_exit_group, 1, 0, 0, 0);
 	for (int k = 0; k < nk; k++) {
-		int ki = index_of(r, kids[k]);
+		int ki = proc_index(r, kids[k]);
 		int ks = (int)pl->n;
 		if (r->procs[ki].tree->zombie)
 			emit_zombie(pl, r->procs[ki].tree);
