@@ -130,7 +130,10 @@ uint64_t image_reader_record_index(const struct image_reader *r);  /* 1-based */
 uint64_t image_reader_offset(const struct image_reader *r);        /* of current record */
 void image_reader_free(struct image_reader *r);
 
-/* CRC32C (Castagnoli), hardware-accelerated where the CPU has SSE4.2. */
+/* CRC32C (Castagnoli): AVX-512 VPCLMULQDQ folding, else the SSE4.2 crc32
+ * instruction, else tables (lib/crc32c.c). */
 uint32_t crc32c(uint32_t crc, const void *buf, size_t len);
+/* The path crc32c() takes here: "vpclmul", "sse42" or "sw" (ZAPC_CRC32C picks a slower one). */
+const char *crc32c_impl(void);
 
 #endif
