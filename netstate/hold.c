@@ -184,10 +184,16 @@ static int holder_finish(struct holder *h, int verdict)
 		if (r)
 			log_err("netstate hold: fail-open queue %u: %s", h->queue, strerror(-r));
 	} else {
-		r = ns_rules_remove(-1);
+		/* rules out first, the chains stay until the stragglers are let
+		 * go: removing a hook drops what is still queued (rules.c) */
+		r = ns_rules_flush(-1);
 	}
 	if (h->nl) {
 		nfq_pump(h, 0);   /* on_packet now gives each the same verdict */
+	}
+	if (!h->keep || !h->nl) {
+		int e = ns_rules_remove(-1);
+		r = r ? r : e;
 	}
 	return r;
 }

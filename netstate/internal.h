@@ -184,6 +184,9 @@ int ns_inject_udp(const union ns_sockaddr *from, const union ns_sockaddr *to,
 
 /* rules.c */
 int ns_rules_apply(int netns_fd, unsigned queue_num, enum netstate_hold_mode mode, int bypass);
+/* flush: the rules go, their chains (hooks) stay; remove: the tables go.
+ * Removing with packets still queued drops them (rules.c). */
+int ns_rules_flush(int netns_fd);
 int ns_rules_remove(int netns_fd);
 int ns_run_in_netns(int netns_fd, const char *const argv[], const char *stdin_text, int timeout_s);
 

@@ -100,21 +100,23 @@ enum netstate_hold_mode {
 };
 
 /* Hold all non-loopback IPv4+IPv6 traffic of the netns behind netns_fd
- * (raw PREROUTING and OUTPUT, one chain ZAPC_HOLD).  queue_num must be unique
+ * (nf_tables table NETSTATE_HOLD_TABLE in the ip and ip6 families, base
+ * chains at prerouting and output, raw priority).  queue_num must be unique
  * per pod.  A holder process (fork()ed without exec: call it from a thread
  * that holds no locks other threads need, e.g. not inside a malloc-heavy
  * critical section) owns the rules; it removes them when released, dropped,
- * or when the caller dies.  *out to be ended with release or drop.  Takes
- * ~20-40 ms (iptables-restore runs twice). */
+ * or when the caller dies.  *out to be ended with release or drop.  The
+ * rules are one netlink batch per family (well under 1 ms). */
+#define NETSTATE_HOLD_TABLE "zapc_hold"
 int netstate_hold_begin(int netns_fd, unsigned queue_num, enum netstate_hold_mode mode,
 			struct netstate_hold **out);
 /*
  * The same hold with rules that stay in the netns between holds: the
  * NFQUEUE rule (queue NETSTATE_KEEP_QUEUE) carries --queue-bypass, so while
  * no holder is bound the pod's packets pass untouched, and a hold is just a
- * holder binding the queue (no iptables run).  rules_present: a previous
+ * holder binding the queue (no rule change).  rules_present: a previous
  * hold left them (the caller remembers it per pod, e.g. the agent); else
- * they are installed (~20-40 ms) and left.  End with release or drop: the
+ * they are installed and left.  End with release or drop: the
  * rules stay, the queue is unbound without losing a packet (fail-open).  A
  * DROP fallback is a classic hold (rules removed at the end): check
  * netstate_hold_mode() before remembering the rules as present.

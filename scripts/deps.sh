@@ -17,7 +17,7 @@ libzstd-dev liblz4-dev clang libbpf-dev"
 RUN="iproute2 iptables conntrack util-linux procps mpich libmpich-dev libbpf1"
 # Test: real programs the tests checkpoint, and tools they observe with.
 TEST="perl python3 sqlite3 bash coreutils tcpdump socat netcat-openbsd
-iputils-ping psmisc xxd redis-server redis-tools
+iputils-ping psmisc xxd redis-server redis-tools nftables
 xvfb xterm x11-apps x11-utils xfonts-base strace"
 
 missing=""

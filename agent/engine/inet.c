@@ -84,7 +84,7 @@ out:
 
 /* Kept hold rules (docs/netstate.md): a pod's first hold installs NFQUEUE
  * rules with --queue-bypass and leaves them; the agent remembers it and the
- * pod's next dumps hold by binding the queue only (no iptables run). */
+ * pod's next dumps hold by binding the queue only (no rule change). */
 static bool rules_present, rules_kept;
 
 void inet_set_hold_kept(bool present)
@@ -149,7 +149,7 @@ static void dump_close_copies(void)
 }
 
 /* Before the freeze: when the pod's netns has TCP/UDP sockets, start the hold
- * now, so its 20-40 ms (iptables-restore) are not spent frozen.  Holding a
+ * now, so the holder's start is not spent frozen.  Holding a
  * little earlier is only a little more delay for the pod's packets.  A
  * socket created after this look is still caught by inet_dump (lazy start). */
 /*

@@ -65,6 +65,6 @@ APP_SENT=$2 APP_RCVD=$3 APP_ERR=$4
 set -- $(cat "$T/peer")
 [ "${APP_ERR:-x}" = 0 ] && [ "${3:-x}" = 0 ] && [ -n "$APP_SENT" ] && [ "$APP_SENT" = "$2" ] && [ "$1" = "$APP_RCVD" ]
 ok $? "the stream is intact: app sent ${APP_SENT:-?}, peer got ${2:-?}; peer sent ${1:-?}, app got ${APP_RCVD:-?}; errors ${APP_ERR:-?}/${3:-?}"
-is "$(agent_netns iptables-save -t raw 2>/dev/null | grep -c ZAPC)$(nsenter --net=/proc/$AGENT_PID/ns/net ps -eo comm | grep -c zapc-nethold)" 00 \
+is "$(agent_netns nft list tables 2>/dev/null | grep -c zapc_hold)$(nsenter --net=/proc/$AGENT_PID/ns/net ps -eo comm | grep -c zapc-nethold)" 00 \
 	"no hold rule and no holder left behind"
 done_testing

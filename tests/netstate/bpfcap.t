@@ -38,7 +38,7 @@ for mode in ${BPFCAP_MODES:-bpf nobpf}; do
 	[ $rc = 0 ] || _t_failed=1
 done
 _t_n=$total
-left=$(ip netns exec $NS_POD iptables -t raw -S 2>/dev/null | grep -c ZAPC_HOLD)
+left=$(ip netns exec $NS_POD nft list tables 2>/dev/null | grep -c zapc_hold)
 is "$left" "0" "no hold rule is left in the pod's netns"
 [ "$total" -ge 40 ]
 ok $? "ns_bpfcap ran all its checks twice ($total)"

@@ -6,7 +6,7 @@
 . "${ZAPC_SRC:-.}/tests/lib.sh"
 . "$ZAPC_SRC/tests/netstate/pod.sh"
 need_root
-plan 23
+plan 24
 
 P=$(uniq nsh)
 on_exit "pod_net_down $P"
@@ -14,7 +14,10 @@ pod_net_up $P >/dev/null 2>&1
 ok $? "test network up"
 T=$(mktemp -d /tmp/$P.XXXXXX)
 on_exit "rm -rf $T"
-rules() { ip netns exec $NS_POD iptables -t raw -S 2>/dev/null | grep -c ZAPC_HOLD; }
+# the hold's nf_tables tables in the pod's netns (ip and ip6), seen by nft(8)
+rules() { ip netns exec $NS_POD nft list tables 2>/dev/null | grep -c 'zapc_hold$'; }
+# rules ARG of both tables that hold what: "queue num 77" ...
+rules_with() { ip netns exec $NS_POD nft list ruleset 2>/dev/null | grep -c "ifname != \"lo\" $1\$"; }
 PING="ip netns exec $NS_PEER ping -n -q"
 
 # start_hold MODE: runs ns_hold with a fifo as its stdin
@@ -44,13 +47,14 @@ held_ping() {
 # NFQUEUE: a ping sent while held is answered only after the release.
 start_hold nfqueue
 is "$(cat $T/out)" "mode nfqueue" "NFQUEUE hold is in force"
-[ "$(rules)" -ge 3 ]; ok $? "hold rules installed in the pod's netns (raw PREROUTING/OUTPUT)"
+is "$(rules)/$(rules_with 'queue num 77')" 2/4 "hold rules installed in the pod's netns (ip and ip6: prerouting and output but lo, to queue 77)"
 held_ping NFQUEUE
 is "$(rules)" 0 "rules removed on release"
 
 # DROP mode: packets are dropped, then traffic flows again.
 start_hold drop
 is "$(cat $T/out)" "mode drop" "DROP hold is in force"
+is "$(rules_with drop)" 4 "drop rules in both families, both directions"
 $PING -c 1 -W 1 $POD_IP >/dev/null 2>&1
 [ $? != 0 ]; ok $? "a ping during a DROP hold gets no answer"
 tell drop; wait $HOLD
@@ -82,16 +86,12 @@ exec 7>&-
 start_hold keep
 is "$(cat $T/out)" "mode nfqueue" "a hold with kept rules is in force"
 held_ping "kept rules"
-[ "$(rules)" -ge 3 ]; ok $? "the rules stay after the release"
+is "$(rules)/$(rules_with 'queue num 7001 bypass')" 2/4 "the rules stay after the release, with bypass"
 $PING -c 3 -i 0.2 -W 2 $POD_IP > /dev/null 2>&1
 ok $? "with no hold, traffic passes the kept rules"
 start_hold kept
 held_ping "a second hold on the kept rules"
-for t in iptables ip6tables; do
-	for c in "-F ZAPC_HOLD" "-D PREROUTING ! -i lo -j ZAPC_HOLD" "-D OUTPUT ! -o lo -j ZAPC_HOLD" "-X ZAPC_HOLD"; do
-		ip netns exec $NS_POD $t -t raw $c 2>/dev/null
-	done
-done
+for f in ip ip6; do ip netns exec $NS_POD nft delete table $f zapc_hold 2>/dev/null; done
 is "$(rules)" 0 "(kept rules removed by the test)"
 
 # Stale conntrack entries for the pod's address are deleted.

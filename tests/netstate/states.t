@@ -21,8 +21,8 @@ n=$(grep -c '^\(not \)\?ok ' $ZAPC_BUILD/ns_states.$$.out)
 rm -f $ZAPC_BUILD/ns_states.$$.out
 _t_n=$n
 [ $rc = 0 ] || _t_failed=1
-left=$(ip netns exec $NS_POD iptables -t raw -S 2>/dev/null | grep -c ZAPC_HOLD)
-left6=$(ip netns exec $NS_POD ip6tables -t raw -S 2>/dev/null | grep -c ZAPC_HOLD)
+left=$(ip netns exec $NS_POD nft list tables ip 2>/dev/null | grep -c zapc_hold)
+left6=$(ip netns exec $NS_POD nft list tables ip6 2>/dev/null | grep -c zapc_hold)
 is "$left/$left6" "0/0" "no hold rule is left in the pod's netns"
 [ "$n" -ge 50 ]
 ok $? "ns_states ran all its checks ($n)"
