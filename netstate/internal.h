@@ -188,6 +188,8 @@ int ns_rules_apply(int netns_fd, unsigned queue_num, enum netstate_hold_mode mod
  * Removing with packets still queued drops them (rules.c). */
 int ns_rules_flush(int netns_fd);
 int ns_rules_remove(int netns_fd);
-int ns_run_in_netns(int netns_fd, const char *const argv[], const char *stdin_text, int timeout_s);
+/* a bound NETLINK_NETFILTER socket made in netns_fd (-1: here); NULL + errno */
+struct mnl_socket;
+struct mnl_socket *ns_nfnl_socket(int netns_fd);
 
 #endif

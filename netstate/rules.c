@@ -1,6 +1,6 @@
 /*
  * rules.c — the pod's hold rules, written straight to nf_tables over
- * netlink inside the pod's network namespace, and conntrack cleanup.
+ * netlink inside the pod's network namespace.
  *
  * The rules: a table "zapc_hold" of our own, in the ip and ip6 families,
  * with two base chains at the raw hook priority (-300, before conntrack):
@@ -48,78 +48,12 @@
 
 #define HOLD_PRIO (-300)        /* NF_IP_PRI_RAW / NF_IP6_PRI_RAW */
 
-static int wait_child(pid_t pid, int timeout_s)
-{
-	struct timespec t0, t;
-	int st;
-
-	clock_gettime(CLOCK_MONOTONIC, &t0);
-	for (;;) {
-		pid_t w = waitpid(pid, &st, WNOHANG);
-		if (w == pid)
-			return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + (WIFSIGNALED(st) ? WTERMSIG(st) : 0);
-		if (w < 0 && errno != EINTR)
-			return -errno;
-		clock_gettime(CLOCK_MONOTONIC, &t);
-		if (t.tv_sec - t0.tv_sec >= timeout_s) {
-			kill(pid, SIGKILL);
-			waitpid(pid, &st, 0);
-			return -ETIMEDOUT;
-		}
-		poll(NULL, 0, 2);
-	}
-}
-
-/* Run argv in netns_fd (-1: here) with stdin_text on stdin; its exit status,
- * or -errno.  Output goes to /dev/null: the caller logs the one line. */
-int ns_run_in_netns(int netns_fd, const char *const argv[], const char *stdin_text, int timeout_s)
-{
-	int in[2] = { -1, -1 };
-	pid_t pid;
-
-	/* A socketpair, not a pipe: send(MSG_NOSIGNAL) needs no SIGPIPE handling. */
-	if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, in) < 0)
-		return -errno;
-	pid = fork();
-	if (pid < 0) {
-		int e = errno;
-		close(in[0]);
-		close(in[1]);
-		return -e;
-	}
-	if (pid == 0) {
-		int null = open("/dev/null", O_WRONLY);
-		if (netns_fd >= 0 && setns(netns_fd, CLONE_NEWNET) < 0)
-			_exit(126);
-		dup2(in[0], 0);
-		if (null >= 0) {
-			dup2(null, 1);
-			dup2(null, 2);
-		}
-		execvp(argv[0], (char *const *)argv);
-		_exit(127);
-	}
-	close(in[0]);
-	if (stdin_text) {
-		size_t len = strlen(stdin_text);
-		while (len) {
-			ssize_t n = send(in[1], stdin_text, len, MSG_NOSIGNAL);
-			if (n <= 0)
-				break;
-			stdin_text += n;
-			len -= (size_t)n;
-		}
-	}
-	close(in[1]);
-	return wait_child(pid, timeout_s);
-}
-
 /* --- nf_tables over netlink --------------------------------------------- */
 
 /* A netfilter netlink socket in netns_fd (-1: this thread's netns).  A
  * socket belongs to the netns it was made in, so the thread enters the pod's
  * netns only for the socket() call. */
-static struct mnl_socket *nft_socket(int netns_fd)
+struct mnl_socket *ns_nfnl_socket(int netns_fd)
 {
 	int back = -1, e = 0;
 	struct mnl_socket *nl = NULL;
@@ -346,7 +280,7 @@ static int hold_table(struct mnl_socket *nl, int family, enum table_op op, unsig
 
 int ns_rules_apply(int netns_fd, unsigned queue_num, enum netstate_hold_mode mode, int bypass)
 {
-	struct mnl_socket *nl = nft_socket(netns_fd);
+	struct mnl_socket *nl = ns_nfnl_socket(netns_fd);
 	const char *what = mode == NETSTATE_HOLD_NFQUEUE ? "NFQUEUE" : "drop";
 	if (!nl) {
 		int e = errno;
@@ -369,7 +303,7 @@ int ns_rules_apply(int netns_fd, unsigned queue_num, enum netstate_hold_mode mod
 
 static int rules_op(int netns_fd, enum table_op op)
 {
-	struct mnl_socket *nl = nft_socket(netns_fd);
+	struct mnl_socket *nl = ns_nfnl_socket(netns_fd);
 	int ret = 0;
 	if (!nl) {
 		ret = -errno;
@@ -398,19 +332,4 @@ int ns_rules_flush(int netns_fd)
 int ns_rules_remove(int netns_fd)
 {
 	return rules_op(netns_fd, T_DELETE);
-}
-
-int netstate_conntrack_flush(int netns_fd, const char *addr)
-{
-	/* conntrack exits 1 when nothing matched ("0 flow entries"): not an error. */
-	const char *src[] = { "conntrack", "-D", "-s", addr, NULL };
-	const char *dst[] = { "conntrack", "-D", "-d", addr, NULL };
-	int a = ns_run_in_netns(netns_fd, src, NULL, 10);
-	int b = ns_run_in_netns(netns_fd, dst, NULL, 10);
-
-	if (a < 0 || b < 0 || a > 1 || b > 1) {
-		log_err("netstate: conntrack flush for %s failed (status %d/%d)", addr, a, b);
-		return a < 0 ? a : b < 0 ? b : -EIO;
-	}
-	return 0;
 }

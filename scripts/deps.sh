@@ -14,7 +14,7 @@ BUILD="build-essential pkg-config libevent-dev libprotobuf-c-dev protobuf-c-comp
 libssl-dev libnetfilter-queue-dev libmnl-dev libnl-3-dev libnl-route-3-dev
 libzstd-dev liblz4-dev clang libbpf-dev"
 # Run: what the agent and the simulated cluster use.
-RUN="iproute2 iptables conntrack util-linux procps mpich libmpich-dev libbpf1"
+RUN="iproute2 conntrack util-linux procps mpich libmpich-dev libbpf1"
 # Test: real programs the tests checkpoint, and tools they observe with.
 TEST="perl python3 sqlite3 bash coreutils tcpdump socat netcat-openbsd
 iputils-ping psmisc xxd redis-server redis-tools nftables

@@ -2,7 +2,7 @@
 # keephold.t — kept hold rules: a pod's first checkpoint that holds its traffic
 # leaves NFQUEUE rules with --queue-bypass in the pod's netns (traffic passes
 # them while no holder listens), and the pod's next checkpoints hold by
-# binding the queue only: no iptables runs (seen with strace on the agent).
+# binding the queue only: the rules are not made again (same nf_tables handles).
 . "${ZAPC_SRC:-.}/tests/lib.sh"
 need_root
 command -v strace > /dev/null || skip_all "needs strace"

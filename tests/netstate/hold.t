@@ -6,7 +6,7 @@
 . "${ZAPC_SRC:-.}/tests/lib.sh"
 . "$ZAPC_SRC/tests/netstate/pod.sh"
 need_root
-plan 24
+plan 25
 
 P=$(uniq nsh)
 on_exit "pod_net_down $P"
@@ -82,7 +82,7 @@ exec 7>&-
 
 # Kept rules: installed by the first hold, left in place; between holds the
 # queue has no listener and --queue-bypass lets traffic pass; a second hold
-# with the rules present holds again without running iptables.
+# with the rules present holds again without touching the rules.
 start_hold keep
 is "$(cat $T/out)" "mode nfqueue" "a hold with kept rules is in force"
 held_ping "kept rules"
@@ -94,9 +94,17 @@ held_ping "a second hold on the kept rules"
 for f in ip ip6; do ip netns exec $NS_POD nft delete table $f zapc_hold 2>/dev/null; done
 is "$(rules)" 0 "(kept rules removed by the test)"
 
-# Stale conntrack entries for the pod's address are deleted.
-ip netns exec $NS_POD conntrack -I -p udp -s $POD_IP -d $PEER_IP --sport 5000 --dport 6000 -t 300 >/dev/null 2>&1
-ip netns exec $NS_POD conntrack -L 2>/dev/null | grep -q "src=$POD_IP"
-ok $? "a conntrack entry for the pod exists"
-$ZBIN/ns_hold ctflush $NS_POD $POD_IP && ! ip netns exec $NS_POD conntrack -L 2>/dev/null | grep -q "src=$POD_IP"
-ok $? "netstate_conntrack_flush removed it"
+# Stale conntrack entries for the pod's address are deleted (from it and to
+# it); an entry of other addresses stays.
+ct() { ip netns exec $NS_POD conntrack "$@" >/dev/null 2>&1; }
+ct -I -p udp -s $POD_IP -d $PEER_IP --sport 5000 --dport 6000 -t 300
+ct -I -p tcp -s $PEER_IP -d $POD_IP --sport 7000 --dport 80 --state ESTABLISHED -t 300
+ct -I -p udp -s 192.0.2.7 -d 192.0.2.8 --sport 1 --dport 2 -t 300
+ctlist() { ip netns exec $NS_POD conntrack -L 2>/dev/null | grep -c "$1"; }
+is "$(ctlist "src=$POD_IP dst=$PEER_IP sport=5000")/$(ctlist "dst=$POD_IP sport=7000")/$(ctlist 'src=192.0.2.7 ')" 1/1/1 \
+	"conntrack entries from the pod, to the pod and of others exist"
+$ZBIN/ns_hold ctflush $NS_POD $POD_IP
+ok $? "netstate_conntrack_flush ran"
+is "$(ctlist "src=$POD_IP dst=$PEER_IP sport=5000")/$(ctlist "dst=$POD_IP sport=7000")/$(ctlist 'src=192.0.2.7 ')" 0/0/1 \
+	"the pod's entries are gone both ways, the other one stays"
+ct -D -s 192.0.2.7
