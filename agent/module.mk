@@ -15,6 +15,18 @@ $(BUILD)/bin/zapc-agent: $(call objs,$(AGENT_SRCS)) $(BUILD)/libnetstate.a $(LIB
 	@mkdir -p $(@D)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
+# The same agent with plain-TCP migration streams, for bench/cluster.sh's
+# like-with-like TLS comparison only (peer.c plain_streams); not installed.
+TEST_PROGS += $(BUILD)/bin/zapc-agent-plainbench
+OBJS       += $(BUILD)/agent/peer-plainbench.o
+$(BUILD)/agent/peer-plainbench.o: agent/peer.c | $(BUILD)/.deps-ok $(GEN_HDRS)
+	@mkdir -p $(@D)
+	$(CC) $(CPPFLAGS) $(CFLAGS) -DZAPC_BENCH_PLAIN_STREAMS -c -o $@ $<
+$(BUILD)/bin/zapc-agent-plainbench: $(call objs,$(filter-out agent/peer.c,$(AGENT_SRCS))) \
+		$(BUILD)/agent/peer-plainbench.o $(BUILD)/libnetstate.a $(LIBZAPC)
+	@mkdir -p $(@D)
+	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+
 $(BUILD)/bin/zapc-init: $(call objs,$(INIT_SRCS))
 	@mkdir -p $(@D)
 	$(CC) $(LDFLAGS) -o $@ $^

@@ -371,17 +371,20 @@ static void on_go(struct pop *op, const char *phase, int last)
 /* --- migration streams (forked helpers, blocking TLS) ---------------------- */
 
 /*
- * $ZAPC_BENCH_PLAIN_STREAMS=1 (bench/cluster.sh only, on both agents of a
- * migration): the image streams over plain TCP instead of TLS — no
- * encryption, no certificate check, only the manager's token.  It exists
- * to measure what TLS costs a real migration (the same dump, the same
- * restore, only the transport differs); never set it on real nodes.
+ * zapc-agent-plainbench (built from this file with -DZAPC_BENCH_PLAIN_STREAMS,
+ * never installed; bench/cluster.sh runs it on both agents of a migration):
+ * the image streams over plain TCP instead of TLS — no encryption, no
+ * certificate check, only the manager's token.  It exists to measure what
+ * TLS costs a real migration (the same dump, the same restore, only the
+ * transport differs).  zapc-agent itself has no way to turn TLS off.
  */
 static int plain_streams(void)
 {
-	const char *v = getenv("ZAPC_BENCH_PLAIN_STREAMS");
-
-	return v && !strcmp(v, "1");
+#ifdef ZAPC_BENCH_PLAIN_STREAMS
+	return 1;
+#else
+	return 0;
+#endif
 }
 
 /* Read exactly len bytes from the stream: TLS, or (ssl NULL) the plain fd. */
@@ -431,7 +434,7 @@ static int stream_send(int in, const Zapc__Mgr__Target *tg, const char *pod, uin
 		goto out;
 	}
 	if (plain_streams())
-		log_warn("migrate pod %s: streaming WITHOUT TLS (ZAPC_BENCH_PLAIN_STREAMS)", pod);
+		log_warn("migrate pod %s: streaming WITHOUT TLS (zapc-agent-plainbench)", pod);
 	else if ((rc = tls_connect_fd(P.cli, fd, tg->stream_node, 5000, &ssl)) < 0)
 		goto out;
 	else
@@ -478,7 +481,7 @@ static int stream_receive(int lfd, int out, const struct task *t, const char *fr
 	if (fd < 0)
 		goto out;
 	if (plain_streams()) {
-		log_warn("migrate pod %s: receiving WITHOUT TLS (ZAPC_BENCH_PLAIN_STREAMS)", t->pod);
+		log_warn("migrate pod %s: receiving WITHOUT TLS (zapc-agent-plainbench)", t->pod);
 	} else {
 		if ((rc = tls_accept_fd(P.rcv, fd, 5000, &ssl)) < 0)
 			goto out;

@@ -88,12 +88,12 @@ done
 want migrate || exit 0
 # Migration streaming, like with like: the same live migration of one 256 MiB pod (dump ->
 # stream -> restore, agent to agent, no image on disk) once over TLS (nodes n1 <-> n2) and once
-# over plain TCP (two extra nodes whose agents run with ZAPC_BENCH_PLAIN_STREAMS=1, a bench-only
-# switch: same helpers, same pipes, no TLS).  MB/s = image bytes over the manager's stream
+# over plain TCP (two extra nodes whose agents are zapc-agent-plainbench: zapc-agent built
+# with plain migration streams, bench-only and never installed; same helpers, same pipes, no TLS).  MB/s = image bytes over the manager's stream
 # window (Go captured -> every image written and restored).  Runs interleaved, 3 each.
 # The transport alone (producer -> the agents' copy loops -> consumer, no dump/restore) is
 # bench/tls_throughput --path agent, printed last for reference.
-ZAPC_BENCH_PLAIN_STREAMS=1 timeout 60 "$SC" up 2 --agents --manager > /dev/null ||
+SIMCLUSTER_AGENT=$ZBIN/zapc-agent-plainbench timeout 60 "$SC" up 2 --agents --manager > /dev/null ||
 	{ echo "plain-stream nodes failed"; exit 0; }
 mig_rate() {	# job node -> MB/s of its stream (0 on failure)
 	job migrate "$1" --to "$P-$2" > "$MEM.mig" 2>&1 || { cat "$MEM.mig" >&2; echo 0; return; }
