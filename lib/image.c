@@ -245,36 +245,6 @@ int image_writev(struct image_writer *w, uint32_t type, const struct iovec *iov,
 	return 0;
 }
 
-int image_pad_for(struct image_writer *w, size_t data_off, uint32_t align)
-{
-	static const uint8_t zeros[4096];
-	uint64_t at = image_writer_bytes(w) + REC_HDR_LEN + data_off;
-	uint64_t gap = (align - at % align) % align;
-	uint8_t rh[REC_HDR_LEN], tail[4];
-	int rc;
-
-	if (w->failed)
-		return -w->failed;
-	if (!align || (align & (align - 1)) || align > sizeof(zeros))
-		return werr(w, EINVAL, "image: padding to %u bytes", align);
-	if (!gap)
-		return 0;
-	if (gap < REC_HDR_LEN + 4)      /* a padding record is at least 12 bytes */
-		gap += align;
-	uint32_t len = (uint32_t)gap - REC_HDR_LEN - 4;
-	put32(rh, IMAGE_REC_PAD);
-	put32(rh + 4, len);
-	uint32_t crc = crc32c(crc32c(0, rh, sizeof(rh)), zeros, len);
-	put32(tail, crc);
-	if ((rc = wput(w, rh, sizeof(rh))) || (len && (rc = wput(w, zeros, len))) ||
-	    (rc = wput(w, tail, sizeof(tail))))
-		return rc;
-	digest_record(&w->md, IMAGE_REC_PAD, len, crc);
-	w->nrecords++;
-	w->payload_bytes += len;
-	return 0;
-}
-
 int image_write(struct image_writer *w, uint32_t type, const void *buf, size_t len)
 {
 	struct iovec iov = { .iov_base = (void *)buf, .iov_len = len };
@@ -360,8 +330,6 @@ static int rerr(struct image_reader *r, int e, const char *fmt, ...)
 
 		if (r->type == IMAGE_REC_TRAILER)
 			name = "trailer";
-		if (r->type == IMAGE_REC_PAD)
-			name = "padding";
 		if (name)
 			snprintf(what, sizeof(what), "record %llu '%s' at offset %llu: ",
 				 (unsigned long long)r->index, name, (unsigned long long)r->rec_offset);
@@ -472,9 +440,9 @@ static struct image_reader *reader_open(image_read_fn fn, void *ctx, int fd, cha
 	r->hdr.flags = get32(hb + 20);
 	r->hdr.stream_id = get64(hb + 24);
 	/* Version first: a future version may lay the header out differently. */
-	if (r->hdr.version < IMAGE_VERSION_MIN || r->hdr.version > IMAGE_VERSION) {
-		snprintf(err, errlen, "image: format version %u not supported (this zapc reads versions %u to %u)",
-			 r->hdr.version, IMAGE_VERSION_MIN, IMAGE_VERSION);
+	if (r->hdr.version != IMAGE_VERSION) {
+		snprintf(err, errlen, "image: format version %u not supported (this zapc reads version %u)",
+			 r->hdr.version, IMAGE_VERSION);
 		goto fail;
 	}
 	if (get32(hb + 36) != crc32c(0, hb, 36)) {
@@ -671,7 +639,6 @@ int image_next(struct image_reader *r, uint32_t *type, uint32_t *len)
 		return 0;
 	if (r->in_record && (rc = skip_payload(r)))
 		return rc;
-next:
 	r->rec_offset = r->offset;
 	n = rget(r, rh, sizeof(rh));
 	if (n < 0)
@@ -693,19 +660,14 @@ next:
 			return rc;
 		return 0;
 	}
-	if (r->len > (r->type == IMAGE_REC_PAD ? IMAGE_PAD_MAX : r->max_record))
+	if (r->len > r->max_record)
 		return rerr(r, E2BIG, "payload of %u bytes exceeds the limit of %u (corrupt length?)",
-			    r->len, r->type == IMAGE_REC_PAD ? IMAGE_PAD_MAX : r->max_record);
+			    r->len, r->max_record);
 	r->in_record = 1;
 	r->left = r->len;
 	r->payload_bytes += r->len;
 	if (r->len == 0 && (rc = finish_payload(r)))
 		return rc;
-	if (r->type == IMAGE_REC_PAD) {         /* read, checked, digested, passed over */
-		if ((rc = skip_payload(r)))
-			return rc;
-		goto next;
-	}
 	*type = r->type;
 	*len = r->len;
 	return 1;

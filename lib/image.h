@@ -31,11 +31,8 @@
 #include <sys/uio.h>
 
 #define IMAGE_MAGIC        "ZAPCIMG\n"
-#define IMAGE_VERSION      2      /* what the writer writes */
-#define IMAGE_VERSION_MIN  1      /* oldest the reader reads (1: no padding records) */
+#define IMAGE_VERSION      1
 #define IMAGE_REC_TRAILER  0xffffffffu
-#define IMAGE_REC_PAD      0xfffffffeu    /* padding: skipped (and checked) by the reader */
-#define IMAGE_PAD_MAX      (64u << 10)    /* bound on a padding record's payload */
 #define IMAGE_MAX_RECORD   (256u << 20)   /* reader's default bound on one payload */
 
 /* Header flags (docs/incremental.md).  A reader that does not know a flag
@@ -70,11 +67,6 @@ const struct image_header *image_writer_header(const struct image_writer *w);
  * without copying.  Return 0 or -errno (the message is in image_writer_error()). */
 int image_write(struct image_writer *w, uint32_t type, const void *buf, size_t len);
 int image_writev(struct image_writer *w, uint32_t type, const struct iovec *iov, int iovcnt);
-/* Write a padding record if needed so that byte data_off of the next
- * record's payload lands on a multiple of align (a power of two <= 4096)
- * in the stream: a reader of the image file can then use that data in
- * place (mapped pages).  Readers skip padding (version >= 2). */
-int image_pad_for(struct image_writer *w, size_t data_off, uint32_t align);
 
 /* Write the trailer and flush.  After this the writer accepts nothing more. */
 int image_writer_finish(struct image_writer *w);
@@ -99,8 +91,6 @@ void image_reader_set_max_record(struct image_reader *r, uint32_t max);
  * verified end of stream (trailer read and checked), or -errno
  * (-EBADMSG corrupt, -EPROTO truncated/malformed, -E2BIG over the bound).
  * Any unread payload of the previous record is read and checked first.
- * Padding records (IMAGE_REC_PAD) are read, checked and passed over here:
- * callers never see them.
  */
 int image_next(struct image_reader *r, uint32_t *type, uint32_t *len);
 /* Read exactly len bytes of the current payload (len <= what remains).  The

@@ -41,22 +41,12 @@ static int put_msg(struct image_writer *w, uint32_t type, const ProtobufCMessage
 	return err;
 }
 
-/* Page records at least this big start their pages on a page boundary of
- * the stream (a padding record before them): a restore from a file on a
- * huge-page tmpfs copies them into the process straight from a mapping of
- * the image (pagefill.c).  Smaller ones are gathered and copied anyway. */
-#define PAD_MIN_PAGES 16u
-
 static int put_runs(struct image_writer *w, uint32_t type, struct pagerun *runs, int n)
 {
 	for (int i = 0; i < n; i++) {
 		struct page_prefix pp = { runs[i].addr, runs[i].npages, runs[i].owner };
 		struct iovec iov[2] = { { &pp, sizeof(pp) }, { runs[i].data, runs[i].npages * PAGE } };
-		int err = 0;
-		if (type == REC_PAGES && runs[i].npages >= PAD_MIN_PAGES)
-			err = image_pad_for(w, sizeof(pp), (uint32_t)PAGE);
-		if (err == 0)
-			err = image_writev(w, type, iov, 2);
+		int err = image_writev(w, type, iov, 2);
 		if (err < 0)
 			return err;
 	}

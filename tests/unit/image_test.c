@@ -1,7 +1,7 @@
 /*
  * image_test.c — the image container: CRC32C correctness, round trips
  * through byte-at-a-time sinks and sources, and rejection of every
- * truncation and every single flipped byte of a small image, padding.
+ * truncation and every single flipped byte of a small image.
  */
 #include <errno.h>
 #include <linux/audit.h>
@@ -263,54 +263,6 @@ int main(void)
 		s.len = strlen((char *)s.data);
 		r = image_reader_cb(mem_read, &s, err, sizeof(err));
 		ok(!r && strstr(err, "not a zapc image"), "foreign file refused (%s)", err);
-	}
-
-	/* Padding: the data after a record's 8-byte prefix starts on a 4 KiB
-	 * boundary of the stream; readers pass over the padding record, check
-	 * it like any other, and still read version 1 images (no padding). */
-	{
-		struct mem s = { 0 };
-		struct image_writer *w = image_writer_cb(mem_write, &s, 0, err, sizeof(err));
-		uint8_t *pages = malloc(8192);
-		uint64_t prefix = 42;
-		struct iovec iov[2] = { { &prefix, sizeof(prefix) }, { pages, 8192 } };
-		size_t data_at;
-
-		for (size_t i = 0; i < 8192; i++)
-			pages[i] = (uint8_t)(i * 7 + 1);
-		image_write(w, 1, "hello", 5);
-		ok(image_pad_for(w, sizeof(prefix), 4096) == 0, "padding written");
-		data_at = (size_t)image_writer_bytes(w) + 8 + sizeof(prefix);
-		is_int(data_at % 4096, 0, "the next record's data starts on a 4 KiB boundary");
-		is_int(image_pad_for(w, sizeof(prefix), 4096), 0, "padding again where none is needed");
-		is_int((long long)image_writer_bytes(w) + 16, (long long)data_at, "...writes nothing");
-		image_writev(w, 7, iov, 2);
-		image_write(w, 2, NULL, 0);
-		image_writer_finish(w);
-		image_writer_free(w);
-		ok(memcmp(s.data + data_at, pages, 8192) == 0, "page bytes at the aligned offset");
-		rc = read_image(&s, err, sizeof(err), &nrec);
-		ok(rc == 0 && nrec == 3, "padding is passed over: 3 records, verified end (%d, %s)", nrec,
-		   rc ? err : "ok");
-		s.data[40 + 8 + 5 + 4 + 8 + 100] ^= 0x40;        /* inside the padding */
-		rc = read_image(&s, err, sizeof(err), &nrec);
-		ok(rc == -EBADMSG && strstr(err, "record 2 'padding'"), "a flip in the padding is caught (%s)", err);
-		s.data[40 + 8 + 5 + 4 + 8 + 100] ^= 0x40;
-		s.data[8] = 1;          /* an old writer's version, header re-sealed */
-		{
-			uint32_t c = crc32c(0, s.data, 36);
-
-			memcpy(s.data + 36, &c, 4);
-		}
-		s.pos = 0;
-		{
-			struct image_reader *r = image_reader_cb(mem_read, &s, err, sizeof(err));
-
-			ok(r != NULL, "a version 1 header is still accepted (%s)", r ? "ok" : err);
-			image_reader_free(r);
-		}
-		free(pages);
-		free(s.data);
 	}
 
 	/* A file must end at the trailer. */
