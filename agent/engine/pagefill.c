@@ -80,7 +80,6 @@ static struct {
 	pthread_mutex_t mu;
 	pthread_cond_t work, done;      /* writer: something queued / reader: a slot is free */
 	bool thread, quit;
-	bool started, jready;           /* pagefill_prepare ran / jbuf is set (maybe NULL) */
 	int busy;                       /* slots being written */
 	int err;
 	uint64_t err_addr;
@@ -252,11 +251,11 @@ static bool work_one_locked(int writer)
 }
 
 /*
- * 3 × JOBBUF of engine memory, touched (see pagefill_prepare), in one
- * transparent huge page when the kernel gives one: the first touch of
- * those 768 KiB as 4 KiB pages costs 2.6–2.9 ms here (192 fresh pages, a
- * shadow page-table fill each on this PVM guest), of a 2 MiB huge page
- * 0.12–0.35 ms (measured 6× each).  NULL if no memory.
+ * 3 × JOBBUF of engine memory, touched, in one transparent huge page when
+ * the kernel gives one: the first touch of those 768 KiB as 4 KiB pages
+ * costs 2.6–2.9 ms here (192 fresh pages, a shadow page-table fill each on
+ * this PVM guest), of a 2 MiB huge page 0.12–0.35 ms (measured 6× each) —
+ * before the first page of a restore is written.  NULL if no memory.
  */
 static uint8_t *job_buffers(void)
 {
@@ -268,7 +267,6 @@ static uint8_t *job_buffers(void)
 		munmap(m, (size_t)(b - m));
 	munmap(b + HUGE, (size_t)(m + 2 * HUGE - (b + HUGE)));
 	madvise(b, HUGE, MADV_HUGEPAGE);        /* best effort: 4 KiB pages work too */
-	madvise(b, HUGE, MADV_DONTFORK);
 	memset(b, 0, 3 * JOBBUF);
 	return b;
 }
@@ -276,11 +274,7 @@ static uint8_t *job_buffers(void)
 static void *writer_main(void *arg)
 {
 	(void)arg;
-	uint8_t *b = job_buffers();
 	pthread_mutex_lock(&F.mu);
-	F.jbuf = b;
-	F.jready = true;
-	pthread_cond_broadcast(&F.done);
 	for (;;) {
 		if (work_one_locked(1))
 			continue;
@@ -292,48 +286,15 @@ static void *writer_main(void *arg)
 	return NULL;
 }
 
-/*
- * The writer thread and the job buffers cost ~4–5 ms here before the first
- * page was written (the first touches of the buffers as 4 KiB pages, the
- * thread's own start), so restore.c starts them first thing: the thread maps and touches
- * the buffers on the other core while the main thread reads the image and
- * creates the tasks.  Neither the buffers nor the thread's stack are
- * inherited by the tasks forked meanwhile (MADV_DONTFORK): a fork would
- * otherwise make each of their pages copy-on-write for us, a fault per
- * page at the next write.
- */
-#define STACK (256u << 10)
-
-void pagefill_prepare(void)
-{
-	pthread_attr_t at;
-	if (F.started)
-		return;
-	F.started = true;
-	uint8_t *st = mmap(NULL, STACK, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_STACK, -1, 0);
-	if (st != MAP_FAILED && pthread_attr_init(&at) == 0) {
-		madvise(st, STACK, MADV_DONTFORK);
-		F.thread = pthread_attr_setstack(&at, st, STACK) == 0 &&
-			   pthread_create(&F.th, &at, writer_main, NULL) == 0;
-		pthread_attr_destroy(&at);
-	}
-	if (!F.thread) {        /* the reader writes every slot itself */
-		if (st != MAP_FAILED)
-			munmap(st, STACK);
-		F.jbuf = job_buffers();
-		F.jready = true;
-	}
-}
-
 int pagefill_begin(void)
 {
-	pagefill_prepare();
-	pthread_mutex_lock(&F.mu);
-	while (!F.jready)
-		pthread_cond_wait(&F.done, &F.mu);
-	pthread_mutex_unlock(&F.mu);
-	if (!F.jbuf)
-		return -ENOMEM;
+	if (!F.jbuf) {
+		/* the 4 MiB ring only for pipes */
+		if (!(F.jbuf = job_buffers()))
+			return -ENOMEM;
+		/* without the thread the reader writes every slot itself */
+		F.thread = pthread_create(&F.th, NULL, writer_main, NULL) == 0;
+	}
 	F.err = 0;
 	F.msg[0] = 0;
 	return 0;

@@ -7,9 +7,6 @@
 
 #include "lib/image.h"
 
-/* As early as possible in a restore: the writer thread starts and brings its
- * buffers up meanwhile (pagefill_begin does it otherwise). */
-void pagefill_prepare(void);
 /* Before a process's pages: the ring and its writer thread exist (0/-errno). */
 int pagefill_begin(void);
 /* The main thread's buffer (*cap bytes) for a small record, written at once

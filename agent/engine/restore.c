@@ -43,7 +43,6 @@
 #include "agent/engine/control.h"
 #include "agent/pod.h"
 #include "agent/engine/engine.h"
-#include "agent/engine/pagefill.h"
 #include "agent/engine/inet.h"
 #include "agent/engine/objects.h"
 #include "agent/engine/seed.h"
@@ -733,7 +732,6 @@ int restore_main(int argc, char **argv)
 	image_reader_set_namer(g_in, rec_name);
 	if ((err = open_chain(&g_in, infd, in)) < 0)
 		goto fail;
-	pagefill_prepare();     /* page buffers made on the other core meanwhile */
 	struct utsname u;
 	uname(&u);
 	if (!(r->info = read_msg(REC_INFO, &img_info__descriptor)))
