@@ -252,10 +252,12 @@ static bool work_one_locked(int writer)
 
 /*
  * 3 × JOBBUF of engine memory, touched, in one transparent huge page when
- * the kernel gives one: the first touch of those 768 KiB as 4 KiB pages
- * costs 2.6–2.9 ms here (192 fresh pages, a shadow page-table fill each on
- * this PVM guest), of a 2 MiB huge page 0.12–0.35 ms (measured 6× each) —
- * before the first page of a restore is written.  NULL if no memory.
+ * the kernel gives one.  The first touch comes before the first page of a
+ * restore is written; measured in the engine (8 restores each): as 4 KiB
+ * pages 3.3–4.2 ms (192 fresh pages, a shadow page-table fill each on this
+ * PVM guest), as a huge page 0.14–0.23 ms, but 8 ms one time in three —
+ * when the host has to back the whole 2 MiB again (the guest hands free
+ * memory back to it, page_reporting).  NULL if no memory.
  */
 static uint8_t *job_buffers(void)
 {
