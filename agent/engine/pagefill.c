@@ -80,6 +80,7 @@ static struct {
 	pthread_mutex_t mu;
 	pthread_cond_t work, done;      /* writer: something queued / reader: a slot is free */
 	bool thread, quit;
+	bool started, jready;           /* pagefill_prepare ran / jbuf is set (maybe NULL) */
 	int busy;                       /* slots being written */
 	int err;
 	uint64_t err_addr;
@@ -276,7 +277,11 @@ static uint8_t *job_buffers(void)
 static void *writer_main(void *arg)
 {
 	(void)arg;
+	uint8_t *b = job_buffers();
 	pthread_mutex_lock(&F.mu);
+	F.jbuf = b;
+	F.jready = true;
+	pthread_cond_broadcast(&F.done);
 	for (;;) {
 		if (work_one_locked(1))
 			continue;
@@ -288,15 +293,36 @@ static void *writer_main(void *arg)
 	return NULL;
 }
 
+/*
+ * Called by restore.c once the pod's init is forked, while the engine waits
+ * for the tasks: the writer thread starts and brings the job buffers up on
+ * the other core (a huge page's first touch can take ~8 ms here, see
+ * job_buffers), out of the way of the first page record.  Not earlier: a
+ * second thread in the engine while it reads the image and forks slowed
+ * the task creation as much as it saved.
+ */
+void pagefill_prepare(void)
+{
+	if (F.started)
+		return;
+	F.started = true;
+	/* without the thread the reader writes every slot itself */
+	F.thread = pthread_create(&F.th, NULL, writer_main, NULL) == 0;
+	if (!F.thread) {
+		F.jbuf = job_buffers();
+		F.jready = true;
+	}
+}
+
 int pagefill_begin(void)
 {
-	if (!F.jbuf) {
-		/* the 4 MiB ring only for pipes */
-		if (!(F.jbuf = job_buffers()))
-			return -ENOMEM;
-		/* without the thread the reader writes every slot itself */
-		F.thread = pthread_create(&F.th, NULL, writer_main, NULL) == 0;
-	}
+	pagefill_prepare();
+	pthread_mutex_lock(&F.mu);
+	while (!F.jready)
+		pthread_cond_wait(&F.done, &F.mu);
+	pthread_mutex_unlock(&F.mu);
+	if (!F.jbuf)
+		return -ENOMEM;     /* the 4 MiB ring only for pipes */
 	F.err = 0;
 	F.msg[0] = 0;
 	return 0;
