@@ -7,6 +7,9 @@
 
 #include "lib/image.h"
 
+/* While the tasks are created: the writer thread starts and brings its
+ * buffers up meanwhile (else pagefill_begin does it). */
+void pagefill_prepare(void);
 /* Before a process's pages: the ring and its writer thread exist (0/-errno). */
 int pagefill_begin(void);
 /* The main thread's buffer (*cap bytes) for a small record, written at once

@@ -43,6 +43,7 @@
 #include "agent/engine/control.h"
 #include "agent/pod.h"
 #include "agent/engine/engine.h"
+#include "agent/engine/pagefill.h"
 #include "agent/engine/inet.h"
 #include "agent/engine/objects.h"
 #include "agent/engine/seed.h"
@@ -899,6 +900,7 @@ int restore_main(int argc, char **argv)
 	}
 	if (write(r->go_w, "g", 1) != 1)
 		goto fail;
+	pagefill_prepare();     /* page buffers made on the other core while the tasks start */
 	close(r->hold_r);
 	close(r->ready_w);
 	/* wait for every live task to report */
