@@ -188,7 +188,7 @@ static struct rst_ctx *g_r;
 
 static void report(int32_t pid, int32_t err)
 {
-	struct seed_report m = { pid, err, -1 };
+	struct seed_report m = { pid, err, SEED_READY, 0, 0 };
 	ssize_t n = write(g_r->ready_w, &m, sizeof(m));
 	(void)n;
 }
@@ -283,7 +283,7 @@ static void park(struct rst_ctx *r, ImgProc *t)
 	for (int i = 0; i < ngaps; i++)
 		ops[n++] = (struct inj_op){ SYS_munmap, { gaps[i].s, gaps[i].e - gaps[i].s }, 0 };
 	uint64_t msg = r->scratch_addr + 2 * PAGE;
-	struct seed_report m = { (int32_t)t->pid, 0, -1 };
+	struct seed_report m = { (int32_t)t->pid, 0, SEED_READY, 0, 0 };
 	memcpy((void *)msg, &m, sizeof(m));
 	ops[n++] = (struct inj_op){ SYS_write, { (uint64_t)r->ready_w, msg, sizeof(m) }, 0 };
 	ops[n++] = (struct inj_op){ SYS_read, { (uint64_t)r->hold_r, msg + 64, 1 }, 0 };
@@ -903,6 +903,7 @@ int restore_main(int argc, char **argv)
 	close(r->ready_w);
 	/* wait for every live task to report */
 	int want = 0;
+	uint64_t seed_vdso = 0;
 	for (int i = 0; i < r->nprocs; i++)
 		want += !r->procs[i].tree->zombie;
 	for (int got = 0; got < want;) {
@@ -925,6 +926,10 @@ int restore_main(int argc, char **argv)
 		}
 		struct cmsghdr *c = CMSG_FIRSTHDR(&mh);
 		int i = proc_index(r, (uint32_t)m.pid);
+		if (i >= 0 && r->seed_fd >= 0)
+			r->procs[i].seed_laid = m.op == SEED_READY_LAID;
+		if (m.vdso)
+			seed_vdso = m.vdso;
 		if (c && c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_CREDENTIALS && i >= 0) {
 			struct ucred uc;
 			memcpy(&uc, CMSG_DATA(c), sizeof(uc));
@@ -933,7 +938,15 @@ int restore_main(int argc, char **argv)
 		got++;
 	}
 	timing("all_ready");
-	if (r->seed_fd >= 0 && (err = seed_tasks_vdso(r, root)) < 0)
+	/* where the tasks that did not map their own layout have the vdso
+	 * block: where the seed's exec put it (a parked task says) */
+	if (r->seed_fd >= 0 && seed_vdso && r->eng_vvar + r->eng_vvar_len ==
+	    (r->eng_vclock_len ? r->eng_vclock : r->eng_vdso) &&
+	    (!r->eng_vclock_len || r->eng_vclock + r->eng_vclock_len == r->eng_vdso)) {
+		r->eng_vvar = seed_vdso - (r->eng_vdso - r->eng_vvar);
+		r->eng_vclock = r->eng_vclock_len ? r->eng_vvar + r->eng_vvar_len : 0;
+		r->eng_vdso = seed_vdso;
+	} else if (r->seed_fd >= 0 && (err = seed_tasks_vdso(r, root)) < 0)
 		goto fail;
 	bool all_known = true;
 	for (int i = 0; i < r->nprocs; i++)
