@@ -342,6 +342,9 @@ struct rst_ctx {
 	int ready_w, ready_r;       /* children report "ready" here */
 	int hold_r, hold_w;         /* children block reading hold_r until seized */
 	int go_r, go_w;             /* init waits for its cgroups */
+	char **cgroups;             /* --cgroup dirs (or the agent's) */
+	int ncg;
+	bool init_spawned;          /* the init is a vfork-like child (restore.c spawn_init) */
 	uint64_t scratch_addr;      /* scratch page address chosen for every task */
 	/* the engine's own [vvar], [vvar_vclock], [vdso] (start, length): every
 	 * task is a fork of the engine, so they are where its tasks have them */

@@ -106,5 +106,6 @@ struct seed_report {
 };
 #define SEED_READY       (-1)   /* ready, the engine maps the image's layout */
 #define SEED_READY_LAID  (-2)   /* ready with the image's layout in place */
+#define SEED_FAIL_LOGGED (-3)   /* failed in engine code, which logged why */
 
 #endif
