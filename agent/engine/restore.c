@@ -978,6 +978,8 @@ int restore_main(int argc, char **argv)
 			r->procs[i].seed_laid = m.op == SEED_READY_LAID;
 		if (m.vdso)
 			seed_vdso = m.vdso;
+		if (m.pid == 1)
+			timing("init_ready");   /* (it forks all its children first) */
 		if (c && c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_CREDENTIALS && i >= 0) {
 			struct ucred uc;
 			memcpy(&uc, CMSG_DATA(c), sizeof(uc));
