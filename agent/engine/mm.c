@@ -1497,10 +1497,11 @@ static int gather_flush(struct rproc *p, struct gather *g)
 	return err;
 }
 
-/* A record of a ro_early VMA: read in slot-sized pieces (the gather slot,
- * flushed first) and written through /proc/PID/mem. */
-static int write_ro(struct rproc *p, struct image_reader *in, struct gather *g, int *memfd, uint64_t addr,
-		    uint64_t dlen)
+/* A record of a ro_early VMA: read in pieces into the main thread's job
+ * buffer (free between pagefill calls; not the gather slot, which keeps
+ * what it holds for the process's one process_vm_writev) and written
+ * through /proc/PID/mem. */
+static int write_ro(struct rproc *p, struct image_reader *in, int *memfd, uint64_t addr, uint64_t dlen)
 {
 	int err;
 	if (*memfd < 0) {
@@ -1512,18 +1513,16 @@ static int write_ro(struct rproc *p, struct image_reader *in, struct gather *g, 
 			return err;
 		}
 	}
-	if (!g->buf)
-		g->buf = pagefill_gather_buf(&g->cap);
-	else if ((err = gather_flush(p, g)) < 0)
-		return err;
+	size_t cap;
+	uint8_t *buf = pagefill_buf(&cap);
 	for (uint64_t off = 0; off < dlen;) {
-		size_t n = dlen - off < g->cap ? (size_t)(dlen - off) : g->cap;
-		if ((err = image_read(in, g->buf, n)) < 0) {
+		size_t n = dlen - off < cap ? (size_t)(dlen - off) : cap;
+		if ((err = image_read(in, buf, n)) < 0) {
 			log_err("%s", image_reader_error(in));
 			return err;
 		}
 		for (size_t w = 0; w < n;) {
-			ssize_t k = pwrite(*memfd, g->buf + w, n - w, (off_t)(addr + off + w));
+			ssize_t k = pwrite(*memfd, buf + w, n - w, (off_t)(addr + off + w));
 			if (k <= 0) {
 				err = k < 0 ? -errno : -EFAULT;
 				log_err("restore: pid %u: write pages at %#llx: %s", p->tree->pid,
@@ -1581,7 +1580,7 @@ int mm_restore_late(struct rst_ctx *r, struct rproc *p, struct image_reader *in,
 			break;
 		}
 		if (ro_early(v)) {
-			if ((err = write_ro(p, in, &g, &memfd, pp.addr, dlen)) < 0)
+			if ((err = write_ro(p, in, &memfd, pp.addr, dlen)) < 0)
 				break;
 			continue;
 		}
