@@ -62,7 +62,10 @@ struct bop {                 /* struct inj_op of inject.h */
  */
 static void park(const struct seed_hdr *h, uint64_t vdso, const struct seed_report *msg, uint64_t laid_end)
 {
-	uint64_t s = h->scratch, code = s + 3 * PAGE, out = s + 2 * PAGE;
+	/* the report next to the loop and its ops: one page of the four
+	 * touched (each fresh page a fault here; the engine's batches write
+	 * pages 0-3 later) */
+	uint64_t s = h->scratch, code = s + 3 * PAGE, out = code + 2048;
 	const uint8_t *src = (const uint8_t *)(h->addr + h->code_off);
 	uint8_t *dst = (uint8_t *)code;
 	for (uint64_t i = 0; i < h->code_len; i++)
