@@ -53,7 +53,22 @@ struct plan {
 	int *laid_park;          /* their SEED_PARK_LAID ops (a[1] = win_end) */
 	int nlaid;
 	uint32_t cur_pid;        /* (plan_emit) */
+	const struct kid *kx;    /* every task by (parent, pid): a task's children */
+	int nkx;
 };
+
+struct kid {
+	uint32_t ppid, pid;
+	int idx;
+};
+
+static int cmp_kid(const void *a, const void *b)
+{
+	const struct kid *x = a, *y = b;
+	if (x->ppid != y->ppid)
+		return x->ppid < y->ppid ? -1 : 1;
+	return x->pid < y->pid ? -1 : x->pid > y->pid;
+}
 
 static uint64_t data_add(struct plan *pl, const void *p, size_t len)
 {
@@ -87,12 +102,6 @@ static int op_add(struct plan *pl, const char *what, uint32_t pid, int64_t detai
 	pl->ops[pl->n] = (struct seed_op){ (uint64_t)nr, { a0, a1, a2, a3, 0, 0 }, want, flags, -1 };
 	pl->what[pl->n] = (struct seed_what){ what, NULL, pid, detail, NULL };
 	return (int)pl->n++;
-}
-
-static int cmp_u32(const void *a, const void *b)
-{
-	uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b;
-	return x < y ? -1 : x > y;
 }
 
 static void emit_zombie(struct plan *pl, ImgProc *t)
@@ -222,16 +231,26 @@ static int emit_task(struct rst_ctx *r, struct plan *pl, int idx, const struct r
 		op_add(pl, "umask", pid, -1, 0, 0, SYS_umask, c->umask & 0777, 0, 0, 0);
 	if (!(parent && !pr_root && c->personality == parent->core->personality))
 		op_add(pl, "personality", pid, c->personality, SEED_NONNEG, 0, SYS_personality, c->personality, 0, 0, 0);
-	/* children in pid order so group leaders exist before their members */
+	/* children in pid order so group leaders exist before their members
+	 * (pl->kx, sorted once: no scan of every task for each task) */
 	uint32_t *kids = xcalloc((size_t)r->nprocs, sizeof(*kids));
-	int nk = 0;
-	for (int i = 0; i < r->nprocs; i++)
-		if (r->procs[i].tree->ppid == pid && i != idx)
-			kids[nk++] = r->procs[i].tree->pid;
-	qsort(kids, (size_t)nk, sizeof(*kids), cmp_u32);
+	int *kid_at = xcalloc((size_t)r->nprocs, sizeof(int));     /* index in r->procs */
+	int nk = 0, lo = 0, hi = pl->nkx;
+	while (lo < hi) {
+		int mid = (lo + hi) / 2;
+		if (pl->kx[mid].ppid < pid)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	for (int i = lo; i < pl->nkx && pl->kx[i].ppid == pid; i++)
+		if (pl->kx[i].idx != idx) {
+			kid_at[nk] = pl->kx[i].idx;
+			kids[nk++] = pl->kx[i].pid;
+		}
 	int *fork_op = xcalloc((size_t)nk + 1, sizeof(int));
 	for (int k = 0; k < nk; k++) {
-		ImgProc *kt = r->procs[proc_index(r, kids[k])].tree;
+		ImgProc *kt = r->procs[kid_at[k]].tree;
 		pid_t tid = (pid_t)kids[k];
 		struct clone_args ca = { 0 };
 		ca.exit_signal = SIGCHLD;
@@ -308,7 +327,7 @@ static int emit_task(struct rst_ctx *r, struct plan *pl, int idx, const struct r
 	op_add(pl, "wait", pid, -1, 0, 0, SYS_read, (uint64_t)r->hold_r, data_add(pl, &byte, 1), 1, 0);
 	op_add(pl, "exit", pid, -1, 0, 0, SYS_exit_group, 1, 0, 0, 0);
 	for (int k = 0; k < nk; k++) {
-		int ki = proc_index(r, kids[k]);
+		int ki = kid_at[k];
 		int ks = (int)pl->n;
 		if (r->procs[ki].tree->zombie)
 			emit_zombie(pl, r->procs[ki].tree);
@@ -321,6 +340,7 @@ static int emit_task(struct rst_ctx *r, struct plan *pl, int idx, const struct r
 out:
 	free(want);
 	free(kids);
+	free(kid_at);
 	free(fork_op);
 	return err < 0 ? err : start;
 }
@@ -328,6 +348,7 @@ out:
 int seed_prepare(struct rst_ctx *r, const struct range *avoid, int navoid)
 {
 	struct plan pl = { 0 };
+	struct kid *kx = NULL;
 	int err = 0, fd = -1;
 	r->seed_fd = r->plan_fd = -1;
 	const char *env = getenv("ZAPC_RESTORE_SEED");
@@ -360,6 +381,10 @@ int seed_prepare(struct rst_ctx *r, const struct range *avoid, int navoid)
 		vdso_pre = r->eng_vdso - r->eng_vvar;
 		vdso_len = r->eng_vdso_len;
 	}
+	kx = xcalloc((size_t)r->nprocs, sizeof(*kx));
+	for (int i = 0; i < r->nprocs; i++)
+		kx[i] = (struct kid){ r->procs[i].tree->ppid, r->procs[i].tree->pid, i };
+	qsort(kx, (size_t)r->nprocs, sizeof(*kx), cmp_kid);
 	env = getenv("ZAPC_RESTORE_SEED_LAYOUT");     /* 0: the engine maps every layout (A/B) */
 	/* The plan ends in the seed's range when it is small (the usual case);
 	 * a bigger one is that much more range the image must not use: built
@@ -375,6 +400,8 @@ int seed_prepare(struct rst_ctx *r, const struct range *avoid, int navoid)
 		free(pl.laid_park);
 		pl = (struct plan){ .addr = SEED_PLAN, .win_end = win_end,
 				    .layout = vdso_len && pass < 3 && !(env && !strcmp(env, "0")) };
+		pl.kx = kx;
+		pl.nkx = r->nprocs;
 		const uint8_t *code = inj_batch_code(&clen);
 		code_at = data_add(&pl, code, clen);
 		if ((err = emit_task(r, &pl, 0, NULL)) < 0)
@@ -419,6 +446,7 @@ out:
 	free(pl.ops);
 	free(pl.what);
 	free(pl.laid_park);
+	free(kx);
 	return err;
 }
 
