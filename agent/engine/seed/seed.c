@@ -60,7 +60,8 @@ struct bop {                 /* struct inj_op of inject.h */
  * place (SEED_VDSO): only the seed's own range [SEED_BASE, laid_end) goes,
  * but for the scratch pages.
  */
-static void park(const struct seed_hdr *h, uint64_t vdso, const struct seed_report *msg, uint64_t laid_end)
+__attribute__((noinline, noreturn)) static void park(const struct seed_hdr *h, uint64_t vdso,
+						   const struct seed_report *msg, uint64_t laid_end)
 {
 	/* the report next to the loop and its ops: one page of the four
 	 * touched (each fresh page a fault here; the engine's batches write
@@ -118,7 +119,8 @@ static bool overlap(uint64_t s1, uint64_t l1, uint64_t s2, uint64_t l2)
  * mremap each).  Returns 0, 1 if the layout must be left to the engine, or
  * the failing mremap's -errno.
  */
-static long move_vdso(const struct seed_hdr *h, const struct seed_op *o, uint64_t vdso, bool own_stack)
+__attribute__((noinline)) static long move_vdso(const struct seed_hdr *h, const struct seed_op *o, uint64_t vdso,
+						 bool own_stack)
 {
 	uint64_t vl = o->a[4], cl = o->a[5];
 	if (!own_stack || !can_park(h, vdso) || vl + cl != h->vdso_pre || !vl)
@@ -201,23 +203,33 @@ __attribute__((used)) static void seed_main(long *sp)
 	seed_run(h, first, vdso, 0);
 }
 
+/*
+ * The loop keeps what it changes per op in registers: after a fork, a write
+ * of the parent to its stack is a copy-on-write fault (its child shares the
+ * page), one per task forked when a spilled counter lived there (~10% more
+ * CPU to create a pod).  So the seldom used values are globals (written
+ * once, before any fork) and the seldom taken paths separate functions.
+ */
+static uint64_t g_vdso;            /* the vdso the auxv names */
+static bool g_own_stack;           /* on SEED_STACK, the kernel's one gone */
+
 static void seed_run(const struct seed_hdr *h, uint64_t first, uint64_t vdso, uint64_t old_sp)
 {
 	/* The kernel's stack: a few pages at the top of the address space; the
 	 * vdso block is at least 128 MiB below it (mmap_base leaves the stack
 	 * rlimit, >= 128 MiB, free) — checked, and kept if not. */
 	uint64_t lo = (old_sp & ~(PAGE - 1)) - (1ull << 20);
-	bool own_stack = false;      /* on SEED_STACK, the kernel's one gone */
+	g_vdso = vdso;
 	if (old_sp && vdso && vdso + h->vdso_len <= lo && lo < old_sp)
-		own_stack = sc6(__NR_munmap, (long)lo, (long)(MAX_ADDR - PAGE - lo), 0, 0, 0, 0) == 0;
+		g_own_stack = sc6(__NR_munmap, (long)lo, (long)(MAX_ADDR - PAGE - lo), 0, 0, 0, 0) == 0;
 	const struct seed_op *ops = (const struct seed_op *)(h->addr + h->ops_off);
 	int32_t self = 0;
 	long prev = 0;
 	for (uint64_t i = first; i < h->nops;) {
 		const struct seed_op *o = &ops[i];
 		if (o->flags & SEED_PARK) {
-			if (can_park(h, vdso))
-				park(h, vdso, (const struct seed_report *)o->a[0],
+			if (can_park(h, g_vdso))
+				park(h, g_vdso, (const struct seed_report *)o->a[0],
 				     o->flags & SEED_PARK_LAID ? o->a[1] : 0);
 			if (o->flags & SEED_PARK_LAID)      /* (SEED_VDSO checked can_park) */
 				die(h->ready_w, self, -22, (long)i);
@@ -225,7 +237,7 @@ static void seed_run(const struct seed_hdr *h, uint64_t first, uint64_t vdso, ui
 			continue;
 		}
 		if (o->flags & SEED_VDSO) {
-			long r = move_vdso(h, o, vdso, own_stack);
+			long r = move_vdso(h, o, g_vdso, g_own_stack);
 			if (r < 0)
 				die(h->ready_w, self, r, (long)i);
 			if (r > 0 && (o->jump < 0 || (uint64_t)o->jump >= h->nops))
