@@ -137,14 +137,24 @@ int creds_restore_late(struct rst_ctx *r, struct rproc *p)
 	long x;
 	/* rlimits: never above what the task has — ours: it is a fork of this
 	 * process or of the seed this process's init exec'd (restore_seed.c),
-	 * and it inherited them; set by the task itself (a queued prlimit on
+	 * and it inherited them (the same for every task: read once); set by
+	 * the task itself (a queued prlimit on
 	 * pid 0: prlimit on another process needs CAP_SYS_RESOURCE when the
 	 * uids differ) */
+	static struct rlimit ours[RLIM_NLIMITS];
+	static bool have[RLIM_NLIMITS], known[RLIM_NLIMITS];
 	for (size_t i = 0; i < p->core->n_rlimits; i++) {
 		ImgRlimit *l = p->core->rlimits[i];
 		struct rlimit cur, want;
-		if (l->res >= RLIM_NLIMITS || getrlimit((int)l->res, &cur) < 0)
+		if (l->res >= RLIM_NLIMITS)
 			continue;
+		if (!known[l->res]) {
+			known[l->res] = true;
+			have[l->res] = getrlimit((int)l->res, &ours[l->res]) == 0;
+		}
+		if (!have[l->res])
+			continue;
+		cur = ours[l->res];
 		want.rlim_max = l->max < cur.rlim_max ? l->max : cur.rlim_max;
 		want.rlim_cur = l->cur < want.rlim_max ? l->cur : want.rlim_max;
 		log_debug("restore: pid %u: rlimit %u: %llu/%llu -> %llu/%llu", p->tree->pid, l->res,

@@ -324,6 +324,7 @@ struct rproc {
 	struct rqueue *rq;          /* queued calls of the leader (rqueue.c) */
 	struct pre_ops *mm_pre;     /* layout batch in flight (mm.c) */
 	bool mm_mapped;             /* the image's layout is in place */
+	bool seed_laid;             /* the seed mapped it (restore_seed.c): no layout batch */
 	bool rq_undrained;          /* a queued drain found a signal: drain on */
 };
 
@@ -341,6 +342,9 @@ struct rst_ctx {
 	int ready_w, ready_r;       /* children report "ready" here */
 	int hold_r, hold_w;         /* children block reading hold_r until seized */
 	int go_r, go_w;             /* init waits for its cgroups */
+	char **cgroups;             /* --cgroup dirs (or the agent's) */
+	int ncg;
+	bool init_spawned;          /* the init is a vfork-like child (restore.c spawn_init) */
 	uint64_t scratch_addr;      /* scratch page address chosen for every task */
 	/* the engine's own [vvar], [vvar_vclock], [vdso] (start, length): every
 	 * task is a fork of the engine, so they are where its tasks have them */
@@ -348,7 +352,7 @@ struct rst_ctx {
 	/* restore_seed.c: the tasks are forks of zapc-restore-seed (seed_fd >= 0) */
 	int seed_fd, plan_fd;
 	uint64_t plan_addr, plan_len;
-	struct seed_what { const char *what, *arg; uint32_t pid; int64_t detail; } *seed_what;   /* detail < 0: none */
+	struct seed_what { const char *what, *arg; uint32_t pid; int64_t detail; const ImgVma *vma; } *seed_what;   /* detail < 0: none */
 	int seed_nops;
 	/* --inherit-fd N:KEY — the caller's fd N stands for the file KEY of the
 	 * image ("pipe:[INODE]" of a pipe whose other end was outside the pod, or
@@ -380,6 +384,10 @@ int files_restore_inventory(struct rst_ctx *r);
 int files_restore_early(struct rst_ctx *r, struct rproc *p);     /* in the task */
 int creds_restore_early(struct rst_ctx *r, struct rproc *p);     /* cwd, umask, ... */
 int mm_restore_map_start(struct rst_ctx *r, struct rproc *p);
+int mm_check_vmas(struct rproc *p);     /* logs a bad VMA of the image */
+int mm_vdso_targets(struct rst_ctx *r, struct rproc *p, uint64_t dst[3], uint64_t len[3]);
+typedef void mm_emit_fn(void *ctx, const char *what, uint64_t want, ImgVma *v, const struct inj_op *op);
+int mm_layout_ops(struct rst_ctx *r, struct rproc *p, mm_emit_fn *emit, void *ctx);
 int mm_restore_map_finish(struct rst_ctx *r, struct rproc *p);
 int mm_restore_late(struct rst_ctx *r, struct rproc *p, struct image_reader *in,
 		    int (*next)(struct rst_ctx *, uint32_t *, uint32_t *));

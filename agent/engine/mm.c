@@ -1127,7 +1127,11 @@ static void mremap_op(struct pre_ops *o, uint64_t from, uint64_t len, uint64_t t
 		(struct inj_op){ SYS_mremap, { from, len, len, MREMAP_MAYMOVE | MREMAP_FIXED, to, 0 }, 0 });
 }
 
-static int move_vdso_ops(struct rst_ctx *r, struct rproc *p, struct pre_ops *o)
+/*
+ * Where the image has [vvar], [vvar_vclock] (0 if none) and [vdso], and
+ * their lengths; -ENOTSUP (not logged) if they are not this kernel's.
+ */
+int mm_vdso_targets(struct rst_ctx *r, struct rproc *p, uint64_t dst[3], uint64_t len[3])
 {
 	ImgVma *vd = NULL, *vv = NULL, *vc = NULL;
 	for (size_t i = 0; i < p->core->n_vmas; i++) {
@@ -1141,13 +1145,23 @@ static int move_vdso_ops(struct rst_ctx *r, struct rproc *p, struct pre_ops *o)
 	 * (ours: the task is a fork of this process) */
 	if (!vd || !vv || r->eng_vdso_len != vdso_len || r->eng_vvar_len != vvar_len || r->eng_vclock_len != vc_len ||
 	    vd->end - vd->start != vdso_len || vv->end - vv->start != vvar_len ||
-	    (vc && vc->end - vc->start != vc_len) || (!vc) != (vc_len == 0)) {
+	    (vc && vc->end - vc->start != vc_len) || (!vc) != (vc_len == 0))
+		return -ENOTSUP;
+	dst[0] = vv->start, dst[1] = vc ? vc->start : 0, dst[2] = vd->start;
+	len[0] = vvar_len, len[1] = vc_len, len[2] = vdso_len;
+	return 0;
+}
+
+static int move_vdso_ops(struct rst_ctx *r, struct rproc *p, struct pre_ops *o)
+{
+	uint64_t dst[3], len[3];
+	if (mm_vdso_targets(r, p, dst, len) < 0) {
 		log_err("restore: pid %u: vdso layout of the image (%s) differs from this kernel's",
 			p->tree->pid, r->info->kernel_release);
 		return -ENOTSUP;
 	}
+	uint64_t vdso_len = len[2], vvar_len = len[0], vc_len = len[1];
 	uint64_t cur[3] = { r->eng_vvar, vc_len ? r->eng_vclock : 0, r->eng_vdso };
-	uint64_t dst[3] = { vv->start, vc ? vc->start : 0, vd->start }, len[3] = { vvar_len, vc_len, vdso_len };
 	/* straight to the image's addresses when no target overlaps a part
 	 * where it is now (the usual case: both are random) */
 	bool direct = true;
@@ -1269,7 +1283,7 @@ static int fill_uffd_close(struct rproc *p, struct fill_uffd *u)
 	return err;
 }
 
-static int check_vmas(struct rproc *p)
+int mm_check_vmas(struct rproc *p)
 {
 	uint64_t prev_end = 0;
 	for (size_t i = 0; i < p->core->n_vmas; i++) {
@@ -1299,35 +1313,13 @@ static void pre_free(struct rproc *p)
 }
 
 /*
- * The batch that replaces the memory layout, in two halves so that restore.c
- * can start it in the next process while it writes this one's pages: the
- * task runs its munmaps/mremaps/mmaps on the other core meanwhile.  The
- * first round (INJ_BATCH_MAX calls) runs in the background; the rest, if
- * any, in mm_restore_map_finish.
+ * The calls that map every VMA of p's image at its address, in order (the
+ * vdso already moved): emit(ctx, what, the result it must give, the VMA,
+ * the call) for each.  Used by the layout batch below and by the restore
+ * seed's plan (restore_seed.c), which runs them in the task itself.
  */
-int mm_restore_map_start(struct rst_ctx *r, struct rproc *p)
+int mm_layout_ops(struct rst_ctx *r, struct rproc *p, mm_emit_fn *emit, void *ctx)
 {
-	int err;
-	if ((err = check_vmas(p)) < 0)
-		return err;
-	struct pre_ops *o = p->mm_pre = xcalloc(1, sizeof(*o));
-	size_t cap = 2 * p->core->n_vmas + 16;     /* mmap (+ mprotect: ro_early) each */
-	o->ops = xcalloc(cap, sizeof(*o->ops));
-	o->what = xcalloc(cap, sizeof(*o->what));
-	o->want = xcalloc(cap, sizeof(*o->want));
-	o->vma = xcalloc(cap, sizeof(*o->vma));
-	/* the engine code's glibc registered rseq in this task (if the task
-	 * could not drop it itself): first.  A fork of the seed (no libc)
-	 * never has one. */
-	struct __ptrace_rseq_configuration rc = { 0 };
-	if (r->seed_fd < 0 && ptrace(PTRACE_GET_RSEQ_CONFIGURATION, p->hpid, sizeof(rc), &rc) > 0 &&
-	    rc.rseq_abi_pointer)
-		pre_add(o, "unregister engine rseq", 0, NULL, (struct inj_op){ SYS_rseq,
-			{ rc.rseq_abi_pointer, rc.rseq_abi_size, 1 /* RSEQ_FLAG_UNREGISTER */, rc.signature }, 0 });
-	unmap_ops(r, o);
-	if ((err = move_vdso_ops(r, p, o)) < 0)
-		goto out_pre;
-	/* every VMA of the image */
 	for (size_t i = 0; i < p->core->n_vmas; i++) {
 		ImgVma *v = p->core->vmas[i];
 		uint64_t len = v->end - v->start, prot = v->prot, fl = MAP_FIXED;
@@ -1347,8 +1339,7 @@ int mm_restore_map_start(struct rst_ctx *r, struct rproc *p)
 			if (fd < 0) {
 				log_err("restore: pid %u vma %#llx: file %u missing in image", p->tree->pid,
 					(unsigned long long)v->start, v->file_id);
-				err = -EINVAL;
-				goto out_pre;
+				return -EINVAL;
 			}
 			fl |= v->flags & MAP_SHARED ? MAP_SHARED : MAP_PRIVATE;
 			if (!(v->flags & MAP_SHARED) && v->has_pages)
@@ -1359,24 +1350,76 @@ int mm_restore_map_start(struct rst_ctx *r, struct rproc *p)
 			if (fd < 0) {
 				log_err("restore: pid %u vma %#llx: shared memory %u missing in image",
 					p->tree->pid, (unsigned long long)v->start, v->shm_id);
-				err = -EINVAL;
-				goto out_pre;
+				return -EINVAL;
 			}
 			fl |= MAP_SHARED;
 			break;
 		case VK_SYSV:   /* shmat(id, start, flags) returns start, like mmap */
-			pre_add(o, "shmat", v->start, v, (struct inj_op){ SYS_shmat, { v->shm_id, v->start,
+			emit(ctx, "shmat", v->start, v, &(struct inj_op){ SYS_shmat, { v->shm_id, v->start,
 				(v->prot & PROT_WRITE ? 0 : SHM_RDONLY) | (v->prot & PROT_EXEC ? SHM_EXEC : 0), 0, 0, 0 }, 0 });
 			continue;
 		default:
 			continue;
 		}
 		fl |= v->flags & (MAP_GROWSDOWN | MAP_NORESERVE);
-		pre_add(o, "mmap", v->start, v,
-			(struct inj_op){ SYS_mmap, { v->start, len, prot, fl, (uint64_t)fd, v->pgoff * PAGE }, 0 });
+		emit(ctx, "mmap", v->start, v,
+		     &(struct inj_op){ SYS_mmap, { v->start, len, prot, fl, (uint64_t)fd, v->pgoff * PAGE }, 0 });
 		if (ro_early(v))
-			pre_add(o, "mprotect", 0, v, (struct inj_op){ SYS_mprotect, { v->start, len, v->prot }, 0 });
+			emit(ctx, "mprotect", 0, v, &(struct inj_op){ SYS_mprotect, { v->start, len, v->prot }, 0 });
 	}
+	return 0;
+}
+
+static void pre_emit(void *ctx, const char *what, uint64_t want, ImgVma *v, const struct inj_op *op)
+{
+	pre_add(ctx, what, want, v, *op);
+}
+
+/* the image's layout is in place: injected calls use its vdso */
+static int map_done(struct rproc *p)
+{
+	p->vdso_now = 0;
+	for (size_t i = 0; i < p->core->n_vmas; i++)
+		if (p->core->vmas[i]->kind == VK_VDSO)
+			p->vdso_now = p->core->vmas[i]->start;
+	p->inj.syscall_ip = p->vdso_now + (uint64_t)vdso_syscall_offset();
+	p->mm_mapped = true;
+	return 0;
+}
+
+/*
+ * The batch that replaces the memory layout, in two halves so that restore.c
+ * can start it in the next process while it writes this one's pages: the
+ * task runs its munmaps/mremaps/mmaps on the other core meanwhile.  The
+ * first round (INJ_BATCH_MAX calls) runs in the background; the rest, if
+ * any, in mm_restore_map_finish.
+ */
+int mm_restore_map_start(struct rst_ctx *r, struct rproc *p)
+{
+	int err;
+	if ((err = mm_check_vmas(p)) < 0)
+		return err;
+	if (p->seed_laid)       /* the seed ran these calls in the task itself */
+		return map_done(p);
+	struct pre_ops *o = p->mm_pre = xcalloc(1, sizeof(*o));
+	size_t cap = 2 * p->core->n_vmas + 16;     /* mmap (+ mprotect: ro_early) each */
+	o->ops = xcalloc(cap, sizeof(*o->ops));
+	o->what = xcalloc(cap, sizeof(*o->what));
+	o->want = xcalloc(cap, sizeof(*o->want));
+	o->vma = xcalloc(cap, sizeof(*o->vma));
+	/* the engine code's glibc registered rseq in this task (if the task
+	 * could not drop it itself): first.  A fork of the seed (no libc)
+	 * never has one. */
+	struct __ptrace_rseq_configuration rc = { 0 };
+	if (r->seed_fd < 0 && ptrace(PTRACE_GET_RSEQ_CONFIGURATION, p->hpid, sizeof(rc), &rc) > 0 &&
+	    rc.rseq_abi_pointer)
+		pre_add(o, "unregister engine rseq", 0, NULL, (struct inj_op){ SYS_rseq,
+			{ rc.rseq_abi_pointer, rc.rseq_abi_size, 1 /* RSEQ_FLAG_UNREGISTER */, rc.signature }, 0 });
+	unmap_ops(r, o);
+	if ((err = move_vdso_ops(r, p, o)) < 0)
+		goto out_pre;
+	if ((err = mm_layout_ops(r, p, pre_emit, o)) < 0)
+		goto out_pre;
 	o->started = o->n < INJ_BATCH_MAX ? o->n : INJ_BATCH_MAX;
 	err = inj_batch_with_start(&p->inj, r->scratch_addr + 3 * PAGE, o->ops, o->started, 0, NULL, 0);
 	if (err == 0)
@@ -1393,7 +1436,7 @@ int mm_restore_map_finish(struct rst_ctx *r, struct rproc *p)
 	uint64_t area = r->scratch_addr + 3 * PAGE;
 	int err;
 	if (!o)
-		return -EINVAL;
+		return p->mm_mapped ? 0 : -EINVAL;
 	err = inj_batch_finish(&p->inj, area, o->ops, o->started);
 	if (!err && o->n > o->started)
 		err = inj_batch_with(&p->inj, area, o->ops + o->started, o->n - o->started, 0, NULL, 0);
@@ -1411,14 +1454,8 @@ int mm_restore_map_finish(struct rst_ctx *r, struct rproc *p)
 				ret < 0 ? strerror((int)-ret) : "wrong address");
 		err = ret < 0 ? (int)ret : -EFAULT;
 	}
-	if (!err) {
-		p->vdso_now = 0;
-		for (size_t i = 0; i < p->core->n_vmas; i++)
-			if (p->core->vmas[i]->kind == VK_VDSO)
-				p->vdso_now = p->core->vmas[i]->start;
-		p->inj.syscall_ip = p->vdso_now + (uint64_t)vdso_syscall_offset();
-		p->mm_mapped = true;
-	}
+	if (!err)
+		map_done(p);
 	pre_free(p);
 	return err;
 }
@@ -1460,10 +1497,11 @@ static int gather_flush(struct rproc *p, struct gather *g)
 	return err;
 }
 
-/* A record of a ro_early VMA: read in slot-sized pieces (the gather slot,
- * flushed first) and written through /proc/PID/mem. */
-static int write_ro(struct rproc *p, struct image_reader *in, struct gather *g, int *memfd, uint64_t addr,
-		    uint64_t dlen)
+/* A record of a ro_early VMA: read in pieces into the main thread's job
+ * buffer (free between pagefill calls; not the gather slot, which keeps
+ * what it holds for the process's one process_vm_writev) and written
+ * through /proc/PID/mem. */
+static int write_ro(struct rproc *p, struct image_reader *in, int *memfd, uint64_t addr, uint64_t dlen)
 {
 	int err;
 	if (*memfd < 0) {
@@ -1475,18 +1513,16 @@ static int write_ro(struct rproc *p, struct image_reader *in, struct gather *g, 
 			return err;
 		}
 	}
-	if (!g->buf)
-		g->buf = pagefill_gather_buf(&g->cap);
-	else if ((err = gather_flush(p, g)) < 0)
-		return err;
+	size_t cap;
+	uint8_t *buf = pagefill_buf(&cap);
 	for (uint64_t off = 0; off < dlen;) {
-		size_t n = dlen - off < g->cap ? (size_t)(dlen - off) : g->cap;
-		if ((err = image_read(in, g->buf, n)) < 0) {
+		size_t n = dlen - off < cap ? (size_t)(dlen - off) : cap;
+		if ((err = image_read(in, buf, n)) < 0) {
 			log_err("%s", image_reader_error(in));
 			return err;
 		}
 		for (size_t w = 0; w < n;) {
-			ssize_t k = pwrite(*memfd, g->buf + w, n - w, (off_t)(addr + off + w));
+			ssize_t k = pwrite(*memfd, buf + w, n - w, (off_t)(addr + off + w));
 			if (k <= 0) {
 				err = k < 0 ? -errno : -EFAULT;
 				log_err("restore: pid %u: write pages at %#llx: %s", p->tree->pid,
@@ -1544,7 +1580,7 @@ int mm_restore_late(struct rst_ctx *r, struct rproc *p, struct image_reader *in,
 			break;
 		}
 		if (ro_early(v)) {
-			if ((err = write_ro(p, in, &g, &memfd, pp.addr, dlen)) < 0)
+			if ((err = write_ro(p, in, &memfd, pp.addr, dlen)) < 0)
 				break;
 			continue;
 		}

@@ -25,5 +25,5 @@ LIBEXEC  += $(SEED_BIN)
 $(SEED_BIN): agent/engine/seed/seed.c agent/engine/seed.h
 	@mkdir -p $(@D)
 	$(CC) -I. -O2 -g -std=gnu17 -Wall -Wextra -Werror -static -nostdlib -ffreestanding -fno-builtin \
-		-fno-stack-protector -fpie -no-pie -fcf-protection=none \
+		-fno-stack-protector -fpie -no-pie -fcf-protection=none -mgeneral-regs-only \
 		-Wl,-Ttext-segment=0x7f8000000000 -o $@ $<

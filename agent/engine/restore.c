@@ -189,7 +189,7 @@ static struct rst_ctx *g_r;
 
 static void report(int32_t pid, int32_t err)
 {
-	struct seed_report m = { pid, err, -1 };
+	struct seed_report m = { pid, err, err < 0 ? SEED_FAIL_LOGGED : SEED_READY, 0, 0 };
 	ssize_t n = write(g_r->ready_w, &m, sizeof(m));
 	(void)n;
 }
@@ -284,7 +284,7 @@ static void park(struct rst_ctx *r, ImgProc *t)
 	for (int i = 0; i < ngaps; i++)
 		ops[n++] = (struct inj_op){ SYS_munmap, { gaps[i].s, gaps[i].e - gaps[i].s }, 0 };
 	uint64_t msg = r->scratch_addr + 2 * PAGE;
-	struct seed_report m = { (int32_t)t->pid, 0, -1 };
+	struct seed_report m = { (int32_t)t->pid, 0, SEED_READY, 0, 0 };
 	memcpy((void *)msg, &m, sizeof(m));
 	ops[n++] = (struct inj_op){ SYS_write, { (uint64_t)r->ready_w, msg, sizeof(m) }, 0 };
 	ops[n++] = (struct inj_op){ SYS_read, { (uint64_t)r->hold_r, msg + 64, 1 }, 0 };
@@ -314,6 +314,16 @@ static void run_task(struct rst_ctx *r, int idx)
 	if (idx == 0) {
 		char c;
 		prctl(PR_SET_PDEATHSIG, SIGKILL);
+		/* spawned (spawn_init): it joins the pod's cgroups itself, before
+		 * its mounts hide the node's /sys */
+		for (int i = 0; r->init_spawned && i < r->ncg; i++) {
+			char path[4096];
+			snprintf(path, sizeof(path), "%s/cgroup.procs", r->cgroups[i]);
+			if ((err = write_str(path, "0")) < 0) {
+				log_err("restore: join cgroup %s: %s", r->cgroups[i], strerror(-err));
+				goto fail;
+			}
+		}
 		/* The same mounts as a pod the agent starts: own /proc, /sys, devpts,
 		 * /dev/shm, mqueue (we are pid 1 of the new pid and mount ns, in the
 		 * pod's netns). */
@@ -346,7 +356,7 @@ static void run_task(struct rst_ctx *r, int idx)
 			log_err("restore: hostname: %s", strerror(-err));
 			goto fail;
 		}
-		if (read(r->go_r, &c, 1) != 1)
+		if (!r->init_spawned && read(r->go_r, &c, 1) != 1)
 			_exit(1);
 	}
 	close(r->go_r);
@@ -418,6 +428,39 @@ static void run_task(struct rst_ctx *r, int idx)
 fail:
 	report((int32_t)t->pid, err ? err : -EIO);
 	_exit(1);
+}
+
+/*
+ * The pod's init when it becomes the seed: a vfork-like child (CLONE_VM |
+ * CLONE_VFORK, on a stack of its own) runs its part of run_task in the
+ * engine's memory while the engine waits, then execs the seed.  A fork
+ * would copy the engine's page tables, leave every page of the engine
+ * copy-on-write (the engine then faults on its first write to each) and
+ * the exec would tear the copy down again.  What the child changes in
+ * that memory stays: run_task's part for the init only reads the engine's
+ * state, and frees what it allocates.  Not for SysV shared memory: its
+ * content is written through an attach in the init, and with the engine's
+ * memory the pages would be charged to the engine's memory cgroup (its
+ * mm's owner), not the pod's.
+ */
+static int init_main(void *arg)
+{
+	run_task(arg, 0);
+}
+
+static pid_t spawn_init(struct rst_ctx *r, uint64_t ns_flags)
+{
+	size_t len = 512u << 10;
+	void *stk = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_STACK, -1, 0);
+	if (stk == MAP_FAILED)
+		return -1;
+	r->init_spawned = true;
+	/* (the first task of a new pid namespace is its pid 1) */
+	pid_t pid = clone(init_main, (char *)stk + len, CLONE_VM | CLONE_VFORK | (int)ns_flags | SIGCHLD, r);
+	int e = errno;
+	munmap(stk, len);
+	errno = e;
+	return pid;
 }
 
 /* ------------------------------------------------------------------ engine side */
@@ -881,15 +924,20 @@ int restore_main(int argc, char **argv)
 		goto fail;
 	timing("seed_plan");
 	fflush(NULL);
-	root = clone_with_pid(CLONE_NEWPID | CLONE_NEWNS | CLONE_NEWUTS | CLONE_NEWIPC, 1);
+	r->cgroups = cgroups;
+	r->ncg = ncg;
+	uint64_t nsf = CLONE_NEWPID | CLONE_NEWNS | CLONE_NEWUTS | CLONE_NEWIPC;
+	const char *ev = getenv("ZAPC_RESTORE_INIT_FORK");     /* 1: always fork it (A/B) */
+	if (r->seed_fd >= 0 && !r->files->n_sysv_shm && !(ev && !strcmp(ev, "1")))
+		root = spawn_init(r, nsf);
+	else if ((root = clone_with_pid(nsf, 1)) == 0)
+		run_task(r, 0);
 	if (root < 0) {
 		log_err("restore: create the pod's init: %s", strerror(errno));
 		goto fail;
 	}
-	if (root == 0)
-		run_task(r, 0);
 	close(r->go_r);
-	for (int i = 0; i < ncg; i++) {
+	for (int i = 0; !r->init_spawned && i < ncg; i++) {
 		char path[4096], pid[16];
 		snprintf(path, sizeof(path), "%s/cgroup.procs", cgroups[i]);
 		snprintf(pid, sizeof(pid), "%d", root);
@@ -898,13 +946,14 @@ int restore_main(int argc, char **argv)
 			goto fail;
 		}
 	}
-	if (write(r->go_w, "g", 1) != 1)
+	if (!r->init_spawned && write(r->go_w, "g", 1) != 1)
 		goto fail;
 	pagefill_prepare();     /* page buffers made on the other core while the tasks start */
 	close(r->hold_r);
 	close(r->ready_w);
 	/* wait for every live task to report */
 	int want = 0;
+	uint64_t seed_vdso = 0;
 	for (int i = 0; i < r->nprocs; i++)
 		want += !r->procs[i].tree->zombie;
 	for (int got = 0; got < want;) {
@@ -921,12 +970,18 @@ int restore_main(int argc, char **argv)
 		}
 		if (m.err < 0) {
 			err = m.err;    /* the task logged why, or the seed says which op */
-			if (m.op >= 0 || r->seed_fd >= 0)
+			if (m.op != SEED_FAIL_LOGGED && (m.op >= 0 || r->seed_fd >= 0))
 				seed_log_failure(r, &m);
 			goto fail;
 		}
 		struct cmsghdr *c = CMSG_FIRSTHDR(&mh);
 		int i = proc_index(r, (uint32_t)m.pid);
+		if (i >= 0 && r->seed_fd >= 0)
+			r->procs[i].seed_laid = m.op == SEED_READY_LAID;
+		if (m.vdso)
+			seed_vdso = m.vdso;
+		if (m.pid == 1)
+			timing("init_ready");   /* (it forks all its children first) */
 		if (c && c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_CREDENTIALS && i >= 0) {
 			struct ucred uc;
 			memcpy(&uc, CMSG_DATA(c), sizeof(uc));
@@ -935,7 +990,15 @@ int restore_main(int argc, char **argv)
 		got++;
 	}
 	timing("all_ready");
-	if (r->seed_fd >= 0 && (err = seed_tasks_vdso(r, root)) < 0)
+	/* where the tasks that did not map their own layout have the vdso
+	 * block: where the seed's exec put it (a parked task says) */
+	if (r->seed_fd >= 0 && seed_vdso && r->eng_vvar + r->eng_vvar_len ==
+	    (r->eng_vclock_len ? r->eng_vclock : r->eng_vdso) &&
+	    (!r->eng_vclock_len || r->eng_vclock + r->eng_vclock_len == r->eng_vdso)) {
+		r->eng_vvar = seed_vdso - (r->eng_vdso - r->eng_vvar);
+		r->eng_vclock = r->eng_vclock_len ? r->eng_vvar + r->eng_vvar_len : 0;
+		r->eng_vdso = seed_vdso;
+	} else if (r->seed_fd >= 0 && (err = seed_tasks_vdso(r, root)) < 0)
 		goto fail;
 	bool all_known = true;
 	for (int i = 0; i < r->nprocs; i++)

@@ -46,7 +46,29 @@ struct plan {
 	struct seed_what *what;
 	size_t n, cap;
 	uint64_t addr;
+	/* tasks map the image's layout themselves (seed.h SEED_VDSO) unless an
+	 * image VMA is within a page of the seed's range [SEED_BASE, win_end) */
+	bool layout;
+	uint64_t win_end;
+	int *laid_park;          /* their SEED_PARK_LAID ops (a[1] = win_end) */
+	int nlaid;
+	uint32_t cur_pid;        /* (plan_emit) */
+	const struct kid *kx;    /* every task by (parent, pid): a task's children */
+	int nkx;
 };
+
+struct kid {
+	uint32_t ppid, pid;
+	int idx;
+};
+
+static int cmp_kid(const void *a, const void *b)
+{
+	const struct kid *x = a, *y = b;
+	if (x->ppid != y->ppid)
+		return x->ppid < y->ppid ? -1 : 1;
+	return x->pid < y->pid ? -1 : x->pid > y->pid;
+}
 
 static uint64_t data_add(struct plan *pl, const void *p, size_t len)
 {
@@ -78,14 +100,8 @@ static int op_add(struct plan *pl, const char *what, uint32_t pid, int64_t detai
 			abort();
 	}
 	pl->ops[pl->n] = (struct seed_op){ (uint64_t)nr, { a0, a1, a2, a3, 0, 0 }, want, flags, -1 };
-	pl->what[pl->n] = (struct seed_what){ what, NULL, pid, detail };
+	pl->what[pl->n] = (struct seed_what){ what, NULL, pid, detail, NULL };
 	return (int)pl->n++;
-}
-
-static int cmp_u32(const void *a, const void *b)
-{
-	uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b;
-	return x < y ? -1 : x > y;
 }
 
 static void emit_zombie(struct plan *pl, ImgProc *t)
@@ -119,6 +135,64 @@ static bool same_group(const ImgProc *t, const ImgProc *parent)
 	return parent && t->sid != t->pid && t->sid == parent->sid && t->pgid && t->pgid == parent->pgid;
 }
 
+static void plan_emit(void *ctx, const char *what, uint64_t want, ImgVma *v, const struct inj_op *op)
+{
+	struct plan *pl = ctx;
+	int at = op_add(pl, what, pl->cur_pid, -1, SEED_EQ, (int64_t)want, (long)op->nr, op->a[0], op->a[1],
+			op->a[2], op->a[3]);
+	pl->ops[at].a[4] = op->a[4];
+	pl->ops[at].a[5] = op->a[5];
+	pl->what[at].vma = v;
+}
+
+/*
+ * The calls of mm.c's layout batch as ops of the task (seed.h SEED_VDSO):
+ * the vdso move, every VMA (mm_layout_ops), then a park that drops only the
+ * seed's own range.  The SEED_VDSO op (its jump: the usual park, set by
+ * the caller) goes to *vop, -1 when the engine keeps doing it: the layout
+ * is off, the image has memory at the seed's range, or its vdso is not
+ * this kernel's (mm.c then says so).  0 or -errno (logged).
+ */
+static int emit_layout(struct rst_ctx *r, struct plan *pl, struct rproc *p, int *vop)
+{
+	uint64_t dst[3], len[3];
+	*vop = -1;
+	if (!pl->layout || mm_vdso_targets(r, p, dst, len) < 0)
+		return 0;
+	size_t nv = p->core->n_vmas;
+	struct range *avoid = xcalloc(nv + 2, sizeof(*avoid));
+	for (size_t i = 0; i < nv; i++)
+		avoid[i] = (struct range){ p->core->vmas[i]->start, p->core->vmas[i]->end };
+	avoid[nv] = (struct range){ SEED_BASE - PAGE, pl->win_end + PAGE };
+	avoid[nv + 1] = (struct range){ r->scratch_addr, r->scratch_addr + 4 * PAGE };
+	bool clear = true;
+	for (size_t i = 0; i < nv; i++)
+		if (avoid[i].s < avoid[nv].e && avoid[nv].s < avoid[i].e)
+			clear = false;
+	/* a free range for a vdso move in two steps (the seed checks that it
+	 * is clear of where its vdso is) */
+	uint64_t tmp = clear ? find_gap(len[0] + len[1] + len[2] + 3 * PAGE, avoid, (int)nv + 2) : 0;
+	free(avoid);
+	if (!tmp)
+		return 0;
+	int v = op_add(pl, "move vdso", p->tree->pid, -1, SEED_VDSO, 0, 0, dst[0], dst[1], dst[2], tmp);
+	pl->ops[v].a[4] = len[0];
+	pl->ops[v].a[5] = len[1];
+	pl->cur_pid = p->tree->pid;
+	int err = mm_layout_ops(r, p, plan_emit, pl);
+	if (err < 0)
+		return err;
+	struct seed_report m = { (int32_t)p->tree->pid, 0, SEED_READY_LAID, 0, 0 };
+	int park = op_add(pl, "park", p->tree->pid, -1, SEED_PARK | SEED_PARK_LAID, 0, 0,
+			  data_add(pl, &m, sizeof(m)), pl->win_end, 0, 0);
+	pl->laid_park = realloc(pl->laid_park, (size_t)(pl->nlaid + 1) * sizeof(int));
+	if (!pl->laid_park)
+		abort();
+	pl->laid_park[pl->nlaid++] = park;
+	*vop = v;
+	return 0;
+}
+
 /*
  * ops of task idx from its start; returns its first op index or -errno.
  * parent: the task that forks it (NULL for the init), whose cwd, umask and
@@ -133,6 +207,9 @@ static int emit_task(struct rst_ctx *r, struct plan *pl, int idx, const struct r
 	ImgProc *t = p->tree;
 	ImgProcCore *c = p->core;
 	uint32_t pid = t->pid;
+	int err = mm_check_vmas(p);
+	if (err < 0)
+		return err;
 	int start = op_add(pl, "task", pid, -1, SEED_SELF, 0, 0, pid, 0, 0, 0);
 	if (idx != 0 && !same_group(t, parent->tree)) {   /* the init does its session in engine code */
 		if (t->sid == t->pid)
@@ -154,16 +231,26 @@ static int emit_task(struct rst_ctx *r, struct plan *pl, int idx, const struct r
 		op_add(pl, "umask", pid, -1, 0, 0, SYS_umask, c->umask & 0777, 0, 0, 0);
 	if (!(parent && !pr_root && c->personality == parent->core->personality))
 		op_add(pl, "personality", pid, c->personality, SEED_NONNEG, 0, SYS_personality, c->personality, 0, 0, 0);
-	/* children in pid order so group leaders exist before their members */
+	/* children in pid order so group leaders exist before their members
+	 * (pl->kx, sorted once: no scan of every task for each task) */
 	uint32_t *kids = xcalloc((size_t)r->nprocs, sizeof(*kids));
-	int nk = 0;
-	for (int i = 0; i < r->nprocs; i++)
-		if (r->procs[i].tree->ppid == pid && i != idx)
-			kids[nk++] = r->procs[i].tree->pid;
-	qsort(kids, (size_t)nk, sizeof(*kids), cmp_u32);
+	int *kid_at = xcalloc((size_t)r->nprocs, sizeof(int));     /* index in r->procs */
+	int nk = 0, lo = 0, hi = pl->nkx;
+	while (lo < hi) {
+		int mid = (lo + hi) / 2;
+		if (pl->kx[mid].ppid < pid)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	for (int i = lo; i < pl->nkx && pl->kx[i].ppid == pid; i++)
+		if (pl->kx[i].idx != idx) {
+			kid_at[nk] = pl->kx[i].idx;
+			kids[nk++] = pl->kx[i].pid;
+		}
 	int *fork_op = xcalloc((size_t)nk + 1, sizeof(int));
 	for (int k = 0; k < nk; k++) {
-		ImgProc *kt = r->procs[proc_index(r, kids[k])].tree;
+		ImgProc *kt = r->procs[kid_at[k]].tree;
 		pid_t tid = (pid_t)kids[k];
 		struct clone_args ca = { 0 };
 		ca.exit_signal = SIGCHLD;
@@ -183,7 +270,6 @@ static int emit_task(struct rst_ctx *r, struct plan *pl, int idx, const struct r
 	}
 	/* files.c early: the fd table from the inventory, nothing else below it */
 	uint8_t *want = xcalloc((size_t)r->inv_base + 1, 1);
-	int err = 0;
 	for (size_t i = 0; i < c->n_fds; i++) {
 		ImgFd *f = c->fds[i];
 		int src = inv_fd_for_file(r, f->file_id);
@@ -221,21 +307,27 @@ static int emit_task(struct rst_ctx *r, struct plan *pl, int idx, const struct r
 		       SYS_ioctl, 0, TIOCSCTTY, 0, 0);
 		op_add(pl, "close", pid, -1, SEED_ARG0_PREV, 0, SYS_close, 0, 0, 0, 0);
 	}
-	/* scratch pages (executable: inject.c's batch loop), then ready */
+	/* scratch pages (executable: inject.c's batch loop), the image's
+	 * layout, then ready */
 	op_add(pl, "scratch page", pid, -1, SEED_EQ, (int64_t)r->scratch_addr, SYS_mmap, r->scratch_addr,
 	       4 * PAGE, PROT_READ | PROT_WRITE | PROT_EXEC, MAP_PRIVATE | MAP_ANONYMOUS |
 	       (r->scratch_addr == SEED_SCRATCH ? MAP_FIXED /* over the seed's bss */ : MAP_FIXED_NOREPLACE));
 	pl->ops[pl->n - 1].a[4] = (uint64_t)-1;
-	struct seed_report m = { (int32_t)pid, 0, -1 };
+	int vdso_op;
+	if ((err = emit_layout(r, pl, p, &vdso_op)) < 0)
+		goto out;
+	struct seed_report m = { (int32_t)pid, 0, SEED_READY, 0, 0 };
 	uint64_t ma = data_add(pl, &m, sizeof(m));
-	op_add(pl, "park", pid, -1, SEED_PARK, 0, 0, ma, 0, 0, 0);
+	int park = op_add(pl, "park", pid, -1, SEED_PARK, 0, 0, ma, 0, 0, 0);
+	if (vdso_op >= 0)
+		pl->ops[vdso_op].jump = park;    /* the seed could not lay it out */
 	/* if the seed cannot park: report and wait without dropping memory */
 	op_add(pl, "report", pid, -1, SEED_EQ, sizeof(m), SYS_write, (uint64_t)r->ready_w, ma, sizeof(m), 0);
 	uint8_t byte = 0;
 	op_add(pl, "wait", pid, -1, 0, 0, SYS_read, (uint64_t)r->hold_r, data_add(pl, &byte, 1), 1, 0);
 	op_add(pl, "exit", pid, -1, 0, 0, SYS_exit_group, 1, 0, 0, 0);
 	for (int k = 0; k < nk; k++) {
-		int ki = proc_index(r, kids[k]);
+		int ki = kid_at[k];
 		int ks = (int)pl->n;
 		if (r->procs[ki].tree->zombie)
 			emit_zombie(pl, r->procs[ki].tree);
@@ -248,6 +340,7 @@ static int emit_task(struct rst_ctx *r, struct plan *pl, int idx, const struct r
 out:
 	free(want);
 	free(kids);
+	free(kid_at);
 	free(fork_op);
 	return err < 0 ? err : start;
 }
@@ -255,6 +348,7 @@ out:
 int seed_prepare(struct rst_ctx *r, const struct range *avoid, int navoid)
 {
 	struct plan pl = { 0 };
+	struct kid *kx = NULL;
 	int err = 0, fd = -1;
 	r->seed_fd = r->plan_fd = -1;
 	const char *env = getenv("ZAPC_RESTORE_SEED");
@@ -277,28 +371,55 @@ int seed_prepare(struct rst_ctx *r, const struct range *avoid, int navoid)
 	 * of the image is mapped before a task has dropped it. */
 	(void)avoid;
 	(void)navoid;
-	pl.addr = SEED_PLAN;
-	if (r->scratch_addr < pl.addr + PLAN_GAP && pl.addr < r->scratch_addr + 4 * PAGE)
+	if (r->scratch_addr < SEED_PLAN + PLAN_GAP && SEED_PLAN < r->scratch_addr + 4 * PAGE)
 		goto none;
-	size_t clen;
-	const uint8_t *code = inj_batch_code(&clen);
-	uint64_t code_at = data_add(&pl, code, clen);
-	if ((err = emit_task(r, &pl, 0, NULL)) < 0)
-		goto out;
-	size_t ops_off = (SEED_DATA_OFF + pl.dlen + 63) & ~(size_t)63;
-	size_t len = (ops_off + pl.n * sizeof(struct seed_op) + PAGE - 1) & ~(size_t)(PAGE - 1);
-	if (len > PLAN_GAP)
-		goto none;
-	_Static_assert(sizeof(struct seed_hdr) <= SEED_DATA_OFF, "seed header too big");
-	struct seed_hdr h = { SEED_MAGIC, pl.addr, len, ops_off, pl.n, r->ready_w, r->hold_r, r->scratch_addr,
-			      0, 0, code_at - pl.addr, clen, SEED_STACK, SEED_STACK_LEN };
 	/* the seed parks itself if this kernel puts [vvar][vvar_vclock][vdso]
 	 * next to each other (as ours are), keeping that block */
+	uint64_t vdso_pre = 0, vdso_len = 0;
 	if (r->eng_vvar + r->eng_vvar_len == (r->eng_vclock_len ? r->eng_vclock : r->eng_vdso) &&
 	    (!r->eng_vclock_len || r->eng_vclock + r->eng_vclock_len == r->eng_vdso)) {
-		h.vdso_pre = r->eng_vdso - r->eng_vvar;
-		h.vdso_len = r->eng_vdso_len;
+		vdso_pre = r->eng_vdso - r->eng_vvar;
+		vdso_len = r->eng_vdso_len;
 	}
+	kx = xcalloc((size_t)r->nprocs, sizeof(*kx));
+	for (int i = 0; i < r->nprocs; i++)
+		kx[i] = (struct kid){ r->procs[i].tree->ppid, r->procs[i].tree->pid, i };
+	qsort(kx, (size_t)r->nprocs, sizeof(*kx), cmp_kid);
+	env = getenv("ZAPC_RESTORE_SEED_LAYOUT");     /* 0: the engine maps every layout (A/B) */
+	/* The plan ends in the seed's range when it is small (the usual case);
+	 * a bigger one is that much more range the image must not use: built
+	 * again with its end known (it only shrinks when fewer tasks lay their
+	 * layout out) */
+	uint64_t win_end = SEED_RESERVE_END;
+	size_t clen, ops_off, len;
+	uint64_t code_at;
+	for (int pass = 0;; pass++) {
+		free(pl.data);
+		free(pl.ops);
+		free(pl.what);
+		free(pl.laid_park);
+		pl = (struct plan){ .addr = SEED_PLAN, .win_end = win_end,
+				    .layout = vdso_len && pass < 3 && !(env && !strcmp(env, "0")) };
+		pl.kx = kx;
+		pl.nkx = r->nprocs;
+		const uint8_t *code = inj_batch_code(&clen);
+		code_at = data_add(&pl, code, clen);
+		if ((err = emit_task(r, &pl, 0, NULL)) < 0)
+			goto out;
+		ops_off = (SEED_DATA_OFF + pl.dlen + 63) & ~(size_t)63;
+		len = (ops_off + pl.n * sizeof(struct seed_op) + PAGE - 1) & ~(size_t)(PAGE - 1);
+		if (len > PLAN_GAP)
+			goto none;
+		if (!pl.nlaid || pl.addr + len <= win_end)
+			break;
+		win_end = pl.addr + len;
+	}
+	for (int i = 0; i < pl.nlaid; i++)
+		pl.ops[pl.laid_park[i]].a[1] = win_end;
+	log_debug("restore: %d of %d tasks map their own layout", pl.nlaid, r->nprocs);
+	_Static_assert(sizeof(struct seed_hdr) <= SEED_DATA_OFF, "seed header too big");
+	struct seed_hdr h = { SEED_MAGIC, pl.addr, len, ops_off, pl.n, r->ready_w, r->hold_r, r->scratch_addr,
+			      vdso_pre, vdso_len, code_at - pl.addr, clen, SEED_STACK, SEED_STACK_LEN };
 	fd = memfd_create("zapc-plan", MFD_CLOEXEC);
 	if (fd < 0 || ftruncate(fd, (off_t)len) < 0 || pwrite(fd, &h, sizeof(h), 0) != (ssize_t)sizeof(h) ||
 	    (pl.dlen && pwrite(fd, pl.data, pl.dlen, SEED_DATA_OFF) != (ssize_t)pl.dlen) ||
@@ -324,6 +445,8 @@ out:
 	free(pl.data);
 	free(pl.ops);
 	free(pl.what);
+	free(pl.laid_park);
+	free(kx);
 	return err;
 }
 
@@ -369,7 +492,11 @@ void seed_log_failure(struct rst_ctx *r, const struct seed_report *m)
 		return;
 	}
 	const struct seed_what *w = &r->seed_what[m->op];
-	if (w->arg)
+	if (w->vma)     /* as mm.c's layout batch says it */
+		log_err("restore: pid %u: map vma %#llx-%#llx (%s): %s", w->pid, (unsigned long long)w->vma->start,
+			(unsigned long long)w->vma->end, w->vma->name ? w->vma->name : "",
+			m->err == -EPROTO ? "wrong address" : strerror(-m->err));
+	else if (w->arg)
 		log_err("restore: pid %u: %s %s: %s", w->pid, w->what, w->arg, strerror(-m->err));
 	else if (w->detail >= 0)
 		log_err("restore: pid %u: %s %lld: %s", w->pid, w->what, (long long)w->detail, strerror(-m->err));

@@ -72,6 +72,22 @@ struct seed_hdr {
 #define SEED_KEEP_PREV 32u   /* the next op's "previous result" stays the one before */
 #define SEED_PARK      64u   /* no syscall: park as the header says, reporting
 			      * the seed_report at a[0] (else: next op) */
+#define SEED_VDSO     128u   /* no syscall: first op of the task's own memory
+			      * layout (below); go to op `jump` if it cannot */
+#define SEED_PARK_LAID 256u  /* with SEED_PARK: the layout is in place, drop only
+			      * the seed's range (a[1] = its end), never fall through */
+
+/*
+ * The image's memory layout set up by the task itself (restore_seed.c), the
+ * calls the engine would otherwise inject as one batch per process (mm.c):
+ * a SEED_VDSO op moves [vvar][vvar_vclock][vdso] (found from the auxv as for
+ * park) to a[0], a[1] (0: none), a[2] — straight, or through a[3] when a
+ * target overlaps where they are; a[4], a[5] the [vvar] and [vvar_vclock]
+ * lengths — then plain ops map every VMA, and a SEED_PARK|SEED_PARK_LAID op
+ * drops the seed's range but for the scratch pages.  The seed goes to op
+ * `jump` instead (the usual park: the engine injects the layout) when it
+ * could not drop the stack the kernel made for the exec or cannot park.
+ */
 
 struct seed_op {
 	uint64_t nr, a[6];
@@ -84,7 +100,12 @@ struct seed_op {
 struct seed_report {
 	int32_t pid;
 	int32_t err;
-	int32_t op;             /* -1: not a seed op */
+	int32_t op;             /* -1: not a seed op; ready: SEED_READY_* */
+	uint32_t pad;
+	uint64_t vdso;          /* ready from park: the seed's [vdso] at its exec */
 };
+#define SEED_READY       (-1)   /* ready, the engine maps the image's layout */
+#define SEED_READY_LAID  (-2)   /* ready with the image's layout in place */
+#define SEED_FAIL_LOGGED (-3)   /* failed in engine code, which logged why */
 
 #endif

@@ -5,7 +5,9 @@
  *   shared anonymous memory between parent and a forked child (the child
  *   mirrors the parent's counter, so sharing is visible), MADV_DONTFORK.
  * Every iteration checks the patterns and prints "i OK" (or "i BAD what").
- * argv[1] is a scratch file for the file mappings.
+ * argv[1] is a scratch file for the file mappings.  With ZT_MEM_AT=ADDR
+ * (hex) the parent also keeps a page of its own at ADDR (the child drops
+ * its copy): seedrange.t puts it where the restore seed lives.
  */
 #include <fcntl.h>
 #include <stdint.h>
@@ -57,12 +59,24 @@ int main(int argc, char **argv)
 	fill(fshared, file_n, 5);
 	fill(dontfork, 65536, 6);
 	madvise(dontfork, 65536, MADV_DONTFORK);
+	const char *at_env = getenv("ZT_MEM_AT");
+	char *at = NULL;
+	if (at_env) {
+		at = mmap((void *)strtoull(at_env, NULL, 16), 4096, PROT_READ | PROT_WRITE,
+			  MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED_NOREPLACE, -1, 0);
+		if (at == MAP_FAILED)
+			return 4;
+		fill(at, 4096, 8);
+	}
+	uint64_t s_at = at ? sum(at, 4096) : 0;
 	char stackbuf[200000];
 	fill(stackbuf, sizeof(stackbuf), 7);
 	uint64_t s_heap = sum(heap, heap_n), s_anon = sum(anon, anon_n), s_ro = sum(ro, ro_n),
 		 s_fp = sum(fpriv, file_n), s_fs = sum(fshared, file_n), s_st = sum(stackbuf, sizeof(stackbuf)),
 		 s_df = sum(dontfork, 65536);
 	if (fork() == 0) {                          /* mirror shm[0] into shm[1] */
+		if (at)
+			munmap(at, 4096);
 		for (;;) {
 			shm[1] = shm[0];
 			usleep(1000);
@@ -78,6 +92,7 @@ int main(int argc, char **argv)
 		else if (sum(fshared, file_n) != s_fs) bad = "file-shared";
 		else if (sum(stackbuf, sizeof(stackbuf)) != s_st) bad = "stack";
 		else if (sum(dontfork, 65536) != s_df) bad = "dontfork";
+		else if (at && sum(at, 4096) != s_at) bad = "ZT_MEM_AT";
 		shm[0] = i;
 		/* the child must catch up within ~200 ms */
 		int lag = 0;

@@ -6,6 +6,7 @@
  * engine only): zapc-restore-seed PLAN_FD ADDR LEN FIRST_OP, numbers in
  * decimal.  Signals stay blocked as the engine left them.
  */
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <asm/unistd.h>
@@ -34,7 +35,7 @@ static uint64_t num(const char *s)
 
 static void die(int fd, int32_t pid, long err, long op)
 {
-	struct seed_report m = { pid, (int32_t)err, (int32_t)op };
+	struct seed_report m = { pid, (int32_t)err, (int32_t)op, 0, 0 };
 	if (fd >= 0)
 		sc6(__NR_write, fd, (long)&m, sizeof(m), 0, 0, 0);
 	for (;;)
@@ -55,29 +56,43 @@ struct bop {                 /* struct inj_op of inject.h */
  * and unmaps everything but them and the vvar/vdso block, reports ready,
  * blocks in read(hold_r) and exits on EOF — the teardown of this address
  * space happens now, while other tasks are made, not later as a call the
- * engine injects and waits for.
+ * engine injects and waits for.  laid_end != 0: the image's layout is in
+ * place (SEED_VDSO): only the seed's own range [SEED_BASE, laid_end) goes,
+ * but for the scratch pages.
  */
-static void park(const struct seed_hdr *h, uint64_t vdso, const struct seed_report *msg)
+__attribute__((noinline, noreturn)) static void park(const struct seed_hdr *h, uint64_t vdso,
+						   const struct seed_report *msg, uint64_t laid_end)
 {
-	uint64_t s = h->scratch, code = s + 3 * PAGE, out = s + 2 * PAGE;
+	/* the report next to the loop and its ops: one page of the four
+	 * touched (each fresh page a fault here; the engine's batches write
+	 * pages 0-3 later) */
+	uint64_t s = h->scratch, code = s + 3 * PAGE, out = code + 2048;
 	const uint8_t *src = (const uint8_t *)(h->addr + h->code_off);
 	uint8_t *dst = (uint8_t *)code;
 	for (uint64_t i = 0; i < h->code_len; i++)
 		dst[i] = src[i];
-	*(struct seed_report *)out = *msg;
+	struct seed_report *rep = (struct seed_report *)out;
+	*rep = *msg;
+	rep->vdso = vdso;
 	uint64_t ks[2] = { s, vdso - h->vdso_pre }, ke[2] = { s + 4 * PAGE, vdso + h->vdso_len };
+	uint64_t from = 16 * PAGE, last = MAX_ADDR - PAGE;
+	if (laid_end) {
+		ks[1] = ks[0];
+		ke[1] = ke[0];
+		from = SEED_BASE;
+		last = laid_end;
+	}
 	if (ks[1] < ks[0]) {
 		uint64_t t = ks[0]; ks[0] = ks[1]; ks[1] = t;
 		t = ke[0]; ke[0] = ke[1]; ke[1] = t;
 	}
 	struct bop *op = (struct bop *)(code + 64);
 	int n = 0;
-	uint64_t from = 16 * PAGE;
 	for (int k = 0; k <= 2; k++) {
-		uint64_t to = k < 2 ? ks[k] : MAX_ADDR - PAGE;
+		uint64_t to = k < 2 && ks[k] < last ? ks[k] : last;
 		if (to > from)
 			op[n++] = (struct bop){ __NR_munmap, { from, to - from, 0, 0, 0, 0 }, 0 };
-		if (k < 2)
+		if (k < 2 && ke[k] > from)
 			from = ke[k];
 	}
 	op[n++] = (struct bop){ __NR_write, { (uint64_t)h->ready_w, out, sizeof(*msg), 0, 0, 0 }, 0 };
@@ -86,6 +101,54 @@ static void park(const struct seed_hdr *h, uint64_t vdso, const struct seed_repo
 	op[n++] = (struct bop){ (uint64_t)-1, { 0, 0, 0, 0, 0, 0 }, 0 };
 	__asm__ volatile("mov %0, %%rbx\n\tjmp *%1" : : "r"(code + 64), "r"(code) : "rbx", "memory");
 	__builtin_unreachable();
+}
+
+static bool can_park(const struct seed_hdr *h, uint64_t vdso)
+{
+	return h->vdso_len && vdso && h->code_len && h->code_len <= 64 && h->code_off + h->code_len <= h->len;
+}
+
+static bool overlap(uint64_t s1, uint64_t l1, uint64_t s2, uint64_t l2)
+{
+	return l1 && l2 && s1 < s2 + l2 && s2 < s1 + l1;
+}
+
+/*
+ * SEED_VDSO (seed.h): [vvar][vvar_vclock][vdso] to the image's addresses,
+ * as mm.c's layout batch moves them (each part is a VMA of its own: one
+ * mremap each).  Returns 0, 1 if the layout must be left to the engine, or
+ * the failing mremap's -errno.
+ */
+__attribute__((noinline)) static long move_vdso(const struct seed_hdr *h, const struct seed_op *o, uint64_t vdso,
+						 bool own_stack)
+{
+	uint64_t vl = o->a[4], cl = o->a[5];
+	if (!own_stack || !can_park(h, vdso) || vl + cl != h->vdso_pre || !vl)
+		return 1;
+	uint64_t base = vdso - h->vdso_pre;
+	uint64_t cur[3] = { base, base + vl, vdso }, len[3] = { vl, cl, h->vdso_len };
+	uint64_t to[3] = { o->a[0], o->a[1], o->a[2] };
+	bool direct = true;
+	for (int i = 0; i < 3; i++)
+		for (int k = 0; k < 3; k++)
+			if (overlap(to[i], len[i], cur[k], len[k]))
+				direct = false;
+	for (int step = direct; step < 2; step++) {
+		uint64_t t[3] = { o->a[3], o->a[3] + vl + PAGE, o->a[3] + vl + PAGE + cl + PAGE };
+		const uint64_t *dst = step ? to : t;
+		if (!step && overlap(t[0], vl + cl + h->vdso_len + 3 * PAGE, base, vl + cl + h->vdso_len))
+			return 1;
+		for (int k = 0; k < 3; k++) {
+			if (!len[k] || cur[k] == dst[k])
+				continue;
+			long r = sc6(__NR_mremap, (long)cur[k], (long)len[k], (long)len[k], MREMAP_MAYMOVE | MREMAP_FIXED,
+				     (long)dst[k], 0);
+			if (r != (long)dst[k])
+				return r < 0 && r > -4096 ? r : -71;
+			cur[k] = dst[k];
+		}
+	}
+	return 0;
 }
 
 static void seed_run(const struct seed_hdr *h, uint64_t first, uint64_t vdso, uint64_t old_sp)
@@ -140,23 +203,46 @@ __attribute__((used)) static void seed_main(long *sp)
 	seed_run(h, first, vdso, 0);
 }
 
+/*
+ * The loop keeps what it changes per op in registers: after a fork, a write
+ * of the parent to its stack is a copy-on-write fault (its child shares the
+ * page), one per task forked when a spilled counter lived there (~10% more
+ * CPU to create a pod).  So the seldom used values are globals (written
+ * once, before any fork) and the seldom taken paths separate functions.
+ */
+static uint64_t g_vdso;            /* the vdso the auxv names */
+static bool g_own_stack;           /* on SEED_STACK, the kernel's one gone */
+
 static void seed_run(const struct seed_hdr *h, uint64_t first, uint64_t vdso, uint64_t old_sp)
 {
 	/* The kernel's stack: a few pages at the top of the address space; the
 	 * vdso block is at least 128 MiB below it (mmap_base leaves the stack
 	 * rlimit, >= 128 MiB, free) — checked, and kept if not. */
 	uint64_t lo = (old_sp & ~(PAGE - 1)) - (1ull << 20);
+	g_vdso = vdso;
 	if (old_sp && vdso && vdso + h->vdso_len <= lo && lo < old_sp)
-		sc6(__NR_munmap, (long)lo, (long)(MAX_ADDR - PAGE - lo), 0, 0, 0, 0);
+		g_own_stack = sc6(__NR_munmap, (long)lo, (long)(MAX_ADDR - PAGE - lo), 0, 0, 0, 0) == 0;
 	const struct seed_op *ops = (const struct seed_op *)(h->addr + h->ops_off);
 	int32_t self = 0;
 	long prev = 0;
 	for (uint64_t i = first; i < h->nops;) {
 		const struct seed_op *o = &ops[i];
 		if (o->flags & SEED_PARK) {
-			if (h->vdso_len && vdso && h->code_len && h->code_len <= 64 && h->code_off + h->code_len <= h->len)
-				park(h, vdso, (const struct seed_report *)o->a[0]);
+			if (can_park(h, g_vdso))
+				park(h, g_vdso, (const struct seed_report *)o->a[0],
+				     o->flags & SEED_PARK_LAID ? o->a[1] : 0);
+			if (o->flags & SEED_PARK_LAID)      /* (SEED_VDSO checked can_park) */
+				die(h->ready_w, self, -22, (long)i);
 			i++;
+			continue;
+		}
+		if (o->flags & SEED_VDSO) {
+			long r = move_vdso(h, o, g_vdso, g_own_stack);
+			if (r < 0)
+				die(h->ready_w, self, r, (long)i);
+			if (r > 0 && (o->jump < 0 || (uint64_t)o->jump >= h->nops))
+				die(h->ready_w, self, -22, (long)i);
+			i = r > 0 ? (uint64_t)o->jump : i + 1;
 			continue;
 		}
 		if (o->flags & SEED_SELF) {
