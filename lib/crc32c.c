@@ -174,6 +174,8 @@ FOLD_TARGET static inline __m128i fold128(__m128i s, const uint64_t k[2])
 	return _mm_xor_si128(_mm_clmulepi64_si128(s, kk, 0x00), _mm_clmulepi64_si128(s, kk, 0x11));
 }
 
+static uint32_t raw_hw(uint32_t c, const uint8_t *p, size_t n);
+
 /* Raw CRC (state c, no inversions) of n >= 256 bytes. */
 FOLD_TARGET static uint32_t raw_fold(uint32_t c, const uint8_t *p, size_t n)
 {
@@ -208,17 +210,7 @@ FOLD_TARGET static uint32_t raw_fold(uint32_t c, const uint8_t *p, size_t n)
 	s = _mm_xor_si128(s, fold128(_mm512_extracti32x4_epi32(x, 2), k_lane[2]));
 	uint64_t a = __builtin_ia32_crc32di(0, (uint64_t)_mm_cvtsi128_si64(s));
 	a = __builtin_ia32_crc32di(a, (uint64_t)_mm_extract_epi64(s, 1));
-	while (n >= 8) {
-		uint64_t w;
-
-		memcpy(&w, p, 8);
-		a = __builtin_ia32_crc32di(a, w);
-		p += 8;
-		n -= 8;
-	}
-	while (n--)
-		a = __builtin_ia32_crc32qi((uint32_t)a, *p++);
-	return (uint32_t)a;
+	return raw_hw((uint32_t)a, p, n);       /* the last n < 64 bytes */
 }
 #endif
 
