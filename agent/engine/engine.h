@@ -389,6 +389,8 @@ int mm_vdso_targets(struct rst_ctx *r, struct rproc *p, uint64_t dst[3], uint64_
 typedef void mm_emit_fn(void *ctx, const char *what, uint64_t want, ImgVma *v, const struct inj_op *op);
 int mm_layout_ops(struct rst_ctx *r, struct rproc *p, mm_emit_fn *emit, void *ctx);
 int mm_restore_map_finish(struct rst_ctx *r, struct rproc *p);
+/* ZAPC_ENGINE_TIMING: one line with the page-writing time of every process so far. */
+void mm_restore_pages_timing(void);
 int mm_restore_late(struct rst_ctx *r, struct rproc *p, struct image_reader *in,
 		    int (*next)(struct rst_ctx *, uint32_t *, uint32_t *));
 int signals_restore_late(struct rst_ctx *r, struct rproc *p);

@@ -1497,6 +1497,28 @@ static int gather_flush(struct rproc *p, struct gather *g)
 	return err;
 }
 
+/* Page-writing time of the processes restored so far (ZAPC_ENGINE_TIMING):
+ * one summary line for the whole pod (mm_restore_pages_timing), not a line
+ * per process. */
+static struct { double total, max; uint32_t max_pid, n; } PT;
+
+static void pages_timing_add(double ms, uint32_t pid)
+{
+	PT.total += ms;
+	PT.n++;
+	if (ms > PT.max) {
+		PT.max = ms;
+		PT.max_pid = pid;
+	}
+}
+
+void mm_restore_pages_timing(void)
+{
+	if (getenv("ZAPC_ENGINE_TIMING") && PT.n)
+		fprintf(stderr, "TIMING restore_pages_ms %.3f (%u processes; longest %.3f, pid %u)\n", PT.total, PT.n,
+			PT.max, PT.max_pid);
+}
+
 /* A record of a ro_early VMA: read in pieces into the main thread's job
  * buffer (free between pagefill calls; not the gather slot, which keeps
  * what it holds for the process's one process_vm_writev) and written
@@ -1662,9 +1684,7 @@ int mm_restore_late(struct rst_ctx *r, struct rproc *p, struct image_reader *in,
 	uint64_t werr_addr = 0;
 	int werr = pagefill_end(&werr_addr), uerr = fill_uffd_close(p, &uf);
 	clock_gettime(CLOCK_MONOTONIC, &tp1);
-	if (getenv("ZAPC_ENGINE_TIMING"))
-		fprintf(stderr, "TIMING restore_pages_ms %.3f (pid %u)\n",
-			(tp1.tv_sec - tp0.tv_sec) * 1e3 + (tp1.tv_nsec - tp0.tv_nsec) / 1e6, p->tree->pid);
+	pages_timing_add((tp1.tv_sec - tp0.tv_sec) * 1e3 + (tp1.tv_nsec - tp0.tv_nsec) / 1e6, p->tree->pid);
 	if (werr < 0 && err >= 0) {     /* (an error of the loop is logged already) */
 		if (*pagefill_error())
 			log_err("%s", pagefill_error());

@@ -1063,6 +1063,7 @@ int restore_main(int argc, char **argv)
 	if (getenv("ZAPC_ENGINE_TIMING"))
 		fprintf(stderr, "TIMING restore_processes_ms %.3f\n",
 			(tr1.tv_sec - tr0.tv_sec) * 1e3 + (tr1.tv_nsec - tr0.tv_nsec) / 1e6);
+	mm_restore_pages_timing();
 	uint32_t type, len;
 	int n = rec_next(r, &type, &len);
 	if (n != 0) {
