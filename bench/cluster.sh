@@ -34,7 +34,7 @@ cleanup() {
 			[ -d "$r/zapc-$P-n$k" ] && find "$r/zapc-$P-n$k" -depth -type d -exec rmdir {} \; 2> /dev/null
 		done
 	done
-	rm -rf "$MEM"
+	rm -rf "$MEM" "$MEM.out" "$MEM.rs" "$MEM.mig"
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
