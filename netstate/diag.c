@@ -20,12 +20,10 @@
  */
 #include <arpa/inet.h>
 #include <errno.h>
-#include <fcntl.h>
 #include <linux/inet_diag.h>
 #include <linux/netlink.h>
 #include <linux/rtnetlink.h>
 #include <linux/sock_diag.h>
-#include <sched.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -208,35 +206,10 @@ static int ask_chunk(int nl, struct ns_diag_bufs *b, struct ns_diag_sock *e, con
 
 int ns_diag_open(int netns_fd, int *nl, int count)
 {
-	int self = -1, r = 0, k;
+	int r = ns_sockets_in(netns_fd, AF_NETLINK, SOCK_DGRAM | SOCK_CLOEXEC, NETLINK_SOCK_DIAG, nl, count);
 
-	for (k = 0; k < count; k++)
-		nl[k] = -1;
-	if (netns_fd >= 0) {
-		self = open("/proc/thread-self/ns/net", O_RDONLY | O_CLOEXEC);
-		if (self < 0 || setns(netns_fd, CLONE_NEWNET) < 0) {
-			r = -errno;
-			goto out;
-		}
-	}
-	for (k = 0; k < count && !r; k++)
-		if ((nl[k] = socket(AF_NETLINK, SOCK_DGRAM | SOCK_CLOEXEC, NETLINK_SOCK_DIAG)) < 0)
-			r = -errno;
-	if (self >= 0 && setns(self, CLONE_NEWNET) < 0) {
-		r = -errno;
-		log_err("netstate: cannot return to own netns: %s", strerror(errno));
-	}
-out:
-	if (r) {
+	if (r)
 		log_warn("netstate: sock_diag: %s (sockets are asked one by one)", strerror(-r));
-		for (k = 0; k < count; k++)
-			if (nl[k] >= 0)
-				close(nl[k]);
-		for (k = 0; k < count; k++)
-			nl[k] = -1;
-	}
-	if (self >= 0)
-		close(self);
 	return r;
 }
 

@@ -47,6 +47,10 @@ struct ns_diag_sock {
 	bool has_notsent;
 	int file_flags;                  /* O_NONBLOCK known to the caller (fdinfo), or -1 */
 };
+/* netns.c: count sockets made in netns_fd (-1: the caller's), the thread
+ * back in its own netns after: 0, or -errno and every fds[k] -1. */
+int ns_sockets_in(int netns_fd, int domain, int type, int protocol, int *fds, int count);
+
 /* count sock_diag sockets in netns_fd (-1: the caller's): 0, or -errno
  * (logged) and every nl[k] -1. */
 int ns_diag_open(int netns_fd, int *nl, int count);

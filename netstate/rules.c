@@ -25,7 +25,6 @@
  */
 #include <arpa/inet.h>
 #include <errno.h>
-#include <fcntl.h>
 #include <libmnl/libmnl.h>
 #include <linux/netfilter.h>
 #include <linux/netfilter/nf_tables.h>
@@ -33,13 +32,8 @@
 #include <linux/netfilter/nfnetlink.h>
 #include <linux/netfilter/xt_NFQUEUE.h>
 #include <poll.h>
-#include <sched.h>
-#include <signal.h>
-#include <stdio.h>
-#include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
-#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -50,37 +44,27 @@
 
 /* --- nf_tables over netlink --------------------------------------------- */
 
-/* A netfilter netlink socket in netns_fd (-1: this thread's netns).  A
- * socket belongs to the netns it was made in, so the thread enters the pod's
- * netns only for the socket() call. */
+/* A bound netfilter netlink socket made in netns_fd (-1: here). */
 struct mnl_socket *ns_nfnl_socket(int netns_fd)
 {
-	int back = -1, e = 0;
-	struct mnl_socket *nl = NULL;
-
-	if (netns_fd >= 0) {
-		back = open("/proc/thread-self/ns/net", O_RDONLY | O_CLOEXEC);
-		if (back < 0 || setns(netns_fd, CLONE_NEWNET) < 0) {
-			e = errno;
-			if (back >= 0)
-				close(back);
-			errno = e;
-			return NULL;
-		}
+	int fd, r = ns_sockets_in(netns_fd, AF_NETLINK, SOCK_RAW | SOCK_CLOEXEC, NETLINK_NETFILTER, &fd, 1);
+	if (r < 0) {
+		errno = -r;
+		return NULL;
 	}
-	nl = mnl_socket_open2(NETLINK_NETFILTER, SOCK_CLOEXEC);
-	e = errno;
-	if (back >= 0) {
-		if (setns(back, CLONE_NEWNET) < 0)
-			log_err("netstate hold: back to our netns: %s", strerror(errno));
-		close(back);
+	struct mnl_socket *nl = mnl_socket_fdopen(fd);
+	if (!nl) {
+		r = errno;
+		close(fd);
+		errno = r;
+		return NULL;
 	}
-	if (nl && mnl_socket_bind(nl, 0, MNL_SOCKET_AUTOPID) < 0) {
-		e = errno;
+	if (mnl_socket_bind(nl, 0, MNL_SOCKET_AUTOPID) < 0) {
+		r = errno;
 		mnl_socket_close(nl);
-		nl = NULL;
+		errno = r;
+		return NULL;
 	}
-	errno = e;
 	return nl;
 }
 

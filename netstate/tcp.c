@@ -18,7 +18,6 @@
 #include <linux/netlink.h>
 #include <linux/sock_diag.h>
 #include <linux/sockios.h>
-#include <sched.h>
 #include <sys/stat.h>
 #include <netinet/tcp.h>
 #include <stdlib.h>
@@ -101,23 +100,18 @@ static int diag_peer(int fd, int family, union ns_sockaddr *peer)
 	} q = { 0 };
 	struct stat st;
 	char buf[16384];
-	int nl = -1, skns = -1, self = -1, r = -ENOENT;
+	int nl = -1, skns = -1, r = -ENOENT;
 
 	if (fstat(fd, &st) < 0)
 		return -errno;
 	skns = ioctl(fd, SIOCGSKNS);
-	self = open("/proc/thread-self/ns/net", O_RDONLY | O_CLOEXEC);
-	if (skns < 0 || self < 0 || setns(skns, CLONE_NEWNET) < 0) {
+	if (skns < 0) {
 		r = -errno;
 		goto out;
 	}
-	nl = socket(AF_NETLINK, SOCK_DGRAM | SOCK_CLOEXEC, NETLINK_SOCK_DIAG);
-	if (setns(self, CLONE_NEWNET) < 0)
-		log_err("netstate tcp: cannot return to own netns: %s", strerror(errno));
-	if (nl < 0) {
-		r = -errno;
+	if ((r = ns_sockets_in(skns, AF_NETLINK, SOCK_DGRAM | SOCK_CLOEXEC, NETLINK_SOCK_DIAG, &nl, 1)) < 0)
 		goto out;
-	}
+	r = -ENOENT;
 	q.nlh.nlmsg_len = sizeof(q);
 	q.nlh.nlmsg_type = SOCK_DIAG_BY_FAMILY;
 	q.nlh.nlmsg_flags = NLM_F_REQUEST | NLM_F_DUMP;
@@ -159,8 +153,6 @@ out:
 		close(nl);
 	if (skns >= 0)
 		close(skns);
-	if (self >= 0)
-		close(self);
 	return r;
 }
 
