@@ -114,11 +114,12 @@ static int batch_run(struct mnl_socket *nl, struct batch *b)
 	struct nlmsghdr *nlh = msg_start(b, NFNL_MSG_BATCH_END, 0, AF_UNSPEC);
 	nlh->nlmsg_flags = NLM_F_REQUEST;
 	msg_end(b);
-	uint32_t first = b->seq0 + 1, last = b->seq - 1;   /* the acked ones */
-	if (mnl_socket_sendto(nl, mnl_nlmsg_batch_head(b->b), mnl_nlmsg_batch_size(b->b)) < 0)
-		return -errno;
+	/* every message between the BEGIN and END markers asked for an ack */
+	uint32_t want = b->seq - b->seq0 - 2, acked = 0;
+	int sent = mnl_socket_sendto(nl, mnl_nlmsg_batch_head(b->b), mnl_nlmsg_batch_size(b->b)) < 0 ? -errno : 0;
 	mnl_nlmsg_batch_stop(b->b);
-	uint32_t acked = 0, want = last - first;        /* the END marker is not acked */
+	if (sent < 0)
+		return sent;
 	char rb[MNL_SOCKET_BUFFER_SIZE];
 	int err = 0;
 	while (acked < want) {
@@ -128,7 +129,8 @@ static int batch_run(struct mnl_socket *nl, struct batch *b)
 		ssize_t n = mnl_socket_recvfrom(nl, rb, sizeof(rb));
 		if (n < 0)
 			return -errno;
-		for (struct nlmsghdr *h = (struct nlmsghdr *)rb; mnl_nlmsg_ok(h, (int)n); h = mnl_nlmsg_next(h, (int *)&n)) {
+		int len = (int)n;
+		for (struct nlmsghdr *h = (struct nlmsghdr *)rb; mnl_nlmsg_ok(h, len); h = mnl_nlmsg_next(h, &len)) {
 			if (h->nlmsg_type != NLMSG_ERROR)
 				continue;
 			const struct nlmsgerr *e = mnl_nlmsg_get_payload(h);
