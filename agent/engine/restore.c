@@ -292,6 +292,22 @@ static void park(struct rst_ctx *r, ImgProc *t)
 	inj_batch_jump(r->scratch_addr + 3 * PAGE, ops, n);
 }
 
+/* Put pid (0: the caller) into each of the pod's cgroups; logs a failure. */
+static int join_cgroups(char *const *cgroups, int ncg, pid_t pid)
+{
+	char path[4096], num[16];
+	snprintf(num, sizeof(num), "%d", (int)pid);
+	for (int i = 0; i < ncg; i++) {
+		snprintf(path, sizeof(path), "%s/cgroup.procs", cgroups[i]);
+		int err = write_str(path, num);
+		if (err < 0) {
+			log_err("restore: join cgroup %s: %s", cgroups[i], strerror(-err));
+			return err;
+		}
+	}
+	return 0;
+}
+
 static void run_task(struct rst_ctx *r, int idx) __attribute__((noreturn));
 static void run_task(struct rst_ctx *r, int idx)
 {
@@ -316,14 +332,8 @@ static void run_task(struct rst_ctx *r, int idx)
 		prctl(PR_SET_PDEATHSIG, SIGKILL);
 		/* spawned (spawn_init): it joins the pod's cgroups itself, before
 		 * its mounts hide the node's /sys */
-		for (int i = 0; r->init_spawned && i < r->ncg; i++) {
-			char path[4096];
-			snprintf(path, sizeof(path), "%s/cgroup.procs", r->cgroups[i]);
-			if ((err = write_str(path, "0")) < 0) {
-				log_err("restore: join cgroup %s: %s", r->cgroups[i], strerror(-err));
-				goto fail;
-			}
-		}
+		if (r->init_spawned && (err = join_cgroups(r->cgroups, r->ncg, 0)) < 0)
+			goto fail;
 		/* The same mounts as a pod the agent starts: own /proc, /sys, devpts,
 		 * /dev/shm, mqueue (we are pid 1 of the new pid and mount ns, in the
 		 * pod's netns). */
@@ -937,15 +947,8 @@ int restore_main(int argc, char **argv)
 		goto fail;
 	}
 	close(r->go_r);
-	for (int i = 0; !r->init_spawned && i < ncg; i++) {
-		char path[4096], pid[16];
-		snprintf(path, sizeof(path), "%s/cgroup.procs", cgroups[i]);
-		snprintf(pid, sizeof(pid), "%d", root);
-		if ((err = write_str(path, pid)) < 0) {
-			log_err("restore: join cgroup %s: %s", cgroups[i], strerror(-err));
-			goto fail;
-		}
-	}
+	if (!r->init_spawned && (err = join_cgroups(cgroups, ncg, root)) < 0)
+		goto fail;
 	if (!r->init_spawned && write(r->go_w, "g", 1) != 1)
 		goto fail;
 	pagefill_prepare();     /* page buffers made on the other core while the tasks start */
