@@ -363,6 +363,9 @@ struct rst_ctx {
 /* One line of a /proc/PID/maps: its range in *s and *e (false if it has none);
  * [vdso], [vvar] and [vvar_vclock] are noted in r->eng_* (restore.c). */
 bool rst_maps_line(struct rst_ctx *r, char *line, unsigned long long *s, unsigned long long *e);
+/* Our [vvar][vvar_vclock][vdso] (from rst_maps_line) lie next to each other,
+ * as one block a seed can keep and move. */
+bool rst_vdso_block(const struct rst_ctx *r);
 int proc_index(const struct rst_ctx *r, uint32_t pid);   /* index in r->procs, -1 if none */
 int inherited_fd(struct rst_ctx *r, const char *key);
 

@@ -687,6 +687,12 @@ static int finish_process(struct rst_ctx *r, struct rproc *p)
 	return 0;
 }
 
+bool rst_vdso_block(const struct rst_ctx *r)
+{
+	return r->eng_vvar + r->eng_vvar_len == (r->eng_vclock_len ? r->eng_vclock : r->eng_vdso) &&
+	       (!r->eng_vclock_len || r->eng_vclock + r->eng_vclock_len == r->eng_vdso);
+}
+
 bool rst_maps_line(struct rst_ctx *r, char *line, unsigned long long *s, unsigned long long *e)
 {
 	int pos = 0;
@@ -995,9 +1001,7 @@ int restore_main(int argc, char **argv)
 	timing("all_ready");
 	/* where the tasks that did not map their own layout have the vdso
 	 * block: where the seed's exec put it (a parked task says) */
-	if (r->seed_fd >= 0 && seed_vdso && r->eng_vvar + r->eng_vvar_len ==
-	    (r->eng_vclock_len ? r->eng_vclock : r->eng_vdso) &&
-	    (!r->eng_vclock_len || r->eng_vclock + r->eng_vclock_len == r->eng_vdso)) {
+	if (r->seed_fd >= 0 && seed_vdso && rst_vdso_block(r)) {
 		r->eng_vvar = seed_vdso - (r->eng_vdso - r->eng_vvar);
 		r->eng_vclock = r->eng_vclock_len ? r->eng_vvar + r->eng_vvar_len : 0;
 		r->eng_vdso = seed_vdso;

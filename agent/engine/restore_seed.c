@@ -376,8 +376,7 @@ int seed_prepare(struct rst_ctx *r, const struct range *avoid, int navoid)
 	/* the seed parks itself if this kernel puts [vvar][vvar_vclock][vdso]
 	 * next to each other (as ours are), keeping that block */
 	uint64_t vdso_pre = 0, vdso_len = 0;
-	if (r->eng_vvar + r->eng_vvar_len == (r->eng_vclock_len ? r->eng_vclock : r->eng_vdso) &&
-	    (!r->eng_vclock_len || r->eng_vclock + r->eng_vclock_len == r->eng_vdso)) {
+	if (rst_vdso_block(r)) {
 		vdso_pre = r->eng_vdso - r->eng_vvar;
 		vdso_len = r->eng_vdso_len;
 	}
