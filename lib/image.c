@@ -440,9 +440,9 @@ static struct image_reader *reader_open(image_read_fn fn, void *ctx, int fd, cha
 	r->hdr.flags = get32(hb + 20);
 	r->hdr.stream_id = get64(hb + 24);
 	/* Version first: a future version may lay the header out differently. */
-	if (r->hdr.version != IMAGE_VERSION) {
-		snprintf(err, errlen, "image: format version %u not supported (this zapc reads version %u)",
-			 r->hdr.version, IMAGE_VERSION);
+	if (r->hdr.version < IMAGE_VERSION_MIN || r->hdr.version > IMAGE_VERSION) {
+		snprintf(err, errlen, "image: format version %u not supported (this zapc reads versions %u-%u)",
+			 r->hdr.version, IMAGE_VERSION_MIN, IMAGE_VERSION);
 		goto fail;
 	}
 	if (get32(hb + 36) != crc32c(0, hb, 36)) {

@@ -31,7 +31,8 @@
 #include <sys/uio.h>
 
 #define IMAGE_MAGIC        "ZAPCIMG\n"
-#define IMAGE_VERSION      1
+#define IMAGE_VERSION      2   /* 2: a child's pages may be in its parent (cow_parent) */
+#define IMAGE_VERSION_MIN  1   /* oldest version still read */
 #define IMAGE_REC_TRAILER  0xffffffffu
 #define IMAGE_MAX_RECORD   (256u << 20)   /* reader's default bound on one payload */
 

@@ -152,6 +152,12 @@ struct dproc {
 	bool late;                   /* runs known, pages read by the writer (mm_late_read) */
 	char *status;                /* /proc/PID/status as read while frozen (collect_tree) */
 	char *exe_path;              /* mm_dump in a helper thread: exe not yet given a file id */
+	/* pages shared with the parent since a fork (cowshare.c) */
+	bool cow_looked;             /* cow_from found (or not) */
+	struct dproc *cow_from;      /* the parent, alive and in the pod, or NULL */
+	int cow_from_pm;             /* its /proc/PID/pagemap while the VMAs are looked at */
+	struct range *shared;        /* page ranges that are the parent's */
+	int nshared, shared_cap;
 };
 
 /*
@@ -326,6 +332,12 @@ struct rproc {
 	bool mm_mapped;             /* the image's layout is in place */
 	bool seed_laid;             /* the seed mapped it (restore_seed.c): no layout batch */
 	bool rq_undrained;          /* a queued drain found a signal: drain on */
+	bool pages_done;            /* its page records are in (mm_restore_pages) */
+	int cow_parent;             /* index of the parent whose pages it shares (cowshare.c), -1 */
+	bool cow_late;              /* the seed forks it from that parent after the parent's layout */
+	bool cow_forked;            /* ... and its pages: nothing to copy (restore.c early_pages) */
+	bool fill_wait;             /* laid out, waiting for its pages to fork (SEED_FILL_ME) */
+	bool ready;                 /* parked */
 };
 
 struct rst_ctx {
@@ -377,6 +389,15 @@ void seed_log_failure(struct rst_ctx *r, const struct seed_report *m);
 int seed_tasks_vdso(struct rst_ctx *r, pid_t root);
 
 struct range { uint64_t s, e; };
+
+/* cowshare.c: pages a child shares with its parent since a fork */
+int cowshare_vma(struct dump_ctx *d, struct dproc *p, int pmfd, const ImgVma *v);   /* while frozen */
+void cowshare_scan_end(struct dproc *p);
+void cowshare_cut(struct dproc *p, struct pagerun **runs, int *n);   /* out of the runs, into the image */
+int cowshare_check(struct rst_ctx *r);                    /* the image's cow_parent; sets rproc.cow_parent */
+int cowshare_copy(struct rst_ctx *r, struct rproc *p);   /* from the restored parent's memory */
+bool cowshare_keeps(const ImgProcCore *parent, const ImgVma *v, size_t *pi);
+
 uint64_t find_gap(uint64_t len, const struct range *r, int n);
 int engine_memory_gaps(const struct rst_ctx *r, struct range gaps[5]);
 
@@ -390,12 +411,18 @@ int mm_restore_map_start(struct rst_ctx *r, struct rproc *p);
 int mm_check_vmas(struct rproc *p);     /* logs a bad VMA of the image */
 int mm_vdso_targets(struct rst_ctx *r, struct rproc *p, uint64_t dst[3], uint64_t len[3]);
 typedef void mm_emit_fn(void *ctx, const char *what, uint64_t want, ImgVma *v, const struct inj_op *op);
-int mm_layout_ops(struct rst_ctx *r, struct rproc *p, mm_emit_fn *emit, void *ctx);
+/* skip: per VMA, true to leave it out (NULL: none) */
+int mm_layout_ops(struct rst_ctx *r, struct rproc *p, const bool *skip, mm_emit_fn *emit, void *ctx);
 int mm_restore_map_finish(struct rst_ctx *r, struct rproc *p);
 /* ZAPC_ENGINE_TIMING: one line with the page-writing time of every process so far. */
 void mm_restore_pages_timing(void);
-int mm_restore_late(struct rst_ctx *r, struct rproc *p, struct image_reader *in,
-		    int (*next)(struct rst_ctx *, uint32_t *, uint32_t *));
+typedef int mm_next_fn(struct rst_ctx *, uint32_t *, uint32_t *);
+/* The layout (if the seed did not), the pages shared with the parent, then
+ * the process's page records; in a task not seized (laid out by the seed)
+ * only process_vm_writev and /proc/PID/mem are used.  Sets pages_done. */
+int mm_restore_pages(struct rst_ctx *r, struct rproc *p, struct image_reader *in, mm_next_fn *next);
+/* mm_restore_pages unless done, then the late calls (protections, madvise, mm layout) */
+int mm_restore_late(struct rst_ctx *r, struct rproc *p, struct image_reader *in, mm_next_fn *next);
 int signals_restore_late(struct rst_ctx *r, struct rproc *p);
 int threads_restore_late(struct rst_ctx *r, struct rproc *p);
 int creds_restore_late(struct rst_ctx *r, struct rproc *p);

@@ -903,6 +903,8 @@ int mm_dump(struct dump_ctx *d, struct dproc *p)
 			 * reservations would cost a pagemap walk of their whole range) */
 			if (stale)
 				rss = 1;      /* smaps read before the freeze: look every VMA up */
+			if (rss && (err = cowshare_vma(d, p, pmfd, v)) < 0)
+				break;
 			if (d->indexed && v->kind == VK_ANON && (rss || swap)) {
 				bool resident = !stale && !swap && rss * 1024 == v->end - v->start;
 				err = indexed_vma_runs(d, p, pmfd, v, p->core->n_vmas - 1, resident, &runs, &nruns, &cap);
@@ -929,6 +931,7 @@ int mm_dump(struct dump_ctx *d, struct dproc *p)
 		}
 	}
 	fclose(f);
+	cowshare_scan_end(p);
 	phase_mark("mm_smaps_parse");
 	/*
 	 * Copy-on-write capture: the page walk (PAGEMAP_SCAN, ~2.5 ms per
@@ -952,6 +955,7 @@ int mm_dump(struct dump_ctx *d, struct dproc *p)
 		free(runs);
 		return err;
 	}
+	cowshare_cut(p, &runs, &nruns);
 	p->runs = runs;
 	p->nruns = nruns;
 	/* copy-on-write capture pays a fork (page tables) while frozen: worth it
@@ -992,6 +996,8 @@ int mm_cow_runs(struct dproc *p, pid_t pid)
 		err = pending_runs(p, pmfd, p->cow_pend, p->ncow_pend, &p->runs, &p->nruns, &cap, &whole_scan);
 	if (pmfd >= 0)
 		close(pmfd);
+	if (err == 0)
+		cowshare_cut(p, &p->runs, &p->nruns);
 	if (err < 0)
 		log_err("dump: pid %u: pages of the snapshot (pid %d): %s", p->tree->pid, pid, strerror(-err));
 	free(p->cow_pend);
@@ -1247,8 +1253,8 @@ static bool fill_uffd_use(struct rproc *p, struct fill_uffd *u, long vi, uint32_
 	ImgVma *v = p->core->vmas[vi];
 	if (u->reg[vi])
 		return true;
-	if (v->kind != VK_ANON || npages < UFFD_MIN_PAGES || ro_early(v))
-		return false;
+	if (v->kind != VK_ANON || npages < UFFD_MIN_PAGES || ro_early(v) || !p->seized)
+		return false;     /* (a task not seized cannot be given a userfaultfd) */
 	if (u->fd < 0) {
 		if (u->tried)
 			return false;
@@ -1318,10 +1324,12 @@ static void pre_free(struct rproc *p)
  * the call) for each.  Used by the layout batch below and by the restore
  * seed's plan (restore_seed.c), which runs them in the task itself.
  */
-int mm_layout_ops(struct rst_ctx *r, struct rproc *p, mm_emit_fn *emit, void *ctx)
+int mm_layout_ops(struct rst_ctx *r, struct rproc *p, const bool *skip, mm_emit_fn *emit, void *ctx)
 {
 	for (size_t i = 0; i < p->core->n_vmas; i++) {
 		ImgVma *v = p->core->vmas[i];
+		if (skip && skip[i])
+			continue;
 		uint64_t len = v->end - v->start, prot = v->prot, fl = MAP_FIXED;
 		long fd = -1;
 		switch (v->kind) {
@@ -1418,7 +1426,7 @@ int mm_restore_map_start(struct rst_ctx *r, struct rproc *p)
 	unmap_ops(r, o);
 	if ((err = move_vdso_ops(r, p, o)) < 0)
 		goto out_pre;
-	if ((err = mm_layout_ops(r, p, pre_emit, o)) < 0)
+	if ((err = mm_layout_ops(r, p, NULL, pre_emit, o)) < 0)
 		goto out_pre;
 	o->started = o->n < INJ_BATCH_MAX ? o->n : INJ_BATCH_MAX;
 	err = inj_batch_with_start(&p->inj, r->scratch_addr + 3 * PAGE, o->ops, o->started, 0, NULL, 0);
@@ -1558,8 +1566,7 @@ static int write_ro(struct rproc *p, struct image_reader *in, int *memfd, uint64
 	return 0;
 }
 
-int mm_restore_late(struct rst_ctx *r, struct rproc *p, struct image_reader *in,
-		    int (*next)(struct rst_ctx *, uint32_t *, uint32_t *))
+int mm_restore_pages(struct rst_ctx *r, struct rproc *p, struct image_reader *in, mm_next_fn *next)
 {
 	int err;
 	/* the layout: restore.c has usually started (and finished) it already */
@@ -1574,6 +1581,10 @@ int mm_restore_late(struct rst_ctx *r, struct rproc *p, struct image_reader *in,
 		log_err("restore: pid %u: page buffers: %s", p->tree->pid, strerror(-err));
 		return err;
 	}
+	/* the pages it shares with its parent first: nothing is registered
+	 * with a userfaultfd yet */
+	if ((err = cowshare_copy(r, p)) < 0)
+		return err;
 	struct fill_uffd uf = { .fd = -1, .reg = xcalloc(p->core->n_vmas + 1, sizeof(bool)) };
 	int memfd = -1;     /* /proc/PID/mem: ro_early VMAs */
 	static struct gather g;     /* (static: 4 KiB of iovecs) */
@@ -1694,6 +1705,15 @@ int mm_restore_late(struct rst_ctx *r, struct rproc *p, struct image_reader *in,
 		return werr;
 	}
 	if (err < 0 || (err = uerr) < 0)
+		return err;
+	p->pages_done = true;
+	return 0;
+}
+
+int mm_restore_late(struct rst_ctx *r, struct rproc *p, struct image_reader *in, mm_next_fn *next)
+{
+	int err;
+	if (!p->pages_done && (err = mm_restore_pages(r, p, in, next)) < 0)
 		return err;
 	/* final protections and madvise state, then the mm layout: queued with
 	 * the process's other late calls, one batch (rqueue.c) */

@@ -621,12 +621,9 @@ static int seize_task(struct rst_ctx *r, struct rproc *p)
 	return 0;
 }
 
-/* p is seized and its layout batch started (mm_restore_map_start) */
-static int restore_process(struct rst_ctx *r, struct rproc *p)
+/* the thread records that follow a process's pages */
+static int read_threads(struct rproc *p)
 {
-	int err;
-	if ((err = mm_restore_late(r, p, g_in, mm_next)) < 0)
-		return err;
 	p->th = xcalloc(p->tree->n_tids, sizeof(ImgThread *));
 	p->nth = (int)p->tree->n_tids;
 	for (int i = 0; i < p->nth; i++) {
@@ -643,6 +640,15 @@ static int restore_process(struct rst_ctx *r, struct rproc *p)
 			return -EINVAL;
 		}
 	}
+	return 0;
+}
+
+/* p is seized and its layout batch started (mm_restore_map_start) */
+static int restore_process(struct rst_ctx *r, struct rproc *p)
+{
+	int err;
+	if ((err = mm_restore_late(r, p, g_in, mm_next)) < 0 || (!p->th && (err = read_threads(p)) < 0))
+		return err;
 	if ((err = objects_late(r, p)) < 0)
 		return err;
 	/* finish: drop what the restore itself used (queued with the other
@@ -719,6 +725,64 @@ static void timing(const char *what)
 	if (!t0.tv_sec)
 		t0 = t;
 	fprintf(stderr, "TIMING restore_%s_ms %.3f\n", what, (t.tv_sec - t0.tv_sec) * 1e3 + (t.tv_nsec - t0.tv_nsec) / 1e6);
+}
+
+/*
+ * Pages before every task exists (cowshare.c): a task whose children share
+ * pages with it (a filler) reports SEED_FILL_ME once laid out and waits;
+ * its pages go in, then SEED_WAKE_SIG lets it fork them.  Pages come in
+ * stream order (tree order), so the tasks before the last filler get theirs
+ * here too, each as soon as it is laid out and waiting or parked — through
+ * process_vm_writev and /proc/PID/mem, no ptrace.  A task before it that
+ * parked without its layout (the seed could not map it) would need the
+ * engine's layout batch first: then this stops, every filler is woken
+ * without its pages, and their children copy the pages later instead of
+ * sharing them (cow_forked stays false).
+ */
+struct early {
+	int next, end;           /* next task whose pages are due; the tasks before end */
+	bool off;
+};
+
+static int wake_filler(struct rst_ctx *r, struct rproc *x, bool filled)
+{
+	x->fill_wait = false;
+	for (int i = 0; filled && i < r->nprocs; i++)
+		if (r->procs[i].cow_late && r->procs[i].cow_parent == (int)(x - r->procs))
+			r->procs[i].cow_forked = true;
+	if (kill(x->hpid, SEED_WAKE_SIG) < 0) {
+		log_err("restore: pid %u: wake it up after its pages: %s", x->tree->pid, strerror(errno));
+		return -errno;
+	}
+	return 0;
+}
+
+static int early_pages(struct rst_ctx *r, struct early *e)
+{
+	int err;
+	while (!e->off && e->next < e->end) {
+		struct rproc *x = &r->procs[e->next];
+		if (x->tree->zombie) {
+			e->next++;
+			continue;
+		}
+		if (!x->fill_wait && !x->ready)
+			return 0;
+		if (!x->fill_wait && !x->seed_laid) {
+			log_debug("restore: pid %u has no layout yet: its pages and the next ones later", x->tree->pid);
+			e->off = true;
+			break;
+		}
+		if ((err = mm_restore_pages(r, x, g_in, mm_next)) < 0 || (err = read_threads(x)) < 0)
+			return err;
+		if (x->fill_wait && (err = wake_filler(r, x, true)) < 0)
+			return err;
+		e->next++;
+	}
+	for (int i = 0; e->off && i < r->nprocs; i++)
+		if (r->procs[i].fill_wait && (err = wake_filler(r, &r->procs[i], false)) < 0)
+			return err;
+	return 0;
 }
 
 static void usage(void)
@@ -849,6 +913,8 @@ int restore_main(int argc, char **argv)
 				maxfd = (int)p->core->fds[k]->fd;
 		}
 	}
+	if (cowshare_check(r) < 0)
+		goto fail;
 	r->inv_base = maxfd + 16;
 	if ((rlim_t)r->inv_base + 4 * (r->files->n_files + r->files->n_pipes + r->files->n_shms) + 64 > nl.rlim_cur) {
 		log_err("restore: image needs more file descriptors than RLIMIT_NOFILE allows");
@@ -963,8 +1029,12 @@ int restore_main(int argc, char **argv)
 	/* wait for every live task to report */
 	int want = 0;
 	uint64_t seed_vdso = 0;
-	for (int i = 0; i < r->nprocs; i++)
+	struct early early = { 0, 0, false };
+	for (int i = 0; i < r->nprocs; i++) {
 		want += !r->procs[i].tree->zombie;
+		if (r->procs[i].cow_late && r->procs[i].cow_parent >= early.end)
+			early.end = r->procs[i].cow_parent + 1;
+	}
 	for (int got = 0; got < want;) {
 		struct pollfd pf = { r->ready_r, POLLIN, 0 };
 		int pr = poll(&pf, 1, 10000);
@@ -986,17 +1056,24 @@ int restore_main(int argc, char **argv)
 		struct cmsghdr *c = CMSG_FIRSTHDR(&mh);
 		int i = proc_index(r, (uint32_t)m.pid);
 		if (i >= 0 && r->seed_fd >= 0)
-			r->procs[i].seed_laid = m.op == SEED_READY_LAID;
+			r->procs[i].seed_laid = m.op == SEED_READY_LAID || m.op == SEED_FILL_ME;
 		if (m.vdso)
 			seed_vdso = m.vdso;
-		if (m.pid == 1)
+		if (m.pid == 1 && m.op != SEED_FILL_ME)
 			timing("init_ready");   /* (it forks all its children first) */
 		if (c && c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_CREDENTIALS && i >= 0) {
 			struct ucred uc;
 			memcpy(&uc, CMSG_DATA(c), sizeof(uc));
 			r->procs[i].hpid = uc.pid;
 		}
-		got++;
+		if (i >= 0 && r->procs[i].hpid > 0 && m.op == SEED_FILL_ME && r->seed_fd >= 0)
+			r->procs[i].fill_wait = true;     /* (not ready: it forks, then parks) */
+		else if (i >= 0) {
+			r->procs[i].ready = true;
+			got++;
+		}
+		if (early.next < early.end && (err = early_pages(r, &early)) < 0)
+			goto fail;
 	}
 	timing("all_ready");
 	/* where the tasks that did not map their own layout have the vdso

@@ -146,17 +146,14 @@ static void plan_emit(void *ctx, const char *what, uint64_t want, ImgVma *v, con
 }
 
 /*
- * The calls of mm.c's layout batch as ops of the task (seed.h SEED_VDSO):
- * the vdso move, every VMA (mm_layout_ops), then a park that drops only the
- * seed's own range.  The SEED_VDSO op (its jump: the usual park, set by
- * the caller) goes to *vop, -1 when the engine keeps doing it: the layout
- * is off, the image has memory at the seed's range, or its vdso is not
- * this kernel's (mm.c then says so).  0 or -errno (logged).
+ * Where a task's [vvar][vvar_vclock][vdso] can go through on their way to
+ * the image's addresses (a free range the seed checks is clear of where its
+ * vdso is), 0 if the task cannot lay its memory out itself: the layout is
+ * off, the image has memory at the seed's range, or its vdso is not this
+ * kernel's (mm.c then says so).
  */
-static int emit_layout(struct rst_ctx *r, struct plan *pl, struct rproc *p, int *vop)
+static uint64_t layout_gap(struct rst_ctx *r, const struct plan *pl, struct rproc *p, uint64_t dst[3], uint64_t len[3])
 {
-	uint64_t dst[3], len[3];
-	*vop = -1;
 	if (!pl->layout || mm_vdso_targets(r, p, dst, len) < 0)
 		return 0;
 	size_t nv = p->core->n_vmas;
@@ -169,28 +166,156 @@ static int emit_layout(struct rst_ctx *r, struct plan *pl, struct rproc *p, int 
 	for (size_t i = 0; i < nv; i++)
 		if (avoid[i].s < avoid[nv].e && avoid[nv].s < avoid[i].e)
 			clear = false;
-	/* a free range for a vdso move in two steps (the seed checks that it
-	 * is clear of where its vdso is) */
 	uint64_t tmp = clear ? find_gap(len[0] + len[1] + len[2] + 3 * PAGE, avoid, (int)nv + 2) : 0;
 	free(avoid);
+	return tmp;
+}
+
+/*
+ * The calls of mm.c's layout batch as ops of the task (seed.h SEED_VDSO):
+ * the vdso move, then every VMA (mm_layout_ops).  The SEED_VDSO op (its
+ * jump: the usual park, set by the caller) goes to *vop, -1 when the engine
+ * keeps doing it (layout_gap).  A task that forks children sharing its
+ * pages afterwards (filler) notes in the seed that its layout is in place.
+ * 0 or -errno (logged).
+ */
+static int emit_layout(struct rst_ctx *r, struct plan *pl, struct rproc *p, bool filler, int *vop)
+{
+	uint64_t dst[3], len[3];
+	*vop = -1;
+	uint64_t tmp = layout_gap(r, pl, p, dst, len);
 	if (!tmp)
 		return 0;
-	int v = op_add(pl, "move vdso", p->tree->pid, -1, SEED_VDSO, 0, 0, dst[0], dst[1], dst[2], tmp);
+	int v = op_add(pl, "move vdso", p->tree->pid, -1, SEED_VDSO, filler, 0, dst[0], dst[1], dst[2], tmp);
 	pl->ops[v].a[4] = len[0];
 	pl->ops[v].a[5] = len[1];
 	pl->cur_pid = p->tree->pid;
-	int err = mm_layout_ops(r, p, plan_emit, pl);
+	int err = mm_layout_ops(r, p, NULL, plan_emit, pl);
 	if (err < 0)
 		return err;
-	struct seed_report m = { (int32_t)p->tree->pid, 0, SEED_READY_LAID, 0, 0 };
-	int park = op_add(pl, "park", p->tree->pid, -1, SEED_PARK | SEED_PARK_LAID, 0, 0,
-			  data_add(pl, &m, sizeof(m)), pl->win_end, 0, 0);
+	*vop = v;
+	return 0;
+}
+
+/* the park of a task whose layout is in place: drops only the seed's range */
+static void emit_park_laid(struct plan *pl, uint32_t pid)
+{
+	struct seed_report m = { (int32_t)pid, 0, SEED_READY_LAID, 0, 0 };
+	int park = op_add(pl, "park", pid, -1, SEED_PARK | SEED_PARK_LAID, 0, 0, data_add(pl, &m, sizeof(m)),
+			  pl->win_end, 0, 0);
 	pl->laid_park = realloc(pl->laid_park, (size_t)(pl->nlaid + 1) * sizeof(int));
 	if (!pl->laid_park)
 		abort();
 	pl->laid_park[pl->nlaid++] = park;
-	*vop = v;
-	return 0;
+}
+
+/* the [vvar][vvar_vclock][vdso] VMAs of two tasks are at the same places */
+static bool same_vdso(const ImgProcCore *a, const ImgProcCore *b)
+{
+	uint64_t x[6] = { 0 }, y[6] = { 0 };
+	const ImgProcCore *c[2] = { a, b };
+	uint64_t *o[2] = { x, y };
+	for (int k = 0; k < 2; k++)
+		for (size_t i = 0; i < c[k]->n_vmas; i++) {
+			const ImgVma *v = c[k]->vmas[i];
+			int at = v->kind == VK_VVAR ? 0 : v->kind == VK_VCLOCK ? 2 : v->kind == VK_VDSO ? 4 : -1;
+			if (at >= 0) {
+				o[k][at] = v->start;
+				o[k][at + 1] = v->end;
+			}
+		}
+	return !memcmp(x, y, sizeof(x)) && x[4];
+}
+
+/*
+ * Can child c be forked from its parent p after p's layout and pages are in
+ * (cowshare.c), so that the pages the image says they share are shared
+ * again?  p must lay its memory out in the seed, neither may have a root of
+ * its own (a late fork would inherit p's chroot), and their vdso blocks must
+ * be where each other's are.
+ */
+static bool late_ok(struct rst_ctx *r, const struct plan *pl, struct rproc *p, const struct rproc *c)
+{
+	const char *e = getenv("ZAPC_RESTORE_COWSHARE");
+	uint64_t dst[3], len[3];
+	return !(e && !strcmp(e, "0")) && !c->tree->zombie && c->cow_parent == (int)(p - r->procs) &&
+	       !strcmp(p->core->root, "/") && !strcmp(c->core->root, "/") && same_vdso(p->core, c->core) &&
+	       layout_gap(r, pl, p, dst, len);
+}
+
+/*
+ * The layout of a task forked from its parent after the parent's layout:
+ * it keeps the parent's VMAs its image has the same (cowshare_keeps), drops
+ * the pages in them the image does not say are the parent's, unmaps the
+ * parent's other VMAs and maps its own other ones.  The vdso block is
+ * already where it must be (late_ok).
+ */
+static int emit_inherit(struct rst_ctx *r, struct plan *pl, struct rproc *c, const struct rproc *p)
+{
+	size_t nc = c->core->n_vmas, np = p->core->n_vmas;
+	bool *kept = xcalloc(nc + 1, 1);
+	size_t *in = xcalloc(nc + 1, sizeof(size_t));     /* kept: the parent's VMA it is (a piece of) */
+	uint32_t pid = c->tree->pid;
+	for (size_t i = 0; i < nc; i++)
+		kept[i] = cowshare_keeps(p->core, c->core->vmas[i], &in[i]);
+	/* the parent's VMAs but for the kept pieces go (c's VMAs are sorted) */
+	size_t ci = 0;
+	for (size_t i = 0; i < np; i++) {
+		const ImgVma *w = p->core->vmas[i];
+		if (w->kind == VK_VDSO || w->kind == VK_VVAR || w->kind == VK_VCLOCK || w->kind == VK_VSYSCALL)
+			continue;
+		uint64_t a = w->start;
+		for (; ci < nc && c->core->vmas[ci]->start < w->end; ci++) {
+			const ImgVma *v = c->core->vmas[ci];
+			if (!kept[ci] || in[ci] != i)
+				continue;
+			if (v->start > a)
+				op_add(pl, "unmap the parent's memory", pid, -1, SEED_EQ, 0, SYS_munmap, a, v->start - a, 0, 0);
+			a = v->end;
+		}
+		if (a < w->end)
+			op_add(pl, "unmap the parent's memory", pid, -1, SEED_EQ, 0, SYS_munmap, a, w->end - a, 0, 0);
+	}
+	const uint64_t *cp = c->core->cow_parent;
+	size_t ncp = c->core->n_cow_parent, k = 0;
+	for (size_t i = 0; i < nc; i++) {
+		const ImgVma *v = c->core->vmas[i];
+		if (!kept[i] || !v->has_pages)
+			continue;
+		uint64_t a = v->start;
+		while (k < ncp && cp[k] + cp[k + 1] * PAGE <= v->start)
+			k += 2;
+		for (; k < ncp && cp[k] < v->end; k += 2) {
+			if (cp[k] > a)
+				op_add(pl, "drop the parent's pages", pid, -1, SEED_EQ, 0, SYS_madvise, a, cp[k] - a,
+				       MADV_DONTNEED, 0);
+			a = cp[k] + cp[k + 1] * PAGE;
+		}
+		if (a < v->end)
+			op_add(pl, "drop the parent's pages", pid, -1, SEED_EQ, 0, SYS_madvise, a, v->end - a,
+			       MADV_DONTNEED, 0);
+	}
+	pl->cur_pid = pid;
+	int err = mm_layout_ops(r, c, kept, plan_emit, pl);
+	free(kept);
+	free(in);
+	return err;
+}
+
+/* the fork of child ki by task pid (and the child's group, set by the parent like a shell does) */
+static int emit_fork(struct rst_ctx *r, struct plan *pl, uint32_t pid, int ki, const ImgProc *t)
+{
+	ImgProc *kt = r->procs[ki].tree;
+	pid_t tid = (pid_t)kt->pid;
+	struct clone_args ca = { 0 };
+	ca.exit_signal = SIGCHLD;
+	ca.set_tid = data_add(pl, &tid, sizeof(tid));
+	ca.set_tid_size = 1;
+	int at = op_add(pl, "fork", pid, kt->pid, SEED_CHILD_JUMP | SEED_EQ, kt->pid, SYS_clone3,
+			data_add(pl, &ca, sizeof(ca)), sizeof(ca), 0, 0);
+	if (!kt->zombie && kt->pgid && kt->sid != kt->pid && !same_group(kt, t))
+		op_add(pl, "child's group", pid, kt->pid, 0, 0, SYS_setpgid, kt->pid, kt->pgid, 0, 0);
+	return at;
 }
 
 /*
@@ -199,9 +324,14 @@ static int emit_layout(struct rst_ctx *r, struct plan *pl, struct rproc *p, int 
  * personality are set before its forks (when it has no root of its own), so
  * that a child with the same ones inherits them instead of setting them
  * again: on this VM every system call of the seed costs a few µs, chdir a
- * path walk.
+ * path walk.  late: the parent forks it after its own layout and pages
+ * (cowshare.c): it starts from the parent's memory (emit_inherit), or, if
+ * the parent could not lay its memory out after all, from the seed's.
+ *
+ * A task with such children (a filler) reports SEED_FILL_ME once laid out
+ * and waits for SEED_WAKE_SIG, then forks them, then parks.
  */
-static int emit_task(struct rst_ctx *r, struct plan *pl, int idx, const struct rproc *parent)
+static int emit_task(struct rst_ctx *r, struct plan *pl, int idx, const struct rproc *parent, bool late)
 {
 	struct rproc *p = &r->procs[idx];
 	ImgProc *t = p->tree;
@@ -233,7 +363,6 @@ static int emit_task(struct rst_ctx *r, struct plan *pl, int idx, const struct r
 		op_add(pl, "personality", pid, c->personality, SEED_NONNEG, 0, SYS_personality, c->personality, 0, 0, 0);
 	/* children in pid order so group leaders exist before their members
 	 * (pl->kx, sorted once: no scan of every task for each task) */
-	uint32_t *kids = xcalloc((size_t)r->nprocs, sizeof(*kids));
 	int *kid_at = xcalloc((size_t)r->nprocs, sizeof(int));     /* index in r->procs */
 	int nk = 0, lo = 0, hi = pl->nkx;
 	while (lo < hi) {
@@ -244,23 +373,28 @@ static int emit_task(struct rst_ctx *r, struct plan *pl, int idx, const struct r
 			hi = mid;
 	}
 	for (int i = lo; i < pl->nkx && pl->kx[i].ppid == pid; i++)
-		if (pl->kx[i].idx != idx) {
-			kid_at[nk] = pl->kx[i].idx;
-			kids[nk++] = pl->kx[i].pid;
-		}
-	int *fork_op = xcalloc((size_t)nk + 1, sizeof(int));
+		if (pl->kx[i].idx != idx)
+			kid_at[nk++] = pl->kx[i].idx;
+	/* children that share pages with it are forked after its layout and
+	 * pages (late), the others now — unless one of these must join the
+	 * group of a late one, which would not exist yet: then all now */
+	bool *klate = xcalloc((size_t)nk + 1, 1), filler = false;
+	for (int k = 0; k < nk; k++)
+		filler |= klate[k] = late_ok(r, pl, p, &r->procs[kid_at[k]]);
+	for (int k = 0; k < nk && filler; k++)
+		for (int j = 0; j < nk && !klate[k]; j++)
+			if (klate[j] && r->procs[kid_at[k]].tree->pgid == r->procs[kid_at[j]].tree->pid)
+				filler = false;
 	for (int k = 0; k < nk; k++) {
-		ImgProc *kt = r->procs[kid_at[k]].tree;
-		pid_t tid = (pid_t)kids[k];
-		struct clone_args ca = { 0 };
-		ca.exit_signal = SIGCHLD;
-		ca.set_tid = data_add(pl, &tid, sizeof(tid));
-		ca.set_tid_size = 1;
-		fork_op[k] = op_add(pl, "fork", pid, kids[k], SEED_CHILD_JUMP | SEED_EQ, kids[k], SYS_clone3,
-				    data_add(pl, &ca, sizeof(ca)), sizeof(ca), 0, 0);
-		if (!kt->zombie && kt->pgid && kt->sid != kt->pid && !same_group(kt, t))
-			op_add(pl, "child's group", pid, kids[k], 0, 0, SYS_setpgid, kids[k], kt->pgid, 0, 0);
+		klate[k] &= filler;
+		r->procs[kid_at[k]].cow_late = klate[k];
 	}
+	int *fork_op = xcalloc(2 * (size_t)nk + 1, sizeof(int));   /* [2k]: early or laid, [2k+1]: unlaid */
+	for (int k = 0; k < 2 * nk; k++)
+		fork_op[k] = -1;
+	for (int k = 0; k < nk; k++)
+		if (!klate[k])
+			fork_op[2 * k] = emit_fork(r, pl, pid, kid_at[k], t);
 	/* creds.c early, the rest: a root of its own, then the cwd in it */
 	if (own_root) {
 		at = op_add(pl, "chroot", pid, -1, SEED_NONNEG, 0, SYS_chroot, data_str(pl, c->root), 0, 0, 0);
@@ -307,20 +441,53 @@ static int emit_task(struct rst_ctx *r, struct plan *pl, int idx, const struct r
 		       SYS_ioctl, 0, TIOCSCTTY, 0, 0);
 		op_add(pl, "close", pid, -1, SEED_ARG0_PREV, 0, SYS_close, 0, 0, 0, 0);
 	}
-	/* scratch pages (executable: inject.c's batch loop), the image's
-	 * layout, then ready */
+	/* scratch pages (executable: inject.c's batch loop; a late child has
+	 * its parent's there), the image's layout, then ready */
 	op_add(pl, "scratch page", pid, -1, SEED_EQ, (int64_t)r->scratch_addr, SYS_mmap, r->scratch_addr,
 	       4 * PAGE, PROT_READ | PROT_WRITE | PROT_EXEC, MAP_PRIVATE | MAP_ANONYMOUS |
-	       (r->scratch_addr == SEED_SCRATCH ? MAP_FIXED /* over the seed's bss */ : MAP_FIXED_NOREPLACE));
+	       (r->scratch_addr == SEED_SCRATCH || late || (parent && parent->cow_late) ?
+		MAP_FIXED /* over the seed's bss, or the scratch pages it was forked with */ : MAP_FIXED_NOREPLACE));
 	pl->ops[pl->n - 1].a[4] = (uint64_t)-1;
+	int unlaid_jump = -1, inherit_goto = -1;
+	if (late) {     /* from the parent's memory, if it was laid out */
+		unlaid_jump = op_add(pl, "laid out?", pid, -1, SEED_IF_UNLAID, 0, 0, 0, 0, 0, 0);
+		if ((err = emit_inherit(r, pl, p, parent)) < 0)
+			goto out;
+		inherit_goto = op_add(pl, "laid out", pid, -1, SEED_GOTO, 0, 0, 0, 0, 0, 0);
+		pl->ops[unlaid_jump].jump = (int)pl->n;
+	}
 	int vdso_op;
-	if ((err = emit_layout(r, pl, p, &vdso_op)) < 0)
+	if ((err = emit_layout(r, pl, p, filler, &vdso_op)) < 0)
 		goto out;
+	if (inherit_goto >= 0)
+		pl->ops[inherit_goto].jump = (int)pl->n;
+	if (vdso_op >= 0 || late) {
+		if (filler) {    /* its pages in first (restore.c), then the children that share them */
+			struct seed_report fm = { (int32_t)pid, 0, SEED_FILL_ME, 0, 0 };
+			uint64_t set = 1ull << (SEED_WAKE_SIG - 1);
+			op_add(pl, "report laid out", pid, -1, SEED_EQ, sizeof(fm), SYS_write, (uint64_t)r->ready_w,
+			       data_add(pl, &fm, sizeof(fm)), sizeof(fm), 0);
+			op_add(pl, "wait for its pages", pid, -1, SEED_EQ, SEED_WAKE_SIG, SYS_rt_sigtimedwait,
+			       data_add(pl, &set, 8), 0, 0, 8);
+			for (int k = 0; k < nk; k++)
+				if (klate[k])
+					fork_op[2 * k] = emit_fork(r, pl, pid, kid_at[k], t);
+		}
+		emit_park_laid(pl, pid);
+	}
+	/* the usual park (the seed could not lay the memory out): late
+	 * children are forked from the seed's memory then */
+	int park_at = (int)pl->n;
+	for (int k = 0; k < nk; k++)
+		if (klate[k])
+			fork_op[2 * k + 1] = emit_fork(r, pl, pid, kid_at[k], t);
 	struct seed_report m = { (int32_t)pid, 0, SEED_READY, 0, 0 };
 	uint64_t ma = data_add(pl, &m, sizeof(m));
-	int park = op_add(pl, "park", pid, -1, SEED_PARK, 0, 0, ma, 0, 0, 0);
+	op_add(pl, "park", pid, -1, SEED_PARK, 0, 0, ma, 0, 0, 0);
 	if (vdso_op >= 0)
-		pl->ops[vdso_op].jump = park;    /* the seed could not lay it out */
+		pl->ops[vdso_op].jump = park_at;    /* the seed could not lay it out */
+	else if (unlaid_jump >= 0)
+		pl->ops[unlaid_jump].jump = park_at;
 	/* if the seed cannot park: report and wait without dropping memory */
 	op_add(pl, "report", pid, -1, SEED_EQ, sizeof(m), SYS_write, (uint64_t)r->ready_w, ma, sizeof(m), 0);
 	uint8_t byte = 0;
@@ -331,16 +498,18 @@ static int emit_task(struct rst_ctx *r, struct plan *pl, int idx, const struct r
 		int ks = (int)pl->n;
 		if (r->procs[ki].tree->zombie)
 			emit_zombie(pl, r->procs[ki].tree);
-		else if ((ks = emit_task(r, pl, ki, p)) < 0) {
+		else if ((ks = emit_task(r, pl, ki, p, klate[k])) < 0) {
 			err = ks;
 			goto out;
 		}
-		pl->ops[fork_op[k]].jump = ks;
+		for (int j = 2 * k; j <= 2 * k + 1; j++)
+			if (fork_op[j] >= 0)
+				pl->ops[fork_op[j]].jump = ks;
 	}
 out:
 	free(want);
-	free(kids);
 	free(kid_at);
+	free(klate);
 	free(fork_op);
 	return err < 0 ? err : start;
 }
@@ -403,7 +572,9 @@ int seed_prepare(struct rst_ctx *r, const struct range *avoid, int navoid)
 		pl.nkx = r->nprocs;
 		const uint8_t *code = inj_batch_code(&clen);
 		code_at = data_add(&pl, code, clen);
-		if ((err = emit_task(r, &pl, 0, NULL)) < 0)
+		for (int i = 0; i < r->nprocs; i++)
+			r->procs[i].cow_late = false;
+		if ((err = emit_task(r, &pl, 0, NULL, false)) < 0)
 			goto out;
 		ops_off = (SEED_DATA_OFF + pl.dlen + 63) & ~(size_t)63;
 		len = (ops_off + pl.n * sizeof(struct seed_op) + PAGE - 1) & ~(size_t)(PAGE - 1);

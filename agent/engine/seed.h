@@ -76,6 +76,10 @@ struct seed_hdr {
 			      * layout (below); go to op `jump` if it cannot */
 #define SEED_PARK_LAID 256u  /* with SEED_PARK: the layout is in place, drop only
 			      * the seed's range (a[1] = its end), never fall through */
+#define SEED_GOTO     512u   /* no syscall: go to op `jump` */
+#define SEED_IF_UNLAID 1024u /* no syscall: go to op `jump` unless this task's
+			      * layout is in place (a SEED_VDSO op of its own, or of
+			      * the parent it was forked from after its layout) */
 
 /*
  * The image's memory layout set up by the task itself (restore_seed.c), the
@@ -107,5 +111,10 @@ struct seed_report {
 #define SEED_READY       (-1)   /* ready, the engine maps the image's layout */
 #define SEED_READY_LAID  (-2)   /* ready with the image's layout in place */
 #define SEED_FAIL_LOGGED (-3)   /* failed in engine code, which logged why */
+#define SEED_FILL_ME     (-4)   /* laid out, waiting for its pages before it forks
+				 * children that share them (cowshare.c): the
+				 * engine writes them and sends SEED_WAKE_SIG */
+#define SEED_WAKE_SIG    12     /* SIGUSR2, blocked in every task: taken with
+				 * rt_sigtimedwait, never left pending */
 
 #endif

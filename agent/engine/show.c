@@ -35,6 +35,15 @@ static const char *fkind_name(int k)
 	}
 }
 
+/* pages the process shares with its parent (stored in the parent's records) */
+static uint64_t cow_pages(const ImgProcCore *c)
+{
+	uint64_t n = 0;
+	for (size_t k = 1; k < c->n_cow_parent; k += 2)
+		n += c->cow_parent[k];
+	return n;
+}
+
 static void json_str(const char *s)
 {
 	putchar('"');
@@ -235,7 +244,8 @@ int show_main(int argc, char **argv)
 			if (c) {
 				printf(",\"comm\":");
 				json_str(c->comm);
-				printf(",\"page_bytes\":%llu,\"vmas\":[", (unsigned long long)procpages[ci]);
+				printf(",\"page_bytes\":%llu,\"pages_from_parent\":%llu,\"vmas\":[",
+				       (unsigned long long)procpages[ci], (unsigned long long)cow_pages(c));
 				for (size_t k = 0; k < c->n_vmas; k++) {
 					ImgVma *v = c->vmas[k];
 					printf("%s{\"start\":\"%#llx\",\"end\":\"%#llx\",\"prot\":%u,\"kind\":\"%s\",\"name\":",
@@ -299,7 +309,10 @@ int show_main(int argc, char **argv)
 			       c ? c->comm : "", p->n_tids);
 			if (!c)
 				continue;
-			printf("  cwd %s  pages %llu KiB\n", c->cwd, (unsigned long long)procpages[ci] >> 10);
+			printf("  cwd %s  pages %llu KiB", c->cwd, (unsigned long long)procpages[ci] >> 10);
+			if (c->n_cow_parent)     /* cowshare.c */
+				printf(", %llu KiB shared with its parent", (unsigned long long)cow_pages(c) * PAGE >> 10);
+			printf("\n");
 			for (size_t k = 0; k < c->n_vmas; k++) {
 				ImgVma *v = c->vmas[k];
 				printf("  %012llx-%012llx %c%c%c%c %-6s %s\n", (unsigned long long)v->start,

@@ -154,6 +154,37 @@ __attribute__((noinline)) static long move_vdso(const struct seed_hdr *h, const 
 static void seed_run(const struct seed_hdr *h, uint64_t first, uint64_t vdso, uint64_t old_sp)
 	__attribute__((used, noreturn));
 
+/*
+ * A task forked from one that held an image's layout (a child of a task
+ * that was itself forked from its laid-out parent, cowshare.c) starts with
+ * that layout: everything goes but the seed's range, the scratch pages and
+ * the [vvar][vvar_vclock][vdso] block (at vdso, where the layout put it).
+ */
+__attribute__((noinline)) static long drop_inherited(const struct seed_hdr *h, uint64_t vdso)
+{
+	uint64_t seed_end = h->addr + h->len > SEED_RESERVE_END ? h->addr + h->len : SEED_RESERVE_END;
+	uint64_t ks[3] = { SEED_BASE, h->scratch, vdso - h->vdso_pre }, ke[3] = { seed_end, h->scratch + 4 * PAGE,
+									       vdso + h->vdso_len };
+	for (int i = 0; i < 3; i++)          /* sort by start */
+		for (int j = i + 1; j < 3; j++)
+			if (ks[j] < ks[i]) {
+				uint64_t t = ks[i]; ks[i] = ks[j]; ks[j] = t;
+				t = ke[i]; ke[i] = ke[j]; ke[j] = t;
+			}
+	uint64_t from = 16 * PAGE;
+	for (int k = 0; k <= 3; k++) {
+		uint64_t to = k < 3 ? ks[k] : MAX_ADDR - PAGE;
+		if (to > from) {
+			long r = sc6(__NR_munmap, (long)from, (long)(to - from), 0, 0, 0, 0);
+			if (r < 0)
+				return r;
+		}
+		if (k < 3 && ke[k] > from)
+			from = ke[k];
+	}
+	return 0;
+}
+
 /* The rest of the seed's 2 MiB range (seed.h), as bss: the kernel maps it
  * at exec (no pages), so the vdso it places afterwards is never where the
  * plan, the stack and the scratch pages will be mapped (MAP_FIXED over it). */
@@ -212,6 +243,7 @@ __attribute__((used)) static void seed_main(long *sp)
  */
 static uint64_t g_vdso;            /* the vdso the auxv names */
 static bool g_own_stack;           /* on SEED_STACK, the kernel's one gone */
+static bool g_laid;                /* the image's layout is in place (SEED_IF_UNLAID) */
 
 static void seed_run(const struct seed_hdr *h, uint64_t first, uint64_t vdso, uint64_t old_sp)
 {
@@ -237,12 +269,25 @@ static void seed_run(const struct seed_hdr *h, uint64_t first, uint64_t vdso, ui
 			continue;
 		}
 		if (o->flags & SEED_VDSO) {
-			long r = move_vdso(h, o, g_vdso, g_own_stack);
+			long r = g_laid && can_park(h, g_vdso) ? drop_inherited(h, g_vdso) : 0;
+			if (!r)
+				r = move_vdso(h, o, g_vdso, g_own_stack);
 			if (r < 0)
 				die(h->ready_w, self, r, (long)i);
 			if (r > 0 && (o->jump < 0 || (uint64_t)o->jump >= h->nops))
 				die(h->ready_w, self, -22, (long)i);
+			if (!r && o->want) {  /* a filler: what its late children start from */
+				g_laid = true;     /* (the VMAs follow; a failing one ends the task) */
+				g_vdso = o->a[2];
+			}
 			i = r > 0 ? (uint64_t)o->jump : i + 1;
+			continue;
+		}
+		if (o->flags & (SEED_GOTO | SEED_IF_UNLAID)) {
+			bool go = (o->flags & SEED_GOTO) || !g_laid;
+			if (go && (o->jump < 0 || (uint64_t)o->jump >= h->nops))
+				die(h->ready_w, self, -22, (long)i);
+			i = go ? (uint64_t)o->jump : i + 1;
 			continue;
 		}
 		if (o->flags & SEED_SELF) {
