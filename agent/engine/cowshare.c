@@ -262,45 +262,48 @@ int cowshare_check(struct rst_ctx *r)
 
 /*
  * The pages p shares with its parent, copied from the parent's memory (its
- * pages are in: the parent comes first).  Through /proc/PID/mem on both
- * sides: it reads and writes whatever the protection (a RELRO range is
- * read-only in the child by now).
+ * pages are in: the parent comes first), in pieces of the page buffer with
+ * process_vm_readv/writev; a piece either cannot move that way (a
+ * protection without read or write access: RELRO is read-only in the child
+ * by now) goes through /proc/PID/mem, which reads and writes whatever the
+ * protection.
  */
+static int mem_fd(pid_t pid, int *fd, int flags)
+{
+	char path[64];
+	if (*fd >= 0)
+		return *fd;
+	snprintf(path, sizeof(path), "/proc/%d/mem", pid);
+	return *fd = open(path, flags | O_CLOEXEC);
+}
+
 int cowshare_copy(struct rst_ctx *r, struct rproc *p)
 {
 	if (p->cow_parent < 0 || p->cow_forked)
 		return 0;
 	const struct rproc *q = &r->procs[p->cow_parent];
-	char path[64];
-	int from, to, err = 0;
-	snprintf(path, sizeof(path), "/proc/%d/mem", q->hpid);
-	if ((from = open(path, O_RDONLY | O_CLOEXEC)) < 0) {
-		err = -errno;
-		log_err("restore: pid %u: %s (its parent's memory): %s", p->tree->pid, path, strerror(errno));
-		return err;
-	}
-	snprintf(path, sizeof(path), "/proc/%d/mem", p->hpid);
-	if ((to = open(path, O_RDWR | O_CLOEXEC)) < 0) {
-		err = -errno;
-		log_err("restore: pid %u: %s: %s", p->tree->pid, path, strerror(errno));
-		close(from);
-		return err;
-	}
+	int from = -1, to = -1, err = 0;
 	size_t cap;
 	uint8_t *buf = pagefill_buf(&cap);
 	const uint64_t *c = p->core->cow_parent;
 	for (size_t k = 0; k < p->core->n_cow_parent && !err; k += 2)
 		for (uint64_t a = c[k], e = c[k] + c[k + 1] * PAGE; a < e && !err;) {
 			size_t n = e - a < cap ? (size_t)(e - a) : cap;
-			errno = EFAULT;     /* (a short read or write sets none) */
-			if (pread(from, buf, n, (off_t)a) != (ssize_t)n || pwrite(to, buf, n, (off_t)a) != (ssize_t)n) {
+			errno = EFAULT;     /* (a short transfer sets none) */
+			if (mem_read(q->hpid, a, buf, n) < 0 &&
+			    (mem_fd(q->hpid, &from, O_RDONLY) < 0 || pread(from, buf, n, (off_t)a) != (ssize_t)n))
 				err = -errno;
-				log_err("restore: pid %u: pages shared with the parent at %#llx: %s", p->tree->pid,
-					(unsigned long long)a, strerror(-err));
-			}
+			else if (mem_write(p->hpid, a, buf, n) < 0 &&
+				 (mem_fd(p->hpid, &to, O_RDWR) < 0 || pwrite(to, buf, n, (off_t)a) != (ssize_t)n))
+				err = -errno;
+			if (err)
+				log_err("restore: pid %u: copy the pages it shares with its parent at %#llx: %s",
+					p->tree->pid, (unsigned long long)a, strerror(-err));
 			a += n;
 		}
-	close(from);
-	close(to);
+	if (from >= 0)
+		close(from);
+	if (to >= 0)
+		close(to);
 	return err;
 }

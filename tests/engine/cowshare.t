@@ -8,13 +8,14 @@
 # pages the parent changed after the forks, MADV_DONTNEED'd and munmapped
 # pieces, a heap buffer, a region of its own).  The knobs prove the checks can
 # fail: ZAPC_ENGINE_NO_COWSHARE=1 stores every page per process (a big image),
-# ZAPC_RESTORE_COWSHARE=0 copies inherited pages (no shared PFN).  A snapshot
+# ZAPC_RESTORE_COWSHARE=0 copies inherited pages (no shared PFN), as a restore
+# without the seed (ZAPC_RESTORE_SEED=0) does.  A snapshot
 # (--leave-running, pages read copy-on-write, agent/engine/cowsnap.c) keeps the
 # same content.
 . "$(dirname "$0")/../lib.sh"
 . "$(dirname "$0")/pod.sh"
 need_root
-plan 22
+plan 24
 
 MB=64 NCHILD=6 NPROC=8   # parent, children, grandchild
 CHECK_PAGE=1000          # a page of the shared region no process changes
@@ -103,6 +104,12 @@ ok $? "restore with ZAPC_RESTORE_COWSHARE=0"
 is "$(verify "$RPOD_CG")" "$want_ok" "all $NPROC processes verify their memory (inherited pages copied)"
 f=$(pfns "$RPOD_INIT" "$RPOD_CG" "$addr")
 none_shares "$f"; ok $? "copied: no child has the parent's physical page" || diag "pid:pfn $f"
+echo 1 > "$RPOD_CG/cgroup.kill"; wait_for 10 pod_gone "$RPOD_CG"
+# without the restore seed every task is a fork of the engine: copied too
+RPOD_CG=$CGROOT/$(uniq zcsz); mkdir "$RPOD_CG"; on_exit "_pod_cleanup_cg $RPOD_CG"
+RPOD_INIT=$(ZAPC_RESTORE_SEED=0 t_timeout 60 "$ENGINE" restore -i "$d/img" --cgroup "$RPOD_CG")
+ok $? "restore without the seed (ZAPC_RESTORE_SEED=0)"
+is "$(verify "$RPOD_CG")" "$want_ok" "all $NPROC processes verify their memory (copied from the restored parent)"
 echo 1 > "$RPOD_CG/cgroup.kill"; wait_for 10 pod_gone "$RPOD_CG"
 
 # show reports the pages each child takes from its parent
