@@ -9,6 +9,8 @@
 #     (printed with the fresh-memory floor: filling that much new memory of
 #     another process, bench/engine_fillfloor.c)
 #   dump and restore of a 100-process pod                         < 100 ms each
+#   a pre-fork server (16 processes sharing 16 MiB since the forks): image
+#   size, restore time, memory of the restored pod (Pss sum)    (no target)
 # Prints BENCH lines (see bench/run.sh).  Needs root and cgroup v2.
 set -u
 : "${ZAPC_BUILD:=$(pwd)/build}"
@@ -91,5 +93,22 @@ mkdir "$CG/zbq$$"; pods="$pods $CG/zbq$$"
 rp=$("$WALL" "$out/wall" "$ENGINE" restore -i "$tmp/img100" --cgroup "$CG/zbq$$")
 [ -n "$rp" ] && ms=$(cat "$out/wall") || ms=NaN
 echo "BENCH engine_restore_100proc $ms ms target<100"
+[ -n "$rp" ] && kill -9 "$rp" 2>/dev/null
+
+# a pre-fork server: 16 processes forked after the parent touched 16 MiB,
+# all still shared copy-on-write — stored once, shared again after restore
+# (docs/engine.md "Memory a child shares with its parent"); no target
+start_pod zbf "$ZBIN/zt-bigmem" 16 16
+"$WALL" "$out/wall" "$ENGINE" dump --cgroup "$POD_CG" --init "$POD_INIT" -o "$tmp/imgpf" && ms=$(cat "$out/wall") || ms=NaN
+mb=$(( $(stat -c %s "$tmp/imgpf" 2>/dev/null || echo 0) >> 20 ))
+echo "BENCH engine_dump_prefork_16x16MiB $ms ms image=${mb}MiB"
+mkdir "$CG/zbg$$"; pods="$pods $CG/zbg$$"
+rp=$("$WALL" "$out/wall" "$ENGINE" restore -i "$tmp/imgpf" --cgroup "$CG/zbg$$")
+[ -n "$rp" ] && ms=$(cat "$out/wall") || ms=NaN
+pss=0
+for pid in $(cat "$CG/zbg$$/cgroup.procs" 2>/dev/null); do
+	pss=$((pss + $(awk '/^Pss:/ { print $2 }' /proc/$pid/smaps_rollup 2>/dev/null || echo 0)))
+done
+echo "BENCH engine_restore_prefork_16x16MiB $ms ms pss=$((pss >> 10))MiB"
 [ -n "$rp" ] && kill -9 "$rp" 2>/dev/null
 exit 0

@@ -11,11 +11,12 @@
 # ZAPC_RESTORE_COWSHARE=0 copies inherited pages (no shared PFN), as a restore
 # without the seed (ZAPC_RESTORE_SEED=0) does.  A snapshot
 # (--leave-running, pages read copy-on-write, agent/engine/cowsnap.c) keeps the
-# same content.
+# same content.  Images rewritten to lie about the shared ranges (zt-cowedit,
+# valid checksums) are refused with one line, nothing left behind.
 . "$(dirname "$0")/../lib.sh"
 . "$(dirname "$0")/pod.sh"
 need_root
-plan 24
+plan 27
 
 MB=64 NCHILD=6 NPROC=8   # parent, children, grandchild
 CHECK_PAGE=1000          # a page of the shared region no process changes
@@ -111,6 +112,22 @@ RPOD_INIT=$(ZAPC_RESTORE_SEED=0 t_timeout 60 "$ENGINE" restore -i "$d/img" --cgr
 ok $? "restore without the seed (ZAPC_RESTORE_SEED=0)"
 is "$(verify "$RPOD_CG")" "$want_ok" "all $NPROC processes verify their memory (copied from the restored parent)"
 echo 1 > "$RPOD_CG/cgroup.kill"; wait_for 10 pod_gone "$RPOD_CG"
+
+# an image that lies about what is shared (valid checksums, zt-cowedit) is
+# refused with one line naming the process and the range; nothing is left
+lie() {   # lie WHAT PID [ADDR NPAGES]
+	what=$1; shift
+	"$ZBIN/zt-cowedit" "$d/img" "$d/lie" "$@" || { ok 1 "$what: zt-cowedit"; return; }
+	cg=$CGROOT/$(uniq zcsl); mkdir "$cg"; on_exit "_pod_cleanup_cg $cg"
+	t_timeout 30 "$ENGINE" restore -i "$d/lie" --cgroup "$cg" > "$d/pid" 2> "$d/err"; rc=$?
+	[ $rc -ne 0 ] && [ "$(wc -l < "$d/err")" = 1 ] && grep -q "pid $1.*shared with" "$d/err" &&
+		wait_for 5 pod_gone "$cg" && ! [ -s "$d/pid" ]
+	ok $? "$what: refused, nothing left ($(head -c 160 "$d/err"))"
+	rm -f "$d/lie"
+}
+lie "pages shared at an address the child has no mapping" 2 1000 1
+lie "shared pages running past the mapping" 2 "$addr" 1000000
+lie "the pod's init claims a parent's pages" 1 "$addr" 1
 
 # show reports the pages each child takes from its parent
 t_timeout 30 "$ENGINE" show "$d/img" --json > "$d/json"

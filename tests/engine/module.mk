@@ -22,3 +22,11 @@ OBJS       += $(call objs,bench/engine_fillfloor.c)
 $(BUILD)/bin/bench-engine-fillfloor: $(BUILD)/bench/engine_fillfloor.o
 	@mkdir -p $(@D)
 	$(CC) $(LDFLAGS) -o $@ $^ -lpthread
+
+# tests/engine/tools/cowedit.c: rewrites the pages a process shares with its
+# parent in an image, with valid checksums (cowshare.t: lying images)
+TEST_PROGS += $(BUILD)/bin/zt-cowedit
+OBJS       += $(call objs,tests/engine/tools/cowedit.c)
+$(BUILD)/bin/zt-cowedit: $(BUILD)/tests/engine/tools/cowedit.o $(LIBZAPC)
+	@mkdir -p $(@D)
+	$(CC) $(LDFLAGS) -o $@ $^ -lprotobuf-c
