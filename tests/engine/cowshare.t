@@ -99,18 +99,20 @@ is "$(verify "$RPOD_CG")" "$want_ok" "all $NPROC restored processes verify their
 f=$(pfns "$RPOD_INIT" "$RPOD_CG" "$addr")
 all_same "$f"; ok $? "page $CHECK_PAGE is one physical page in all restored processes" || diag "pid:pfn $f"
 echo 1 > "$RPOD_CG/cgroup.kill"; wait_for 10 pod_gone "$RPOD_CG"
-RPOD_CG=$CGROOT/$(uniq zcsc); mkdir "$RPOD_CG"; on_exit "_pod_cleanup_cg $RPOD_CG"
-RPOD_INIT=$(ZAPC_RESTORE_COWSHARE=0 t_timeout 60 "$ENGINE" restore -i "$d/img" --cgroup "$RPOD_CG")
-ok $? "restore with ZAPC_RESTORE_COWSHARE=0"
-is "$(verify "$RPOD_CG")" "$want_ok" "all $NPROC processes verify their memory (inherited pages copied)"
+
+# other ways: pages copied from the restored parent, same memory, not shared
+restore_with() {   # restore_with NAME VAR=VALUE WHAT
+	RPOD_CG=$CGROOT/$(uniq "$1"); mkdir "$RPOD_CG"; on_exit "_pod_cleanup_cg $RPOD_CG"
+	RPOD_INIT=$(env "$2" timeout -k 5 60 "$ENGINE" restore -i "$d/img" --cgroup "$RPOD_CG")
+	ok $? "restore $3 ($2)"
+	is "$(verify "$RPOD_CG")" "$want_ok" "all $NPROC processes verify their memory ($3)"
+}
+restore_with zcsc ZAPC_RESTORE_COWSHARE=0 "with inherited pages copied"
 f=$(pfns "$RPOD_INIT" "$RPOD_CG" "$addr")
 none_shares "$f"; ok $? "copied: no child has the parent's physical page" || diag "pid:pfn $f"
 echo 1 > "$RPOD_CG/cgroup.kill"; wait_for 10 pod_gone "$RPOD_CG"
-# without the restore seed every task is a fork of the engine: copied too
-RPOD_CG=$CGROOT/$(uniq zcsz); mkdir "$RPOD_CG"; on_exit "_pod_cleanup_cg $RPOD_CG"
-RPOD_INIT=$(ZAPC_RESTORE_SEED=0 t_timeout 60 "$ENGINE" restore -i "$d/img" --cgroup "$RPOD_CG")
-ok $? "restore without the seed (ZAPC_RESTORE_SEED=0)"
-is "$(verify "$RPOD_CG")" "$want_ok" "all $NPROC processes verify their memory (copied from the restored parent)"
+# without the restore seed every task is a fork of the engine
+restore_with zcsz ZAPC_RESTORE_SEED=0 "without the seed"
 echo 1 > "$RPOD_CG/cgroup.kill"; wait_for 10 pod_gone "$RPOD_CG"
 
 # an image that lies about what is shared (valid checksums, zt-cowedit) is
