@@ -9,6 +9,8 @@
 #     (printed with the fresh-memory floor: filling that much new memory of
 #     another process, bench/engine_fillfloor.c)
 #   dump and restore of a 100-process pod                         < 100 ms each
+#     (printed with what the program itself takes to fork those 100
+#     processes here, without any restore)
 #   a pre-fork server (16 processes sharing 16 MiB since the forks): image
 #   size, restore time, memory of the restored pod (Pss sum)    (no target)
 # Prints BENCH lines (see bench/run.sh).  Needs root and cgroup v2.
@@ -94,6 +96,16 @@ rp=$("$WALL" "$out/wall" "$ENGINE" restore -i "$tmp/img100" --cgroup "$CG/zbq$$"
 [ -n "$rp" ] && ms=$(cat "$out/wall") || ms=NaN
 echo "BENCH engine_restore_100proc $ms ms target<100"
 [ -n "$rp" ] && kill -9 "$rp" 2>/dev/null
+# what the program itself needs to make those 100 processes here (no
+# restore: main to every child running; a fresh process costs ~1 ms of CPU
+# on this PVM guest), best of 3
+best=
+for i in 1 2 3; do
+	us=$("$ZBIN/zt-bigmem" 0 100 time | awk '/^created_us/ { print $2 }')
+	[ -n "$us" ] && { [ -z "$best" ] || [ "$us" -lt "$best" ]; } && best=$us
+done
+echo "BENCH engine_create_100proc_floor $(awk -v u="${best:-0}" 'BEGIN { printf "%.1f", u / 1000 }') ms" \
+	"(zt-bigmem forking its own 100 processes, no restore; best of 3)"
 
 # a pre-fork server: 16 processes forked after the parent touched 16 MiB,
 # all still shared copy-on-write — stored once, shared again after restore
