@@ -280,8 +280,8 @@ static int emit_inherit(struct rst_ctx *r, struct plan *pl, struct rproc *c, con
 	size_t ncp = c->core->n_cow_parent, k = 0;
 	for (size_t i = 0; i < nc; i++) {
 		const ImgVma *v = c->core->vmas[i];
-		if (!kept[i] || !v->has_pages)
-			continue;
+		if (!kept[i] || !(v->has_pages || p->core->vmas[in[i]]->has_pages))
+			continue;     /* (a kept VMA without pages of its own still drops the parent's) */
 		uint64_t a = v->start;
 		while (k < ncp && cp[k] + cp[k + 1] * PAGE <= v->start)
 			k += 2;

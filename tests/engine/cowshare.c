@@ -18,6 +18,9 @@
  *       child k: pages 200+8k..+3 MADV_DONTNEED'd (read back as zeros),
  *         pages 400+16k..+15 (64 KiB) munmapped.
  *   - a 1 MiB heap buffer, filled by the parent before the forks (HEAP);
+ *   - a 64 KiB mapping of its own filled by the parent (PAD), all of it
+ *     MADV_DONTNEED'd by child 1: a mapping the child shares with its parent
+ *     but has no page of, zeros after restore;
  *   - child k: a fresh 256 KiB region of its own (NEWREG + k); the grandchild
  *     inherits child 0's.
  * Each process blocks SIGUSR1 and waits for it; on each one it checks all of
@@ -43,11 +46,13 @@
 #define MAX_CHILDREN 10  /* keeps the page ranges below from overlapping */
 
 /* pattern tags: who wrote a page */
-enum { SEED = 1, LATE = 2, HEAP = 3, CHILD = 100, GRAND = 200, NEWREG = 300 };
+enum { SEED = 1, LATE = 2, HEAP = 3, PAD = 4, CHILD = 100, GRAND = 200, NEWREG = 300 };
+#define PAD_SIZE (64ul << 10)   /* a mapping of its own, emptied by child 1 */
 
 static char *shared;        /* the MB MiB region */
 static size_t npages;
 static char *heap;
+static char *pad;           /* child 1 drops all of it: a mapping without pages of its own */
 static char *newreg;        /* child k's own region (the grandchild's is child 0's) */
 static int child = -1;      /* k, or -1 for the parent */
 static int grandchild;
@@ -158,6 +163,9 @@ static int verify(char *bad, size_t badlen)
 	for (size_t p = 0; p < HEAP_SIZE / PAGE; p++)
 		if (check_page(heap + p * PAGE, FILLED, HEAP, p, bad, badlen, "heap") < 0)
 			return -1;
+	for (size_t p = 0; p < PAD_SIZE / PAGE; p++)
+		if (check_page(pad + p * PAGE, child == 1 && !grandchild ? ZERO : FILLED, PAD, p, bad, badlen, "pad") < 0)
+			return -1;
 	for (size_t p = 0; newreg && p < NEWREG_SIZE / PAGE; p++)
 		if (check_page(newreg + p * PAGE, FILLED, NEWREG + child, p, bad, badlen, "newregion") < 0)
 			return -1;
@@ -209,7 +217,8 @@ static int child_setup(int k)
 {
 	for (size_t p = own_first(k); p < own_first(k) + 3; p++)
 		fill_page(shared + p * PAGE, CHILD + k, p);
-	if (madvise(shared + dontneed_first(k) * PAGE, 4 * PAGE, MADV_DONTNEED) < 0 ||
+	if ((k == 1 && madvise(pad, PAD_SIZE, MADV_DONTNEED) < 0) ||
+	    madvise(shared + dontneed_first(k) * PAGE, 4 * PAGE, MADV_DONTNEED) < 0 ||
 	    munmap(shared + unmap_first(k) * PAGE, 16 * PAGE) < 0)
 		return -1;
 	newreg = mmap(NULL, NEWREG_SIZE, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
@@ -244,11 +253,14 @@ int main(int argc, char **argv)
 
 	shared = mmap(NULL, npages * PAGE, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
 	heap = malloc(HEAP_SIZE);
+	/* (MAP_NORESERVE: never merged with the shared region next to it) */
+	pad = mmap(NULL, PAD_SIZE, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
 	int ready[2];
-	if (shared == MAP_FAILED || !heap || pipe2(ready, O_CLOEXEC) < 0)
+	if (shared == MAP_FAILED || pad == MAP_FAILED || !heap || pipe2(ready, O_CLOEXEC) < 0)
 		return 3;
 	fill(shared, npages * PAGE, SEED);
 	fill(heap, HEAP_SIZE, HEAP);
+	fill(pad, PAD_SIZE, PAD);
 
 	for (int k = 0; k < nchild; k++) {
 		pid_t pid = fork();
