@@ -230,17 +230,17 @@ static bool same_vdso(const ImgProcCore *a, const ImgProcCore *b)
 /*
  * Can child c be forked from its parent p after p's layout and pages are in
  * (cowshare.c), so that the pages the image says they share are shared
- * again?  p must lay its memory out in the seed, neither may have a root of
+ * again?  Both must lay their memory out in the seed, neither may have a root of
  * its own (a late fork would inherit p's chroot), and their vdso blocks must
  * be where each other's are.
  */
-static bool late_ok(struct rst_ctx *r, const struct plan *pl, struct rproc *p, const struct rproc *c)
+static bool late_ok(struct rst_ctx *r, const struct plan *pl, struct rproc *p, struct rproc *c)
 {
 	const char *e = getenv("ZAPC_RESTORE_COWSHARE");
 	uint64_t dst[3], len[3];
 	return !(e && !strcmp(e, "0")) && !c->tree->zombie && c->cow_parent == (int)(p - r->procs) &&
 	       !strcmp(p->core->root, "/") && !strcmp(c->core->root, "/") && same_vdso(p->core, c->core) &&
-	       layout_gap(r, pl, p, dst, len);
+	       layout_gap(r, pl, p, dst, len) && layout_gap(r, pl, c, dst, len);   /* (c maps its own VMAs too) */
 }
 
 /*
