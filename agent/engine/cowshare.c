@@ -109,6 +109,7 @@ static struct dproc *parent_of(struct dump_ctx *d, struct dproc *p)
 /* (a range never crosses a VMA boundary: the restore checks each is in one) */
 static void add_range(struct dproc *p, uint64_t s, uint64_t e, uint64_t vma_start)
 {
+	p->shared_pages += (e - s) / PAGE;
 	if (p->nshared && p->shared[p->nshared - 1].e == s && s != vma_start) {
 		p->shared[p->nshared - 1].e = e;
 		return;

@@ -158,6 +158,7 @@ struct dproc {
 	int cow_from_pm;             /* its /proc/PID/pagemap while the VMAs are looked at */
 	struct range *shared;        /* page ranges that are the parent's */
 	int nshared, shared_cap;
+	uint64_t shared_pages;       /* ... how many pages */
 };
 
 /*

@@ -940,7 +940,9 @@ int mm_dump(struct dump_ctx *d, struct dproc *p)
 	 * fork (mm_cow_runs).  Whether the fork is worth it is judged from
 	 * smaps (anonymous + swapped kB of those VMAs), as read frozen.
 	 */
-	if (err == 0 && npend && !nruns && p->cow_ok && !deferring && pend_kb * 1024 >= mm_cow_min_bytes()) {
+	/* (pages shared with the parent are not saved here: cowshare.c) */
+	uint64_t pend_bytes = pend_kb * 1024 > p->shared_pages * PAGE ? pend_kb * 1024 - p->shared_pages * PAGE : 0;
+	if (err == 0 && npend && !nruns && p->cow_ok && !deferring && pend_bytes >= mm_cow_min_bytes()) {
 		close(pmfd);
 		p->cow_pend = pend;
 		p->ncow_pend = npend;
