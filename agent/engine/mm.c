@@ -903,7 +903,10 @@ int mm_dump(struct dump_ctx *d, struct dproc *p)
 			 * reservations would cost a pagemap walk of their whole range) */
 			if (stale)
 				rss = 1;      /* smaps read before the freeze: look every VMA up */
-			if (rss && (err = cowshare_vma(d, p, pmfd, v)) < 0)
+			/* (only pages of its own can be the parent's: Anonymous, as of
+			 * the freeze or, stale, of the look before it — a page missed is
+			 * saved for the process, never lost) */
+			if (anon && (err = cowshare_vma(d, p, pmfd, v)) < 0)
 				break;
 			if (d->indexed && v->kind == VK_ANON && (rss || swap)) {
 				bool resident = !stale && !swap && rss * 1024 == v->end - v->start;
