@@ -660,6 +660,14 @@ static int restore_process(struct rst_ctx *r, struct rproc *p)
 	return rq_flush_start(r, p);
 }
 
+/* processes whose late batch / scratch munmap may be in flight at once (restore_main) */
+#ifndef BATCH_DEPTH
+#define BATCH_DEPTH 3
+#endif
+#ifndef UNMAP_DEPTH
+#define UNMAP_DEPTH 3
+#endif
+
 /* p's late batch is done: check it, drain on if it has to; then start the
  * scratch munmap (not in the batch: it runs from these pages).  The task
  * tears its scratch mapping down (page tables too) on the other core while
@@ -1108,9 +1116,14 @@ int restore_main(int argc, char **argv)
 		}
 		p->seized = true;
 	}
-	/* three processes at once: the late batch of `late` and the scratch
-	 * munmap of `prev` run in their tasks while this one's pages go in */
-	struct rproc *prev = NULL, *late = NULL;
+	/* several processes at once: the late batches (`batching`) and then the
+	 * scratch munmaps (`unmapping`) of the ones before run in their tasks
+	 * while this one's pages go in; each is waited for only BATCH_DEPTH /
+	 * UNMAP_DEPTH processes later (a munmap frees the scratch pages' page
+	 * tables, ~0.1-0.2 ms on this PVM guest: waiting for it one process
+	 * later kept the engine waiting for the tasks) */
+	struct rproc *batching[BATCH_DEPTH + 1] = { NULL }, *unmapping[UNMAP_DEPTH + 1] = { NULL };
+	int nbatch = 0, nunmap = 0;
 	for (int i = 0, started = 0; i < r->nprocs; i++) {
 		struct rproc *p = &r->procs[i];
 		if (p->tree->zombie)
@@ -1131,18 +1144,32 @@ int restore_main(int argc, char **argv)
 		}
 		if ((err = restore_process(r, p)) < 0)
 			goto fail;      /* logged where it failed */
-		if (prev && (err = finish_process(r, prev)) < 0)
-			goto fail;
-		prev = NULL;
-		if (late && ((err = late_finish(r, late)) < 0))
-			goto fail;
-		prev = late;
-		late = p;
+		if (nunmap == UNMAP_DEPTH) {
+			if ((err = finish_process(r, unmapping[0])) < 0)
+				goto fail;
+			memmove(unmapping, unmapping + 1, (size_t)--nunmap * sizeof(*unmapping));
+		}
+		if (nbatch == BATCH_DEPTH) {
+			if ((err = late_finish(r, batching[0])) < 0)
+				goto fail;
+			unmapping[nunmap++] = batching[0];
+			memmove(batching, batching + 1, (size_t)--nbatch * sizeof(*batching));
+		}
+		batching[nbatch++] = p;
 	}
-	if (prev && (err = finish_process(r, prev)) < 0)
-		goto fail;
-	if (late && ((err = late_finish(r, late)) < 0 || (err = finish_process(r, late)) < 0))
-		goto fail;
+	for (int k = 0; k < nbatch; k++) {
+		if ((err = late_finish(r, batching[k])) < 0)
+			goto fail;
+		if (nunmap == UNMAP_DEPTH) {
+			if ((err = finish_process(r, unmapping[0])) < 0)
+				goto fail;
+			memmove(unmapping, unmapping + 1, (size_t)--nunmap * sizeof(*unmapping));
+		}
+		unmapping[nunmap++] = batching[k];
+	}
+	for (int k = 0; k < nunmap; k++)
+		if ((err = finish_process(r, unmapping[k])) < 0)
+			goto fail;
 	clock_gettime(CLOCK_MONOTONIC, &tr1);
 	if (getenv("ZAPC_ENGINE_TIMING"))
 		fprintf(stderr, "TIMING restore_processes_ms %.3f\n",
