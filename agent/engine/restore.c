@@ -1037,6 +1037,7 @@ int restore_main(int argc, char **argv)
 	/* wait for every live task to report */
 	int want = 0;
 	uint64_t seed_vdso = 0;
+	bool seed_vdso_ready = false;   /* seed_vdso from a task the engine lays out */
 	struct early early = { 0, 0, false };
 	for (int i = 0; i < r->nprocs; i++) {
 		want += !r->procs[i].tree->zombie;
@@ -1065,8 +1066,22 @@ int restore_main(int argc, char **argv)
 		int i = proc_index(r, (uint32_t)m.pid);
 		if (i >= 0 && r->seed_fd >= 0)
 			r->procs[i].seed_laid = m.op == SEED_READY_LAID || m.op == SEED_FILL_ME;
-		if (m.vdso)
+		/* a task the engine lays out says where its vdso block is: where
+		 * the seed's exec put it, for every such task — unless it was
+		 * forked from a laid-out one (cowshare.c) and could not lay its
+		 * own memory out: not supported */
+		if (m.vdso && m.op != SEED_READY && !seed_vdso_ready)
+			seed_vdso = m.vdso;      /* (matters only for a task the engine lays out) */
+		if (m.vdso && m.op == SEED_READY) {
+			if (seed_vdso_ready && seed_vdso != m.vdso) {
+				log_err("restore: pid %d: its vdso is at %#llx, another task's at %#llx: the engine cannot "
+					"lay both out", m.pid, (unsigned long long)m.vdso, (unsigned long long)seed_vdso);
+				err = -ENOTSUP;
+				goto fail;
+			}
 			seed_vdso = m.vdso;
+			seed_vdso_ready = true;
+		}
 		if (m.pid == 1 && m.op != SEED_FILL_ME)
 			timing("init_ready");   /* (it forks all its children first) */
 		if (c && c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_CREDENTIALS && i >= 0) {
@@ -1076,8 +1091,9 @@ int restore_main(int argc, char **argv)
 		}
 		if (i >= 0 && r->procs[i].hpid > 0 && m.op == SEED_FILL_ME && r->seed_fd >= 0)
 			r->procs[i].fill_wait = true;     /* (not ready: it forks, then parks) */
-		else if (i >= 0) {
-			r->procs[i].ready = true;
+		else {
+			if (i >= 0)
+				r->procs[i].ready = true;
 			got++;
 		}
 		if (early.next < early.end && (err = early_pages(r, &early)) < 0)
