@@ -117,10 +117,12 @@ echo 1 > "$RPOD_CG/cgroup.kill"; wait_for 10 pod_gone "$RPOD_CG"
 
 # an image that lies about what is shared (valid checksums, zt-cowedit) is
 # refused with one line naming the process and the range; nothing is left
+nlie=0
 lie() {   # lie WHAT PID [ADDR NPAGES]
 	what=$1; shift
 	"$ZBIN/zt-cowedit" "$d/img" "$d/lie" "$@" || { ok 1 "$what: zt-cowedit"; return; }
-	cg=$CGROOT/$(uniq zcsl); mkdir "$cg"; on_exit "_pod_cleanup_cg $cg"
+	nlie=$((nlie + 1))
+	cg=$CGROOT/$(uniq zcsl$nlie); mkdir "$cg"; on_exit "_pod_cleanup_cg $cg"
 	t_timeout 30 "$ENGINE" restore -i "$d/lie" --cgroup "$cg" > "$d/pid" 2> "$d/err"; rc=$?
 	[ $rc -ne 0 ] && [ "$(wc -l < "$d/err")" = 1 ] && grep -q "pid $1.*shared with" "$d/err" &&
 		wait_for 5 pod_gone "$cg" && ! [ -s "$d/pid" ]
