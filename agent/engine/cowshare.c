@@ -123,6 +123,8 @@ static void add_range(struct dproc *p, uint64_t s, uint64_t e, uint64_t vma_star
 	p->shared[p->nshared++] = (struct range){ s, e };
 }
 
+static int compare(struct dproc *p, int pmfd, const ImgVma *v, uint64_t s, uint64_t e);
+
 int cowshare_vma(struct dump_ctx *d, struct dproc *p, int pmfd, const ImgVma *v)
 {
 	if (d->indexed || !private_mem(v) || p == d->procs || disabled())
@@ -139,10 +141,38 @@ int cowshare_vma(struct dump_ctx *d, struct dproc *p, int pmfd, const ImgVma *v)
 	}
 	if (!p->cow_from || p->cow_from_pm < 0 || !twin(p->cow_from->core, v, true, NULL))
 		return 0;
+	/* a big VMA only where the child has pages (one PAGEMAP_SCAN walk): it
+	 * can be huge and nearly empty — ASan's shadow is terabytes; a small
+	 * one is read whole (the walk would cost more than it saves) */
+	if (v->end - v->start <= (2u << 20))
+		return compare(p, pmfd, v, v->start, v->end);
+	struct range *pr = NULL;
+	int npr = 0, err = dirty_present(p, pmfd, v->start, v->end, &pr, &npr);
+	if (err == -ENOTTY || err == -EINVAL) {       /* no PAGEMAP_SCAN (< 6.7): small VMAs only */
+		free(pr);
+		pr = NULL;
+		npr = v->end - v->start <= (64ull << 20);
+		if (npr)
+			pr = xcalloc(1, sizeof(*pr)), pr[0] = (struct range){ v->start, v->end };
+	} else if (err < 0) {
+		free(pr);
+		log_err("dump: pid %u vma %#llx: PAGEMAP_SCAN: %s", p->tree->pid, (unsigned long long)v->start,
+			strerror(-err));
+		return err;
+	}
+	for (int i = 0; i < npr && !err; i++)
+		err = compare(p, pmfd, v, pr[i].s > v->start ? pr[i].s : v->start, pr[i].e < v->end ? pr[i].e : v->end);
+	free(pr);
+	return err;
+}
+
+/* [s, e) of VMA v: the pages that are the parent's go to p->shared */
+static int compare(struct dproc *p, int pmfd, const ImgVma *v, uint64_t s, uint64_t e)
+{
 	enum { N = 512 };
 	uint64_t mine[N], theirs[N];
-	for (uint64_t a = v->start; a < v->end;) {
-		size_t k = (v->end - a) / PAGE < N ? (size_t)((v->end - a) / PAGE) : N;
+	for (uint64_t a = s; a < e;) {
+		size_t k = (e - a) / PAGE < N ? (size_t)((e - a) / PAGE) : N;
 		off_t off = (off_t)(a / PAGE * 8);
 		if (pread(pmfd, mine, k * 8, off) != (ssize_t)(k * 8)) {
 			log_err("dump: pid %u: pagemap at %#llx: %s", p->tree->pid, (unsigned long long)a,
