@@ -298,6 +298,16 @@ int show_main(int argc, char **argv)
 			printf("mount: %s %s%s%s%s\n", files->mounts[i]->fstype, files->mounts[i]->mountpoint,
 			       files->mounts[i]->source ? " from " : "", files->mounts[i]->source ? files->mounts[i]->source : "",
 			       files->mounts[i]->n_files ? " (with content)" : "");
+		for (size_t i = 0; files && i < files->n_locks; i++) {     /* locks.c */
+			ImgFileLock *l = files->locks[i];
+			char end[24] = "EOF";
+			if (l->has_end)
+				snprintf(end, sizeof(end), "%llu", (unsigned long long)l->end);
+			printf("lock: %s %s %llu-%s on %s (pid %u fd %u)\n",
+			       l->kind == LOCK_KIND__LOCK_POSIX ? "POSIX" : l->kind == LOCK_KIND__LOCK_OFD ? "OFD" : "flock",
+			       l->write ? "WRITE" : "READ", (unsigned long long)l->start, end,
+			       file_key(file_by_id(files, l->file_id)), l->pid, l->fd);
+		}
 		for (size_t i = 0; i < tree->n_procs; i++) {
 			ImgProc *p = tree->procs[i];
 			ImgProcCore *c = NULL;
