@@ -17,8 +17,10 @@
  *                            in the way (in the caller's pid namespace; -1 for
  *                            an OFD lock), or "none".
  *   zt-locks holdout FILE START LEN
- *                            takes a POSIX WRITE lock, prints "held", sleeps.
+ *                            takes a POSIX WRITE lock, prints "held PID", sleeps.
  *   zt-locks lease FILE      takes a read lease, prints "held", sleeps.
+ *   zt-locks mapped FILE     flock LOCK_EX, maps the file, closes the fd (the
+ *                            lock stays with the mapping), prints "held", sleeps.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -27,6 +29,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/file.h>
+#include <sys/mman.h>
 #include <unistd.h>
 
 static volatile sig_atomic_t g_release;
@@ -137,7 +140,7 @@ int main(int argc, char **argv)
 		int fd = open(argv[2], O_RDWR);
 		must(fd, argv[2]);
 		must(posix_lock(fd, F_SETLK, F_WRLCK, atoll(argv[3]), atoll(argv[4])), "lock");
-		puts("held");
+		printf("held %d\n", (int)getpid());
 		fflush(stdout);
 		for (;;)
 			pause();
@@ -146,6 +149,18 @@ int main(int argc, char **argv)
 		int fd = open(argv[2], O_RDONLY);
 		must(fd, argv[2]);
 		must(fcntl(fd, F_SETLEASE, F_RDLCK), "F_SETLEASE");
+		puts("held");
+		fflush(stdout);
+		for (;;)
+			pause();
+	}
+	if (argc == 3 && !strcmp(argv[1], "mapped")) {
+		int fd = open(argv[2], O_RDWR);
+		must(fd, argv[2]);
+		must(flock(fd, LOCK_EX | LOCK_NB), "flock");
+		if (mmap(NULL, 4096, PROT_READ, MAP_SHARED, fd, 0) == MAP_FAILED)
+			must(-1, "mmap");
+		close(fd);
 		puts("held");
 		fflush(stdout);
 		for (;;)
