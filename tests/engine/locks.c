@@ -5,9 +5,12 @@
  *                            POSIX locks WRITE 100-199 and READ 200-EOF on
  *                            DIR/posix, an OFD WRITE lock on DIR/ofd (all of
  *                            it), and a forked child with its own POSIX WRITE
- *                            lock on bytes 0-9 of DIR/child; then writes
- *                            DIR/ready.  On SIGUSR1 it drops the WRITE lock
- *                            100-199 and writes DIR/released.
+ *                            lock on bytes 0-9 of DIR/child; it holds byte 0
+ *                            of DIR/wait, which a second child waits for in
+ *                            F_SETLKW; then writes DIR/ready.  On SIGUSR1 it
+ *                            drops the WRITE lock 100-199 and the one on
+ *                            DIR/wait and writes DIR/released; the waiter,
+ *                            once it has the lock, writes DIR/waited.
  *   zt-locks try FILE posix|ofd|flock r|w START LEN
  *                            takes a lock without waiting from outside the pod
  *                            (its own open file description) and prints "ok",
@@ -25,11 +28,13 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <signal.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/file.h>
 #include <sys/mman.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 static volatile sig_atomic_t g_release;
@@ -91,6 +96,34 @@ static __attribute__((noreturn)) void hold(const char *dir)
 	}
 	char b;
 	must((int)read(go[0], &b, 1), "read");
+	int wt = open_in(dir, "wait", O_RDWR);
+	must(posix_lock(wt, F_SETLK, F_WRLCK, 0, 1), "wait lock");
+	c = fork();
+	must(c, "fork");
+	if (c == 0) {
+		/* blocks until the parent lets go (after the restore, in the test) */
+		must(posix_lock(wt, F_SETLKW, F_WRLCK, 0, 1), "F_SETLKW");
+		mark(dir, "waited");
+		for (;;)
+			pause();
+	}
+	/* the waiter is blocked when its request on DIR/wait shows in /proc/locks ("->") */
+	struct stat st;
+	must(fstat(wt, &st), "fstat");
+	char ino[32];
+	snprintf(ino, sizeof(ino), ":%lu ", (unsigned long)st.st_ino);
+	for (int i = 0; i < 500; i++) {
+		char line[256];
+		FILE *f = fopen("/proc/locks", "re");
+		bool blocked = false;
+		while (f && fgets(line, sizeof(line), f))
+			blocked |= strstr(line, "->") && strstr(line, ino);
+		if (f)
+			fclose(f);
+		if (blocked)
+			break;
+		usleep(10000);
+	}
 	signal(SIGUSR1, on_usr1);
 	mark(dir, "ready");
 	for (;;) {
@@ -98,6 +131,7 @@ static __attribute__((noreturn)) void hold(const char *dir)
 		if (g_release) {
 			g_release = 0;
 			must(posix_lock(px, F_SETLK, F_UNLCK, 100, 100), "unlock");
+			must(posix_lock(wt, F_SETLK, F_UNLCK, 0, 1), "unlock wait");
 			mark(dir, "released");
 		}
 	}

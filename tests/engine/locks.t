@@ -7,27 +7,33 @@
 # finds a conflicting lock held outside the pod fails with one line and
 # leaves nothing; leases and a flock kept only by a mapping fail the dump
 # with the pod running on; sqlite3 in an exclusive transaction keeps others
-# out across a checkpoint and commits afterwards.
+# out across a checkpoint and commits afterwards.  A child blocked in
+# F_SETLKW at the checkpoint waits again after restore and gets the lock.
 . "$(dirname "$0")/../lib.sh"
 . "$(dirname "$0")/pod.sh"
 need_root
-plan 27
+plan 30
 
 d=$(mktemp -d /tmp/zeng-locks.XXXXXX); on_exit "rm -rf $d"
 LK=$ZBIN/zt-locks
 
-# locks_of DIR INIT CHILD: the locks on DIR's four files as "file KIND TYPE
-# owner start end", the owner pid as init/child when it is one of them
-locks_of() {
-	for f in flock posix ofd child; do
+# locks_of DIR [INIT]: the locks on DIR's files as "file KIND TYPE owner start
+# end", the owner pid as init, or child for a child of INIT; waiters_of: the
+# requests blocked on them ("->" lines) the same way
+_locks() {
+	kids=" $(cat /proc/$2/task/*/children 2>/dev/null) "
+	for f in flock posix ofd child wait; do
 		[ -e "$1/$f" ] || continue
-		awk -v ino=":$(stat -c %i "$1/$f")" -v f=$f -v i="$2" -v c="$3" '
-			!/->/ && substr($6, length($6) - length(ino) + 1) == ino {
-				o = $5; if (o == i) o = "init"; else if (o == c) o = "child"
+		awk -v ino=":$(stat -c %i "$1/$f")" -v f=$f -v i="${2:-none}" -v kids="$kids" -v w="$3" '
+			{ if (w) { if ($2 != "->") next; $1 = ""; $0 = $0 } else if ($2 == "->") next }
+			substr($6, length($6) - length(ino) + 1) == ino {
+				o = $5; if (o == i) o = "init"; else if (index(kids, " " o " ")) o = "child"
 				print f, $2, $4, o, $7, $8 }' /proc/locks
 	done | sort
 }
-child_of() { cat /proc/$1/task/$1/children 2>/dev/null | awk '{print $1}'; }
+locks_of() { _locks "$1" "$2" ""; }
+waiters_of() { _locks "$1" "$2" 1; }
+parent_of() { awk '/^PPid/ {print $2}' /proc/$1/status 2>/dev/null; }
 # the checker: a result per attempt, from outside the pod
 check_all() {
 	dir=$1
@@ -41,26 +47,32 @@ WANT_LOCKS="child POSIX WRITE child 0 9
 flock FLOCK WRITE init 0 EOF
 ofd OFDLCK WRITE -1 0 EOF
 posix POSIX READ init 200 EOF
-posix POSIX WRITE init 100 199"
+posix POSIX WRITE init 100 199
+wait POSIX WRITE init 0 0"
 # flock, write 100-199 (w, r), read 200-EOF (w busy, r ok), 0-99 free, OFD, the child's 0-9 and 10
 WANT_CHECK="busy busy busy busy ok ok busy busy ok "
 
 # --- checkpoint (the pod ends) and restore
 pod_start zl "$LK" hold "$d"; ok $? "pod started"
 wait_for 5 test -e "$d/ready"
-is "$(locks_of "$d" "$POD_INIT" "$(child_of "$POD_INIT")")" "$WANT_LOCKS" "the program holds its five locks"
+is "$(locks_of "$d" "$POD_INIT")" "$WANT_LOCKS" "the program holds its six locks"
+is "$(waiters_of "$d" "$POD_INIT")" "wait POSIX WRITE child 0 0" "a child waits for one of them in F_SETLKW"
 t_timeout 30 "$ENGINE" dump --cgroup "$POD_CG" --init "$POD_INIT" -o "$d/img"; ok $? "dump"
 wait_for 5 pod_gone "$POD_CG"
 is "$(locks_of "$d")" "" "the pod is gone and so are its locks"
-is "$(t_timeout 10 "$ZBIN/zapc-engine" show "$d/img" | grep -c '^lock: ')" 5 "the image has the five locks"
+is "$(t_timeout 10 "$ZBIN/zapc-engine" show "$d/img" | grep -c '^lock: ')" 6 "the image has the six locks"
 pod_restore "$d/img" zlr; ok $? "restore"
-rchild=$(child_of "$RPOD_INIT")
-is "$(locks_of "$d" "$RPOD_INIT" "$rchild")" "$WANT_LOCKS" "/proc/locks: the same locks, owned by the restored init and child"
+is "$(locks_of "$d" "$RPOD_INIT")" "$WANT_LOCKS" "/proc/locks: the same locks, owned by the restored init and child"
+is "$(waiters_of "$d" "$RPOD_INIT")" "wait POSIX WRITE child 0 0" "the restored waiter waits again"
 is "$(check_all "$d")" "$WANT_CHECK" "from outside: every locked range is busy, the free ones can be taken"
-is "$(t_timeout 10 "$LK" owner "$d/posix" 100 100) $(t_timeout 10 "$LK" owner "$d/child" 0 10)" \
-	"$RPOD_INIT $rchild" "F_GETLK names the restored processes as the owners"
+owner=$(t_timeout 10 "$LK" owner "$d/child" 0 10)
+is "$(t_timeout 10 "$LK" owner "$d/posix" 100 100) $(parent_of "$owner")" \
+	"$RPOD_INIT $RPOD_INIT" "F_GETLK names the restored init and its child as the owners"
 kill -USR1 "$RPOD_INIT"
 wait_for 5 test -e "$d/released"; ok $? "the restored program runs and drops its WRITE lock on SIGUSR1"
+wait_for 5 test -e "$d/waited"
+is "$(locks_of "$d" "$RPOD_INIT" | grep ^wait) $(waiters_of "$d" "$RPOD_INIT")" "wait POSIX WRITE child 0 0 " \
+	"the waiter got its lock when the restored init let go"
 is "$(t_timeout 10 "$LK" try "$d/posix" posix w 100 100) $(t_timeout 10 "$LK" try "$d/posix" posix w 250 10)" \
 	"ok busy" "the checker can take that range now; the READ lock is still held"
 
@@ -78,7 +90,7 @@ ok $((! $?)) "restore fails while an outside process holds a conflicting lock"
 is "$(wc -l < "$d/err") $(grep -c "restore: pid 1 fd [0-9]* ($d/posix): POSIX WRITE lock on bytes 100-199: .*outside the pod holds a conflicting lock" "$d/err")" \
 	"1 1" "one line naming pid, fd, file and lock: $(cat "$d/err")"
 wait_for 5 pod_gone "$cg"; ok $? "no process of the failed restore is left"
-is "$(locks_of "$d" "$hpid")" "posix POSIX WRITE init 150 159" "no lock of the failed restore is left (its flock was taken, then released)"
+is "$(locks_of "$d" "$hpid") $(waiters_of "$d" "$hpid")" "posix POSIX WRITE init 150 159 " "no lock of the failed restore is left (its flock was taken, then released)"
 kill "$hpid"
 
 # --- a snapshot keeps the pod's locks as they were
@@ -86,13 +98,14 @@ d2=$d/snap; mkdir "$d2"
 pod_start zls "$LK" hold "$d2"
 wait_for 5 test -e "$d2/ready"
 t_timeout 30 "$ENGINE" dump --cgroup "$POD_CG" --init "$POD_INIT" -o "$d/snap.img" --leave-running; ok $? "snapshot"
-is "$(locks_of "$d2" "$POD_INIT" "$(child_of "$POD_INIT")")" "$WANT_LOCKS" "the pod still holds exactly its five locks"
+is "$(locks_of "$d2" "$POD_INIT") $(waiters_of "$d2" "$POD_INIT")" "$WANT_LOCKS wait POSIX WRITE child 0 0" \
+	"the pod still holds exactly its six locks, its waiter still waits"
 is "$(check_all "$d2")" "$WANT_CHECK" "from outside: the same ranges are busy after the snapshot"
 cg=$CGROOT/$(uniq zlsr); mkdir "$cg"; on_exit "_pod_cleanup_cg $cg"
 t_timeout 60 "$ENGINE" restore -i "$d/snap.img" --cgroup "$cg" > /dev/null 2> "$d/err2"
 is "$? $(grep -c "($d2/flock): flock WRITE lock: .*conflicting lock" "$d/err2")" "1 1" \
 	"a copy of the snapshot beside the running pod cannot take its locks: $(cat "$d/err2")"
-is "$(locks_of "$d2" "$POD_INIT" "$(child_of "$POD_INIT")")" "$WANT_LOCKS" "... and the running pod keeps them"
+is "$(locks_of "$d2" "$POD_INIT")" "$WANT_LOCKS" "... and the running pod keeps them"
 
 # --- unsupported: a lease, a flock kept only by a mapping (the pod runs on)
 touch "$d/leased" "$d/mapped"
