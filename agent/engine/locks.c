@@ -128,8 +128,9 @@ int locks_dump_fd(struct dump_ctx *d, struct dproc *p, int fd, uint32_t file_id)
 	snprintf(path, sizeof(path), "/proc/%d/fdinfo/%d", p->hpid, fd);
 	char *info = read_file_str(path, NULL);
 	if (!info) {
-		log_err("dump: pid %u fd %d: %s: %s", p->tree->pid, fd, path, strerror(errno));
-		return -errno;
+		int e = errno;
+		log_err("dump: pid %u fd %d: %s: %s", p->tree->pid, fd, path, strerror(e));
+		return -e;
 	}
 	snprintf(path, sizeof(path), "/proc/%d/fd/%d", p->hpid, fd);
 	if (read_link(path, link, sizeof(link)) < 0)
@@ -153,6 +154,8 @@ int locks_dump_fd(struct dump_ctx *d, struct dproc *p, int fd, uint32_t file_id)
 			err = -ENOTSUP;
 			break;
 		}
+		/* a flock names the process that took it: one that has exited
+		 * (its pid free, or reused by then — a false refusal) passes */
 		struct dproc *taker = l.kind == LK_FLOCK ? pod_proc(d, l.pid) : NULL;
 		if (l.kind == LK_FLOCK && !taker && l.pid > 0 && kill((pid_t)l.pid, 0) == 0) {
 			log_err("dump: pid %u fd %d (%s): flock %s taken by pid %ld outside the pod: not supported",
@@ -204,8 +207,9 @@ static int locks_dump_finish(struct dump_ctx *d)
 {
 	char *all = read_file_str("/proc/locks", NULL);
 	if (!all) {
-		log_err("dump: /proc/locks: %s", strerror(errno));
-		return -errno;
+		int e = errno;
+		log_err("dump: /proc/locks: %s", strerror(e));
+		return -e;
 	}
 	int err = 0;
 	for (char *line = all, *next; line && *line && !err; line = next) {
