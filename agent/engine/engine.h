@@ -429,6 +429,7 @@ int threads_restore_late(struct rst_ctx *r, struct rproc *p);
 int creds_restore_late(struct rst_ctx *r, struct rproc *p);
 int timers_restore_late(struct rst_ctx *r, struct rproc *p);
 int pidfd_restore_late(struct rst_ctx *r, struct rproc *p);
+int locks_restore_late(struct rst_ctx *r, struct rproc *p);    /* after its inventory fds are closed */
 int thread_restore_one(struct rst_ctx *r, struct rproc *p, int i, struct inj *t);
 int signals_drain(struct rst_ctx *r, struct rproc *p, struct inj *t);
 

@@ -54,6 +54,8 @@ extern const struct fd_kind *const fd_kinds[];   /* NULL-terminated */
 
 int files_dump_finish(struct dump_ctx *d);   /* runs every kind's dump_finish */
 void mounts_dump_early(pid_t init);          /* before the freeze: the mount tables (mounts.c) */
+/* The locks fdinfo lists for fd of p (description file_id), into the image (locks.c). */
+int locks_dump_fd(struct dump_ctx *d, struct dproc *p, int fd, uint32_t file_id);
 
 /* Helpers for kinds. */
 int inv_move(struct rst_ctx *r, int fd);

@@ -7,7 +7,7 @@
 extern const struct fd_kind fdkind_pipe, fdkind_regfile, fdkind_inet;
 extern const struct fd_kind fdkind_eventfd, fdkind_epoll, fdkind_timerfd, fdkind_signalfd,
 	fdkind_unix, fdkind_pidfd, fdkind_inotify, fdkind_memfd,
-	fdkind_shmfile, fdkind_sysv, fdkind_pty, fdkind_mounts;
+	fdkind_shmfile, fdkind_sysv, fdkind_pty, fdkind_mounts, fdkind_locks;
 
 const struct fd_kind *const fd_kinds[] = {
 	&fdkind_mounts,    /* mounts.c: the pod's own mounts, made before any file is reopened (hooks only) */
@@ -25,5 +25,6 @@ const struct fd_kind *const fd_kinds[] = {
 	&fdkind_epoll,     /* epoll.c: interest list (re-added once all files exist) */
 	&fdkind_inet,      /* inet.c: TCP and UDP sockets (netstate) */
 	&fdkind_sysv,      /* sysv*.c: SysV IPC of the pod's IPC namespace (hooks only) */
+	&fdkind_locks,     /* locks.c: file locks (hooks only; taken again in restore.c restore_process) */
 	NULL,
 };

@@ -53,7 +53,8 @@ uint32_t mapped_file_id(struct dump_ctx *d, const char *path, uint32_t flags)
 	return f->id;
 }
 
-static int fdinfo(pid_t pid, int fd, uint64_t *pos, uint32_t *flags)
+/* *locked: the fdinfo has "lock:" lines (locks.c reads them) */
+static int fdinfo(pid_t pid, int fd, uint64_t *pos, uint32_t *flags, bool *locked)
 {
 	char path[64], small[2048];
 	snprintf(path, sizeof(path), "/proc/%d/fdinfo/%d", pid, fd);
@@ -67,6 +68,7 @@ static int fdinfo(pid_t pid, int fd, uint64_t *pos, uint32_t *flags)
 	*pos = p ? strtoull(p + 4, NULL, 10) : 0;
 	p = strstr(s, "flags:");
 	*flags = p ? (uint32_t)strtoul(p + 6, NULL, 8) : 0;
+	*locked = strstr(s, "\nlock:\t") != NULL;
 	if (s != small)
 		free(s);
 	return 0;
@@ -115,6 +117,7 @@ int files_dump(struct dump_ctx *d, struct dproc *p)
 		int fd = fds[i], lfd = -1;
 		uint64_t pos = 0;
 		uint32_t flags = 0;
+		bool locked = false;
 		/*
 		 * Most fds of a pod are inherited: a stat through the magic link
 		 * (the description's dev/ino, the key of d->fdescs) and kcmp find
@@ -135,7 +138,7 @@ int files_dump(struct dump_ctx *d, struct dproc *p)
 					id = o->id;
 			}
 		if (id) {
-			if (fdinfo(p->hpid, fd, &pos, &flags) < 0) {
+			if (fdinfo(p->hpid, fd, &pos, &flags, &locked) < 0) {
 				err = -errno;
 				log_err("dump: pid %u fd %d: %s", p->tree->pid, fd, strerror(errno));
 				break;
@@ -144,6 +147,8 @@ int files_dump(struct dump_ctx *d, struct dproc *p)
 			e->fd = (uint32_t)fd;
 			e->file_id = id;
 			e->cloexec = !!(flags & O_CLOEXEC);
+			if (locked)
+				err = locks_dump_fd(d, p, fd, id);
 			continue;
 		}
 		if (pidfd < 0 && (pidfd = (int)syscall(SYS_pidfd_open, p->hpid, 0)) < 0) {
@@ -151,7 +156,7 @@ int files_dump(struct dump_ctx *d, struct dproc *p)
 			log_err("dump: pid %u: pidfd_open: %s", p->tree->pid, strerror(errno));
 			break;
 		}
-		if (read_link(path, link, sizeof(link)) < 0 || fdinfo(p->hpid, fd, &pos, &flags) < 0) {
+		if (read_link(path, link, sizeof(link)) < 0 || fdinfo(p->hpid, fd, &pos, &flags, &locked) < 0) {
 			err = -errno;
 			log_err("dump: pid %u fd %d: %s", p->tree->pid, fd, strerror(errno));
 			break;
@@ -196,6 +201,8 @@ int files_dump(struct dump_ctx *d, struct dproc *p)
 		e->fd = (uint32_t)fd;
 		e->file_id = id;
 		e->cloexec = !!(flags & O_CLOEXEC);
+		if (locked && !err)
+			err = locks_dump_fd(d, p, fd, id);
 	}
 	if (pidfd >= 0)
 		close(pidfd);

@@ -657,6 +657,9 @@ static int restore_process(struct rst_ctx *r, struct rproc *p)
 	if (p == &r->procs[0])
 		rq_add(p, "restore: pdeathsig", 0, SYS_prctl, PR_SET_PDEATHSIG, 0, 0, 0, 0, 0);
 	rq_add(p, "restore: close inventory", 0, SYS_close_range, (uint64_t)r->inv_base, ~0u, 0, 0, 0, 0);
+	/* file locks after that close: it drops the POSIX locks of the task (locks.c) */
+	if ((err = locks_restore_late(r, p)) < 0)
+		return err;
 	return rq_flush_start(r, p);
 }
 

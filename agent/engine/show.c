@@ -58,6 +58,11 @@ static void json_str(const char *s)
 	putchar('"');
 }
 
+static const char *lock_kind_name(LockKind k)
+{
+	return k == LOCK_KIND__LOCK_POSIX ? "POSIX" : k == LOCK_KIND__LOCK_OFD ? "OFD" : "flock";
+}
+
 static const char *file_key(const ImgFile *f)
 {
 	static char key[32];
@@ -232,6 +237,20 @@ int show_main(int argc, char **argv)
 		} else {
 			printf("null");
 		}
+		printf(",\"locks\":[");     /* locks.c */
+		for (size_t i = 0; files && i < files->n_locks; i++) {
+			ImgFileLock *l = files->locks[i];
+			printf("%s{\"kind\":\"%s\",\"write\":%s,\"start\":%llu,\"end\":", i ? "," : "",
+			       lock_kind_name(l->kind), l->write ? "true" : "false", (unsigned long long)l->start);
+			if (l->has_end)
+				printf("%llu", (unsigned long long)l->end);
+			else
+				printf("null");
+			printf(",\"pid\":%u,\"fd\":%u,\"path\":", l->pid, l->fd);
+			json_str(file_key(file_by_id(files, l->file_id)));
+			printf("}");
+		}
+		printf("]");
 		printf(",\"processes\":[");
 		for (size_t i = 0; i < tree->n_procs; i++) {
 			ImgProc *p = tree->procs[i];
@@ -298,6 +317,16 @@ int show_main(int argc, char **argv)
 			printf("mount: %s %s%s%s%s\n", files->mounts[i]->fstype, files->mounts[i]->mountpoint,
 			       files->mounts[i]->source ? " from " : "", files->mounts[i]->source ? files->mounts[i]->source : "",
 			       files->mounts[i]->n_files ? " (with content)" : "");
+		for (size_t i = 0; files && i < files->n_locks; i++) {     /* locks.c */
+			ImgFileLock *l = files->locks[i];
+			char end[24] = "EOF";
+			if (l->has_end)
+				snprintf(end, sizeof(end), "%llu", (unsigned long long)l->end);
+			printf("lock: %s %s %llu-%s on %s (pid %u fd %u)\n",
+			       lock_kind_name(l->kind),
+			       l->write ? "WRITE" : "READ", (unsigned long long)l->start, end,
+			       file_key(file_by_id(files, l->file_id)), l->pid, l->fd);
+		}
 		for (size_t i = 0; i < tree->n_procs; i++) {
 			ImgProc *p = tree->procs[i];
 			ImgProcCore *c = NULL;
