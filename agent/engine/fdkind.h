@@ -29,7 +29,8 @@ struct fd_src {
 
 struct fd_kind {
 	const char *name;
-	/* Does this kind handle the description?  (Cheap: link and st only.) */
+	/* Does this kind handle the description?  (Cheap: link and st only.)
+	 * NULL: none — a kind of hooks only (mounts, SysV IPC, shm content, locks) */
 	int (*match)(const struct fd_src *s);
 	/* Fill f (kind and fields) for a new description.  0 or -errno (logged). */
 	int (*dump)(struct dump_ctx *d, const struct fd_src *s, ImgFile *f);

@@ -182,7 +182,7 @@ int files_dump(struct dump_ctx *d, struct dproc *p)
 			struct fd_src src = { .p = p, .fd = fd, .lfd = lfd, .link = link, .st = st,
 					      .pos = pos, .flags = f->flags };
 			const struct fd_kind *const *k = fd_kinds;
-			while (*k && !(*k)->match(&src))
+			while (*k && !((*k)->match && (*k)->match(&src)))
 				k++;
 			if (!*k) {
 				log_err("dump: pid %u fd %d: %s (file type %o) is not supported", p->tree->pid, fd,

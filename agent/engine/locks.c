@@ -319,15 +319,9 @@ int locks_restore_late(struct rst_ctx *r, struct rproc *p)
 	return 0;
 }
 
-static int never(const struct fd_src *s)
-{
-	(void)s;
-	return 0;
-}
-
 const struct fd_kind fdkind_locks = {
 	.name = "file locks",
-	.match = never,           /* the files are the other kinds'; this saves their locks */
+	/* no .match: the files are the other kinds'; this saves their locks */
 	.kinds = { 0 },
 	.prepare = locks_check,
 	.dump_finish = locks_dump_finish,

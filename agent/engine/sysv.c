@@ -96,12 +96,6 @@ static bool has_sysv_vma(struct dump_ctx *d)
 	return false;
 }
 
-static int never(const struct fd_src *s)
-{
-	(void)s;
-	return 0;
-}
-
 static int sysv_dump_finish(struct dump_ctx *d)
 {
 	char path[64];
@@ -150,7 +144,7 @@ out:
 
 const struct fd_kind fdkind_sysv = {
 	.name = "SysV IPC",
-	.match = never,           /* not a file: the namespace's objects, saved once */
+	/* no .match: not a file: the namespace's objects, saved once */
 	.kinds = { 0 },
 	.dump_finish = sysv_dump_finish,
 };
