@@ -34,17 +34,7 @@
 #include "agent/engine/pagefill.h"
 #include "lib/log.h"
 
-#define PM_PRESENT   (1ull << 63)
-#define PM_FILE      (1ull << 61)
-#define PM_EXCLUSIVE (1ull << 56)
-#define PM_PFN(e)    ((e) & ((1ull << 55) - 1))
-
 #define MAX_COW_RANGES (1 << 20)    /* restore: pairs per process */
-
-static bool private_mem(const ImgVma *v)
-{
-	return v->kind == VK_ANON || (v->kind == VK_FILE && !(v->flags & MAP_SHARED));
-}
 
 /*
  * q's VMA that v is (a piece of): it holds v's range and maps the same
@@ -65,7 +55,7 @@ static const ImgVma *twin(const ImgProcCore *q, const ImgVma *v, bool by_name, s
 	if (lo == 0)
 		return NULL;
 	const ImgVma *w = q->vmas[lo - 1];
-	if (v->end > w->end || w->prot != v->prot || w->flags != v->flags || w->kind != v->kind || !private_mem(w) ||
+	if (v->end > w->end || w->prot != v->prot || w->flags != v->flags || w->kind != v->kind || !vma_private(w) ||
 	    (w->has_madv ? w->madv : 0) != (v->has_madv ? v->madv : 0))
 		return NULL;
 	/* the same file at the same offset: by its path (at dump the file ids
@@ -127,7 +117,7 @@ static int compare(struct dproc *p, int pmfd, const ImgVma *v, uint64_t s, uint6
 
 int cowshare_vma(struct dump_ctx *d, struct dproc *p, int pmfd, const ImgVma *v)
 {
-	if (d->indexed || !private_mem(v) || p == d->procs || disabled())
+	if (d->indexed || !vma_private(v) || p == d->procs || disabled())
 		return 0;
 	if (!p->cow_looked) {
 		p->cow_looked = true;

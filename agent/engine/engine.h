@@ -16,6 +16,7 @@
 
 #include <stdbool.h>
 #include <stdint.h>
+#include <sys/mman.h>
 #include <sys/types.h>
 #include <sys/user.h>
 
@@ -390,6 +391,19 @@ void seed_log_failure(struct rst_ctx *r, const struct seed_report *m);
 int seed_tasks_vdso(struct rst_ctx *r, pid_t root);
 
 struct range { uint64_t s, e; };
+
+/* /proc/PID/pagemap entry bits (mm.c, cowshare.c) */
+#define PM_PRESENT   (1ull << 63)
+#define PM_SWAPPED   (1ull << 62)
+#define PM_FILE      (1ull << 61)   /* a file page or shared anonymous */
+#define PM_EXCLUSIVE (1ull << 56)   /* mapped by this process only */
+#define PM_PFN(e)    ((e) & ((1ull << 55) - 1))   /* 0 without CAP_SYS_ADMIN */
+
+/* A private mapping, anonymous or of a file: pages of its own to save */
+static inline bool vma_private(const ImgVma *v)
+{
+	return v->kind == VK_ANON || (v->kind == VK_FILE && !(v->flags & MAP_SHARED));
+}
 
 /* cowshare.c: pages a child shares with its parent since a fork */
 int cowshare_vma(struct dump_ctx *d, struct dproc *p, int pmfd, const ImgVma *v);   /* while frozen */

@@ -51,9 +51,6 @@ uint32_t mapped_file_id(struct dump_ctx *d, const char *path, uint32_t flags);
 #define MADV_BIT_HUGE      8u
 #define MADV_BIT_NOHUGE    16u
 
-#define PM_PRESENT (1ull << 63)
-#define PM_SWAPPED (1ull << 62)
-#define PM_FILE    (1ull << 61)
 
 /* ------------------------------------------------------------------ dump */
 
@@ -911,12 +908,12 @@ int mm_dump(struct dump_ctx *d, struct dproc *p)
 			if (d->indexed && v->kind == VK_ANON && (rss || swap)) {
 				bool resident = !stale && !swap && rss * 1024 == v->end - v->start;
 				err = indexed_vma_runs(d, p, pmfd, v, p->core->n_vmas - 1, resident, &runs, &nruns, &cap);
-			} else if ((v->kind == VK_ANON || (v->kind == VK_FILE && !(v->flags & MAP_SHARED))) && (rss || swap) &&
+			} else if (vma_private(v) && (rss || swap) &&
 				   !d->indexed && whole_scan) {
 				pend = realloc(pend, (size_t)(npend + 1) * sizeof(*pend));
 				pend[npend++] = (int)p->core->n_vmas - 1;   /* one walk after the loop */
 				pend_kb += anon + swap;
-			} else if ((v->kind == VK_ANON || (v->kind == VK_FILE && !(v->flags & MAP_SHARED))) && (rss || swap)) {
+			} else if (vma_private(v) && (rss || swap)) {
 				int before = nruns;
 				err = v->kind == VK_ANON ? scan_runs(p, pmfd, v, &runs, &nruns, &cap) : -ENOTTY;
 				if (err == -ENOTTY)
@@ -1249,7 +1246,7 @@ struct fill_uffd {
  */
 static bool ro_early(const ImgVma *v)
 {
-	return (v->kind == VK_ANON || (v->kind == VK_FILE && !(v->flags & MAP_SHARED))) && v->has_pages &&
+	return vma_private(v) && v->has_pages &&
 	       (v->prot & PROT_READ) && !(v->prot & PROT_WRITE);
 }
 
@@ -1724,7 +1721,7 @@ int mm_restore_late(struct rst_ctx *r, struct rproc *p, struct image_reader *in,
 	 * the process's other late calls, one batch (rqueue.c) */
 	for (size_t i = 0; i < p->core->n_vmas; i++) {
 		ImgVma *v = p->core->vmas[i];
-		if ((v->kind == VK_ANON || (v->kind == VK_FILE && !(v->flags & MAP_SHARED))) &&
+		if (vma_private(v) &&
 		    v->has_pages && !(v->prot & PROT_WRITE) && !ro_early(v))
 			rq_add(p, "restore: mprotect", 0, SYS_mprotect, v->start, v->end - v->start, v->prot, 0, 0, 0);
 		if (v->kind == VK_SYSV && !(v->prot & PROT_READ))   /* shmat always gives read */
