@@ -113,7 +113,41 @@ static void add_range(struct dproc *p, uint64_t s, uint64_t e, uint64_t vma_star
 	p->shared[p->nshared++] = (struct range){ s, e };
 }
 
-static int compare(struct dproc *p, int pmfd, const ImgVma *v, uint64_t s, uint64_t e);
+/* a pagemap entry of the child's: an anonymous page it may share (mapped
+ * by more than itself) */
+static bool maybe_shared(uint64_t e)
+{
+	return (e & (PM_PRESENT | PM_EXCLUSIVE | PM_FILE)) == PM_PRESENT && PM_PFN(e);
+}
+
+/* [s, e) of VMA v: the pages that are the parent's go to p->shared */
+static int compare(struct dproc *p, int pmfd, const ImgVma *v, uint64_t s, uint64_t e)
+{
+	enum { N = 512 };
+	uint64_t mine[N], theirs[N];
+	for (uint64_t a = s; a < e;) {
+		size_t k = (e - a) / PAGE < N ? (size_t)((e - a) / PAGE) : N;
+		off_t off = (off_t)(a / PAGE * 8);
+		if (pread(pmfd, mine, k * 8, off) != (ssize_t)(k * 8)) {
+			log_err("dump: pid %u: pagemap at %#llx: %s", p->tree->pid, (unsigned long long)a,
+				strerror(errno));
+			return -EIO;
+		}
+		bool any = false;
+		for (size_t j = 0; j < k && !any; j++)
+			any = maybe_shared(mine[j]);
+		if (any && pread(p->cow_from_pm, theirs, k * 8, off) != (ssize_t)(k * 8)) {
+			log_err("dump: pid %u: pagemap of its parent at %#llx: %s", p->tree->pid,
+				(unsigned long long)a, strerror(errno));
+			return -EIO;
+		}
+		for (size_t j = 0; any && j < k; j++)
+			if (maybe_shared(mine[j]) && (theirs[j] & PM_PRESENT) && PM_PFN(theirs[j]) == PM_PFN(mine[j]))
+				add_range(p, a + j * PAGE, a + (j + 1) * PAGE, v->start);
+		a += k * PAGE;
+	}
+	return 0;
+}
 
 int cowshare_vma(struct dump_ctx *d, struct dproc *p, int pmfd, const ImgVma *v)
 {
@@ -138,13 +172,11 @@ int cowshare_vma(struct dump_ctx *d, struct dproc *p, int pmfd, const ImgVma *v)
 		return compare(p, pmfd, v, v->start, v->end);
 	struct range *pr = NULL;
 	int npr = 0, err = dirty_present(p, pmfd, v->start, v->end, &pr, &npr);
-	if (err == -ENOTTY || err == -EINVAL) {       /* no PAGEMAP_SCAN (< 6.7): small VMAs only */
+	if (err == -ENOTTY || err == -EINVAL) {       /* no PAGEMAP_SCAN (< 6.7): read whole, if not too big */
 		free(pr);
-		pr = NULL;
-		npr = v->end - v->start <= (64ull << 20);
-		if (npr)
-			pr = xcalloc(1, sizeof(*pr)), pr[0] = (struct range){ v->start, v->end };
-	} else if (err < 0) {
+		return v->end - v->start <= (64ull << 20) ? compare(p, pmfd, v, v->start, v->end) : 0;
+	}
+	if (err < 0) {
 		free(pr);
 		log_err("dump: pid %u vma %#llx: PAGEMAP_SCAN: %s", p->tree->pid, (unsigned long long)v->start,
 			strerror(-err));
@@ -156,40 +188,6 @@ int cowshare_vma(struct dump_ctx *d, struct dproc *p, int pmfd, const ImgVma *v)
 	return err;
 }
 
-/* [s, e) of VMA v: the pages that are the parent's go to p->shared */
-static int compare(struct dproc *p, int pmfd, const ImgVma *v, uint64_t s, uint64_t e)
-{
-	enum { N = 512 };
-	uint64_t mine[N], theirs[N];
-	for (uint64_t a = s; a < e;) {
-		size_t k = (e - a) / PAGE < N ? (size_t)((e - a) / PAGE) : N;
-		off_t off = (off_t)(a / PAGE * 8);
-		if (pread(pmfd, mine, k * 8, off) != (ssize_t)(k * 8)) {
-			log_err("dump: pid %u: pagemap at %#llx: %s", p->tree->pid, (unsigned long long)a,
-				strerror(errno));
-			return -EIO;
-		}
-		bool any = false;
-		for (size_t j = 0; j < k && !any; j++)
-			any = (mine[j] & (PM_PRESENT | PM_EXCLUSIVE | PM_FILE)) == PM_PRESENT && PM_PFN(mine[j]);
-		if (any && pread(p->cow_from_pm, theirs, k * 8, off) != (ssize_t)(k * 8)) {
-			log_err("dump: pid %u: pagemap of its parent at %#llx: %s", p->tree->pid,
-				(unsigned long long)a, strerror(errno));
-			return -EIO;
-		}
-		for (size_t j = 0; any && j < k; j++)
-			if ((mine[j] & (PM_PRESENT | PM_EXCLUSIVE | PM_FILE)) == PM_PRESENT && PM_PFN(mine[j]) &&
-			    (theirs[j] & PM_PRESENT) && PM_PFN(theirs[j]) == PM_PFN(mine[j]))
-				add_range(p, a + j * PAGE, a + (j + 1) * PAGE, v->start);
-		a += k * PAGE;
-	}
-	return 0;
-}
-
-/*
- * The shared pages out of the runs (sorted, within VMAs, no data read yet)
- * and into the image as cow_parent.  Runs only shrink or split.
- */
 /* p's VMAs are all looked at (mm_dump): the parent's pagemap is no longer needed */
 void cowshare_scan_end(struct dproc *p)
 {
@@ -198,6 +196,10 @@ void cowshare_scan_end(struct dproc *p)
 	p->cow_from_pm = -1;
 }
 
+/*
+ * The shared pages out of the runs (sorted, within VMAs, no data read yet)
+ * and into the image as cow_parent.  Runs only shrink or split.
+ */
 void cowshare_cut(struct dproc *p, struct pagerun **runsp, int *np)
 {
 	if (!p->nshared || p->core->n_cow_parent)
@@ -237,16 +239,15 @@ void cowshare_cut(struct dproc *p, struct pagerun **runsp, int *np)
 
 /* ------------------------------------------------------------------ restore */
 
-/* p's VMA holding [s, e), if its parent has it too (the pages can be the parent's) */
-static const ImgVma *shared_vma(const struct rproc *p, const struct rproc *q, uint64_t s, uint64_t e)
+/* p's VMA holding [s, e), if its parent has it too (the pages can be the
+ * parent's); *vi: where to look from, the ranges come sorted */
+static const ImgVma *shared_vma(const struct rproc *p, const struct rproc *q, uint64_t s, uint64_t e, size_t *vi)
 {
-	for (size_t i = 0; i < p->core->n_vmas; i++) {
-		const ImgVma *v = p->core->vmas[i];
-		size_t pi;
-		if (s >= v->start && e <= v->end)
-			return v->has_pages && cowshare_keeps(q->core, v, &pi) ? v : NULL;
-	}
-	return NULL;
+	while (*vi < p->core->n_vmas && p->core->vmas[*vi]->end <= s)
+		(*vi)++;
+	const ImgVma *v = *vi < p->core->n_vmas ? p->core->vmas[*vi] : NULL;
+	size_t pi;
+	return v && s >= v->start && e <= v->end && v->has_pages && cowshare_keeps(q->core, v, &pi) ? v : NULL;
 }
 
 int cowshare_check(struct rst_ctx *r)
@@ -265,10 +266,11 @@ int cowshare_check(struct rst_ctx *r)
 		}
 		const uint64_t *c = p->core->cow_parent;
 		uint64_t prev = 0;
+		size_t vi = 0;
 		for (size_t k = 0; k < n; k += 2) {
 			uint64_t s = c[k], len = c[k + 1] * PAGE;
 			if (s % PAGE || s < prev || !c[k + 1] || c[k + 1] > (1ull << 36) ||
-			    !shared_vma(p, &r->procs[q], s, s + len)) {
+			    !shared_vma(p, &r->procs[q], s, s + len, &vi)) {
 				log_err("restore: record 'proc' of pid %u: pages shared with the parent at %#llx+%llu: "
 					"not in a mapping both have", p->tree->pid, (unsigned long long)s,
 					(unsigned long long)c[k + 1]);
@@ -281,14 +283,7 @@ int cowshare_check(struct rst_ctx *r)
 	return 0;
 }
 
-/*
- * The pages p shares with its parent, copied from the parent's memory (its
- * pages are in: the parent comes first), in pieces of the page buffer with
- * process_vm_readv/writev; a piece either cannot move that way (a
- * protection without read or write access: RELRO is read-only in the child
- * by now) goes through /proc/PID/mem, which reads and writes whatever the
- * protection.
- */
+/* *fd: /proc/PID/mem of pid, opened at the first need */
 static int mem_fd(pid_t pid, int *fd, int flags)
 {
 	char path[64];
@@ -298,6 +293,14 @@ static int mem_fd(pid_t pid, int *fd, int flags)
 	return *fd = open(path, flags | O_CLOEXEC);
 }
 
+/*
+ * The pages p shares with its parent, copied from the parent's memory (its
+ * pages are in: the parent comes first), in pieces of the page buffer with
+ * process_vm_readv/writev; a piece either cannot move that way (a
+ * protection without read or write access: RELRO is read-only in the child
+ * by now) goes through /proc/PID/mem, which reads and writes whatever the
+ * protection.
+ */
 int cowshare_copy(struct rst_ctx *r, struct rproc *p)
 {
 	if (p->cow_parent < 0 || p->cow_forked)
