@@ -209,38 +209,22 @@ static void emit_park_laid(struct plan *pl, uint32_t pid)
 	pl->laid_park[pl->nlaid++] = park;
 }
 
-/* the [vvar][vvar_vclock][vdso] VMAs of two tasks are at the same places */
-static bool same_vdso(const ImgProcCore *a, const ImgProcCore *b)
-{
-	uint64_t x[6] = { 0 }, y[6] = { 0 };
-	const ImgProcCore *c[2] = { a, b };
-	uint64_t *o[2] = { x, y };
-	for (int k = 0; k < 2; k++)
-		for (size_t i = 0; i < c[k]->n_vmas; i++) {
-			const ImgVma *v = c[k]->vmas[i];
-			int at = v->kind == VK_VVAR ? 0 : v->kind == VK_VCLOCK ? 2 : v->kind == VK_VDSO ? 4 : -1;
-			if (at >= 0) {
-				o[k][at] = v->start;
-				o[k][at + 1] = v->end;
-			}
-		}
-	return !memcmp(x, y, sizeof(x)) && x[4];
-}
-
 /*
  * Can child c be forked from its parent p after p's layout and pages are in
  * (cowshare.c), so that the pages the image says they share are shared
- * again?  Both must lay their memory out in the seed, neither may have a root of
- * its own (a late fork would inherit p's chroot), and their vdso blocks must
- * be where each other's are.
+ * again?  Both must lay their memory out in the seed (p_vdso: where p's
+ * layout puts its vdso block, NULL if it cannot; c maps its own VMAs too),
+ * neither may have a root of its own (a late fork would inherit p's
+ * chroot), and their vdso blocks must be at the same places.
  */
-static bool late_ok(struct rst_ctx *r, const struct plan *pl, struct rproc *p, struct rproc *c)
+static bool late_ok(struct rst_ctx *r, const struct plan *pl, struct rproc *p, const uint64_t *p_vdso,
+		    struct rproc *c)
 {
 	const char *e = getenv("ZAPC_RESTORE_COWSHARE");
 	uint64_t dst[3], len[3];
-	return !(e && !strcmp(e, "0")) && !c->tree->zombie && c->cow_parent == (int)(p - r->procs) &&
-	       !strcmp(p->core->root, "/") && !strcmp(c->core->root, "/") && same_vdso(p->core, c->core) &&
-	       layout_gap(r, pl, p, dst, len) && layout_gap(r, pl, c, dst, len);   /* (c maps its own VMAs too) */
+	return !(e && !strcmp(e, "0")) && p_vdso && !c->tree->zombie && c->cow_parent == (int)(p - r->procs) &&
+	       !strcmp(p->core->root, "/") && !strcmp(c->core->root, "/") && layout_gap(r, pl, c, dst, len) &&
+	       !memcmp(dst, p_vdso, sizeof(dst));
 }
 
 /*
@@ -379,8 +363,10 @@ static int emit_task(struct rst_ctx *r, struct plan *pl, int idx, const struct r
 	 * pages (late), the others now — unless one of these must join the
 	 * group of a late one, which would not exist yet: then all now */
 	bool *klate = xcalloc((size_t)nk + 1, 1), filler = false;
+	uint64_t p_vdso[3], vlen[3];
+	bool lays = nk && layout_gap(r, pl, p, p_vdso, vlen);
 	for (int k = 0; k < nk; k++)
-		filler |= klate[k] = late_ok(r, pl, p, &r->procs[kid_at[k]]);
+		filler |= klate[k] = late_ok(r, pl, p, lays ? p_vdso : NULL, &r->procs[kid_at[k]]);
 	for (int k = 0; k < nk && filler; k++)
 		for (int j = 0; j < nk && !klate[k]; j++)
 			if (klate[j] && r->procs[kid_at[k]].tree->pgid == r->procs[kid_at[j]].tree->pid)
