@@ -663,13 +663,6 @@ static int restore_process(struct rst_ctx *r, struct rproc *p)
 	return rq_flush_start(r, p);
 }
 
-/* processes whose late batch / scratch munmap may be in flight at once (restore_main) */
-#ifndef BATCH_DEPTH
-#define BATCH_DEPTH 3
-#endif
-#ifndef UNMAP_DEPTH
-#define UNMAP_DEPTH 3
-#endif
 
 /* p's late batch is done: check it, drain on if it has to; then start the
  * scratch munmap (not in the batch: it runs from these pages).  The task
@@ -701,6 +694,57 @@ static int finish_process(struct rst_ctx *r, struct rproc *p)
 	for (int i = 0; i < p->nth; i++)
 		if ((err = thread_set_final(r, p, i)) < 0)
 			return err;
+	return 0;
+}
+
+/*
+ * Several processes at once (restore_main): the late batches (`batching`)
+ * and then the scratch munmaps (`unmapping`) of the ones before run in their
+ * tasks while the next one's pages go in; each is waited for only
+ * BATCH_DEPTH / UNMAP_DEPTH processes later (a munmap frees the scratch
+ * pages' page tables, ~0.1-0.2 ms on this PVM guest: waiting for it one
+ * process later kept the engine waiting for the tasks).
+ */
+#define BATCH_DEPTH 3
+#define UNMAP_DEPTH 3
+struct inflight {
+	struct rproc *batching[BATCH_DEPTH], *unmapping[UNMAP_DEPTH];
+	int nbatch, nunmap;
+};
+
+/* p's late batch has started (NULL: no more will): wait for what is due —
+ * the oldest batch, once BATCH_DEPTH are in flight (or at the end), whose
+ * munmap then starts, after the oldest munmap if UNMAP_DEPTH are */
+static int inflight_add(struct rst_ctx *r, struct inflight *f, struct rproc *p)
+{
+	int err;
+	if (f->nbatch == BATCH_DEPTH || (!p && f->nbatch)) {
+		if (f->nunmap == UNMAP_DEPTH) {
+			if ((err = finish_process(r, f->unmapping[0])) < 0)
+				return err;
+			memmove(f->unmapping, f->unmapping + 1, (size_t)--f->nunmap * sizeof(*f->unmapping));
+		}
+		if ((err = late_finish(r, f->batching[0])) < 0)
+			return err;
+		f->unmapping[f->nunmap++] = f->batching[0];
+		memmove(f->batching, f->batching + 1, (size_t)--f->nbatch * sizeof(*f->batching));
+	}
+	if (p)
+		f->batching[f->nbatch++] = p;
+	return 0;
+}
+
+/* every process in flight finished */
+static int inflight_end(struct rst_ctx *r, struct inflight *f)
+{
+	int err;
+	while (f->nbatch)
+		if ((err = inflight_add(r, f, NULL)) < 0)
+			return err;
+	for (int k = 0; k < f->nunmap; k++)
+		if ((err = finish_process(r, f->unmapping[k])) < 0)
+			return err;
+	f->nunmap = 0;
 	return 0;
 }
 
@@ -1135,14 +1179,8 @@ int restore_main(int argc, char **argv)
 		}
 		p->seized = true;
 	}
-	/* several processes at once: the late batches (`batching`) and then the
-	 * scratch munmaps (`unmapping`) of the ones before run in their tasks
-	 * while this one's pages go in; each is waited for only BATCH_DEPTH /
-	 * UNMAP_DEPTH processes later (a munmap frees the scratch pages' page
-	 * tables, ~0.1-0.2 ms on this PVM guest: waiting for it one process
-	 * later kept the engine waiting for the tasks) */
-	struct rproc *batching[BATCH_DEPTH + 1] = { NULL }, *unmapping[UNMAP_DEPTH + 1] = { NULL };
-	int nbatch = 0, nunmap = 0;
+	/* several processes at once (struct inflight) */
+	struct inflight inflight = { { NULL }, { NULL }, 0, 0 };
 	for (int i = 0, started = 0; i < r->nprocs; i++) {
 		struct rproc *p = &r->procs[i];
 		if (p->tree->zombie)
@@ -1161,34 +1199,11 @@ int restore_main(int argc, char **argv)
 			started = 1;
 			break;
 		}
-		if ((err = restore_process(r, p)) < 0)
+		if ((err = restore_process(r, p)) < 0 || (err = inflight_add(r, &inflight, p)) < 0)
 			goto fail;      /* logged where it failed */
-		if (nunmap == UNMAP_DEPTH) {
-			if ((err = finish_process(r, unmapping[0])) < 0)
-				goto fail;
-			memmove(unmapping, unmapping + 1, (size_t)--nunmap * sizeof(*unmapping));
-		}
-		if (nbatch == BATCH_DEPTH) {
-			if ((err = late_finish(r, batching[0])) < 0)
-				goto fail;
-			unmapping[nunmap++] = batching[0];
-			memmove(batching, batching + 1, (size_t)--nbatch * sizeof(*batching));
-		}
-		batching[nbatch++] = p;
 	}
-	for (int k = 0; k < nbatch; k++) {
-		if ((err = late_finish(r, batching[k])) < 0)
-			goto fail;
-		if (nunmap == UNMAP_DEPTH) {
-			if ((err = finish_process(r, unmapping[0])) < 0)
-				goto fail;
-			memmove(unmapping, unmapping + 1, (size_t)--nunmap * sizeof(*unmapping));
-		}
-		unmapping[nunmap++] = batching[k];
-	}
-	for (int k = 0; k < nunmap; k++)
-		if ((err = finish_process(r, unmapping[k])) < 0)
-			goto fail;
+	if ((err = inflight_end(r, &inflight)) < 0)
+		goto fail;
 	clock_gettime(CLOCK_MONOTONIC, &tr1);
 	if (getenv("ZAPC_ENGINE_TIMING"))
 		fprintf(stderr, "TIMING restore_processes_ms %.3f\n",
