@@ -60,6 +60,32 @@ struct bop {                 /* struct inj_op of inject.h */
  * place (SEED_VDSO): only the seed's own range [SEED_BASE, laid_end) goes,
  * but for the scratch pages.
  */
+/*
+ * The gaps of [from, last) around n ranges to keep ([ks[i], ke[i]), sorted
+ * here in place) into gs/ge (n + 1 at most): what a task unmaps to keep
+ * only those.
+ */
+static int keep_gaps(uint64_t *ks, uint64_t *ke, int n, uint64_t from, uint64_t last, uint64_t *gs, uint64_t *ge)
+{
+	for (int i = 0; i < n; i++)          /* sort by start */
+		for (int j = i + 1; j < n; j++)
+			if (ks[j] < ks[i]) {
+				uint64_t t = ks[i]; ks[i] = ks[j]; ks[j] = t;
+				t = ke[i]; ke[i] = ke[j]; ke[j] = t;
+			}
+	int ng = 0;
+	for (int k = 0; k <= n; k++) {
+		uint64_t to = k < n && ks[k] < last ? ks[k] : last;
+		if (to > from) {
+			gs[ng] = from;
+			ge[ng++] = to;
+		}
+		if (k < n && ke[k] > from)
+			from = ke[k];
+	}
+	return ng;
+}
+
 __attribute__((noinline, noreturn)) static void park(const struct seed_hdr *h, uint64_t vdso,
 						   const struct seed_report *msg, uint64_t laid_end)
 {
@@ -74,27 +100,13 @@ __attribute__((noinline, noreturn)) static void park(const struct seed_hdr *h, u
 	struct seed_report *rep = (struct seed_report *)out;
 	*rep = *msg;
 	rep->vdso = vdso;
-	uint64_t ks[2] = { s, vdso - h->vdso_pre }, ke[2] = { s + 4 * PAGE, vdso + h->vdso_len };
-	uint64_t from = 16 * PAGE, last = MAX_ADDR - PAGE;
-	if (laid_end) {
-		ks[1] = ks[0];
-		ke[1] = ke[0];
-		from = SEED_BASE;
-		last = laid_end;
-	}
-	if (ks[1] < ks[0]) {
-		uint64_t t = ks[0]; ks[0] = ks[1]; ks[1] = t;
-		t = ke[0]; ke[0] = ke[1]; ke[1] = t;
-	}
+	uint64_t ks[2] = { s, vdso - h->vdso_pre }, ke[2] = { s + 4 * PAGE, vdso + h->vdso_len }, gs[3], ge[3];
+	int ng = laid_end ? keep_gaps(ks, ke, 1, SEED_BASE, laid_end, gs, ge)
+			  : keep_gaps(ks, ke, 2, 16 * PAGE, MAX_ADDR - PAGE, gs, ge);
 	struct bop *op = (struct bop *)(code + 64);
 	int n = 0;
-	for (int k = 0; k <= 2; k++) {
-		uint64_t to = k < 2 && ks[k] < last ? ks[k] : last;
-		if (to > from)
-			op[n++] = (struct bop){ __NR_munmap, { from, to - from, 0, 0, 0, 0 }, 0 };
-		if (k < 2 && ke[k] > from)
-			from = ke[k];
-	}
+	for (int k = 0; k < ng; k++)
+		op[n++] = (struct bop){ __NR_munmap, { gs[k], ge[k] - gs[k], 0, 0, 0, 0 }, 0 };
 	op[n++] = (struct bop){ __NR_write, { (uint64_t)h->ready_w, out, sizeof(*msg), 0, 0, 0 }, 0 };
 	op[n++] = (struct bop){ __NR_read, { (uint64_t)h->hold_r, out + 64, 1, 0, 0, 0 }, 0 };
 	op[n++] = (struct bop){ __NR_exit_group, { 1, 0, 0, 0, 0, 0 }, 0 };
@@ -164,23 +176,12 @@ __attribute__((noinline)) static long drop_inherited(const struct seed_hdr *h, u
 {
 	uint64_t seed_end = h->addr + h->len > SEED_RESERVE_END ? h->addr + h->len : SEED_RESERVE_END;
 	uint64_t ks[3] = { SEED_BASE, h->scratch, vdso - h->vdso_pre }, ke[3] = { seed_end, h->scratch + 4 * PAGE,
-									       vdso + h->vdso_len };
-	for (int i = 0; i < 3; i++)          /* sort by start */
-		for (int j = i + 1; j < 3; j++)
-			if (ks[j] < ks[i]) {
-				uint64_t t = ks[i]; ks[i] = ks[j]; ks[j] = t;
-				t = ke[i]; ke[i] = ke[j]; ke[j] = t;
-			}
-	uint64_t from = 16 * PAGE;
-	for (int k = 0; k <= 3; k++) {
-		uint64_t to = k < 3 ? ks[k] : MAX_ADDR - PAGE;
-		if (to > from) {
-			long r = sc6(__NR_munmap, (long)from, (long)(to - from), 0, 0, 0, 0);
-			if (r < 0)
-				return r;
-		}
-		if (k < 3 && ke[k] > from)
-			from = ke[k];
+									       vdso + h->vdso_len }, gs[4], ge[4];
+	int ng = keep_gaps(ks, ke, 3, 16 * PAGE, MAX_ADDR - PAGE, gs, ge);
+	for (int k = 0; k < ng; k++) {
+		long r = sc6(__NR_munmap, (long)gs[k], (long)(ge[k] - gs[k]), 0, 0, 0, 0);
+		if (r < 0)
+			return r;
 	}
 	return 0;
 }
