@@ -283,16 +283,6 @@ int cowshare_check(struct rst_ctx *r)
 	return 0;
 }
 
-/* *fd: /proc/PID/mem of pid, opened at the first need */
-static int mem_fd(pid_t pid, int *fd, int flags)
-{
-	char path[64];
-	if (*fd >= 0)
-		return *fd;
-	snprintf(path, sizeof(path), "/proc/%d/mem", pid);
-	return *fd = open(path, flags | O_CLOEXEC);
-}
-
 /*
  * The pages p shares with its parent, copied from the parent's memory (its
  * pages are in: the parent comes first), in pieces of the page buffer with
@@ -315,10 +305,10 @@ int cowshare_copy(struct rst_ctx *r, struct rproc *p)
 			size_t n = e - a < cap ? (size_t)(e - a) : cap;
 			errno = EFAULT;     /* (a short transfer sets none) */
 			if (mem_read(q->hpid, a, buf, n) < 0 &&
-			    (mem_fd(q->hpid, &from, O_RDONLY) < 0 || pread(from, buf, n, (off_t)a) != (ssize_t)n))
+			    (proc_mem_fd(q->hpid, &from, O_RDONLY) < 0 || pread(from, buf, n, (off_t)a) != (ssize_t)n))
 				err = -errno;
 			else if (mem_write(p->hpid, a, buf, n) < 0 &&
-				 (mem_fd(p->hpid, &to, O_RDWR) < 0 || pwrite(to, buf, n, (off_t)a) != (ssize_t)n))
+				 (proc_mem_fd(p->hpid, &to, O_RDWR) < 0 || pwrite(to, buf, n, (off_t)a) != (ssize_t)n))
 				err = -errno;
 			if (err)
 				log_err("restore: pid %u: copy the pages it shares with its parent at %#llx: %s",

@@ -13,6 +13,7 @@
  */
 #include <elf.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <signal.h>
 #include <stdio.h>
 #include <string.h>
@@ -174,6 +175,15 @@ int mem_write(pid_t pid, uint64_t addr, const void *buf, size_t len)
 		buf = (const char *)buf + n; addr += (uint64_t)n; len -= (size_t)n;
 	}
 	return 0;
+}
+
+int proc_mem_fd(pid_t pid, int *fd, int flags)
+{
+	char path[64];
+	if (*fd >= 0)
+		return *fd;
+	snprintf(path, sizeof(path), "/proc/%d/mem", pid);
+	return *fd = open(path, flags | O_CLOEXEC);
 }
 
 int mem_read(pid_t pid, uint64_t addr, void *buf, size_t len)

@@ -75,6 +75,9 @@ long vdso_syscall_offset(void);
 /* Copy to / from the target's memory (process_vm_*; whole length or -errno). */
 int mem_write(pid_t pid, uint64_t addr, const void *buf, size_t len);
 int mem_read(pid_t pid, uint64_t addr, void *buf, size_t len);
+/* *fd: /proc/PID/mem of pid (reads and writes whatever the protection),
+ * opened with flags at the first call; the fd or -1 (errno set) */
+int proc_mem_fd(pid_t pid, int *fd, int flags);
 
 /* Wait for a stop of tid (any, __WALL); returns the status or -errno. */
 int wait_stop(pid_t tid, int *status);

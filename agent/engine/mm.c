@@ -259,13 +259,8 @@ static int read_some(pid_t pid, struct pagerun *runs, int n, const ImgProcCore *
 		}
 		/* run i+done failed (unreadable VMA): read it through /proc/PID/mem */
 		struct pagerun *bad = &runs[i + done];
-		if (memfd < 0) {
-			char path[64];
-			snprintf(path, sizeof(path), "/proc/%d/mem", pid);
-			memfd = open(path, O_RDONLY | O_CLOEXEC);
-			if (memfd < 0)
-				return -errno;
-		}
+		if (proc_mem_fd(pid, &memfd, O_RDONLY) < 0)
+			return -errno;
 		size_t len = bad->npages * PAGE, o = 0;
 		while (o < len) {
 			ssize_t m = pread(memfd, bad->data + o, len - o, (off_t)(bad->addr + o));
@@ -1536,14 +1531,10 @@ void mm_restore_pages_timing(void)
 static int write_ro(struct rproc *p, struct image_reader *in, int *memfd, uint64_t addr, uint64_t dlen)
 {
 	int err;
-	if (*memfd < 0) {
-		char path[64];
-		snprintf(path, sizeof(path), "/proc/%d/mem", p->hpid);
-		if ((*memfd = open(path, O_RDWR | O_CLOEXEC)) < 0) {
-			err = -errno;
-			log_err("restore: pid %u: %s: %s", p->tree->pid, path, strerror(errno));
-			return err;
-		}
+	if (proc_mem_fd(p->hpid, memfd, O_RDWR) < 0) {
+		err = -errno;
+		log_err("restore: pid %u: /proc/%d/mem: %s", p->tree->pid, p->hpid, strerror(errno));
+		return err;
 	}
 	size_t cap;
 	uint8_t *buf = pagefill_buf(&cap);
