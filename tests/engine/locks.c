@@ -65,6 +65,17 @@ static void must(int ret, const char *what)
 	}
 }
 
+/* the locks are taken: say so (line, if any) and keep them until killed */
+static _Noreturn void keep(const char *line)
+{
+	if (line) {
+		puts(line);
+		fflush(stdout);
+	}
+	for (;;)
+		pause();
+}
+
 static int posix_lock(int fd, int cmd, short type, off_t start, off_t len)
 {
 	struct flock fl = { .l_type = type, .l_whence = SEEK_SET, .l_start = start, .l_len = len };
@@ -91,8 +102,7 @@ static __attribute__((noreturn)) void hold(const char *dir)
 	if (c == 0) {
 		must(posix_lock(ch, F_SETLK, F_WRLCK, 0, 10), "child posix lock");
 		must((int)write(go[1], "x", 1), "write");
-		for (;;)
-			pause();
+		keep(NULL);
 	}
 	char b;
 	must((int)read(go[0], &b, 1), "read");
@@ -104,8 +114,7 @@ static __attribute__((noreturn)) void hold(const char *dir)
 		/* blocks until the parent lets go (after the restore, in the test) */
 		must(posix_lock(wt, F_SETLKW, F_WRLCK, 0, 1), "F_SETLKW");
 		mark(dir, "waited");
-		for (;;)
-			pause();
+		keep(NULL);
 	}
 	/* the waiter is blocked when its request on DIR/wait shows in /proc/locks ("->") */
 	struct stat st;
@@ -174,19 +183,15 @@ int main(int argc, char **argv)
 		int fd = open(argv[2], O_RDWR);
 		must(fd, argv[2]);
 		must(posix_lock(fd, F_SETLK, F_WRLCK, atoll(argv[3]), atoll(argv[4])), "lock");
-		printf("held %d\n", (int)getpid());
-		fflush(stdout);
-		for (;;)
-			pause();
+		char line[32];
+		snprintf(line, sizeof(line), "held %d", (int)getpid());
+		keep(line);
 	}
 	if (argc == 3 && !strcmp(argv[1], "lease")) {
 		int fd = open(argv[2], O_RDONLY);
 		must(fd, argv[2]);
 		must(fcntl(fd, F_SETLEASE, F_RDLCK), "F_SETLEASE");
-		puts("held");
-		fflush(stdout);
-		for (;;)
-			pause();
+		keep("held");
 	}
 	if (argc == 3 && !strcmp(argv[1], "mapped")) {
 		int fd = open(argv[2], O_RDWR);
@@ -195,10 +200,7 @@ int main(int argc, char **argv)
 		if (mmap(NULL, 4096, PROT_READ, MAP_SHARED, fd, 0) == MAP_FAILED)
 			must(-1, "mmap");
 		close(fd);
-		puts("held");
-		fflush(stdout);
-		for (;;)
-			pause();
+		keep("held");
 	}
 	fprintf(stderr, "usage: see tests/engine/locks.c\n");
 	return 2;
