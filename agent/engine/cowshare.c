@@ -99,7 +99,6 @@ static struct dproc *parent_of(struct dump_ctx *d, struct dproc *p)
 /* (a range never crosses a VMA boundary: the restore checks each is in one) */
 static void add_range(struct dproc *p, uint64_t s, uint64_t e, uint64_t vma_start)
 {
-	p->shared_pages += (e - s) / PAGE;
 	if (p->nshared && p->shared[p->nshared - 1].e == s && s != vma_start) {
 		p->shared[p->nshared - 1].e = e;
 		return;
@@ -186,6 +185,15 @@ int cowshare_vma(struct dump_ctx *d, struct dproc *p, int pmfd, const ImgVma *v)
 		err = compare(p, pmfd, v, pr[i].s > v->start ? pr[i].s : v->start, pr[i].e < v->end ? pr[i].e : v->end);
 	free(pr);
 	return err;
+}
+
+/* bytes of the pages p shares with its parent (found so far) */
+uint64_t cowshare_bytes(const struct dproc *p)
+{
+	uint64_t n = 0;
+	for (int i = 0; i < p->nshared; i++)
+		n += p->shared[i].e - p->shared[i].s;
+	return n;
 }
 
 /* p's VMAs are all looked at (mm_dump): the parent's pagemap is no longer needed */

@@ -159,7 +159,6 @@ struct dproc {
 	int cow_from_pm;             /* its /proc/PID/pagemap while the VMAs are looked at */
 	struct range *shared;        /* page ranges that are the parent's */
 	int nshared, shared_cap;
-	uint64_t shared_pages;       /* ... how many pages */
 };
 
 /*
@@ -408,6 +407,7 @@ static inline bool vma_private(const ImgVma *v)
 /* cowshare.c: pages a child shares with its parent since a fork */
 int cowshare_vma(struct dump_ctx *d, struct dproc *p, int pmfd, const ImgVma *v);   /* while frozen */
 void cowshare_scan_end(struct dproc *p);
+uint64_t cowshare_bytes(const struct dproc *p);
 void cowshare_cut(struct dproc *p, struct pagerun **runs, int *n);   /* out of the runs, into the image */
 int cowshare_check(struct rst_ctx *r);                    /* the image's cow_parent; sets rproc.cow_parent */
 int cowshare_copy(struct rst_ctx *r, struct rproc *p);   /* from the restored parent's memory */

@@ -936,7 +936,7 @@ int mm_dump(struct dump_ctx *d, struct dproc *p)
 	 * smaps (anonymous + swapped kB of those VMAs), as read frozen.
 	 */
 	/* (pages shared with the parent are not saved here: cowshare.c) */
-	uint64_t pend_bytes = pend_kb * 1024 > p->shared_pages * PAGE ? pend_kb * 1024 - p->shared_pages * PAGE : 0;
+	uint64_t shared = cowshare_bytes(p), pend_bytes = pend_kb * 1024 > shared ? pend_kb * 1024 - shared : 0;
 	if (err == 0 && npend && !nruns && p->cow_ok && !deferring && pend_bytes >= mm_cow_min_bytes()) {
 		close(pmfd);
 		p->cow_pend = pend;
